@@ -69,6 +69,8 @@ type Finding struct {
 	Host     string   `json:"host,omitempty"`
 	// Evidence is a short excerpt of the step output that led to the finding.
 	Evidence string `json:"evidence,omitempty"`
+	// Phase is "diagnose", or "verify" for what was found after a relief.
+	Phase string `json:"phase,omitempty"`
 }
 
 // ApprovalPolicy says who must approve a relief before it runs.

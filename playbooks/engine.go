@@ -1,0 +1,344 @@
+package playbooks
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/playbooks/params"
+)
+
+// Targets resolves a playbook's target group to the executor that runs it.
+type Targets interface {
+	Executor(target string) (executors.Executor, error)
+}
+
+// ReliefHistory remembers when a relief last ran on a host, for cooldowns. The
+// durable store implements it; the engine keeps one in memory otherwise.
+type ReliefHistory interface {
+	LastRelief(ctx context.Context, relief, host string) (time.Time, bool, error)
+	RecordRelief(ctx context.Context, relief string, hosts []string, at time.Time) error
+}
+
+// Observer receives the engine's progress: the chat thread, the audit trail and the
+// terminal subscribe through it. Observe must not block for long.
+type Observer interface {
+	Observe(ctx context.Context, ev incident.Event)
+}
+
+// ObserverFunc adapts a function to Observer.
+type ObserverFunc func(ctx context.Context, ev incident.Event)
+
+// Observe calls f.
+func (f ObserverFunc) Observe(ctx context.Context, ev incident.Event) { f(ctx, ev) }
+
+// Options tune an Engine; the zero value is production behaviour.
+type Options struct {
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// WaitScale divides the playbook's waits (the lab uses 300: 5m → 1s).
+	WaitScale float64
+	// History backs cooldowns; an in-memory history when nil.
+	History ReliefHistory
+	Logger  *slog.Logger
+}
+
+// Engine runs playbooks. It is safe for concurrent runs.
+type Engine struct {
+	targets Targets
+	now     func() time.Time
+	scale   float64
+	history ReliefHistory
+	log     *slog.Logger
+}
+
+// NewEngine returns an engine that runs steps through targets.
+func NewEngine(targets Targets, opts Options) *Engine {
+	e := &Engine{targets: targets, now: opts.Now, scale: opts.WaitScale, history: opts.History, log: opts.Logger}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.scale < 1 {
+		e.scale = 1
+	}
+	if e.history == nil {
+		e.history = newMemHistory()
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	return e
+}
+
+// Phases of a run, visible to expressions as `phase`.
+const (
+	PhaseDiagnose = "diagnose"
+	PhaseVerify   = "verify"
+)
+
+// Diagnose runs the playbook's diagnostic steps concurrently as `needs` allows,
+// then evaluates rules and escalations. A failed step is a finding, not an error:
+// Diagnose returns an error only when ctx is cancelled.
+func (e *Engine) Diagnose(ctx context.Context, run *Run) error {
+	run.mu.Lock()
+	run.since = run.Started.Add(-run.window())
+	run.mu.Unlock()
+
+	err := e.runSteps(ctx, run, run.Playbook.Steps, PhaseDiagnose)
+	if err != nil {
+		return err
+	}
+	e.evaluate(ctx, run, PhaseDiagnose)
+	return ctx.Err()
+}
+
+// runSteps runs steps honouring needs; rules whose steps are all finished are
+// evaluated as soon as possible so the first finding does not wait for the slowest
+// step.
+func (e *Engine) runSteps(ctx context.Context, run *Run, steps []*Step, phase string) error {
+	done := make(map[string]chan struct{}, len(steps))
+	for _, s := range steps {
+		done[s.ID] = make(chan struct{})
+	}
+	var g errgroup.Group
+	for _, s := range steps {
+		g.Go(func() error {
+			defer close(done[s.ID])
+			for _, n := range s.Needs {
+				if ch, ok := done[n]; ok {
+					select {
+					case <-ch:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+			}
+			res := e.runStep(ctx, run, s, phase)
+			run.setStep(res)
+			e.emit(ctx, run, incident.Event{Kind: incident.EventStepFinished, Step: &res})
+			if res.Status == incident.StepFailed || res.Status == incident.StepTimeout {
+				f := incident.Finding{Rule: "step-failed", Severity: incident.SeverityWarning, Step: s.ID,
+					Text: fmt.Sprintf("Step %q (%s) did not complete: %s", s.ID, s.Title, res.Error)}
+				if run.addFinding(f) {
+					e.emit(ctx, run, incident.Event{Kind: incident.EventFinding, Finding: &f})
+				}
+			}
+			if phase == PhaseDiagnose {
+				e.evaluateReady(ctx, run)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func (e *Engine) emit(ctx context.Context, run *Run, ev incident.Event) {
+	ev.RunID = run.ID
+	if ev.Time.IsZero() {
+		ev.Time = e.now()
+	}
+	if run.Observer != nil {
+		run.Observer.Observe(ctx, ev)
+	}
+}
+
+func scriptDigest(script, check string) string {
+	sum := sha256.Sum256([]byte(script + "\x00" + check))
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+// runStep runs one step on its target's hosts and never fails: problems become the
+// result's status and error.
+func (e *Engine) runStep(ctx context.Context, run *Run, s *Step, phase string) incident.StepResult {
+	res := incident.StepResult{Step: s.ID, Title: s.Title, Target: s.Target, Status: incident.StepOK,
+		Digest: scriptDigest(s.PowerShell, s.Check), Started: e.now(), Verifying: phase == PhaseVerify}
+	finish := func(status incident.StepStatus, err string) incident.StepResult {
+		res.Status, res.Error = status, err
+		res.Duration = e.now().Sub(res.Started)
+		return res
+	}
+
+	env := run.env(phase, nil, nil)
+	args, err := evalArgs(s.With, env)
+	if err != nil {
+		return finish(incident.StepFailed, err.Error())
+	}
+	if s.when != nil {
+		env["args"] = args
+		ok, err := runBool(s.when, env)
+		if err != nil {
+			return finish(incident.StepFailed, "when: "+err.Error())
+		}
+		if !ok {
+			return finish(incident.StepSkipped, "")
+		}
+	}
+	exec, err := e.targets.Executor(s.Target)
+	if err != nil {
+		return finish(incident.StepFailed, err.Error())
+	}
+	res.Executor = exec.Kind()
+	hosts := exec.Hosts()
+	if len(hosts) == 0 {
+		return finish(incident.StepFailed, fmt.Sprintf("target %q has no endpoints", s.Target))
+	}
+	e.emit(ctx, run, incident.Event{Kind: incident.EventStepStarted, Step: &incident.StepResult{
+		Step: s.ID, Title: s.Title, Target: s.Target, Executor: exec.Kind(), Status: incident.StepRunning, Started: res.Started, Verifying: res.Verifying}})
+
+	action := executors.Action{Step: s.ID, Script: s.PowerShell, Check: s.Check, Params: scriptData(run.Params, args), Timeout: s.Timeout}
+	outs := e.onHosts(ctx, exec, hosts, s.RunOn == "one", action)
+
+	var errs []string
+	timedOut := false
+	for _, o := range outs {
+		res.Hosts = append(res.Hosts, o.host)
+		if o.err != nil {
+			errs = append(errs, o.err.Error())
+			timedOut = timedOut || errors.Is(o.err, executors.ErrTimeout) || errors.Is(o.err, context.DeadlineExceeded)
+			if o.out.ExitCode != 0 {
+				res.ExitCode = o.out.ExitCode
+			}
+			continue
+		}
+		rows, err := Rows(o.host, o.out.Stdout)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", o.host, err))
+			continue
+		}
+		res.Rows = append(res.Rows, rows...)
+	}
+	switch {
+	case len(errs) == 0:
+		return finish(incident.StepOK, "")
+	case timedOut:
+		return finish(incident.StepTimeout, strings.Join(errs, "; "))
+	default:
+		return finish(incident.StepFailed, strings.Join(errs, "; "))
+	}
+}
+
+type hostOutput struct {
+	host string
+	out  executors.Output
+	err  error
+}
+
+// onHosts runs an action on every host concurrently, or, with firstOnly, on the
+// hosts in order until one succeeds.
+func (e *Engine) onHosts(ctx context.Context, exec executors.Executor, hosts []string, firstOnly bool, a executors.Action) []hostOutput {
+	run := func(host string) hostOutput {
+		actx, cancel := context.WithTimeout(ctx, a.Timeout)
+		defer cancel()
+		out, err := exec.Run(actx, host, a)
+		if err == nil && actx.Err() != nil {
+			err = fmt.Errorf("%s: %s: %w after %s", host, a.Step, executors.ErrTimeout, a.Timeout)
+		}
+		return hostOutput{host: host, out: out, err: err}
+	}
+	if firstOnly {
+		var last hostOutput
+		for _, h := range hosts {
+			last = run(h)
+			if last.err == nil || ctx.Err() != nil {
+				break
+			}
+		}
+		return []hostOutput{last}
+	}
+	outs := make([]hostOutput, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Go(func() { outs[i] = run(h) })
+	}
+	wg.Wait()
+	return outs
+}
+
+func evalArgs(args []Arg, env map[string]any) (map[string]any, error) {
+	out := make(map[string]any, len(args))
+	for _, a := range args {
+		v, err := runExpr(a.prog, env)
+		if err != nil {
+			return nil, fmt.Errorf("with.%s: %w", a.Name, err)
+		}
+		out[a.Name] = v
+	}
+	return out, nil
+}
+
+// scriptData is the blob a script receives as $P: validated params overlaid with
+// computed arguments, each in a JSON-friendly form.
+func scriptData(params, args map[string]any) map[string]any {
+	out := make(map[string]any, len(params)+len(args))
+	for k, v := range params {
+		out[k] = jsonValue(v)
+	}
+	for k, v := range args {
+		out[k] = jsonValue(v)
+	}
+	return out
+}
+
+func jsonValue(v any) any {
+	if t, ok := v.(time.Time); ok {
+		return t.UTC().Format(time.RFC3339)
+	}
+	return params.ScriptValue(v)
+}
+
+// wait sleeps a playbook wait, scaled for the lab, or until ctx ends.
+func (e *Engine) wait(ctx context.Context, d time.Duration) error {
+	d = time.Duration(float64(d) / e.scale)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// memHistory is the in-process relief history used when no store is wired.
+type memHistory struct {
+	mu   sync.Mutex
+	last map[[2]string]time.Time
+}
+
+func newMemHistory() *memHistory { return &memHistory{last: map[[2]string]time.Time{}} }
+
+func (h *memHistory) LastRelief(_ context.Context, relief, host string) (time.Time, bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t, ok := h.last[[2]string{relief, host}]
+	return t, ok, nil
+}
+
+func (h *memHistory) RecordRelief(_ context.Context, relief string, hosts []string, at time.Time) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, host := range hosts {
+		h.last[[2]string{relief, host}] = at
+	}
+	return nil
+}
+
+func containsAll(have []string, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,238 @@
+package playbooks_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/executors/lab"
+	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/playbooks"
+)
+
+var labTargets = map[string]string{"exchange": "winrm", "eop": "probe"}
+
+// labTargetsFor maps every playbook target onto one lab organisation.
+type labTargetsFor struct{ lab *lab.Lab }
+
+func (t labTargetsFor) Executor(name string) (executors.Executor, error) {
+	kind, ok := labTargets[name]
+	if !ok {
+		return nil, fmt.Errorf("no target %q", name)
+	}
+	return t.lab.Target(name, kind, nil), nil
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	events []incident.Event
+}
+
+func (r *recorder) Observe(_ context.Context, ev incident.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
+}
+
+func (r *recorder) kinds(k incident.EventKind) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ev := range r.events {
+		if ev.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+func builtin(t testing.TB, id string) *playbooks.Playbook {
+	t.Helper()
+	cat, err := playbooks.Load("", labTargets)
+	require.NoError(t, err)
+	pb, err := cat.Resolve(id)
+	require.NoError(t, err)
+	return pb
+}
+
+func rules(fs []incident.Finding) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.Rule)
+	}
+	return out
+}
+
+func escalationIDs(es []incident.Escalation) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Rule)
+	}
+	return out
+}
+
+func reliefIDs(ps []incident.Proposal) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Relief)
+	}
+	return out
+}
+
+type labRun struct {
+	run *playbooks.Run
+	eng *playbooks.Engine
+	lab *lab.Lab
+	obs *recorder
+}
+
+func diagnose(t *testing.T, scenario string, params map[string]any) labRun {
+	t.Helper()
+	l, err := lab.New(scenario, lab.Options{})
+	require.NoError(t, err)
+	eng := playbooks.NewEngine(labTargetsFor{l}, playbooks.Options{WaitScale: 3000})
+	obs := &recorder{}
+	if params == nil {
+		params = map[string]any{}
+	}
+	run := playbooks.NewRun("r-test", builtin(t, "5.5.4"), params, time.Now(), obs)
+	require.NoError(t, eng.Diagnose(context.Background(), run))
+	return labRun{run: run, eng: eng, lab: l, obs: obs}
+}
+
+// Every branch of the seed runbook's 5.5.4 tree, through the lab.
+func TestNDR554Branches(t *testing.T) {
+	tests := []struct {
+		scenario    string
+		params      map[string]any
+		findings    []string
+		proposals   []string
+		hosts       []string
+		escalations []string
+	}{
+		{scenario: "healthy", findings: []string{"not-failing", "queues-healthy"}},
+		{scenario: "overloaded-queue",
+			findings:  []string{"still-failing", "still-failing", "queue-overloaded", "queue-elevated"},
+			proposals: []string{"restart-transport"}, hosts: []string{"ex01.lab.contoso.com"}},
+		{scenario: "throttled-sender",
+			findings:  []string{"still-failing", "still-failing", "queues-healthy", "throttled-sender"},
+			// Set-ThrottlingPolicy is organisation-wide: once, where the evidence came from.
+			proposals: []string{"adjust-throttling"}, hosts: []string{"ex01.lab.contoso.com"}},
+		{scenario: "throttled-sender", params: map[string]any{"sender": "bob@contoso.com"},
+			findings:    []string{"still-failing", "still-failing", "queues-healthy"},
+			escalations: []string{"eop-side"}},
+		{scenario: "connector-unhealthy",
+			findings:  []string{"still-failing", "still-failing", "queues-healthy", "connector-unhealthy"},
+			proposals: []string{"restart-transport"}, hosts: []string{"ex02.lab.contoso.com"}},
+		{scenario: "network-down",
+			findings:    []string{"still-failing", "still-failing", "queues-healthy", "network-down"},
+			escalations: []string{"network"}},
+		{scenario: "eop-side",
+			findings:    []string{"still-failing", "still-failing", "queues-healthy"},
+			escalations: []string{"eop-side"}},
+		{scenario: "relief-fails",
+			findings:  []string{"still-failing", "still-failing", "queue-overloaded", "queue-elevated"},
+			proposals: []string{"restart-transport"}, hosts: []string{"ex01.lab.contoso.com"}},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%s%v", tc.scenario, tc.params), func(t *testing.T) {
+			r := diagnose(t, tc.scenario, tc.params)
+			assert.Equal(t, tc.findings, rules(r.run.Findings()))
+			assert.Equal(t, tc.proposals, reliefIDs(r.run.Proposals()))
+			assert.Equal(t, tc.escalations, escalationIDs(r.run.Escalations()))
+			if tc.hosts != nil {
+				assert.Equal(t, tc.hosts, r.run.Proposals()[0].Hosts)
+			}
+			for _, c := range r.lab.Calls() {
+				assert.NotContains(t, []string{"Restart-Service", "Set-ThrottlingPolicy"}, c.Cmdlet, "a diagnosis must not change anything")
+			}
+		})
+	}
+}
+
+func TestReliefVerificationAndEscalation(t *testing.T) {
+	tests := []struct {
+		scenario    string
+		relief      string
+		verified    bool
+		escalations []string
+	}{
+		{scenario: "overloaded-queue", relief: "restart-transport", verified: true},
+		{scenario: "connector-unhealthy", relief: "restart-transport", verified: true},
+		{scenario: "throttled-sender", relief: "adjust-throttling", verified: true},
+		{scenario: "relief-fails", relief: "restart-transport", verified: false, escalations: []string{"persists-after-relief"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.scenario, func(t *testing.T) {
+			r := diagnose(t, tc.scenario, nil)
+			res, err := r.eng.Relieve(context.Background(), r.run, tc.relief)
+			require.NoError(t, err)
+			require.True(t, res.OK, res.Error)
+			require.NotNil(t, res.Verified)
+			assert.Equal(t, tc.verified, *res.Verified)
+			assert.Equal(t, tc.escalations, escalationIDs(r.run.Escalations()))
+			assert.Equal(t, 1, r.obs.kinds(incident.EventReliefVerified))
+
+			// The relief ran once per proposed host, never twice.
+			changes := 0
+			for _, c := range r.lab.Calls() {
+				if c.Step == tc.relief {
+					changes++
+				}
+			}
+			assert.Equal(t, len(r.run.Proposals()[0].Hosts), changes)
+			_, err = r.eng.Relieve(context.Background(), r.run, tc.relief)
+			assert.ErrorIs(t, err, incident.ErrConflict)
+		})
+	}
+}
+
+func TestAdjustThrottlingGetsPolicyAsData(t *testing.T) {
+	r := diagnose(t, "throttled-sender", nil)
+	p, ok := r.run.Proposal("adjust-throttling")
+	require.True(t, ok)
+	assert.Equal(t, "LowVolumeSenders", p.Args["policy"])
+	assert.Contains(t, p.Preview, `"RecipientRateLimit":100`)
+	assert.Equal(t, 2, p.Approval.Approvers)
+}
+
+func TestCooldownBlocksSecondRestart(t *testing.T) {
+	l, err := lab.New("relief-fails", lab.Options{})
+	require.NoError(t, err)
+	eng := playbooks.NewEngine(labTargetsFor{l}, playbooks.Options{WaitScale: 3000})
+	pb := builtin(t, "5.5.4")
+	first := playbooks.NewRun("r-1", pb, map[string]any{}, time.Now(), nil)
+	require.NoError(t, eng.Diagnose(context.Background(), first))
+	_, err = eng.Relieve(context.Background(), first, "restart-transport")
+	require.NoError(t, err)
+
+	second := playbooks.NewRun("r-2", pb, map[string]any{}, time.Now(), nil)
+	require.NoError(t, eng.Diagnose(context.Background(), second))
+	p, ok := second.Proposal("restart-transport")
+	require.True(t, ok)
+	assert.Contains(t, p.Blocked, "cooldown")
+	_, err = eng.Relieve(context.Background(), second, "restart-transport")
+	assert.ErrorIs(t, err, incident.ErrNotAllowed)
+}
+
+func TestSameResultsSameFindings(t *testing.T) {
+	a := diagnose(t, "overloaded-queue", nil)
+	for range 5 {
+		b := diagnose(t, "overloaded-queue", nil)
+		assert.Equal(t, texts(a.run.Findings()), texts(b.run.Findings()))
+	}
+}
+
+func texts(fs []incident.Finding) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.Text)
+	}
+	return out
+}

@@ -1,0 +1,177 @@
+package playbooks
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/vm"
+)
+
+// The expression environment every rule, condition and argument sees:
+//
+//	params    the validated parameters (map)
+//	steps.ID  the rows of a step (a list of objects, each with a Host)
+//	status.ID the step's status: ok, failed, timeout, skipped, pending
+//	it        the current element inside a rule with `each`
+//	args      a step's computed `with` arguments (inside its `when`)
+//	phase     "diagnose" or "verify"
+//	since     start of the observation window: now − params.window while
+//	          diagnosing, the end of the relief while verifying
+//	ok(step), done(relief), failed(relief), proposed(relief), found(rule)
+func compileEnv() map[string]any {
+	return map[string]any{
+		"params":   map[string]any{},
+		"steps":    map[string]any{},
+		"status":   map[string]string{},
+		"it":       map[string]any{},
+		"args":     map[string]any{},
+		"phase":    "",
+		"since":    time.Time{},
+		"ok":       func(string) bool { return false },
+		"done":     func(string) bool { return false },
+		"failed":   func(string) bool { return false },
+		"proposed": func(string) bool { return false },
+		"found":    func(string) bool { return false },
+	}
+}
+
+// refs names what an expression refers to, so the linter can check each name.
+type refs struct {
+	steps   []string // steps.X, status.X, ok("X")
+	reliefs []string // done/failed/proposed("X")
+	rules   []string // found("X")
+}
+
+func (r *refs) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.MemberNode:
+		id, ok := n.Node.(*ast.IdentifierNode)
+		prop, isStr := n.Property.(*ast.StringNode)
+		if ok && isStr && (id.Value == "steps" || id.Value == "status") {
+			r.steps = append(r.steps, prop.Value)
+		}
+	case *ast.CallNode:
+		callee, ok := n.Callee.(*ast.IdentifierNode)
+		if !ok || len(n.Arguments) != 1 {
+			return
+		}
+		arg, isStr := n.Arguments[0].(*ast.StringNode)
+		if !isStr {
+			return
+		}
+		switch callee.Value {
+		case "ok":
+			r.steps = append(r.steps, arg.Value)
+		case "done", "failed", "proposed":
+			r.reliefs = append(r.reliefs, arg.Value)
+		case "found":
+			r.rules = append(r.rules, arg.Value)
+		}
+	}
+}
+
+// compile compiles an expression against the environment and returns what it
+// refers to. asBool demands a boolean result.
+func compile(src string, asBool bool) (*vm.Program, *refs, error) {
+	r := &refs{}
+	opts := []expr.Option{expr.Env(compileEnv()), expr.Patch(r)}
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	prog, err := expr.Compile(src, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("expression %q: %s", src, firstLine(err.Error()))
+	}
+	return prog, r, nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// template is text with {{ expression }} holes.
+type template struct {
+	parts []string // literal text; len(parts) == len(holes)+1
+	holes []*vm.Program
+}
+
+var holeRE = regexp.MustCompile(`\{\{(.*?)\}\}`)
+
+func compileTemplate(src string) (template, *refs, error) {
+	var t template
+	all := &refs{}
+	last := 0
+	for _, m := range holeRE.FindAllStringSubmatchIndex(src, -1) {
+		prog, r, err := compile(strings.TrimSpace(src[m[2]:m[3]]), false)
+		if err != nil {
+			return template{}, nil, err
+		}
+		t.parts = append(t.parts, src[last:m[0]])
+		t.holes = append(t.holes, prog)
+		all.steps = append(all.steps, r.steps...)
+		all.reliefs = append(all.reliefs, r.reliefs...)
+		all.rules = append(all.rules, r.rules...)
+		last = m[1]
+	}
+	t.parts = append(t.parts, src[last:])
+	return t, all, nil
+}
+
+func (t template) render(env map[string]any) string {
+	var b strings.Builder
+	for i, part := range t.parts {
+		b.WriteString(part)
+		if i < len(t.holes) {
+			v, err := expr.Run(t.holes[i], env)
+			if err != nil {
+				b.WriteString("?")
+				continue
+			}
+			b.WriteString(display(v))
+		}
+	}
+	return b.String()
+}
+
+// display formats a value from JSON or an expression for humans: whole numbers
+// without a decimal point, missing values as "n/a".
+func display(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "n/a"
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1e15 {
+			return strconv.FormatInt(int64(x), 10)
+		}
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case time.Time:
+		return x.UTC().Format(time.RFC3339)
+	case time.Duration:
+		return x.String()
+	case string:
+		return x
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+func runBool(prog *vm.Program, env map[string]any) (bool, error) {
+	v, err := expr.Run(prog, env)
+	if err != nil {
+		return false, err
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return false, fmt.Errorf("expression returned %T, not a boolean", v)
+	}
+	return b, nil
+}

@@ -1,0 +1,282 @@
+package playbooks
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/ndrbot/ndrbot/incident"
+)
+
+// executable checks say which target kinds can run which kind of action.
+var scriptKinds = map[string]bool{"winrm": true, "lab": true}
+
+// check validates cross-references and compiles every expression.
+func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
+	stepIDs := map[string]*Step{}
+	for _, s := range pb.Steps {
+		stepIDs[s.ID] = s
+	}
+	reliefIDs := map[string]bool{}
+	for _, r := range pb.Reliefs {
+		reliefIDs[r.ID] = true
+	}
+	ruleIDs := map[string]bool{}
+	for _, r := range pb.Rules {
+		if ruleIDs[r.ID] {
+			pr.add(r.Line, "rules: duplicate id %q", r.ID)
+		}
+		ruleIDs[r.ID] = true
+	}
+
+	checkTarget := func(line int, where, target, script, chk string) {
+		if target == "" {
+			pr.add(line, "%s.target is required", where)
+			return
+		}
+		kind, known := knownTargets[target]
+		if knownTargets != nil && !known {
+			pr.add(line, "%s.target: unknown target %q (configured: %s)", where, target, strings.Join(sortedKeys(knownTargets), ", "))
+		}
+		switch {
+		case script == "" && chk == "":
+			pr.add(line, "%s: set powershell or check", where)
+		case script != "" && chk != "":
+			pr.add(line, "%s: set powershell or check, not both", where)
+		case known && script != "" && !scriptKinds[kind]:
+			pr.add(line, "%s: target %q is a %s target; powershell needs a winrm target", where, target, kind)
+		case known && chk != "" && kind == "winrm":
+			pr.add(line, "%s: check %q needs a probe or graph target, not winrm target %q", where, chk, target)
+		}
+	}
+
+	// refsOK reports references to unknown steps, reliefs and rules. allowedSteps,
+	// when not nil, limits step references (a step may only read what it needs).
+	refsOK := func(line int, where string, r *refs, allowedSteps map[string]bool) {
+		for _, s := range r.steps {
+			if stepIDs[s] == nil {
+				pr.add(line, "%s: unknown step %q", where, s)
+			} else if allowedSteps != nil && !allowedSteps[s] {
+				pr.add(line, "%s: reads step %q, which is not in its needs", where, s)
+			}
+		}
+		for _, id := range r.reliefs {
+			if !reliefIDs[id] {
+				pr.add(line, "%s: unknown relief %q", where, id)
+			}
+		}
+		for _, id := range r.rules {
+			if !ruleIDs[id] {
+				pr.add(line, "%s: unknown rule %q", where, id)
+			}
+		}
+	}
+	compileArgs := func(line int, where string, args []Arg, allowed map[string]bool) {
+		for i := range args {
+			prog, r, err := compile(args[i].Expr, false)
+			if err != nil {
+				pr.add(line, "%s.with.%s: %v", where, args[i].Name, err)
+				continue
+			}
+			args[i].prog = prog
+			refsOK(line, where+".with."+args[i].Name, r, allowed)
+		}
+	}
+
+	for _, s := range pb.Steps {
+		where := "steps." + s.ID
+		checkTarget(s.Line, where, s.Target, s.PowerShell, s.Check)
+		for _, n := range s.Needs {
+			if stepIDs[n] == nil {
+				pr.add(s.Line, "%s.needs: unknown step %q", where, n)
+			}
+		}
+		allowed := ancestors(s, stepIDs)
+		if s.When != "" {
+			prog, r, err := compile(s.When, true)
+			if err != nil {
+				pr.add(s.Line, "%s.when: %v", where, err)
+			} else {
+				s.when = prog
+				refsOK(s.Line, where+".when", r, allowed)
+			}
+		}
+		compileArgs(s.Line, where, s.With, allowed)
+	}
+	if cycle := findCycle(pb.Steps, stepIDs); cycle != nil {
+		pr.add(stepIDs[cycle[0]].Line, "steps: needs form a cycle: %s", strings.Join(cycle, " → "))
+	}
+
+	for _, r := range pb.Rules {
+		where := "rules." + r.ID
+		reads := func(rf *refs) {
+			for _, s := range rf.steps {
+				if !slices.Contains(r.reads, s) {
+					r.reads = append(r.reads, s)
+				}
+			}
+		}
+		if r.Each != "" {
+			prog, rf, err := compile(r.Each, false)
+			if err != nil {
+				pr.add(r.Line, "%s.each: %v", where, err)
+			} else {
+				r.each = prog
+				refsOK(r.Line, where+".each", rf, nil)
+				reads(rf)
+			}
+		}
+		if r.When == "" {
+			pr.add(r.Line, "%s.when is required", where)
+		} else if prog, rf, err := compile(r.When, true); err != nil {
+			pr.add(r.Line, "%s.when: %v", where, err)
+		} else {
+			r.when = prog
+			refsOK(r.Line, where+".when", rf, nil)
+			reads(rf)
+			if len(rf.reliefs) > 0 || len(rf.rules) > 0 {
+				// found()/proposed() depend on other rules: evaluate at the end.
+				r.reads = nil
+			}
+		}
+		switch r.Severity {
+		case incident.SeverityInfo, incident.SeverityWarning, incident.SeverityCritical:
+		default:
+			pr.add(r.Line, "%s.severity: %q must be info, warning or critical", where, r.Severity)
+		}
+		if r.Finding == "" {
+			pr.add(r.Line, "%s.finding: the text is required", where)
+		}
+		var err error
+		var rf *refs
+		if r.finding, rf, err = compileTemplate(r.Finding); err != nil {
+			pr.add(r.Line, "%s.finding: %v", where, err)
+		} else {
+			refsOK(r.Line, where+".finding", rf, nil)
+			if r.reads != nil {
+				reads(rf)
+			}
+		}
+		if r.evidence, rf, err = compileTemplate(r.Evidence); err != nil {
+			pr.add(r.Line, "%s.evidence: %v", where, err)
+		} else {
+			refsOK(r.Line, where+".evidence", rf, nil)
+			if r.reads != nil {
+				reads(rf)
+			}
+		}
+		if r.Propose != "" && !reliefIDs[r.Propose] {
+			pr.add(r.Line, "%s.propose: unknown relief %q", where, r.Propose)
+		}
+	}
+
+	for _, r := range pb.Reliefs {
+		where := "reliefs." + r.ID
+		checkTarget(r.Line, where, r.Target, r.PowerShell, r.Check)
+		compileArgs(r.Line, where, r.With, nil)
+		if r.Verify != nil {
+			for _, s := range r.Verify.Steps {
+				if stepIDs[s] == nil {
+					pr.add(r.Verify.Line, "%s.verify.steps: unknown step %q", where, s)
+				}
+			}
+			if r.Verify.OK != "" {
+				prog, rf, err := compile(r.Verify.OK, true)
+				if err != nil {
+					pr.add(r.Verify.Line, "%s.verify.ok: %v", where, err)
+				} else {
+					r.Verify.ok = prog
+					refsOK(r.Verify.Line, where+".verify.ok", rf, nil)
+				}
+			}
+		}
+	}
+
+	for _, e := range pb.Escalate {
+		where := "escalate." + e.ID
+		if e.When == "" {
+			pr.add(e.Line, "%s.when is required", where)
+		} else if prog, rf, err := compile(e.When, true); err != nil {
+			pr.add(e.Line, "%s.when: %v", where, err)
+		} else {
+			e.when = prog
+			refsOK(e.Line, where+".when", rf, nil)
+		}
+		if e.Reason == "" || e.Owner == "" {
+			pr.add(e.Line, "%s: reason and owner are required", where)
+		}
+		var err error
+		var rf *refs
+		if e.reason, rf, err = compileTemplate(e.Reason); err != nil {
+			pr.add(e.Line, "%s.reason: %v", where, err)
+		} else {
+			refsOK(e.Line, where+".reason", rf, nil)
+		}
+	}
+}
+
+// ancestors is the set of steps a step may read: everything it needs, transitively.
+func ancestors(s *Step, steps map[string]*Step) map[string]bool {
+	out := map[string]bool{}
+	var walk func(*Step)
+	walk = func(s *Step) {
+		for _, n := range s.Needs {
+			if out[n] {
+				continue
+			}
+			out[n] = true
+			if dep := steps[n]; dep != nil {
+				walk(dep)
+			}
+		}
+	}
+	walk(s)
+	return out
+}
+
+// findCycle returns the ids on one needs-cycle, or nil.
+func findCycle(order []*Step, steps map[string]*Step) []string {
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := map[string]int{}
+	var path []string
+	var visit func(id string) []string
+	visit = func(id string) []string {
+		switch state[id] {
+		case onPath:
+			i := slices.Index(path, id)
+			return append(slices.Clone(path[i:]), id)
+		case done:
+			return nil
+		}
+		state[id] = onPath
+		path = append(path, id)
+		if s := steps[id]; s != nil {
+			for _, n := range s.Needs {
+				if c := visit(n); c != nil {
+					return c
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		state[id] = done
+		return nil
+	}
+	for _, s := range order {
+		if c := visit(s.ID); c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,359 @@
+package playbooks
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/playbooks/params"
+)
+
+var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.\-]*$`)
+
+// Parse reads one playbook file. It returns every problem it finds, each with the
+// file and line, as Problems. knownTargets, when not nil, is the set of configured
+// target groups; a step or relief on another target is a problem.
+func Parse(file string, data []byte, knownTargets map[string]string) (*Playbook, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, Problems{{File: file, Line: yamlErrorLine(err), Msg: err.Error()}}
+	}
+	pr := &problems{file: file}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		pr.add(1, "a playbook is a YAML mapping")
+		return nil, pr.list
+	}
+	sum := sha256.Sum256(data)
+	pb := &Playbook{Source: file, Version: hex.EncodeToString(sum[:])[:12]}
+	root := doc.Content[0]
+	top := fields(pr, root, "id", "title", "summary", "matches", "params", "steps", "rules", "reliefs", "escalate")
+
+	pb.ID = str(pr, top["id"])
+	if pb.ID == "" {
+		pr.add(root.Line, "id is required")
+	} else if !idRE.MatchString(pb.ID) {
+		pr.add(top["id"].Line, "id %q: use lower-case letters, digits, '.' and '-'", pb.ID)
+	}
+	pb.Title = str(pr, top["title"])
+	if pb.Title == "" {
+		pr.add(root.Line, "title is required")
+	}
+	pb.Summary = str(pr, top["summary"])
+	pb.Matches = strs(pr, top["matches"])
+	parseParams(pr, pb, top["params"])
+	parseSteps(pr, pb, top["steps"])
+	parseRules(pr, pb, top["rules"])
+	parseReliefs(pr, pb, top["reliefs"])
+	parseEscalations(pr, pb, top["escalate"])
+	if len(pb.Steps) == 0 {
+		pr.add(root.Line, "steps: a playbook needs at least one step")
+	}
+	check(pr, pb, knownTargets)
+	if len(pr.list) > 0 {
+		return nil, pr.list.sorted()
+	}
+	return pb, nil
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+)`)
+
+func yamlErrorLine(err error) int {
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	return 0
+}
+
+// fields reads a mapping node, reporting keys that are not allowed: a misspelt
+// key would otherwise silently do nothing.
+func fields(pr *problems, n *yaml.Node, allowed ...string) map[string]*yaml.Node {
+	out := map[string]*yaml.Node{}
+	if n == nil {
+		return out
+	}
+	if n.Kind != yaml.MappingNode {
+		pr.add(n.Line, "expected a mapping")
+		return out
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !slices.Contains(allowed, k.Value) {
+			pr.add(k.Line, "unknown key %q (allowed: %s)", k.Value, strings.Join(allowed, ", "))
+			continue
+		}
+		if _, dup := out[k.Value]; dup {
+			pr.add(k.Line, "duplicate key %q", k.Value)
+		}
+		out[k.Value] = v
+	}
+	return out
+}
+
+// entries returns a mapping's key/value pairs in file order.
+func entries(pr *problems, n *yaml.Node) [][2]*yaml.Node {
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		pr.add(n.Line, "expected a mapping")
+		return nil
+	}
+	var out [][2]*yaml.Node
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if seen[k.Value] {
+			pr.add(k.Line, "duplicate key %q", k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		out = append(out, [2]*yaml.Node{k, n.Content[i+1]})
+	}
+	return out
+}
+
+func str(pr *problems, n *yaml.Node) string {
+	if n == nil {
+		return ""
+	}
+	if n.Kind != yaml.ScalarNode {
+		pr.add(n.Line, "expected a string")
+		return ""
+	}
+	return n.Value
+}
+
+func strs(pr *problems, n *yaml.Node) []string {
+	if n == nil {
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode {
+		return []string{n.Value}
+	}
+	if n.Kind != yaml.SequenceNode {
+		pr.add(n.Line, "expected a list of strings")
+		return nil
+	}
+	var out []string
+	for _, c := range n.Content {
+		out = append(out, str(pr, c))
+	}
+	return out
+}
+
+func duration(pr *problems, n *yaml.Node) time.Duration {
+	s := str(pr, n)
+	if s == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		pr.add(n.Line, "%q is not a duration (e.g. 90s, 5m, 1h)", s)
+		return 0
+	}
+	return d
+}
+
+func integer(pr *problems, n *yaml.Node) int {
+	s := str(pr, n)
+	if s == "" {
+		return 0
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		pr.add(n.Line, "%q is not a whole number", s)
+	}
+	return v
+}
+
+func boolean(pr *problems, n *yaml.Node, def bool) bool {
+	s := str(pr, n)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		pr.add(n.Line, "%q is not true or false", s)
+	}
+	return v
+}
+
+func parseParams(pr *problems, pb *Playbook, n *yaml.Node) {
+	pb.Params = params.Set{}
+	for _, kv := range entries(pr, n) {
+		name := kv[0].Value
+		var spec params.Spec
+		f := fields(pr, kv[1], "type", "required", "default", "values", "min", "max", "help", "example")
+		_ = f
+		if err := kv[1].Decode(&spec); err != nil {
+			pr.add(kv[1].Line, "params.%s: %v", name, err)
+			continue
+		}
+		if err := spec.Check(); err != nil {
+			pr.add(kv[1].Line, "params.%s: %v", name, err)
+		}
+		pb.Params[name] = spec
+		pb.ParamOrder = append(pb.ParamOrder, name)
+	}
+}
+
+func parseArgs(pr *problems, n *yaml.Node) []Arg {
+	var out []Arg
+	for _, kv := range entries(pr, n) {
+		out = append(out, Arg{Name: kv[0].Value, Expr: str(pr, kv[1])})
+	}
+	return out
+}
+
+func parseSteps(pr *problems, pb *Playbook, n *yaml.Node) {
+	for _, kv := range entries(pr, n) {
+		f := fields(pr, kv[1], "title", "target", "powershell", "check", "needs", "when", "with", "timeout", "run_on")
+		s := &Step{
+			ID:         kv[0].Value,
+			Line:       kv[0].Line,
+			Title:      str(pr, f["title"]),
+			Target:     str(pr, f["target"]),
+			PowerShell: str(pr, f["powershell"]),
+			Check:      str(pr, f["check"]),
+			Needs:      strs(pr, f["needs"]),
+			When:       str(pr, f["when"]),
+			With:       parseArgs(pr, f["with"]),
+			Timeout:    duration(pr, f["timeout"]),
+			RunOn:      str(pr, f["run_on"]),
+		}
+		if s.Title == "" {
+			s.Title = s.ID
+		}
+		if s.Timeout == 0 {
+			s.Timeout = 2 * time.Minute
+		}
+		switch s.RunOn {
+		case "":
+			s.RunOn = "all"
+		case "all", "one":
+		default:
+			pr.add(f["run_on"].Line, "steps.%s.run_on: %q must be all or one", s.ID, s.RunOn)
+		}
+		pb.Steps = append(pb.Steps, s)
+	}
+}
+
+func parseRules(pr *problems, pb *Playbook, n *yaml.Node) {
+	if n == nil {
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		pr.add(n.Line, "rules: expected a list")
+		return
+	}
+	for i, c := range n.Content {
+		f := fields(pr, c, "id", "each", "when", "severity", "finding", "evidence", "propose")
+		r := &Rule{
+			ID:       str(pr, f["id"]),
+			Each:     str(pr, f["each"]),
+			When:     str(pr, f["when"]),
+			Severity: incident.Severity(str(pr, f["severity"])),
+			Finding:  str(pr, f["finding"]),
+			Evidence: str(pr, f["evidence"]),
+			Propose:  str(pr, f["propose"]),
+			Line:     c.Line,
+		}
+		if r.ID == "" {
+			r.ID = fmt.Sprintf("rule-%d", i+1)
+		}
+		pb.Rules = append(pb.Rules, r)
+	}
+}
+
+func parseReliefs(pr *problems, pb *Playbook, n *yaml.Node) {
+	for _, kv := range entries(pr, n) {
+		f := fields(pr, kv[1], "title", "target", "powershell", "check", "with", "preview", "risk", "rollback", "approval", "cooldown", "verify", "timeout")
+		r := &Relief{
+			ID:         kv[0].Value,
+			Line:       kv[0].Line,
+			Title:      str(pr, f["title"]),
+			Target:     str(pr, f["target"]),
+			PowerShell: str(pr, f["powershell"]),
+			Check:      str(pr, f["check"]),
+			With:       parseArgs(pr, f["with"]),
+			Preview:    str(pr, f["preview"]),
+			Risk:       str(pr, f["risk"]),
+			Rollback:   str(pr, f["rollback"]),
+			Cooldown:   duration(pr, f["cooldown"]),
+			Timeout:    duration(pr, f["timeout"]),
+		}
+		if r.Timeout == 0 {
+			r.Timeout = 5 * time.Minute
+		}
+		if a := f["approval"]; a == nil {
+			pr.add(kv[0].Line, "reliefs.%s: an approval policy is required (approval: {role, approvers, four_eyes, expires})", r.ID)
+		} else {
+			af := fields(pr, a, "role", "approvers", "four_eyes", "expires")
+			r.Approval = incident.ApprovalPolicy{
+				Role:      str(pr, af["role"]),
+				Approvers: integer(pr, af["approvers"]),
+				FourEyes:  boolean(pr, af["four_eyes"], true),
+				Expires:   duration(pr, af["expires"]),
+			}
+			if r.Approval.Role == "" {
+				r.Approval.Role = "approver"
+			}
+			if r.Approval.Approvers == 0 {
+				r.Approval.Approvers = 1
+			}
+			if r.Approval.Approvers < 1 || r.Approval.Approvers > 5 {
+				pr.add(a.Line, "reliefs.%s.approval.approvers: %d must be 1..5", r.ID, r.Approval.Approvers)
+			}
+			if r.Approval.Expires == 0 {
+				pr.add(a.Line, "reliefs.%s.approval.expires is required (minutes, not days)", r.ID)
+			} else if r.Approval.Expires > 24*time.Hour {
+				pr.add(af["expires"].Line, "reliefs.%s.approval.expires: %s is too long for an incident (at most 24h)", r.ID, r.Approval.Expires)
+			}
+		}
+		if v := f["verify"]; v != nil {
+			vf := fields(pr, v, "after", "steps", "ok")
+			r.Verify = &Verify{After: duration(pr, vf["after"]), Steps: strs(pr, vf["steps"]), OK: str(pr, vf["ok"]), Line: v.Line}
+			if len(r.Verify.Steps) == 0 {
+				pr.add(v.Line, "reliefs.%s.verify.steps: name the step(s) to re-run", r.ID)
+			}
+		}
+		if r.Risk == "" {
+			pr.add(kv[0].Line, "reliefs.%s.risk: say what could go wrong", r.ID)
+		}
+		pb.Reliefs = append(pb.Reliefs, r)
+	}
+}
+
+func parseEscalations(pr *problems, pb *Playbook, n *yaml.Node) {
+	if n == nil {
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		pr.add(n.Line, "escalate: expected a list")
+		return
+	}
+	for i, c := range n.Content {
+		f := fields(pr, c, "id", "when", "reason", "owner", "next")
+		e := &Escalation{
+			ID:     str(pr, f["id"]),
+			When:   str(pr, f["when"]),
+			Reason: str(pr, f["reason"]),
+			Owner:  str(pr, f["owner"]),
+			Next:   str(pr, f["next"]),
+			Line:   c.Line,
+		}
+		if e.ID == "" {
+			e.ID = fmt.Sprintf("escalate-%d", i+1)
+		}
+		pb.Escalate = append(pb.Escalate, e)
+	}
+}

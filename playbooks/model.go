@@ -1,0 +1,183 @@
+// Package playbooks holds the declarative incident playbooks: the model, the YAML
+// loader and linter, the built-in playbooks (embedded) and the engine that runs them.
+package playbooks
+
+import (
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/playbooks/params"
+)
+
+// Playbook is one incident family's diagnosis, decision rules, reliefs and
+// escalation criteria.
+type Playbook struct {
+	ID      string
+	Title   string
+	Summary string
+	// Matches are the NDR codes and phrases that resolve to this playbook
+	// ("5.5.4", "4.4.0", "service unavailable").
+	Matches []string
+	Params  params.Set
+	// ParamOrder keeps the file's order for help and display.
+	ParamOrder []string
+	Steps      []*Step
+	Rules      []*Rule
+	Reliefs    []*Relief
+	Escalate   []*Escalation
+
+	// Source is where the playbook came from: a file path or "builtin:<file>".
+	Source string
+	// Version is a digest of the source bytes: an approval is bound to it.
+	Version string
+}
+
+// Step is one read-only diagnostic step.
+type Step struct {
+	ID     string
+	Title  string
+	Target string
+	// Exactly one of PowerShell and Check is set.
+	PowerShell string
+	Check      string
+	Needs      []string
+	// When skips the step unless it holds (evaluated after Needs finished).
+	When string
+	// With computes arguments handed to the script as data, on top of the params.
+	With    []Arg
+	Timeout time.Duration
+	// RunOn is "all" (every host of the target) or "one" (the first host that
+	// answers), for organisation-wide cmdlets such as Get-Mailbox.
+	RunOn string
+	Line  int
+
+	when *vm.Program
+}
+
+// Arg is a named expression whose value reaches a script as data.
+type Arg struct {
+	Name string
+	Expr string
+	prog *vm.Program
+}
+
+// Rule turns step results into findings and proposals.
+type Rule struct {
+	ID string
+	// Each, when set, is a list expression; When is then evaluated per element
+	// bound to `it`, and a finding is produced for each match.
+	Each     string
+	When     string
+	Severity incident.Severity
+	Finding  string
+	Evidence string
+	Propose  string
+	Line     int
+
+	each     *vm.Program
+	when     *vm.Program
+	finding  template
+	evidence template
+	// reads are the steps the rule refers to: it is evaluated once they finished.
+	reads []string
+}
+
+// Relief is an approved, state-changing action.
+type Relief struct {
+	ID         string
+	Title      string
+	Target     string
+	PowerShell string
+	Check      string
+	With       []Arg
+	// Preview is a read-only script whose output is shown before anyone approves
+	// (the current value that would change, or a -WhatIf).
+	Preview  string
+	Risk     string
+	Rollback string
+	Approval incident.ApprovalPolicy
+	// Cooldown forbids running the same relief on the same host again within it.
+	Cooldown time.Duration
+	Verify   *Verify
+	Timeout  time.Duration
+	Line     int
+}
+
+// Verify is the check that follows a relief after a wait.
+type Verify struct {
+	After time.Duration
+	Steps []string
+	// OK decides whether the relief worked, on the re-run step results.
+	OK   string
+	ok   *vm.Program
+	Line int
+}
+
+// Escalation is a criterion that hands the incident to someone else.
+type Escalation struct {
+	ID     string
+	When   string
+	Reason string
+	Owner  string
+	Next   string
+	Line   int
+
+	when   *vm.Program
+	reason template
+}
+
+// Step returns the step with the id, or nil.
+func (p *Playbook) Step(id string) *Step {
+	for _, s := range p.Steps {
+		if s.ID == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// Relief returns the relief with the id, or nil.
+func (p *Playbook) Relief(id string) *Relief {
+	for _, r := range p.Reliefs {
+		if r.ID == id {
+			return r
+		}
+	}
+	return nil
+}
+
+// Targets lists the target groups the playbook uses, in first-use order.
+func (p *Playbook) Targets() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(t string) {
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	for _, s := range p.Steps {
+		add(s.Target)
+	}
+	for _, r := range p.Reliefs {
+		add(r.Target)
+	}
+	return out
+}
+
+// Matches reports whether a code or phrase the user typed names this playbook.
+func (p *Playbook) matches(code string) bool {
+	code = strings.ToLower(strings.TrimSpace(code))
+	if code == strings.ToLower(p.ID) {
+		return true
+	}
+	for _, m := range p.Matches {
+		if code == strings.ToLower(m) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,112 @@
+package playbooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/incident"
+)
+
+// Relieve runs an approved relief of a diagnosed run: on its hosts one at a time
+// (a rolling restart never takes every server down at once), stopping at the first
+// failure; then, after the playbook's wait, it re-runs the verification steps and
+// re-evaluates the rules and escalations. Whether the relief was approved is the
+// caller's business; Relieve refuses only what can never run: an unknown or
+// blocked proposal, or one that already ran in this run.
+func (e *Engine) Relieve(ctx context.Context, run *Run, reliefID string) (incident.ReliefResult, error) {
+	p, ok := run.Proposal(reliefID)
+	if !ok {
+		return incident.ReliefResult{}, fmt.Errorf("%w: relief %q was not proposed in run %s", incident.ErrNotFound, reliefID, run.ID)
+	}
+	if p.Blocked != "" {
+		return incident.ReliefResult{}, fmt.Errorf("%w: %s", incident.ErrNotAllowed, p.Blocked)
+	}
+	run.mu.Lock()
+	already := run.reliefOK[reliefID] || run.reliefBad[reliefID]
+	if !already {
+		// Claim it before running so a concurrent call cannot run it too.
+		run.reliefBad[reliefID] = true
+	}
+	run.mu.Unlock()
+	if already {
+		return incident.ReliefResult{}, fmt.Errorf("%w: relief %q already ran in run %s", incident.ErrConflict, reliefID, run.ID)
+	}
+
+	relief := run.Playbook.Relief(reliefID)
+	res := incident.ReliefResult{Relief: reliefID, Hosts: p.Hosts, Started: e.now()}
+	e.emit(ctx, run, incident.Event{Kind: incident.EventReliefStarted, Relief: &res})
+
+	exec, err := e.targets.Executor(relief.Target)
+	var outputs []string
+	if err == nil {
+		a := executors.Action{Step: reliefID, Script: relief.PowerShell, Check: relief.Check, Params: scriptData(run.Params, p.Args), Timeout: relief.Timeout}
+		for _, h := range p.Hosts {
+			o := e.onHosts(ctx, exec, []string{h}, false, a)[0]
+			if o.err != nil {
+				err = o.err
+				break
+			}
+			outputs = append(outputs, strings.TrimSpace(string(o.out.Stdout)))
+		}
+	}
+	res.Duration = e.now().Sub(res.Started)
+	res.Output = strings.Join(outputs, "\n")
+	res.OK = err == nil
+	if err != nil {
+		res.Error = err.Error()
+	}
+	if rerr := e.history.RecordRelief(ctx, reliefID, p.Hosts, res.Started); rerr != nil {
+		e.log.Warn("relief history not recorded", "run", run.ID, "relief", reliefID, "err", rerr)
+	}
+	run.mu.Lock()
+	if res.OK {
+		delete(run.reliefBad, reliefID)
+		run.reliefOK[reliefID] = true
+	}
+	run.since = res.Started.Add(res.Duration)
+	run.reliefs = append(run.reliefs, res)
+	run.mu.Unlock()
+	e.emit(ctx, run, incident.Event{Kind: incident.EventReliefFinished, Relief: &res})
+	if !res.OK {
+		e.escalate(ctx, run, PhaseVerify)
+		return res, nil
+	}
+
+	if relief.Verify != nil {
+		ev := res
+		e.emit(ctx, run, incident.Event{Kind: incident.EventVerifyStarted, Relief: &ev})
+		if err := e.wait(ctx, relief.Verify.After); err != nil {
+			return res, err
+		}
+		var steps []*Step
+		for _, id := range relief.Verify.Steps {
+			steps = append(steps, run.Playbook.Step(id))
+		}
+		if err := e.runSteps(ctx, run, steps, PhaseVerify); err != nil {
+			return res, err
+		}
+		e.evaluate(ctx, run, PhaseVerify)
+		verified := true
+		if relief.Verify.ok != nil {
+			v, err := runBool(relief.Verify.ok, run.env(PhaseVerify, nil, nil))
+			verified = err == nil && v
+		}
+		res.Verified = &verified
+		run.mu.Lock()
+		run.reliefs[len(run.reliefs)-1] = res
+		run.mu.Unlock()
+		e.emit(ctx, run, incident.Event{Kind: incident.EventReliefVerified, Relief: &res})
+	} else {
+		e.escalate(ctx, run, PhaseVerify)
+	}
+	return res, nil
+}
+
+// IsRefusal reports whether a Relieve error means the request was refused rather
+// than the relief failing.
+func IsRefusal(err error) bool {
+	return errors.Is(err, incident.ErrNotFound) || errors.Is(err, incident.ErrNotAllowed) || errors.Is(err, incident.ErrConflict)
+}

@@ -1,0 +1,232 @@
+package playbooks
+
+import (
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ndrbot/ndrbot/incident"
+)
+
+// Run is one execution of a playbook: its parameters and everything found so far.
+// The engine mutates it; readers take snapshots through its accessors.
+type Run struct {
+	ID       string
+	Playbook *Playbook
+	// Params are the validated, typed parameters (see params.Set.Resolve).
+	Params   map[string]any
+	Started  time.Time
+	Observer Observer
+
+	mu          sync.Mutex
+	since       time.Time
+	steps       map[string]incident.StepResult
+	findings    []rankedFinding
+	evaluated   map[string]bool // rules evaluated in the diagnose phase
+	matches     map[string][]map[string]any
+	proposals   []incident.Proposal
+	escalations []incident.Escalation
+	raised      map[string]bool
+	reliefs     []incident.ReliefResult
+	reliefOK    map[string]bool
+	reliefBad   map[string]bool
+}
+
+type rankedFinding struct {
+	rank [2]int // (rule or step index, row index): same results → same order
+	f    incident.Finding
+}
+
+// NewRun prepares a run; Engine.Diagnose executes it.
+func NewRun(id string, pb *Playbook, params map[string]any, started time.Time, obs Observer) *Run {
+	return &Run{
+		ID: id, Playbook: pb, Params: params, Started: started, Observer: obs,
+		steps:     map[string]incident.StepResult{},
+		evaluated: map[string]bool{},
+		matches:   map[string][]map[string]any{},
+		raised:    map[string]bool{},
+		reliefOK:  map[string]bool{},
+		reliefBad: map[string]bool{},
+	}
+}
+
+// window is how far back the diagnosis looks: the `window` parameter when the
+// playbook has one, else 15 minutes.
+func (r *Run) window() time.Duration {
+	if d, ok := r.Params["window"].(time.Duration); ok && d > 0 {
+		return d
+	}
+	return 15 * time.Minute
+}
+
+func (r *Run) setStep(res incident.StepResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.steps[res.Step] = res
+}
+
+// addFinding records a finding unless an identical one exists in the same phase;
+// it reports whether the finding is new.
+func (r *Run) addFinding(f incident.Finding) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rank := [2]int{-1, 0}
+	if idx := slices.IndexFunc(r.Playbook.Steps, func(s *Step) bool { return s.ID == f.Step }); idx >= 0 && f.Rule == "step-failed" {
+		rank = [2]int{-1000 + idx, 0}
+	}
+	return r.addRankedLocked(rank, f)
+}
+
+func (r *Run) addRankedLocked(rank [2]int, f incident.Finding) bool {
+	for _, have := range r.findings {
+		if have.f.Rule == f.Rule && have.f.Text == f.Text && have.f.Phase == f.Phase {
+			return false
+		}
+	}
+	r.findings = append(r.findings, rankedFinding{rank: rank, f: f})
+	return true
+}
+
+// Steps returns the latest result of every step that has run, in playbook order.
+func (r *Run) Steps() []incident.StepResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []incident.StepResult
+	for _, s := range r.Playbook.Steps {
+		if res, ok := r.steps[s.ID]; ok {
+			out = append(out, res)
+		}
+	}
+	return out
+}
+
+// Findings returns the findings in a deterministic order: step failures first,
+// then by rule and matched row; after-relief findings last.
+func (r *Run) Findings() []incident.Finding {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sorted := slices.Clone(r.findings)
+	slices.SortStableFunc(sorted, func(a, b rankedFinding) int {
+		if pa, pb := a.f.Phase == PhaseVerify, b.f.Phase == PhaseVerify; pa != pb {
+			if pa {
+				return 1
+			}
+			return -1
+		}
+		if a.rank[0] != b.rank[0] {
+			return a.rank[0] - b.rank[0]
+		}
+		return a.rank[1] - b.rank[1]
+	})
+	out := make([]incident.Finding, len(sorted))
+	for i, rf := range sorted {
+		out[i] = rf.f
+	}
+	return out
+}
+
+// Proposals returns the proposed reliefs in playbook order.
+func (r *Run) Proposals() []incident.Proposal {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.proposals)
+}
+
+// Escalations returns the escalations raised so far.
+func (r *Run) Escalations() []incident.Escalation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.escalations)
+}
+
+// Reliefs returns the reliefs executed so far.
+func (r *Run) Reliefs() []incident.ReliefResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.reliefs)
+}
+
+// Proposal returns the proposal for a relief id.
+func (r *Run) Proposal(relief string) (incident.Proposal, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.proposals {
+		if p.Relief == relief {
+			return p, true
+		}
+	}
+	return incident.Proposal{}, false
+}
+
+// env builds the expression environment from a snapshot of the run.
+func (r *Run) env(phase string, it any, args map[string]any) map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.envLocked(phase, it, args)
+}
+
+func (r *Run) envLocked(phase string, it any, args map[string]any) map[string]any {
+	steps := make(map[string]any, len(r.Playbook.Steps))
+	status := make(map[string]string, len(r.Playbook.Steps))
+	for _, s := range r.Playbook.Steps {
+		res, ok := r.steps[s.ID]
+		if !ok {
+			steps[s.ID] = []map[string]any{}
+			status[s.ID] = string(incident.StepPending)
+			continue
+		}
+		rows := res.Rows
+		if rows == nil {
+			rows = []map[string]any{}
+		}
+		steps[s.ID] = rows
+		status[s.ID] = string(res.Status)
+	}
+	params := make(map[string]any, len(r.Params))
+	for k, v := range r.Params {
+		params[k] = v
+	}
+	found := map[string]bool{}
+	for _, f := range r.findings {
+		if f.f.Phase == phase {
+			found[f.f.Rule] = true
+		}
+	}
+	proposed := map[string]bool{}
+	for _, p := range r.proposals {
+		proposed[p.Relief] = true
+	}
+	for id := range r.matches {
+		if rule := r.rule(id); rule != nil && rule.Propose != "" {
+			proposed[rule.Propose] = true
+		}
+	}
+	reliefOK, reliefBad := maps.Clone(r.reliefOK), maps.Clone(r.reliefBad)
+	if args == nil {
+		args = map[string]any{}
+	}
+	return map[string]any{
+		"params":   params,
+		"steps":    steps,
+		"status":   status,
+		"it":       it,
+		"args":     args,
+		"phase":    phase,
+		"since":    r.since,
+		"ok":       func(id string) bool { return status[id] == string(incident.StepOK) },
+		"done":     func(id string) bool { return reliefOK[id] },
+		"failed":   func(id string) bool { return reliefBad[id] },
+		"proposed": func(id string) bool { return proposed[id] },
+		"found":    func(id string) bool { return found[id] },
+	}
+}
+
+func (r *Run) rule(id string) *Rule {
+	for _, rule := range r.Playbook.Rules {
+		if rule.ID == id {
+			return rule
+		}
+	}
+	return nil
+}
