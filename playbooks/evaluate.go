@@ -141,6 +141,15 @@ func excerpt(s string, n int) string {
 // evaluate finishes a phase: the remaining rules, then (while diagnosing) the
 // proposals, then the escalations.
 func (e *Engine) evaluate(ctx context.Context, run *Run, phase string) {
+	e.applyRules(ctx, run, phase)
+	if phase == PhaseDiagnose {
+		e.propose(ctx, run)
+	}
+	e.escalate(ctx, run, phase)
+}
+
+// applyRules evaluates every rule not yet evaluated in the phase.
+func (e *Engine) applyRules(ctx context.Context, run *Run, phase string) {
 	for i, rule := range run.Playbook.Rules {
 		if phase == PhaseDiagnose {
 			run.mu.Lock()
@@ -153,10 +162,6 @@ func (e *Engine) evaluate(ctx context.Context, run *Run, phase string) {
 		}
 		e.applyRule(ctx, run, i, phase)
 	}
-	if phase == PhaseDiagnose {
-		e.propose(ctx, run)
-	}
-	e.escalate(ctx, run, phase)
 }
 
 // propose turns rule matches into one proposal per relief, bound to the hosts the

@@ -88,7 +88,7 @@ func (e *Engine) Relieve(ctx context.Context, run *Run, reliefID string) (incide
 		if err := e.runSteps(ctx, run, steps, PhaseVerify); err != nil {
 			return res, err
 		}
-		e.evaluate(ctx, run, PhaseVerify)
+		e.applyRules(ctx, run, PhaseVerify)
 		verified := true
 		if relief.Verify.ok != nil {
 			v, err := runBool(relief.Verify.ok, run.env(PhaseVerify, nil, nil))
@@ -99,9 +99,8 @@ func (e *Engine) Relieve(ctx context.Context, run *Run, reliefID string) (incide
 		run.reliefs[len(run.reliefs)-1] = res
 		run.mu.Unlock()
 		e.emit(ctx, run, incident.Event{Kind: incident.EventReliefVerified, Relief: &res})
-	} else {
-		e.escalate(ctx, run, PhaseVerify)
 	}
+	e.escalate(ctx, run, PhaseVerify)
 	return res, nil
 }
 

@@ -149,7 +149,7 @@ func (t *target) Run(ctx context.Context, host string, a executors.Action) (exec
 // Get-Service and Get-ServerComponentState).
 func recognise(script string) string {
 	for _, c := range []string{"Set-ThrottlingPolicy", "Restart-Service", "Get-ServerComponentState",
-		"Get-MessageTrackingLog", "Get-Mailbox -Identity", "Get-ThrottlingPolicy", "Get-Queue", "Get-Service"} {
+		"Get-MessageTrackingLog", "Get-Mailbox -Identity", "Get-ThrottlingPolicy", "Get-Service", "Get-Queue"} {
 		if strings.Contains(script, c) {
 			return c
 		}

@@ -144,7 +144,7 @@ func (o *org) tracking(s *server, p map[string]any) map[string]any {
 		share := func(total int) int { return total/n + boolInt(idx < total%n) }
 		row["Failures"], row["Deferrals"] = share(o.failures), share(o.deferrals)
 		row["TopSender"] = o.topSender
-		row["LastSeen"] = time.Now().UTC().Add(-40 * time.Second).Format(time.RFC3339)
+		row["LastSeen"] = time.Now().UTC().Format(time.RFC3339)
 		row["Sample"] = "{[{LRT=};{LED=550 5.5.4 Service Unavailable};{FQDN=};{IP=}]}"
 	}
 	return row

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ndrbot/ndrbot/commands"
+	"github.com/ndrbot/ndrbot/executors/lab"
+	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/playbooks"
+)
+
+type diagnoseFlags struct {
+	lab     string
+	approve []string
+	json    bool
+	noInput bool
+}
+
+func newDiagnoseCmd(g *globals) *cobra.Command {
+	f := &diagnoseFlags{}
+	c := &cobra.Command{
+		Use:   "diagnose CODE|PLAYBOOK [key=value…]",
+		Short: "Run an incident playbook from the terminal",
+		Long: `Resolves an NDR code (5.5.4, 4.4.0, …) or a playbook id, validates the parameters,
+runs the read-only diagnostic steps, prints findings, proposed reliefs (the exact
+command, hosts, risk, preview) and escalations. A relief runs only when approved:
+on a terminal you are asked for each (y/N); otherwise pass --approve RELIEF.
+
+Exit codes: 0 healthy, 1 findings, 2 usage or configuration error, 3 escalation.
+
+Lab scenarios (--lab): ` + strings.Join(lab.ScenarioNames(), ", ") + `.`,
+		Example: `  bot diagnose 5.5.4 --lab overloaded-queue
+  bot diagnose 5.5.4 --lab overloaded-queue --approve restart-transport
+  bot diagnose 5.5.4 sender=alice@contoso.com window=30m
+  bot diagnose ndr-5.5.4 --json > run.json`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.diagnose(cmd.Context(), f, args)
+		},
+	}
+	c.Flags().StringVar(&f.lab, "lab", "", "run against the simulated organisation in this scenario instead of real servers")
+	c.Flags().StringSliceVar(&f.approve, "approve", nil, "approve this relief id without asking (repeatable)")
+	c.Flags().BoolVar(&f.json, "json", false, "print the run as JSON for machines (no prompts, no progress)")
+	c.Flags().BoolVar(&f.noInput, "no-input", false, "never prompt, even on a terminal")
+	return c
+}
+
+// runReport is the --json document.
+type runReport struct {
+	RunID       string                  `json:"run_id"`
+	Playbook    string                  `json:"playbook"`
+	Version     string                  `json:"playbook_version"`
+	Lab         string                  `json:"lab,omitempty"`
+	Params      map[string]any          `json:"params"`
+	Started     time.Time               `json:"started"`
+	Duration    time.Duration           `json:"duration_ns"`
+	Steps       []incident.StepResult   `json:"steps"`
+	Findings    []incident.Finding      `json:"findings"`
+	Proposals   []incident.Proposal     `json:"proposals"`
+	Reliefs     []incident.ReliefResult `json:"reliefs"`
+	Escalations []incident.Escalation   `json:"escalations"`
+	ExitCode    int                     `json:"exit_code"`
+}
+
+func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string) error {
+	cfg, _, err := g.loadConfig()
+	if err != nil {
+		return err
+	}
+	cat, err := g.catalog(cfg)
+	if err != nil {
+		return err
+	}
+	pb, err := cat.Resolve(args[0])
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	kv, err := commands.ArgsFromWords(args[1:])
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	if len(kv.Positional) > 0 {
+		return usageErr("unexpected argument %q: parameters are key=value (%s)", kv.Positional[0], paramUsage(pb))
+	}
+	params, err := pb.Params.Resolve(kv.Named)
+	if err != nil {
+		return usageErr("%v\nusage: bot diagnose %s %s", err, args[0], paramUsage(pb))
+	}
+	for _, id := range f.approve {
+		if pb.Relief(id) == nil {
+			var ids []string
+			for _, r := range pb.Reliefs {
+				ids = append(ids, r.ID)
+			}
+			return usageErr("--approve %q: playbook %s has no such relief (reliefs: %s)", id, pb.ID, strings.Join(ids, ", "))
+		}
+	}
+
+	var simulated *lab.Lab
+	if f.lab != "" {
+		if simulated, err = lab.New(f.lab, lab.Options{Latency: cfg.Lab.Latency}); err != nil {
+			return usageErr("%v", err)
+		}
+	}
+	tg := newTargets(cfg, simulated)
+	if err := tg.require(pb.Targets()); err != nil {
+		return usageErr("%v", err)
+	}
+	scale := 1.0
+	if simulated != nil {
+		scale = cfg.Lab.TimeScale
+	}
+	eng := playbooks.NewEngine(tg, playbooks.Options{WaitScale: scale, Logger: g.logger(cfg)})
+
+	out := &terminal{w: g.io.out, quiet: f.json}
+	started := time.Now()
+	run := playbooks.NewRun(newRunID(started), pb, params, started, out)
+	out.header(run, f.lab)
+	if err := eng.Diagnose(ctx, run); err != nil {
+		return err
+	}
+	out.summary(run)
+
+	prompt := g.io.interactive && !f.json && !f.noInput
+	reader := bufio.NewReader(g.io.in)
+	for _, p := range run.Proposals() {
+		approved := slices.Contains(f.approve, p.Relief)
+		if p.Blocked != "" {
+			out.printf("\n%s is blocked: %s\n", p.Relief, p.Blocked)
+			continue
+		}
+		if !approved && prompt {
+			approved = out.ask(reader, fmt.Sprintf("Run %s on %s now? [y/N] ", p.Relief, strings.Join(p.Hosts, ", ")))
+		}
+		if !approved {
+			again := strings.Join(args, " ")
+			if f.lab != "" {
+				again += " --lab " + f.lab
+			}
+			out.printf("\n%s not approved: nothing was changed. To run it: bot diagnose %s --approve %s\n", p.Relief, again, p.Relief)
+			continue
+		}
+		out.printf("\n▶ %s approved by %s — running on %s\n", p.Relief, cliActor(g.io), strings.Join(p.Hosts, ", "))
+		if _, err := eng.Relieve(ctx, run, p.Relief); err != nil {
+			if playbooks.IsRefusal(err) {
+				out.printf("  refused: %v\n", err)
+				continue
+			}
+			return err
+		}
+	}
+	for _, id := range f.approve {
+		if _, ok := run.Proposal(id); !ok {
+			out.printf("\n--approve %s: not proposed by this diagnosis; nothing was run.\n", id)
+		}
+	}
+
+	code := exitCode(run)
+	out.footer(run, code)
+	if f.json {
+		rep := runReport{RunID: run.ID, Playbook: pb.ID, Version: pb.Version, Lab: f.lab, Params: params, Started: started,
+			Duration: time.Since(started), Steps: run.Steps(), Findings: run.Findings(), Proposals: run.Proposals(),
+			Reliefs: run.Reliefs(), Escalations: run.Escalations(), ExitCode: code}
+		enc := json.NewEncoder(g.io.out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	}
+	if code != exitHealthy {
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+// exitCode: 3 when anything escalated, 1 when a warning or worse was found, else 0.
+func exitCode(run *playbooks.Run) int {
+	if len(run.Escalations()) > 0 {
+		return exitEscalation
+	}
+	for _, f := range run.Findings() {
+		if f.Severity.Rank() >= incident.SeverityWarning.Rank() {
+			return exitFindings
+		}
+	}
+	return exitHealthy
+}
+
+func paramUsage(pb *playbooks.Playbook) string {
+	var parts []string
+	for _, name := range pb.ParamOrder {
+		spec := pb.Params[name]
+		s := fmt.Sprintf("%s=<%s>", name, spec.Type)
+		if !spec.Required {
+			s = "[" + s + "]"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, " ")
+}
+
+func newRunID(t time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return "r-" + t.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+func cliActor(io stdio) string {
+	for _, k := range []string{"USER", "LOGNAME"} {
+		if v, ok := io.getenv(k); ok && v != "" {
+			return "cli:" + v
+		}
+	}
+	return "cli:unknown"
+}
+
+func (t *terminal) ask(r *bufio.Reader, q string) bool {
+	t.printf("%s", q)
+	line, err := r.ReadString('\n')
+	if err != nil && line == "" {
+		t.printf("\n")
+		return false
+	}
+	a := strings.ToLower(strings.TrimSpace(line))
+	return a == "y" || a == "yes"
+}

@@ -1,0 +1,85 @@
+// Command bot is ndrbot: a chat-ops bot for mail incident response, and the same
+// diagnosis engine from a terminal.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/term"
+)
+
+// Exit codes of `bot diagnose` (and of every command: 2 is a usage or config error).
+const (
+	exitHealthy    = 0
+	exitFindings   = 1
+	exitUsage      = 2
+	exitEscalation = 3
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], stdio{
+		in: os.Stdin, out: os.Stdout, err: os.Stderr,
+		interactive: term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd())),
+		getenv:      os.LookupEnv,
+		environ:     os.Environ,
+	})
+	stop()
+	os.Exit(code)
+}
+
+// stdio is the process's outside world, injectable for tests.
+type stdio struct {
+	in          io.Reader
+	out, err    io.Writer
+	interactive bool
+	getenv      func(string) (string, bool)
+	environ     func() []string
+}
+
+// exitError carries an exit code through cobra.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+func run(ctx context.Context, args []string, io stdio) int {
+	root := newRoot(io)
+	root.SetArgs(args)
+	root.SetIn(io.in)
+	root.SetOut(io.out)
+	root.SetErr(io.err)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitHealthy
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(io.err, "error:", ee.err)
+		}
+		return ee.code
+	}
+	// cobra's own errors: unknown command or flag.
+	fmt.Fprintln(io.err, "error:", err)
+	return exitUsage
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/playbooks"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// globals are the flags every command shares.
+type globals struct {
+	io         stdio
+	configFile string
+}
+
+func newRoot(io stdio) *cobra.Command {
+	g := &globals{io: io}
+	root := &cobra.Command{
+		Use:   "bot",
+		Short: "ndrbot — mail incident response: diagnose NDR storms, propose reliefs, escalate",
+		Long: `ndrbot runs incident playbooks (ndr-5.5.4, …) against your Exchange servers over
+WinRM, network probes and the built-in lab, posts what it found and proposes reliefs
+that run only after approval.
+
+Configuration comes from --config, ./ndrbot.yaml or $XDG_CONFIG_HOME/ndrbot/ndrbot.yaml,
+and every key from the environment as NDRBOT_<SECTION>_<KEY>.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.configFile, "config", "", "configuration file (YAML)")
+	root.AddCommand(newDiagnoseCmd(g), newPlaybooksCmd(g), newConfigCmd(g), newVersionCmd(g))
+	return root
+}
+
+// loadConfig loads and validates the configuration; problems are usage errors.
+func (g *globals) loadConfig() (config.Config, string, error) {
+	opts := config.OSLoadOptions(g.configFile)
+	opts.Env = g.io.environ()
+	cfg, src, err := config.Load(opts)
+	if err != nil {
+		return cfg, "", &exitError{code: exitUsage, err: err}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, "", &exitError{code: exitUsage, err: fmt.Errorf("invalid configuration (%s):\n%w", src, err)}
+	}
+	return cfg, src.String(), nil
+}
+
+func (g *globals) catalog(cfg config.Config) (*playbooks.Catalog, error) {
+	cat, err := playbooks.Load(cfg.Playbooks.Dir, cfg.TargetKinds())
+	if err != nil {
+		return nil, &exitError{code: exitUsage, err: fmt.Errorf("playbooks:\n%w", err)}
+	}
+	return cat, nil
+}
+
+func (g *globals) logger(cfg config.Config) *slog.Logger {
+	level := slog.LevelInfo
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(g.io.err, opts))
+	}
+	return slog.New(slog.NewTextHandler(g.io.err, opts))
+}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "version",
+		Short:   "Print the version",
+		Example: "  bot version",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := version
+			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+				v = bi.Main.Version
+			}
+			fmt.Fprintf(g.io.out, "ndrbot %s\n", v)
+			return nil
+		},
+	}
+}
+
+func newConfigCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "config", Short: "Inspect the configuration"}
+	c.AddCommand(&cobra.Command{
+		Use:   "check",
+		Short: "Validate the configuration and print it with secrets redacted",
+		Long: `Loads the configuration exactly as the bot would (defaults, then the file, then
+NDRBOT_* environment variables), reports every problem at once with its key, and
+prints the effective configuration with every secret redacted. Exit 2 on problems.`,
+		Example: "  bot config check\n  bot --config /etc/ndrbot/ndrbot.yaml config check\n  NDRBOT_LOG_LEVEL=debug bot config check",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, src, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			if _, err := g.catalog(cfg); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.io.out, "# configuration OK (source: %s)\n", src)
+			return cfg.Print(g.io.out)
+		},
+	})
+	return c
+}
+
+func newPlaybooksCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "playbooks", Short: "List and lint playbooks"}
+	c.AddCommand(&cobra.Command{
+		Use:     "list",
+		Short:   "List the playbooks (built-in and from playbooks.dir)",
+		Example: "  bot playbooks list",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, _, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			cat, err := g.catalog(cfg)
+			if err != nil {
+				return err
+			}
+			for _, pb := range cat.All() {
+				fmt.Fprintf(g.io.out, "%-12s %s\n             matches: %s\n             source: %s (version %s)\n",
+					pb.ID, pb.Title, strings.Join(pb.Matches, ", "), pb.Source, pb.Version)
+			}
+			return nil
+		},
+	})
+	c.AddCommand(&cobra.Command{
+		Use:   "lint [DIR|FILE]",
+		Short: "Check playbooks: unknown targets, steps or reliefs, rules that don't compile, missing approval policies, cycles",
+		Long: `Without an argument, lints the built-in playbooks and playbooks.dir together.
+With DIR or FILE, lints those files on their own. Targets are checked against the
+configuration. Every problem is printed as file:line: message; exit 2 when any.`,
+		Example: "  bot playbooks lint\n  bot playbooks lint ./my-playbooks\n  bot playbooks lint ./my-playbooks/ndr-5.5.4.yaml",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, _, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			if len(args) == 0 {
+				cat, err := g.catalog(cfg)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.io.out, "%d playbooks OK\n", len(cat.All()))
+				return nil
+			}
+			n, err := playbooks.LintDir(args[0], cfg.TargetKinds())
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			fmt.Fprintf(g.io.out, "%d playbook files OK\n", n)
+			return nil
+		},
+	})
+	return c
+}
