@@ -121,7 +121,7 @@ func TestNDR554Branches(t *testing.T) {
 			findings:  []string{"still-failing", "still-failing", "queue-overloaded", "queue-elevated"},
 			proposals: []string{"restart-transport"}, hosts: []string{"ex01.lab.contoso.com"}},
 		{scenario: "throttled-sender",
-			findings:  []string{"still-failing", "still-failing", "queues-healthy", "throttled-sender"},
+			findings: []string{"still-failing", "still-failing", "queues-healthy", "throttled-sender"},
 			// Set-ThrottlingPolicy is organisation-wide: once, where the evidence came from.
 			proposals: []string{"adjust-throttling"}, hosts: []string{"ex01.lab.contoso.com"}},
 		{scenario: "throttled-sender", params: map[string]any{"sender": "bob@contoso.com"},

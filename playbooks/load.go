@@ -192,8 +192,10 @@ func parseParams(pr *problems, pb *Playbook, n *yaml.Node) {
 	for _, kv := range entries(pr, n) {
 		name := kv[0].Value
 		var spec params.Spec
-		f := fields(pr, kv[1], "type", "required", "default", "values", "min", "max", "help", "example")
-		_ = f
+		fields(pr, kv[1], "type", "required", "default", "values", "min", "max", "help", "example")
+		if !params.ValidName(name) {
+			pr.add(kv[0].Line, "params.%s: a name is a lower-case letter followed by lower-case letters, digits or _", name)
+		}
 		if err := kv[1].Decode(&spec); err != nil {
 			pr.add(kv[1].Line, "params.%s: %v", name, err)
 			continue
