@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type result struct {
+	code     int
+	out, err string
+}
+
+// bot runs the command tree in-process with its own environment and stdin.
+func bot(t *testing.T, env []string, stdin string, interactive bool, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	lookup := func(k string) (string, bool) {
+		for _, kv := range env {
+			if name, v, ok := strings.Cut(kv, "="); ok && name == k {
+				return v, true
+			}
+		}
+		return "", false
+	}
+	code := run(context.Background(), args, stdio{
+		in: strings.NewReader(stdin), out: &out, err: &errb, interactive: interactive,
+		getenv: lookup, environ: func() []string { return env },
+	})
+	return result{code: code, out: out.String(), err: errb.String()}
+}
+
+func TestDiagnoseLabScenarios(t *testing.T) {
+	// Run from a directory without ndrbot.yaml so the embedded defaults apply.
+	t.Chdir(t.TempDir())
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"overloaded queue is named and restart proposed", []string{"diagnose", "5.5.4", "--lab", "overloaded-queue"}, exitFindings,
+			[]string{`Queue EX01\7 holds 1523 messages (> 1000): connector overloaded`, "Proposed relief: restart-transport", "Restart-Service -Name MSExchangeTransport", "restart-transport not approved: nothing was changed"}},
+		{"eop side escalates", []string{"diagnose", "5.5.4", "--lab", "eop-side"}, exitEscalation,
+			[]string{"ESCALATE to Microsoft support (EOP side)", "the problem is on the EOP side"}},
+		{"healthy exits 0", []string{"diagnose", "4.4.0", "--lab", "healthy"}, exitHealthy,
+			[]string{"All 6 queues are below 500 messages", "result: healthy (exit 0)"}},
+		{"network down escalates to the network team", []string{"diagnose", "5.5.4", "--lab", "network-down"}, exitEscalation,
+			[]string{"ESCALATE to Network team"}},
+		{"approved relief runs and verifies", []string{"diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport"}, exitFindings,
+			[]string{"restart-transport approved by cli:tester", "✓ restart-transport ran on ex01.lab.contoso.com", "✓ verified: restart-transport worked"}},
+		{"relief that does not help escalates", []string{"diagnose", "5.5.4", "--lab", "relief-fails", "--approve", "restart-transport"}, exitEscalation,
+			[]string{"not verified", "5.5.4 persists after the queue was cleared and MSExchangeTransport restarted"}},
+		{"throttled sender gets a two-approver relief", []string{"diagnose", "5.5.4", "--lab", "throttled-sender"}, exitFindings,
+			[]string{"alice@contoso.com is on custom throttling policy LowVolumeSenders", "Proposed relief: adjust-throttling", "approval: 2 approver(s)"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := bot(t, []string{"USER=tester", "NDRBOT_LAB_TIME_SCALE=3000"}, "", false, tc.args...)
+			assert.Equal(t, tc.code, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
+			for _, w := range tc.want {
+				assert.Contains(t, r.out, w)
+			}
+		})
+	}
+}
+
+func TestDiagnosePromptsOnlyOnATerminal(t *testing.T) {
+	t.Chdir(t.TempDir())
+	env := []string{"USER=tester", "NDRBOT_LAB_TIME_SCALE=3000"}
+	yes := bot(t, env, "y\n", true, "diagnose", "5.5.4", "--lab", "overloaded-queue")
+	assert.Contains(t, yes.out, "Run restart-transport on ex01.lab.contoso.com now? [y/N]")
+	assert.Contains(t, yes.out, "✓ verified: restart-transport worked")
+
+	no := bot(t, env, "\n", true, "diagnose", "5.5.4", "--lab", "overloaded-queue")
+	assert.Contains(t, no.out, "restart-transport not approved: nothing was changed")
+
+	piped := bot(t, env, "y\n", false, "diagnose", "5.5.4", "--lab", "overloaded-queue")
+	assert.NotContains(t, piped.out, "[y/N]")
+	assert.NotContains(t, piped.out, "ran on")
+}
+
+func TestDiagnoseJSON(t *testing.T) {
+	t.Chdir(t.TempDir())
+	r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", true, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--json")
+	require.Equal(t, exitFindings, r.code, r.err)
+	var rep runReport
+	require.NoError(t, json.Unmarshal([]byte(r.out), &rep), r.out)
+	assert.Equal(t, "ndr-5.5.4", rep.Playbook)
+	assert.Equal(t, "restart-transport", rep.Proposals[0].Relief)
+	assert.Equal(t, exitFindings, rep.ExitCode)
+	assert.Len(t, rep.Steps, 5)
+}
+
+// Bad input is refused with exit 2 before any executor is called: the WinRM
+// endpoint below counts every request it gets.
+func TestDiagnoseRefusesBadInputWithoutCallingExecutors(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		http.Error(w, "unexpected", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	t.Chdir(dir)
+	cfg := fmt.Sprintf(`targets:
+  exchange:
+    kind: winrm
+    endpoints: [%s/wsman]
+    auth: basic
+    allow_unencrypted: true
+    username: svc-ndrbot
+`, srv.URL)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ndrbot.yaml"), []byte(cfg), 0o600))
+	env := []string{"NDRBOT_TARGETS_EXCHANGE_PASSWORD=s3cret"}
+
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"injection in sender", []string{"diagnose", "5.5.4", "sender=x'; Remove-Mailbox ceo"}, "is not an email address"},
+		{"unknown code", []string{"diagnose", "5.9.9"}, `no playbook for "5.9.9"`},
+		{"unknown parameter", []string{"diagnose", "5.5.4", "sendr=alice@contoso.com"}, "sendr: unknown parameter"},
+		{"bad duration", []string{"diagnose", "5.5.4", "window=forever"}, "window:"},
+		{"unknown relief", []string{"diagnose", "5.5.4", "--approve", "Remove-Mailbox"}, `--approve "Remove-Mailbox": playbook ndr-5.5.4 has no such relief`},
+		{"bare word", []string{"diagnose", "5.5.4", "alice@contoso.com"}, "parameters are key=value"},
+		{"unknown lab scenario", []string{"diagnose", "5.5.4", "--lab", "nope"}, `unknown scenario "nope"`},
+		{"no code", []string{"diagnose"}, "requires at least 1 arg"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := bot(t, env, "", false, tc.args...)
+			assert.Equal(t, exitUsage, r.code, "stdout:\n%s", r.out)
+			assert.Contains(t, r.err, tc.want)
+			assert.NotContains(t, r.out+r.err, "s3cret")
+		})
+	}
+	assert.Zero(t, calls.Load(), "no executor may run for refused input")
+}
+
+func TestDiagnoseWithoutEndpointsIsAConfigError(t *testing.T) {
+	t.Chdir(t.TempDir())
+	r := bot(t, nil, "", false, "diagnose", "5.5.4")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.err, "targets.exchange.endpoints")
+}
+
+func TestPlaybooksLintAndList(t *testing.T) {
+	t.Chdir(t.TempDir())
+	r := bot(t, nil, "", false, "playbooks", "lint")
+	assert.Equal(t, 0, r.code, r.err)
+	assert.Contains(t, r.out, "playbooks OK")
+
+	r = bot(t, nil, "", false, "playbooks", "list")
+	assert.Equal(t, 0, r.code, r.err)
+	assert.Contains(t, r.out, "ndr-5.5.4")
+
+}
+
+func TestPlaybooksLintDirNamesFileAndLine(t *testing.T) {
+	dir, err := filepath.Abs(filepath.Join("..", "..", "playbooks", "testdata", "lint"))
+	require.NoError(t, err)
+	t.Chdir(t.TempDir())
+	r := bot(t, nil, "", false, "playbooks", "lint", dir)
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.err, filepath.Join(dir, "cycle.yaml")+":4: steps: needs form a cycle")
+}
+
+func TestConfigCheckRedactsSecrets(t *testing.T) {
+	t.Chdir(t.TempDir())
+	r := bot(t, []string{"NDRBOT_TARGETS_EXCHANGE_PASSWORD=hunter2-very-secret"}, "", false, "config", "check")
+	assert.Equal(t, 0, r.code, r.err)
+	assert.Contains(t, r.out, "configuration OK")
+	assert.NotContains(t, r.out, "hunter2-very-secret")
+	assert.Contains(t, r.out, "[redacted]")
+}
+
+func TestHelpHasExamples(t *testing.T) {
+	for _, args := range [][]string{{"diagnose", "--help"}, {"playbooks", "lint", "--help"}, {"config", "check", "--help"}, {"version", "--help"}} {
+		r := bot(t, nil, "", false, args...)
+		assert.Equal(t, 0, r.code)
+		assert.Contains(t, r.out, "Examples:", strings.Join(args, " "))
+	}
+}
