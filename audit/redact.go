@@ -1,0 +1,126 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Redacted replaces a secret in an audit payload.
+const Redacted = "[redacted]"
+
+// Redactor removes secrets from payloads before they are hashed and stored:
+// configured secret values (exact strings, wherever they occur inside a string)
+// and credential-looking text — password=… / secret: … pairs, Bearer and Basic
+// credentials, Authorization headers, Slack tokens (xoxb-, xoxp-, xoxa-, xapp-, …),
+// JWTs, PEM private keys, passwords in connection URLs, and the values of object
+// members whose key names a credential (password, secret, token, api_key, …).
+// The zero value and nil apply the patterns only.
+type Redactor struct {
+	secrets []string // longest first, so a secret containing another is masked whole
+}
+
+// NewRedactor returns a Redactor for the given secret values; empty ones are ignored.
+func NewRedactor(secrets ...string) *Redactor {
+	r := &Redactor{}
+	for _, s := range secrets {
+		if s != "" && !slices.Contains(r.secrets, s) {
+			r.secrets = append(r.secrets, s)
+		}
+	}
+	slices.SortFunc(r.secrets, func(a, b string) int { return len(b) - len(a) })
+	return r
+}
+
+var (
+	// Keys whose whole value is a credential.
+	secretKey = regexp.MustCompile(`(?i)^(.*[_-])?(password|passwd|pwd|passphrase|secret|client_secret|token|access_token|refresh_token|id_token|api_?key|apikey|authorization|cookie|private_?key|signing_secret|credentials?)$`)
+
+	patterns = []struct {
+		re   *regexp.Regexp
+		repl string
+	}{
+		// PEM private keys, whole block.
+		{regexp.MustCompile(`-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)`), "-----BEGIN ${1}PRIVATE KEY-----" + Redacted + "-----END ${1}PRIVATE KEY-----"},
+		// Authorization / Proxy-Authorization headers: scheme and credentials.
+		{regexp.MustCompile(`(?i)\b((?:proxy-)?authorization\s*[:=]\s*)(?:(?:bearer|basic|negotiate|ntlm|digest|token)\s+)?("[^"]*"|'[^']*'|[^\s"',;]+)`), "${1}" + Redacted},
+		// Bearer / Basic credentials anywhere else.
+		{regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]{8,}=*`), "${1} " + Redacted},
+		// Slack tokens: bot, user, app-level, legacy, refresh, config.
+		{regexp.MustCompile(`\bxox[abposre]-[A-Za-z0-9-]+|\bxapp-[A-Za-z0-9-]+`), Redacted},
+		// JWTs (Graph / Entra ID access tokens).
+		{regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+`), Redacted},
+		// Userinfo passwords in URLs: postgres://user:pw@host, https://u:p@proxy.
+		{regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/?#@]*:)([^\s@/?#]+)(@)`), "${1}" + Redacted + "${3}"},
+		// key=value / key: value pairs naming a credential, as in connection strings
+		// ("Password=…;"), command lines and log lines.
+		{regexp.MustCompile(`(?i)\b((?:[a-z0-9]+[_\-.]?)?(?:password|passwd|pwd|passphrase|secret|client_secret|access_token|refresh_token|api_?key|apikey|token|sas|sig)\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s;,&"'<>}]+)`), "${1}" + Redacted},
+		// PowerShell: ConvertTo-SecureString "plain" -AsPlainText.
+		{regexp.MustCompile(`(?i)(ConvertTo-SecureString\s+(?:-String\s+)?)("[^"]*"|'[^']*'|\S+)`), "${1}" + Redacted},
+	}
+)
+
+// String redacts one string.
+func (r *Redactor) String(s string) string {
+	if r != nil {
+		for _, sec := range r.secrets {
+			if strings.Contains(s, sec) {
+				s = strings.ReplaceAll(s, sec, Redacted)
+			}
+		}
+	}
+	for _, p := range patterns {
+		s = p.re.ReplaceAllString(s, p.repl)
+	}
+	return s
+}
+
+// JSON redacts every string (and every member value under a credential-named key)
+// of a JSON document and returns it canonically encoded.
+func (r *Redactor) JSON(raw []byte) ([]byte, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return []byte("null"), nil
+	}
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, fmt.Errorf("invalid JSON payload: %w", err)
+	}
+	v = r.value(v)
+	return appendCanonical(nil, v), nil
+}
+
+func (r *Redactor) value(v any) any {
+	switch v := v.(type) {
+	case string:
+		return r.String(v)
+	case []any:
+		for i := range v {
+			v[i] = r.value(v[i])
+		}
+		return v
+	case map[string]any:
+		for k, x := range v {
+			if secretKey.MatchString(k) {
+				switch x.(type) {
+				case nil, bool:
+					continue // "password_set": true says nothing secret
+				case string:
+					if x == "" {
+						continue
+					}
+				}
+				v[k] = Redacted
+				continue
+			}
+			v[k] = r.value(x)
+		}
+		return v
+	default:
+		return v
+	}
+}

@@ -1,0 +1,49 @@
+// Package backends opens the configured store backend: the one place that knows
+// both store/sqlite and store/postgres, so cmd/bot imports this and not them.
+package backends
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/store"
+	"github.com/ndrbot/ndrbot/store/postgres"
+	"github.com/ndrbot/ndrbot/store/sqlite"
+)
+
+// Config selects and locates the store (config keys store.driver, store.path,
+// store.dsn / store.dsn_file).
+type Config struct {
+	Driver string // "sqlite" (default) or "postgres"
+	Path   string // sqlite: database file; "" = store.DefaultSQLitePath()
+	DSN    string // postgres: connection string (a secret: from env or file)
+}
+
+// Validate checks the configuration without opening anything.
+func (c Config) Validate() error {
+	switch c.Driver {
+	case "", "sqlite":
+		return nil
+	case "postgres", "postgresql":
+		if c.DSN == "" {
+			return fmt.Errorf("%w: store.driver postgres needs store.dsn (or NDRBOT_STORE_DSN / store.dsn_file)", incident.ErrInvalidInput)
+		}
+		return nil
+	default:
+		return fmt.Errorf("%w: store.driver %q: want sqlite or postgres", incident.ErrInvalidInput, c.Driver)
+	}
+}
+
+// Open opens and migrates the configured store.
+func Open(ctx context.Context, c Config, opt store.Options) (store.Store, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	switch c.Driver {
+	case "postgres", "postgresql":
+		return postgres.Open(ctx, c.DSN, opt)
+	default:
+		return sqlite.Open(ctx, c.Path, opt)
+	}
+}

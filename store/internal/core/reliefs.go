@@ -1,0 +1,295 @@
+package core
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ndrbot/ndrbot/audit"
+	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/store"
+)
+
+const execCols = `id, approval_id, run_id, relief_id, hosts, digest, owner, state, output, error, started_us, finished_us`
+
+// maxAuditOutput bounds the relief output copied into an audit event.
+const maxAuditOutput = 4096
+
+func scanExec(r Row) (store.Execution, error) {
+	var x store.Execution
+	var hosts, state string
+	var output, errText sql.NullString
+	var started, finished int64
+	err := r.Scan(&x.ID, &x.ApprovalID, &x.RunID, &x.ReliefID, &hosts, &x.Digest, &x.Owner, &state, &output, &errText, &started, &finished)
+	if err != nil {
+		return x, err
+	}
+	x.State, x.Output, x.Error = incident.ExecState(state), output.String, errText.String
+	x.StartedAt, x.FinishedAt = fromUS(started), fromUS(finished)
+	return x, json.Unmarshal([]byte(hosts), &x.Hosts)
+}
+
+func (s *Store) execByApproval(ctx context.Context, q Q, approvalID string) (store.Execution, bool, error) {
+	x, err := scanExec(q.QueryRow(ctx, `SELECT `+execCols+` FROM executions WHERE approval_id = ?`, approvalID))
+	if s.d.IsNoRows(err) {
+		return x, false, nil
+	}
+	return x, err == nil, err
+}
+
+// ClaimRelief atomically starts the execution of an approved relief.
+func (s *Store) ClaimRelief(ctx context.Context, approvalID, owner, digestNow string) (store.Execution, error) {
+	if owner == "" {
+		return store.Execution{}, invalid("claim without owner")
+	}
+	var (
+		x       store.Execution
+		refusal error
+	)
+	err := s.db.Write(ctx, func(tx Q) error {
+		refusal = nil
+		a, err := s.getApproval(ctx, tx, approvalID, true) // serializes claims of this approval
+		if err != nil {
+			return err
+		}
+		if prev, ok, err := s.execByApproval(ctx, tx, approvalID); err != nil {
+			return err
+		} else if ok {
+			refusal = &store.ClaimError{Existing: prev}
+			return nil
+		}
+		switch a.Status {
+		case incident.ApprovalApproved:
+		case incident.ApprovalVoid:
+			refusal = &store.VoteError{Refusal: store.RefusedVoid, Approval: a}
+			return nil
+		default:
+			refusal = &store.VoteError{Refusal: store.RefusedNotApproved, Approval: a}
+			return nil
+		}
+		now := s.now()
+		if digestNow != a.Digest {
+			if err := s.void(ctx, tx, &a, incident.BotActor, digestNow, now); err != nil {
+				return err
+			}
+			refusal = &store.VoteError{Refusal: store.RefusedVoid, Approval: a}
+			return nil
+		}
+		hosts, _ := json.Marshal(a.Hosts)
+		x = store.Execution{ApprovalID: a.ID, RunID: a.RunID, ReliefID: a.ReliefID, Hosts: a.Hosts, Digest: a.Digest,
+			Owner: owner, State: incident.ExecRunning, StartedAt: now}
+		x.ID, err = s.newID("x", func(id string) (int64, error) {
+			return tx.Exec(ctx, `INSERT INTO executions (`+execCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, 0)
+				ON CONFLICT (id) DO NOTHING`,
+				id, x.ApprovalID, x.RunID, x.ReliefID, string(hosts), x.Digest, x.Owner, string(x.State), us(now))
+		})
+		if err != nil {
+			if s.d.IsUnique(err) { // approval_id is unique: the backstop under the row lock
+				return fmt.Errorf("%w: relief of approval %s already claimed", incident.ErrConflict, approvalID)
+			}
+			return err
+		}
+		for _, h := range a.Hosts {
+			if _, err := tx.Exec(ctx, `INSERT INTO execution_hosts (execution_id, relief_id, host, started_us) VALUES (?, ?, ?, ?)
+				ON CONFLICT (execution_id, host) DO NOTHING`, x.ID, x.ReliefID, h, us(now)); err != nil {
+				return err
+			}
+		}
+		_, err = s.appendTx(ctx, tx, audit.Record{Actor: incident.BotActor, RunID: x.RunID, Kind: audit.KindRelief, Time: now,
+			Payload: map[string]any{"execution_id": x.ID, "approval_id": x.ApprovalID, "relief": x.ReliefID, "hosts": x.Hosts,
+				"digest": x.Digest, "owner": owner, "state": x.State, "approvers": approverNames(a)}})
+		return err
+	})
+	if err != nil {
+		return store.Execution{}, err
+	}
+	if refusal != nil {
+		return store.Execution{}, refusal
+	}
+	return x, nil
+}
+
+func approverNames(a store.Approval) []string {
+	names := []string{}
+	for _, v := range a.Approvers() {
+		names = append(names, v.String())
+	}
+	return names
+}
+
+// FinishRelief records the outcome of a running execution.
+func (s *Store) FinishRelief(ctx context.Context, executionID string, r store.ReliefOutcome) (store.Execution, error) {
+	var x store.Execution
+	state := incident.ExecFailed
+	if r.OK {
+		state = incident.ExecOK
+	}
+	output := s.opt.Redactor.String(r.Output)
+	errText := s.opt.Redactor.String(r.Error)
+	err := s.db.Write(ctx, func(tx Q) error {
+		var err error
+		x, err = scanExec(tx.QueryRow(ctx, `SELECT `+execCols+` FROM executions WHERE id = ?`+s.d.ForUpdate, executionID))
+		if s.d.IsNoRows(err) {
+			return notFound("execution", executionID)
+		}
+		if err != nil {
+			return err
+		}
+		if x.State != incident.ExecRunning {
+			return fmt.Errorf("%w: execution %s is %s, not running", incident.ErrConflict, executionID, x.State)
+		}
+		now := s.now()
+		if _, err := tx.Exec(ctx, `UPDATE executions SET state = ?, output = ?, error = ?, finished_us = ? WHERE id = ?`,
+			string(state), nullable(output), nullable(errText), us(now), executionID); err != nil {
+			return err
+		}
+		x.State, x.Output, x.Error, x.FinishedAt = state, output, errText, now
+		auditOut := output
+		if len(auditOut) > maxAuditOutput {
+			auditOut = auditOut[:maxAuditOutput] + "…(truncated)"
+		}
+		_, err = s.appendTx(ctx, tx, audit.Record{Actor: incident.BotActor, RunID: x.RunID, Kind: audit.KindRelief, Time: now,
+			Payload: map[string]any{"execution_id": x.ID, "approval_id": x.ApprovalID, "relief": x.ReliefID, "hosts": x.Hosts,
+				"state": state, "error": errText, "output": auditOut, "duration": now.Sub(x.StartedAt).String()}})
+		return err
+	})
+	return x, err
+}
+
+// GetExecution returns one execution.
+func (s *Store) GetExecution(ctx context.Context, id string) (store.Execution, error) {
+	x, err := scanExec(s.db.QueryRow(ctx, `SELECT `+execCols+` FROM executions WHERE id = ?`, id))
+	if s.d.IsNoRows(err) {
+		return x, notFound("execution", id)
+	}
+	return x, err
+}
+
+// Executions returns a run's executions, oldest first.
+func (s *Store) Executions(ctx context.Context, runID string) ([]store.Execution, error) {
+	return queryAll(ctx, s.db, `SELECT `+execCols+` FROM executions WHERE run_id = ? ORDER BY started_us, id`, []any{runID}, scanExec)
+}
+
+// LastRelief returns when reliefID last started on host.
+func (s *Store) LastRelief(ctx context.Context, reliefID, host string) (time.Time, bool, error) {
+	var last sql.NullInt64
+	err := s.db.QueryRow(ctx, `SELECT MAX(started_us) FROM execution_hosts WHERE relief_id = ? AND host = ?`, reliefID, host).Scan(&last)
+	if err != nil || !last.Valid {
+		return time.Time{}, false, err
+	}
+	return fromUS(last.Int64), true, nil
+}
+
+// Heartbeat extends owner's lease.
+func (s *Store) Heartbeat(ctx context.Context, owner string, until time.Time) error {
+	if owner == "" {
+		return invalid("heartbeat without owner")
+	}
+	return s.db.Write(ctx, func(tx Q) error {
+		_, err := tx.Exec(ctx, `INSERT INTO leases (owner, until_us) VALUES (?, ?)
+			ON CONFLICT (owner) DO UPDATE SET until_us = excluded.until_us`, owner, us(until))
+		return err
+	})
+}
+
+// Recover takes over interrupted work of owner and of owners without a live lease.
+func (s *Store) Recover(ctx context.Context, owner string, now time.Time) (store.Recovery, error) {
+	if owner == "" {
+		return store.Recovery{}, invalid("recover without owner")
+	}
+	now = audit.TimeUS(now)
+	var rec store.Recovery
+	err := s.db.Write(ctx, func(tx Q) error {
+		rec = store.Recovery{}
+		live, err := queryAll(ctx, tx, `SELECT owner FROM leases WHERE until_us > ? AND owner <> ?`, []any{us(now), owner},
+			func(r Row) (string, error) {
+				var o string
+				return o, r.Scan(&o)
+			})
+		if err != nil {
+			return err
+		}
+		mine := func(o string) bool { return !slices.Contains(live, o) }
+
+		running, err := queryAll(ctx, tx, `SELECT `+execCols+` FROM executions WHERE state = ? ORDER BY started_us, id`+s.d.ForUpdate,
+			[]any{string(incident.ExecRunning)}, scanExec)
+		if err != nil {
+			return err
+		}
+		var recs []audit.Record
+		interrupted := map[string]bool{}
+		const unknownNote = "the process running this relief ended before it reported; the outcome is unknown and it will not be re-run: check the target and decide"
+		for _, x := range running {
+			if !mine(x.Owner) {
+				continue
+			}
+			if _, err := tx.Exec(ctx, `UPDATE executions SET state = ?, error = ?, finished_us = ? WHERE id = ? AND state = ?`,
+				string(incident.ExecUnknown), unknownNote, us(now), x.ID, string(incident.ExecRunning)); err != nil {
+				return err
+			}
+			was := x.Owner
+			x.State, x.Error, x.FinishedAt = incident.ExecUnknown, unknownNote, now
+			rec.Unknown = append(rec.Unknown, x)
+			interrupted[x.RunID] = true
+			recs = append(recs, audit.Record{Actor: incident.BotActor, RunID: x.RunID, Kind: audit.KindRecovery, Time: now,
+				Payload: map[string]any{"what": "relief", "id": x.ID, "relief": x.ReliefID, "hosts": x.Hosts,
+					"from": incident.ExecRunning, "to": incident.ExecUnknown, "owner_was": was, "owner": owner, "note": unknownNote}})
+		}
+
+		runs, err := queryAll(ctx, tx, `SELECT `+runCols+` FROM runs WHERE state IN (?, ?, ?, ?) ORDER BY created_us, id`+s.d.ForUpdate,
+			[]any{string(incident.RunDiagnosing), string(incident.RunAwaitingApproval), string(incident.RunRelieving), string(incident.RunVerifying)}, scanRun)
+		if err != nil {
+			return err
+		}
+		for _, r := range runs {
+			if interrupted[r.ID] {
+				continue
+			}
+			if r.State == incident.RunAwaitingApproval || !mine(r.Owner) {
+				continue
+			}
+			if _, err := tx.Exec(ctx, `UPDATE runs SET owner = ?, updated_us = ? WHERE id = ?`, owner, us(now), r.ID); err != nil {
+				return err
+			}
+			was := r.Owner
+			r.Owner, r.UpdatedAt = owner, now
+			rec.Resume = append(rec.Resume, r)
+			recs = append(recs, audit.Record{Actor: incident.BotActor, RunID: r.ID, Kind: audit.KindRecovery, Time: now,
+				Payload: map[string]any{"what": "run", "id": r.ID, "from": r.State, "to": r.State, "owner_was": was, "owner": owner,
+					"note": "resumed after a restart: read-only steps are re-run"}})
+		}
+		for _, id := range sortedKeys(interrupted) {
+			r, err := scanRun(tx.QueryRow(ctx, `SELECT `+runCols+` FROM runs WHERE id = ?`, id))
+			if err != nil {
+				return err
+			}
+			from := r.State
+			if !from.Terminal() {
+				if _, err := tx.Exec(ctx, `UPDATE runs SET state = ?, owner = ?, updated_us = ? WHERE id = ?`,
+					string(incident.RunInterrupted), owner, us(now), id); err != nil {
+					return err
+				}
+				r.State, r.Owner, r.UpdatedAt = incident.RunInterrupted, owner, now
+			}
+			rec.Interrupted = append(rec.Interrupted, r)
+			recs = append(recs, audit.Record{Actor: incident.BotActor, RunID: id, Kind: audit.KindRecovery, Time: now,
+				Payload: map[string]any{"what": "run", "id": id, "from": from, "to": r.State, "owner": owner,
+					"note": "a relief's outcome is unknown: a human must check and decide"}})
+		}
+		_, err = s.appendTx(ctx, tx, recs...)
+		return err
+	})
+	return rec, err
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,198 @@
+// Package sqlite is the embedded store backend: one SQLite file (pure Go,
+// modernc.org/sqlite) in WAL mode with synchronous=FULL, so a committed vote,
+// claim or audit event survives a crash or power loss.
+//
+// Writes go through one connection and start with BEGIN IMMEDIATE, so goroutines
+// queue in-process instead of failing with SQLITE_BUSY, and another process on the
+// same file (bot serve and bot diagnose) waits up to the busy timeout. Reads use a
+// separate read-only pool and do not block on writers (WAL).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/ndrbot/ndrbot/store"
+	"github.com/ndrbot/ndrbot/store/internal/core"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// BusyTimeout is how long a write waits for another process holding the database.
+const BusyTimeout = 10 * time.Second
+
+// Store is a store.Store on a SQLite file.
+type Store struct {
+	*core.Store
+	path string
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// DSN returns the modernc.org/sqlite data source name ndrbot uses for path;
+// readOnly selects the read pool's settings.
+func DSN(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Set("_busy_timeout", fmt.Sprint(BusyTimeout.Milliseconds()))
+	q.Set("_foreign_keys", "1")
+	q.Set("_synchronous", "FULL")
+	if readOnly {
+		q.Set("_query_only", "1")
+	} else {
+		q.Set("_journal_mode", "WAL")
+		q.Set("_txlock", "immediate")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// Open opens (creating it and its directory when missing) and migrates the
+// database at path. A database migrated by a newer ndrbot is refused with
+// *store.SchemaTooNewError.
+func Open(ctx context.Context, path string, opt store.Options) (*Store, error) {
+	if path == "" {
+		path = store.DefaultSQLitePath()
+	}
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("sqlite store: %w", err)
+		}
+	}
+	w, err := sql.Open("sqlite", DSN(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	var mode string
+	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		w.Close()
+		return nil, fmt.Errorf("sqlite store %s: journal mode is %s, want wal", path, mode)
+	}
+	r, err := sql.Open("sqlite", DSN(path, true))
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(4)
+	r.SetMaxIdleConns(4)
+	db := &sqlDB{w: w, r: r}
+	if err := core.Migrate(ctx, db, Dialect, mustSub(migrations, "migrations"), time.Now()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
+	}
+	return &Store{Store: core.New(db, Dialect, opt), path: path}, nil
+}
+
+func mustSub(f fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(f, dir)
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
+// Dialect is SQLite's: no row locks (the write transaction holds the database).
+var Dialect = core.Dialect{
+	Name: "sqlite",
+	IsUnique: func(err error) bool {
+		var e *sqlite.Error
+		if errors.As(err, &e) {
+			return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+		}
+		return false
+	},
+	IsNoRows: func(err error) bool { return errors.Is(err, sql.ErrNoRows) },
+}
+
+// sqlDB adapts database/sql to core.DB: w is the single writer connection, r the
+// read-only pool.
+type sqlDB struct {
+	mu   sync.Mutex
+	w, r *sql.DB
+}
+
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { _ = r.Rows.Close() }
+
+type sqlQ struct {
+	q interface {
+		ExecContext(context.Context, string, ...any) (sql.Result, error)
+		QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}
+}
+
+func (q sqlQ) Exec(ctx context.Context, s string, args ...any) (int64, error) {
+	res, err := q.q.ExecContext(ctx, s, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (q sqlQ) Query(ctx context.Context, s string, args ...any) (core.Rows, error) {
+	rows, err := q.q.QueryContext(ctx, s, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rows}, nil
+}
+
+func (q sqlQ) QueryRow(ctx context.Context, s string, args ...any) core.Row {
+	return q.q.QueryRowContext(ctx, s, args...)
+}
+
+func (d *sqlDB) Exec(ctx context.Context, s string, args ...any) (int64, error) {
+	return sqlQ{d.w}.Exec(ctx, s, args...)
+}
+
+func (d *sqlDB) Query(ctx context.Context, s string, args ...any) (core.Rows, error) {
+	return sqlQ{d.r}.Query(ctx, s, args...)
+}
+
+func (d *sqlDB) QueryRow(ctx context.Context, s string, args ...any) core.Row {
+	return sqlQ{d.r}.QueryRow(ctx, s, args...)
+}
+
+// Write runs fn in a BEGIN IMMEDIATE transaction on the writer connection.
+func (d *sqlDB) Write(ctx context.Context, fn func(core.Q) error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	tx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(sqlQ{tx}); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func (d *sqlDB) Close() error {
+	return errors.Join(d.r.Close(), d.w.Close())
+}

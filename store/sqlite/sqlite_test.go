@@ -1,0 +1,106 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ndrbot/ndrbot/store"
+	"github.com/ndrbot/ndrbot/store/sqlite"
+	"github.com/ndrbot/ndrbot/store/storetest"
+)
+
+func openAt(t testing.TB, path string, opt store.Options) storetest.Instance {
+	s, err := sqlite.Open(context.Background(), path, opt)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	raw, err := sql.Open("sqlite", sqlite.DSN(path, false))
+	require.NoError(t, err)
+	t.Cleanup(func() { raw.Close() })
+	return storetest.Instance{
+		Store: s,
+		Exec: func(t testing.TB, q string, args ...any) {
+			t.Helper()
+			_, err := raw.Exec(q, args...)
+			require.NoError(t, err, q)
+		},
+		Reopen: func(t testing.TB, opt store.Options) (store.Store, error) {
+			s, err := sqlite.Open(context.Background(), path, opt)
+			if err != nil {
+				return nil, err
+			}
+			return s, nil
+		},
+	}
+}
+
+func fresh(t testing.TB, opt store.Options) storetest.Instance {
+	return openAt(t, filepath.Join(t.TempDir(), "ndrbot.db"), opt)
+}
+
+func TestSuite(t *testing.T) {
+	storetest.Run(t, fresh)
+}
+
+func TestPragmas(t *testing.T) {
+	inst := fresh(t, store.Options{})
+	s := inst.Store.(*sqlite.Store)
+	db, err := sql.Open("sqlite", sqlite.DSN(s.Path(), false))
+	require.NoError(t, err)
+	defer db.Close()
+	for pragma, want := range map[string]string{"journal_mode": "wal", "synchronous": "2", "foreign_keys": "1", "busy_timeout": "10000"} {
+		var got string
+		require.NoError(t, db.QueryRow("PRAGMA "+pragma).Scan(&got))
+		assert.Equal(t, want, got, pragma)
+	}
+}
+
+func TestOpenCreatesDirectory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data", "ndrbot", "ndrbot.db")
+	s, err := sqlite.Open(context.Background(), path, store.Options{})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	_, err = os.Stat(path)
+	assert.NoError(t, err)
+}
+
+func TestDefaultPath(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", "/var/lib/xdg")
+	assert.Equal(t, "/var/lib/xdg/ndrbot/ndrbot.db", store.DefaultSQLitePath())
+	t.Setenv("XDG_DATA_HOME", "")
+	assert.Equal(t, "ndrbot.db", store.DefaultSQLitePath())
+	t.Setenv("XDG_DATA_HOME", "relative/ignored")
+	assert.Equal(t, "ndrbot.db", store.DefaultSQLitePath())
+}
+
+// TestProcessRace: two processes on one SQLite file approve and claim the same relief.
+func TestProcessRace(t *testing.T) {
+	if os.Getenv(storetest.EnvChild) != "" {
+		t.Skip("child")
+	}
+	path := filepath.Join(t.TempDir(), "ndrbot.db")
+	inst := openAt(t, path, store.Options{})
+	storetest.ProcessRace(t, inst, func(env []string) ([]byte, error) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestProcessRaceChild$", "-test.count=1")
+		cmd.Env = append(append(os.Environ(), env...), "NDRBOT_STORETEST_SQLITE="+path)
+		cmd.Stderr = os.Stderr
+		return cmd.Output()
+	})
+}
+
+func TestProcessRaceChild(t *testing.T) {
+	ok := storetest.ProcessRaceChild(t, func() (store.Store, error) {
+		return sqlite.Open(context.Background(), os.Getenv("NDRBOT_STORETEST_SQLITE"), store.Options{})
+	})
+	if !ok {
+		t.Skip("only runs as a child of TestProcessRace")
+	}
+}
+
+func BenchmarkStore(b *testing.B) { storetest.Bench(b, fresh) }
