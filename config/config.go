@@ -1,8 +1,55 @@
 // Package config defines ndrbot's configuration: defaults, the YAML file, NDRBOT_*
 // environment overrides, secrets from env or *_file, and validation.
+//
+// Layers, lowest first: the embedded defaults (Default), one YAML file, then the
+// environment. Load merges them and decodes; Validate checks the result and reports
+// every problem at once. Load does not validate, so `bot config check` can print a
+// configuration and its problems side by side.
+//
+// Adding a section is adding a struct field to Config (with mapstructure and yaml
+// tags) and its defaults to defaults(): the file checker, the NDRBOT_* mapping, the
+// printer and the secret rules follow the Go types by reflection.
+//
+// Struct tags the loader understands besides mapstructure/yaml:
+//
+//	config:"path"              relative values are resolved against the config file's
+//	                           directory (file) or LoadOptions.WorkDir (env)
+//	env:"SLACK_BOT_TOKEN,..."  extra environment variable names for a key outside maps;
+//	                           the NDRBOT_* name wins when both are set
+//
+// A Secret field named X may have a sibling string field X_file: the secret comes from
+// the environment or that file, never from the YAML itself, and never from both.
 package config
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Target kinds.
+const (
+	KindWinRM = "winrm"
+	KindProbe = "probe"
+	KindGraph = "graph"
+	KindLab   = "lab"
+)
+
+// MaxWinRMConcurrency is the highest max_concurrency a winrm target may have: Exchange
+// allows 18 concurrent remote PowerShell connections per user (PowerShellMaxConcurrency)
+// and the bot must never hit that ceiling, or its own steps start failing with quota faults.
+const MaxWinRMConcurrency = 18
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrUnknownTarget: a playbook or command named a target that is not configured.
+	ErrUnknownTarget = errors.New("unknown target")
+	// ErrNoEndpoints: the target exists but has no endpoints yet.
+	ErrNoEndpoints = errors.New("no endpoints configured")
+)
 
 // Config is the whole effective configuration.
 type Config struct {
@@ -10,20 +57,27 @@ type Config struct {
 	Playbooks Playbooks         `mapstructure:"playbooks" yaml:"playbooks"`
 	Lab       Lab               `mapstructure:"lab" yaml:"lab"`
 	Log       Log               `mapstructure:"log" yaml:"log"`
+
+	// origins maps a leaf key ("targets.exchange.password") to where its value came
+	// from: "default", "FILE:LINE" or "env NAME". Validate needs it to reject secrets
+	// written into the YAML; Print shows it. Nil for a Config built in code.
+	origins map[string]string
 }
 
 // Target is a named group of endpoints a playbook step runs against.
 type Target struct {
 	// Kind is winrm, probe, graph or lab.
-	Kind      string   `mapstructure:"kind" yaml:"kind"`
+	Kind string `mapstructure:"kind" yaml:"kind"`
+	// Endpoints: WS-Management URLs (winrm, https://host:5986/wsman), host[:port]
+	// (probe), base URLs (graph), or simulated host names (lab).
 	Endpoints []string `mapstructure:"endpoints" yaml:"endpoints"`
 
 	// WinRM.
 	Auth               string        `mapstructure:"auth" yaml:"auth"` // ntlm | basic
 	Username           string        `mapstructure:"username" yaml:"username"`
 	Password           Secret        `mapstructure:"password" yaml:"password"`
-	PasswordFile       string        `mapstructure:"password_file" yaml:"password_file"`
-	CAFile             string        `mapstructure:"ca_file" yaml:"ca_file"`
+	PasswordFile       string        `mapstructure:"password_file" yaml:"password_file" config:"path"`
+	CAFile             string        `mapstructure:"ca_file" yaml:"ca_file" config:"path"`
 	InsecureSkipVerify bool          `mapstructure:"insecure_skip_verify" yaml:"insecure_skip_verify"`
 	AllowUnencrypted   bool          `mapstructure:"allow_unencrypted" yaml:"allow_unencrypted"`
 	MaxConcurrency     int           `mapstructure:"max_concurrency" yaml:"max_concurrency"`
@@ -39,7 +93,7 @@ type Target struct {
 // Playbooks says where playbooks beyond the built-in ones come from.
 type Playbooks struct {
 	// Dir adds or overrides playbooks (by id) from *.yaml files.
-	Dir string `mapstructure:"dir" yaml:"dir"`
+	Dir string `mapstructure:"dir" yaml:"dir" config:"path"`
 }
 
 // Lab configures the simulated organisation.
@@ -57,16 +111,146 @@ type Log struct {
 	Format string `mapstructure:"format" yaml:"format"` // text|json
 }
 
-// Secret is a string that never prints itself.
-type Secret string
-
-// String redacts the value so a Secret cannot leak through fmt or slog.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
+// defaults is the embedded bottom layer without the per-kind target defaults: those
+// are applied after the file and the environment have had their say on each target's
+// kind, so that turning `exchange` into a lab target does not drag WinRM settings along.
+func defaults() Config {
+	return Config{
+		Targets: map[string]Target{
+			// No endpoints: the servers are site-specific. RequireEndpoints tells the
+			// operator what to set when a playbook first needs them.
+			"exchange": {Kind: KindWinRM, Endpoints: []string{}},
+			"eop":      {Kind: KindProbe, Endpoints: []string{"outlook.office365.com:25"}},
+		},
+		Lab: Lab{TimeScale: 300},
+		Log: Log{Level: "info", Format: "text"},
 	}
-	return "[redacted]"
 }
 
-// Reveal returns the real value; call it only where the secret is used.
-func (s Secret) Reveal() string { return string(s) }
+// kindDefaults holds what a target of a kind gets for the keys it leaves unset.
+func kindDefaults(kind string) Target {
+	switch kind {
+	case KindWinRM:
+		return Target{
+			Auth:             "ntlm",
+			MaxConcurrency:   4,
+			OperationTimeout: 60 * time.Second,
+			MaxOutputBytes:   1 << 20,
+		}
+	case KindProbe:
+		return Target{Timeout: 10 * time.Second}
+	}
+	return Target{}
+}
+
+// Default returns the embedded defaults: enough for the bot to start with no file
+// (lab runs and the EOP probe work; Exchange needs endpoints and credentials).
+func Default() Config {
+	c := defaults()
+	for name, t := range c.Targets {
+		c.Targets[name] = t.withKindDefaults()
+	}
+	return c
+}
+
+// withKindDefaults fills the zero fields of t from its kind's defaults.
+func (t Target) withKindDefaults() Target {
+	d := kindDefaults(t.Kind)
+	if t.Auth == "" {
+		t.Auth = d.Auth
+	}
+	if t.MaxConcurrency == 0 {
+		t.MaxConcurrency = d.MaxConcurrency
+	}
+	if t.OperationTimeout == 0 {
+		t.OperationTimeout = d.OperationTimeout
+	}
+	if t.MaxOutputBytes == 0 {
+		t.MaxOutputBytes = d.MaxOutputBytes
+	}
+	if t.Timeout == 0 {
+		t.Timeout = d.Timeout
+	}
+	return t
+}
+
+// Target returns the target called name, or an error wrapping ErrUnknownTarget that
+// lists the configured ones.
+func (c Config) Target(name string) (Target, error) {
+	if t, ok := c.Targets[name]; ok {
+		return t, nil
+	}
+	names := make([]string, 0, len(c.Targets))
+	for n := range c.Targets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return Target{}, fmt.Errorf("%w %q (configured: %s)", ErrUnknownTarget, name, strings.Join(names, ", "))
+}
+
+// TargetKinds maps each configured target name to its kind, the shape the playbook
+// linter wants for checking a step's target.
+func (c Config) TargetKinds() map[string]string {
+	m := make(map[string]string, len(c.Targets))
+	for n, t := range c.Targets {
+		m[n] = t.Kind
+	}
+	return m
+}
+
+// Origin tells where the value of a leaf key (e.g. "targets.exchange.password") came
+// from: "default", "FILE:LINE", "env NDRBOT_…", or "" when unknown (a Config built in
+// code, or a key no layer set).
+func (c Config) Origin(key string) string { return c.origins[key] }
+
+// RequireEndpoints returns nil when t (configured as name) has endpoints, otherwise an
+// error wrapping ErrNoEndpoints that says exactly which key or variable to set. Empty
+// endpoints are valid configuration (the default exchange target has none) so the
+// check belongs to whoever is about to use the target.
+func (t Target) RequireEndpoints(name string) error {
+	if len(t.Endpoints) > 0 {
+		return nil
+	}
+	key := "targets." + name + ".endpoints"
+	return fmt.Errorf("target %q: %w: set %s in the config file or %s=%q (comma-separated)",
+		name, ErrNoEndpoints, key, EnvName(key), exampleEndpoints(t.Kind))
+}
+
+func exampleEndpoints(kind string) string {
+	switch kind {
+	case KindWinRM:
+		return "https://ex01.contoso.com:5986/wsman,https://ex02.contoso.com:5986/wsman"
+	case KindProbe:
+		return "contoso-com.mail.protection.outlook.com:25"
+	case KindGraph:
+		return "https://graph.microsoft.com"
+	}
+	return "host1,host2"
+}
+
+// ResolvePassword returns the password from the environment or from password_file.
+// Call it where the password is used, not at load time, so a rotated file is picked up
+// by the next connection.
+func (t Target) ResolvePassword() (string, error) {
+	return ResolveSecret(t.Password, t.PasswordFile)
+}
+
+// ResolveSecret returns value, or the contents of file when file is set (one trailing
+// newline removed, as editors and `echo` add one). Both set is an error, as in Validate.
+func ResolveSecret(value Secret, file string) (string, error) {
+	switch {
+	case value != "" && file != "":
+		return "", errors.New("secret set both directly and through a *_file: use one")
+	case file == "":
+		return value.Reveal(), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("reading secret file: %w", err)
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if s == "" {
+		return "", fmt.Errorf("secret file %s is empty", file)
+	}
+	return s, nil
+}

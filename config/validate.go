@@ -1,0 +1,461 @@
+package config
+
+import (
+	"crypto/x509"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	// Key is the full key, with a list index where it matters:
+	// "targets.exchange.endpoints[1]".
+	Key string
+	// Msg says what is wrong and, where it is not obvious, what to do.
+	Msg string
+	// Origin is where the value came from ("ndrbot.yaml:12", "env NDRBOT_LOG_LEVEL"),
+	// "" when unknown or a default.
+	Origin string
+}
+
+func (p Problem) Error() string {
+	if p.Origin == "" {
+		return p.Key + ": " + p.Msg
+	}
+	return p.Key + ": " + p.Msg + " (from " + p.Origin + ")"
+}
+
+// ValidationError lists every problem Validate found.
+type ValidationError struct {
+	Problems []Problem
+}
+
+// Error puts one problem on each line, like errors.Join.
+func (e *ValidationError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap lets errors.As find each Problem.
+func (e *ValidationError) Unwrap() []error {
+	errs := make([]error, len(e.Problems))
+	for i, p := range e.Problems {
+		errs[i] = p
+	}
+	return errs
+}
+
+// Validate checks the configuration without running anything and reports every
+// problem at once as a *ValidationError. It reads the files the configuration names
+// (ca_file, *_file, playbooks.dir) to check they are usable.
+func (c Config) Validate() error {
+	v := &validator{c: c}
+	v.targets()
+	v.playbooks()
+	v.lab()
+	v.log()
+	v.secrets(reflect.ValueOf(c), "")
+	if len(v.problems) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: v.problems}
+}
+
+type validator struct {
+	c        Config
+	problems []Problem
+}
+
+func (v *validator) add(key, format string, args ...any) {
+	origin := v.c.origins[baseKey(key)]
+	if origin == "default" {
+		origin = ""
+	}
+	v.problems = append(v.problems, Problem{Key: key, Msg: fmt.Sprintf(format, args...), Origin: origin})
+}
+
+// baseKey drops a list index: origins are recorded per list, not per item.
+func baseKey(key string) string {
+	if i := strings.IndexByte(key, '['); i >= 0 {
+		return key[:i]
+	}
+	return key
+}
+
+const kindList = "winrm|probe|graph|lab"
+
+func (v *validator) targets() {
+	names := sortedKeys(v.c.Targets)
+	byEnv := map[string]string{}
+	for _, name := range names {
+		prefix := "targets." + name
+		if !validEntryName(name) {
+			v.add(prefix, "%q is not a valid target name: use lower-case letters, digits, '-' and '_', starting with a letter", name)
+		} else if other, clash := byEnv[envSegment(name)]; clash {
+			v.add(prefix, "collides with target %q: both are configured by %s_*; rename one", other, EnvName(prefix))
+		} else {
+			byEnv[envSegment(name)] = name
+		}
+		v.target(prefix, v.c.Targets[name])
+	}
+}
+
+func (v *validator) target(prefix string, t Target) {
+	switch t.Kind {
+	case KindWinRM, KindProbe, KindGraph, KindLab:
+	case "":
+		v.add(prefix+".kind", "required (%s)%s", kindList, v.envOnlyHint(prefix))
+		return
+	default:
+		v.add(prefix+".kind", "unknown kind %q (%s)", t.Kind, kindList)
+		return
+	}
+	v.notUsedByKind(prefix, t)
+	v.endpoints(prefix, t)
+
+	if t.MaxConcurrency < 0 {
+		v.add(prefix+".max_concurrency", "%d must not be negative (0 means the executor's default)", t.MaxConcurrency)
+	}
+	switch t.Kind {
+	case KindWinRM:
+		v.winrm(prefix, t)
+	case KindProbe:
+		if t.Timeout <= 0 {
+			v.add(prefix+".timeout", "%s must be positive", t.Timeout)
+		}
+		if t.HeloName != "" && !validHostname(t.HeloName) {
+			v.add(prefix+".helo_name", "%q is not a host name", t.HeloName)
+		}
+	case KindGraph:
+		if t.Timeout < 0 {
+			v.add(prefix+".timeout", "%s must not be negative", t.Timeout)
+		}
+		v.tls(prefix, t)
+	}
+}
+
+// envOnlyHint explains a target with no kind that exists only because an environment
+// variable named it: most likely a misspelt target name in that variable.
+func (v *validator) envOnlyHint(prefix string) string {
+	var vars []string
+	for k, o := range v.c.origins {
+		if !strings.HasPrefix(k, prefix+".") {
+			continue
+		}
+		name, fromEnv := strings.CutPrefix(o, "env ")
+		if !fromEnv && o != "default" {
+			return "" // the file defines it
+		}
+		if fromEnv {
+			vars = append(vars, name)
+		}
+	}
+	if len(vars) == 0 {
+		return ""
+	}
+	slices.Sort(vars)
+	return fmt.Sprintf("; the target is defined only by %s: a misspelt target name?", strings.Join(vars, ", "))
+}
+
+// keyKinds says which kinds read a target key; nil means every kind. A key set on a
+// kind that ignores it is almost always a mistake (timeout on a winrm target meant as
+// operation_timeout), so it is reported. Lab targets stand in for any kind and accept
+// everything.
+func keyKinds(key string) []string {
+	switch key {
+	case "auth", "username", "password", "password_file", "allow_unencrypted",
+		"preamble", "operation_timeout", "max_output_bytes":
+		return []string{KindWinRM}
+	case "ca_file", "insecure_skip_verify":
+		return []string{KindWinRM, KindGraph}
+	case "timeout":
+		return []string{KindProbe, KindGraph}
+	case "helo_name":
+		return []string{KindProbe}
+	}
+	return nil
+}
+
+func (v *validator) notUsedByKind(prefix string, t Target) {
+	if t.Kind == KindLab {
+		return
+	}
+	rv := reflect.ValueOf(t)
+	for i := range rv.NumField() {
+		key, _, _ := strings.Cut(rv.Type().Field(i).Tag.Get("mapstructure"), ",")
+		kinds := keyKinds(key)
+		if kinds == nil || slices.Contains(kinds, t.Kind) || rv.Field(i).IsZero() {
+			continue
+		}
+		v.add(prefix+"."+key, "not used by kind %s (only by %s)", t.Kind, strings.Join(kinds, ", "))
+	}
+}
+
+func (v *validator) endpoints(prefix string, t Target) {
+	seen := map[string]int{}
+	for i, ep := range t.Endpoints {
+		key := fmt.Sprintf("%s.endpoints[%d]", prefix, i)
+		if strings.TrimSpace(ep) == "" {
+			v.add(key, "empty endpoint")
+			continue
+		}
+		if first, dup := seen[strings.ToLower(ep)]; dup {
+			v.add(key, "%q repeats endpoints[%d]", ep, first)
+			continue
+		}
+		seen[strings.ToLower(ep)] = i
+		var msg string
+		switch t.Kind {
+		case KindWinRM:
+			msg = checkURL(ep, "WS-Management URL", "https://ex01.contoso.com:5986/wsman")
+		case KindGraph:
+			msg = checkURL(ep, "URL", "https://graph.microsoft.com")
+		case KindProbe:
+			msg = checkHostPort(ep)
+		}
+		if msg != "" {
+			v.add(key, "%s", msg)
+		}
+	}
+}
+
+// checkURL returns what is wrong with an http(s) endpoint URL, or "".
+func checkURL(raw, what, example string) string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Sprintf("%q is not an http(s) %s (e.g. %s)", raw, what, example)
+	}
+	if u.User != nil {
+		// Redacted: the point of the message is that a password is in there.
+		return fmt.Sprintf("%q carries credentials: use username and the password settings instead", u.Redacted())
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Sprintf("%q must not have a query or fragment", raw)
+	}
+	if !validHost(u.Hostname()) {
+		return fmt.Sprintf("%q: %q is not a host name or IP address", raw, u.Hostname())
+	}
+	if p := u.Port(); p != "" && !validPort(p) {
+		return fmt.Sprintf("%q: port %s out of range 1..65535", raw, p)
+	}
+	return ""
+}
+
+// checkHostPort accepts what the probe executor dials: host, host:port, an IP, or
+// [IPv6]:port.
+func checkHostPort(raw string) string {
+	if _, err := netip.ParseAddr(raw); err == nil {
+		return ""
+	}
+	host, port := raw, ""
+	if h, p, err := net.SplitHostPort(raw); err == nil {
+		host, port = h, p
+	} else if strings.ContainsAny(raw, ":[]/") {
+		return fmt.Sprintf("%q is not host[:port] (e.g. contoso-com.mail.protection.outlook.com:25)", raw)
+	}
+	if !validHost(host) {
+		return fmt.Sprintf("%q: %q is not a host name or IP address", raw, host)
+	}
+	if port != "" && !validPort(port) {
+		return fmt.Sprintf("%q: port %s out of range 1..65535", raw, port)
+	}
+	return ""
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	return validHostname(h)
+}
+
+// validHostname checks DNS host name syntax (letters, digits, hyphens; labels of 1–63;
+// one trailing dot allowed).
+func validHostname(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '-' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (v *validator) winrm(prefix string, t Target) {
+	if t.Auth != "ntlm" && t.Auth != "basic" {
+		v.add(prefix+".auth", "must be ntlm or basic, not %q", t.Auth)
+	}
+	if t.MaxConcurrency < 1 || t.MaxConcurrency > MaxWinRMConcurrency {
+		v.add(prefix+".max_concurrency", "%d is out of range 1..%d (Exchange allows %d concurrent remote PowerShell connections per user; the bot must stay within it)",
+			t.MaxConcurrency, MaxWinRMConcurrency, MaxWinRMConcurrency)
+	}
+	if t.OperationTimeout < time.Second {
+		v.add(prefix+".operation_timeout", "%s must be at least 1s (WS-Management counts in seconds)", t.OperationTimeout)
+	}
+	if t.MaxOutputBytes < 1 {
+		v.add(prefix+".max_output_bytes", "%d must be positive", t.MaxOutputBytes)
+	}
+	v.tls(prefix, t)
+
+	if len(t.Endpoints) == 0 {
+		return // not configured yet; RequireEndpoints speaks when it is used
+	}
+	if t.Username == "" {
+		v.add(prefix+".username", "required when endpoints are set")
+	}
+	if t.Password == "" && t.PasswordFile == "" {
+		v.add(prefix+".password", "required when endpoints are set: set %s or %s.password_file",
+			EnvName(prefix+".password"), prefix)
+	}
+	if t.Auth == "basic" && !t.AllowUnencrypted {
+		if i := firstHTTP(t.Endpoints); i >= 0 {
+			v.add(prefix+".allow_unencrypted", "basic auth over http (endpoints[%d] %q) sends the password unencrypted: use https, or set allow_unencrypted: true to accept that",
+				i, t.Endpoints[i])
+		}
+	}
+}
+
+// tls checks the settings that only mean something for https endpoints.
+func (v *validator) tls(prefix string, t Target) {
+	if t.CAFile != "" {
+		if b, err := os.ReadFile(t.CAFile); err != nil {
+			v.add(prefix+".ca_file", "%v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			v.add(prefix+".ca_file", "%s holds no PEM certificate", t.CAFile)
+		}
+	}
+	if t.InsecureSkipVerify {
+		if i := firstHTTP(t.Endpoints); i >= 0 {
+			v.add(prefix+".insecure_skip_verify", "only applies to https, but endpoints[%d] %q is http", i, t.Endpoints[i])
+		}
+		if t.CAFile != "" {
+			v.add(prefix+".insecure_skip_verify", "turns off the verification ca_file is for: set one or the other")
+		}
+	}
+}
+
+func firstHTTP(endpoints []string) int {
+	for i, ep := range endpoints {
+		if u, err := url.Parse(ep); err == nil && u.Scheme == "http" {
+			return i
+		}
+	}
+	return -1
+}
+
+func (v *validator) playbooks() {
+	dir := v.c.Playbooks.Dir
+	if dir == "" {
+		return
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		v.add("playbooks.dir", "%v", err)
+	case !fi.IsDir():
+		v.add("playbooks.dir", "%s is not a directory", dir)
+	}
+}
+
+func (v *validator) lab() {
+	ts := v.c.Lab.TimeScale
+	if !(ts >= 1) || math.IsInf(ts, 0) {
+		v.add("lab.time_scale", "%v must be a number of at least 1 (1 runs waits in real time)", ts)
+	}
+	if v.c.Lab.Latency < 0 {
+		v.add("lab.latency", "%s must not be negative", v.c.Lab.Latency)
+	}
+}
+
+func (v *validator) log() {
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, v.c.Log.Level) {
+		v.add("log.level", "%q must be debug, info, warn or error", v.c.Log.Level)
+	}
+	if v.c.Log.Format != "text" && v.c.Log.Format != "json" {
+		v.add("log.format", "%q must be text or json", v.c.Log.Format)
+	}
+}
+
+var secretType = reflect.TypeFor[Secret]()
+
+// secrets applies the secret rules to every Secret in the configuration, so a section
+// added later (slack.bot_token, store.dsn) is covered by declaring the field: a value
+// from the YAML file is rejected, X and X_file together are rejected, and X_file must
+// be readable and not empty.
+func (v *validator) secrets(rv reflect.Value, prefix string) {
+	switch rv.Kind() {
+	case reflect.Map:
+		keys := rv.MapKeys()
+		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+		for _, k := range keys {
+			v.secrets(rv.MapIndex(k), join(prefix, k.String()))
+		}
+		return
+	case reflect.Struct:
+	default:
+		return
+	}
+	rt := rv.Type()
+	keyOf := func(i int) string {
+		k, _, _ := strings.Cut(rt.Field(i).Tag.Get("mapstructure"), ",")
+		return k
+	}
+	for i := range rt.NumField() {
+		if !rt.Field(i).IsExported() {
+			continue
+		}
+		key := keyOf(i)
+		if rt.Field(i).Type != secretType {
+			v.secrets(rv.Field(i), join(prefix, key))
+			continue
+		}
+		full := join(prefix, key)
+		value := Secret(rv.Field(i).String())
+		file, fileKey := "", ""
+		for j := range rt.NumField() {
+			if keyOf(j) == key+"_file" && rt.Field(j).Type.Kind() == reflect.String {
+				file, fileKey = rv.Field(j).String(), join(prefix, key+"_file")
+			}
+		}
+		how := EnvName(full)
+		if fileKey != "" {
+			how += " or " + fileKey
+		}
+		origin := v.c.origins[full]
+		if value != "" && origin != "" && !strings.HasPrefix(origin, "env ") && origin != "default" {
+			v.add(full, "secrets come from env or *_file, never the YAML itself: remove it and set %s", how)
+		} else if value != "" && file != "" {
+			v.add(full, "set together with %s: use one or the other", fileKey)
+		}
+		if file != "" {
+			if _, err := ResolveSecret("", file); err != nil {
+				v.add(fileKey, "%v", err)
+			}
+		}
+	}
+}

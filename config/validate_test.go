@@ -1,0 +1,195 @@
+package config
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// One fixture per failure: each must produce exactly one problem, on the named key.
+func TestValidateFixtures(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		fixture string
+		env     []string
+		key     string
+		msg     string
+		origin  string // suffix of Problem.Origin, when the value was set somewhere
+	}{
+		{fixture: "winrm-endpoint-scheme", key: "targets.exchange.endpoints[1]", msg: `"ftp://x" is not an http(s) WS-Management URL`, origin: "winrm-endpoint-scheme.yaml:4"},
+		{fixture: "winrm-endpoint-credentials", key: "targets.exchange.endpoints[0]", msg: "carries credentials"},
+		{fixture: "endpoint-duplicate", key: "targets.exchange.endpoints[1]", msg: "repeats endpoints[0]"},
+		{fixture: "endpoint-port", key: "targets.exchange.endpoints[0]", msg: "port 70000 out of range"},
+		{fixture: "auth", key: "targets.exchange.auth", msg: `must be ntlm or basic, not "kerberos"`},
+		{fixture: "unknown-kind", key: "targets.net.kind", msg: `unknown kind "foo" (winrm|probe|graph|lab)`},
+		{fixture: "missing-kind", key: "targets.net.kind", msg: "required (winrm|probe|graph|lab)"},
+		{fixture: "declared-empty", key: "targets.sim.kind", msg: "required"},
+		{fixture: "max-concurrency-high", key: "targets.exchange.max_concurrency", msg: "19 is out of range 1..18"},
+		{fixture: "max-concurrency-zero", key: "targets.exchange.max_concurrency", msg: "0 is out of range 1..18"},
+		{fixture: "max-concurrency-negative", key: "targets.eop.max_concurrency", msg: "must not be negative"},
+		{fixture: "operation-timeout", key: "targets.exchange.operation_timeout", msg: "500ms must be at least 1s"},
+		{fixture: "max-output-bytes", key: "targets.exchange.max_output_bytes", msg: "must be positive"},
+		{fixture: "probe-endpoint", key: "targets.eop.endpoints[0]", msg: "is not host[:port]"},
+		{fixture: "probe-port", key: "targets.eop.endpoints[0]", msg: "port 99999 out of range"},
+		{fixture: "probe-timeout", key: "targets.eop.timeout", msg: "must be positive"},
+		{fixture: "helo-name", key: "targets.eop.helo_name", msg: "is not a host name"},
+		{fixture: "graph-endpoint", key: "targets.m365.endpoints[0]", msg: "is not an http(s) URL"},
+		{fixture: "ca-file-missing", key: "targets.exchange.ca_file", msg: "no such file"},
+		{fixture: "ca-file-not-pem", key: "targets.exchange.ca_file", msg: "holds no PEM certificate"},
+		{fixture: "insecure-with-http", key: "targets.exchange.insecure_skip_verify", msg: "only applies to https"},
+		{fixture: "insecure-with-ca", key: "targets.exchange.insecure_skip_verify", msg: "set one or the other"},
+		{fixture: "basic-over-http", key: "targets.exchange.allow_unencrypted", msg: "basic auth over http"},
+		{fixture: "username-missing", key: "targets.exchange.username", msg: "required when endpoints are set"},
+		{fixture: "password-missing", key: "targets.exchange.password", msg: "set NDRBOT_TARGETS_EXCHANGE_PASSWORD or targets.exchange.password_file"},
+		{fixture: "secret-in-file", key: "targets.exchange.password", msg: "secrets come from env or *_file, never the YAML itself", origin: "secret-in-file.yaml:6"},
+		{fixture: "secret-and-file", env: []string{"NDRBOT_TARGETS_EXCHANGE_PASSWORD=from-env"}, key: "targets.exchange.password", msg: "set together with targets.exchange.password_file", origin: "env NDRBOT_TARGETS_EXCHANGE_PASSWORD"},
+		{fixture: "password-file-missing", key: "targets.exchange.password_file", msg: "no such file"},
+		{fixture: "password-file-empty", key: "targets.exchange.password_file", msg: "is empty"},
+		{fixture: "not-used-by-kind", key: "targets.eop.auth", msg: "not used by kind probe"},
+		{fixture: "target-name-collision", key: "targets.ex_01", msg: `collides with target "ex-01"`},
+		{fixture: "log-level", key: "log.level", msg: `"verbose" must be debug, info, warn or error`, origin: "log-level.yaml:2"},
+		{fixture: "log-format", key: "log.format", msg: `"xml" must be text or json`},
+		{fixture: "lab-time-scale", key: "lab.time_scale", msg: "must be a number of at least 1"},
+		{fixture: "lab-latency", key: "lab.latency", msg: "must not be negative"},
+		{fixture: "playbooks-dir-missing", key: "playbooks.dir", msg: "no such file"},
+		{fixture: "playbooks-dir-file", key: "playbooks.dir", msg: "is not a directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.fixture, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join("testdata", "invalid", tt.fixture+".yaml")
+			cfg := mustLoad(t, path, tt.env...)
+			err := cfg.Validate()
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Validate = %v, want a *ValidationError", err)
+			}
+			if len(ve.Problems) != 1 {
+				t.Fatalf("want exactly one problem, got %d:\n%v", len(ve.Problems), err)
+			}
+			p := ve.Problems[0]
+			if p.Key != tt.key {
+				t.Errorf("key = %q, want %q (%v)", p.Key, tt.key, err)
+			}
+			if !strings.Contains(p.Msg, tt.msg) {
+				t.Errorf("message %q does not contain %q", p.Msg, tt.msg)
+			}
+			if !strings.HasPrefix(err.Error(), tt.key+": ") {
+				t.Errorf("error %q does not start with the key", err)
+			}
+			// Where the value came from is part of the message.
+			if !strings.HasSuffix(p.Origin, tt.origin) || !strings.Contains(err.Error(), "(from "+p.Origin+")") && p.Origin != "" {
+				t.Errorf("origin = %q, want …%q (%v)", p.Origin, tt.origin, err)
+			}
+			// Problems never echo a secret.
+			for _, secret := range []string{"hunter2", "from-env", "s3cret-from-file"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error leaks %q: %v", secret, err)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, "testdata/invalid/many.yaml")
+	err := cfg.Validate()
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Validate = %v", err)
+	}
+	got := map[string]bool{}
+	for _, p := range ve.Problems {
+		got[p.Key] = true
+	}
+	for _, key := range []string{
+		"targets.exchange.endpoints[1]",
+		"targets.exchange.auth",
+		"targets.exchange.max_concurrency",
+		"targets.exchange.password",
+		"targets.net.kind",
+		"log.level",
+		"log.format",
+		"lab.time_scale",
+	} {
+		if !got[key] {
+			t.Errorf("no problem reported for %s", key)
+		}
+	}
+	if n := strings.Count(err.Error(), "\n") + 1; n != len(ve.Problems) {
+		t.Errorf("Error() has %d lines for %d problems", n, len(ve.Problems))
+	}
+	// Each problem is reachable through errors.As on the joined error.
+	var p Problem
+	if !errors.As(err, &p) {
+		t.Error("errors.As(err, *Problem) failed")
+	}
+}
+
+func TestValidateConfigBuiltInCode(t *testing.T) {
+	t.Parallel()
+	// With no origins (a Config built by a test or by code), a password set directly is
+	// fine: only the file is forbidden from holding one.
+	cfg := Default()
+	ex := cfg.Targets["exchange"]
+	ex.Endpoints = []string{"https://ex01.contoso.com:5986/wsman"}
+	ex.Username = "svc"
+	ex.Password = "pw"
+	cfg.Targets["exchange"] = ex
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate = %v", err)
+	}
+	cfg.Targets["Bad.Name"] = Target{Kind: KindLab}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `targets.Bad.Name: "Bad.Name" is not a valid target name`) {
+		t.Errorf("Validate = %v", err)
+	}
+}
+
+func TestValidateHintsAtMisspeltTargetInEnv(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, "testdata/log-only.yaml", "NDRBOT_TARGETS_EXCHNGE_PASSWORD=pw")
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"targets.exchnge.kind: required", "defined only by NDRBOT_TARGETS_EXCHNGE_PASSWORD"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+}
+
+func TestRequireEndpoints(t *testing.T) {
+	t.Parallel()
+	cfg := Default()
+	err := cfg.Targets["exchange"].RequireEndpoints("exchange")
+	if !errors.Is(err, ErrNoEndpoints) {
+		t.Fatalf("err = %v, want ErrNoEndpoints", err)
+	}
+	for _, want := range []string{"targets.exchange.endpoints", "NDRBOT_TARGETS_EXCHANGE_ENDPOINTS=", "https://", "/wsman"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if err := cfg.Targets["eop"].RequireEndpoints("eop"); err != nil {
+		t.Errorf("eop: %v", err)
+	}
+	err = Target{Kind: KindProbe}.RequireEndpoints("mx-west")
+	if err == nil || !strings.Contains(err.Error(), "NDRBOT_TARGETS_MX_WEST_ENDPOINTS") || !strings.Contains(err.Error(), ":25") {
+		t.Errorf("probe: %v", err)
+	}
+}
+
+func TestTargetLookup(t *testing.T) {
+	t.Parallel()
+	cfg := Default()
+	if tg, err := cfg.Target("eop"); err != nil || tg.Kind != KindProbe {
+		t.Errorf("Target(eop) = %+v, %v", tg, err)
+	}
+	_, err := cfg.Target("exchnge")
+	if !errors.Is(err, ErrUnknownTarget) || !strings.Contains(err.Error(), "eop, exchange") {
+		t.Errorf("Target(exchnge) error = %v", err)
+	}
+}
