@@ -43,8 +43,9 @@ const (
 	KindVoteRefused     Kind = "vote-refused"     // (store) a vote was refused (four-eyes)
 	KindRelief          Kind = "relief"           // (store) a relief execution started/finished
 	KindEscalation      Kind = "escalation"
-	KindChatPost        Kind = "chat-post" // (store) a chat post was delivered
-	KindRecovery        Kind = "recovery"  // (store) interrupted work was recovered at start
+	KindVerification    Kind = "verification" // a relief's verification and its verdict
+	KindChatPost        Kind = "chat-post"    // (store) a chat post was delivered
+	KindRecovery        Kind = "recovery"     // (store) interrupted work was recovered at start
 )
 
 // Alg is how an event's hash was made.

@@ -6,11 +6,8 @@ import (
 	"github.com/ndrbot/ndrbot/incident"
 )
 
-// Actor is who asked or clicked: a chat user (ID and display name) or "cli:USER".
-type Actor struct {
-	ID   string `json:"id"`
-	Name string `json:"name,omitempty"`
-}
+// Actor is who asked or clicked (incident.Actor: a chat user or "cli:USER").
+type Actor = incident.Actor
 
 // Request is one `/ndr …` command, whatever chat platform it came from.
 type Request struct {
@@ -53,7 +50,11 @@ func ApprovalKey(relief string) string { return "approval:" + relief }
 // Message is one message of a run's thread, described without any platform's
 // wire format. Exactly one view is set.
 type Message struct {
-	RunID      string
+	RunID string
+	// Channel is the run's channel. The message goes into the run's thread, or, with
+	// TopLevel, to the channel itself (the escalation channel's copy).
+	Channel    string
+	TopLevel   bool
 	Key        string
 	Root       *RunView
 	Findings   *FindingsView

@@ -56,6 +56,7 @@ type Config struct {
 	Targets   map[string]Target `mapstructure:"targets" yaml:"targets"`
 	Playbooks Playbooks         `mapstructure:"playbooks" yaml:"playbooks"`
 	Lab       Lab               `mapstructure:"lab" yaml:"lab"`
+	Store     Store             `mapstructure:"store" yaml:"store"`
 	Log       Log               `mapstructure:"log" yaml:"log"`
 
 	// origins maps a leaf key ("targets.exchange.password") to where its value came
@@ -105,6 +106,21 @@ type Lab struct {
 	Latency time.Duration `mapstructure:"latency" yaml:"latency"`
 }
 
+// Store is where runs, approvals, the chat outbox and the audit trail live.
+type Store struct {
+	// Driver is sqlite (embedded, one process) or postgres (several replicas).
+	Driver string `mapstructure:"driver" yaml:"driver"`
+	// Path is the SQLite file; empty means $XDG_DATA_HOME/ndrbot/ndrbot.db or ./ndrbot.db.
+	Path string `mapstructure:"path" yaml:"path" config:"path"`
+	// DSN is the PostgreSQL connection string (it holds a password: env or file).
+	DSN     Secret `mapstructure:"dsn" yaml:"dsn"`
+	DSNFile string `mapstructure:"dsn_file" yaml:"dsn_file" config:"path"`
+	// AuditKey, when set, seals audit events with HMAC-SHA256, so someone with
+	// write access to the database cannot recompute the chain.
+	AuditKey     Secret `mapstructure:"audit_key" yaml:"audit_key"`
+	AuditKeyFile string `mapstructure:"audit_key_file" yaml:"audit_key_file" config:"path"`
+}
+
 // Log configures slog.
 type Log struct {
 	Level  string `mapstructure:"level" yaml:"level"`   // debug|info|warn|error
@@ -121,7 +137,11 @@ func defaults() Config {
 			// operator what to set when a playbook first needs them.
 			"exchange": {Kind: KindWinRM, Endpoints: []string{}},
 			"eop":      {Kind: KindProbe, Endpoints: []string{"outlook.office365.com:25"}},
+			// No endpoints: the bot's own vantage point for DNS, DNSBL and MX probes,
+			// whose subjects come from the playbook's parameters.
+			"net": {Kind: KindProbe, Endpoints: []string{}},
 		},
+		Store: Store{Driver: "sqlite"},
 		Lab: Lab{TimeScale: 300},
 		Log: Log{Level: "info", Format: "text"},
 	}

@@ -65,6 +65,7 @@ func (c Config) Validate() error {
 	v.targets()
 	v.playbooks()
 	v.lab()
+	v.store()
 	v.log()
 	v.secrets(reflect.ValueOf(c), "")
 	if len(v.problems) == 0 {
@@ -389,6 +390,22 @@ func (v *validator) lab() {
 	}
 	if v.c.Lab.Latency < 0 {
 		v.add("lab.latency", "%s must not be negative", v.c.Lab.Latency)
+	}
+}
+
+func (v *validator) store() {
+	st := v.c.Store
+	switch st.Driver {
+	case "sqlite":
+		if st.DSN != "" || st.DSNFile != "" {
+			v.add("store.dsn", "is for driver postgres; sqlite uses store.path")
+		}
+	case "postgres":
+		if st.DSN == "" && st.DSNFile == "" {
+			v.add("store.dsn", "driver postgres needs a DSN: set %s or store.dsn_file", EnvName("store.dsn"))
+		}
+	default:
+		v.add("store.driver", "%q must be sqlite or postgres", st.Driver)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -334,11 +333,11 @@ func (h *memHistory) RecordRelief(_ context.Context, relief string, hosts []stri
 	return nil
 }
 
-func containsAll(have []string, want []string) bool {
-	for _, w := range want {
-		if !slices.Contains(have, w) {
-			return false
-		}
+// Hosts lists a target's hosts as configured now.
+func (e *Engine) Hosts(target string) ([]string, error) {
+	exec, err := e.targets.Executor(target)
+	if err != nil {
+		return nil, err
 	}
-	return true
+	return exec.Hosts(), nil
 }

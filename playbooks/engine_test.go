@@ -16,7 +16,7 @@ import (
 	"github.com/ndrbot/ndrbot/playbooks"
 )
 
-var labTargets = map[string]string{"exchange": "winrm", "eop": "probe"}
+var labTargets = map[string]string{"exchange": "winrm", "eop": "probe", "net": "probe"}
 
 // labTargetsFor maps every playbook target onto one lab organisation.
 type labTargetsFor struct{ lab *lab.Lab }
@@ -205,6 +205,8 @@ func TestAdjustThrottlingGetsPolicyAsData(t *testing.T) {
 func TestCooldownBlocksSecondRestart(t *testing.T) {
 	l, err := lab.New("relief-fails", lab.Options{})
 	require.NoError(t, err)
+	// Scaled like the waits, the 30-minute cooldown lasts 0.6 s: the second
+	// diagnosis comes well inside it.
 	eng := playbooks.NewEngine(labTargetsFor{l}, playbooks.Options{WaitScale: 3000})
 	pb := builtin(t, "5.5.4")
 	first := playbooks.NewRun("r-1", pb, map[string]any{}, time.Now(), nil)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
@@ -258,9 +259,11 @@ func (e *Engine) prepareProposal(ctx context.Context, run *Run, p *incident.Prop
 			p.Blocked = "cooldown could not be checked: " + err.Error()
 			break
 		}
-		if ok && relief.Cooldown > 0 && e.now().Sub(last) < relief.Cooldown {
+		// The lab scales cooldowns like waits, so demos can be repeated.
+		cooldown := time.Duration(float64(relief.Cooldown) / e.scale)
+		if ok && cooldown > 0 && e.now().Sub(last) < cooldown {
 			p.Blocked = fmt.Sprintf("%s already ran on %s at %s; cooldown %s lasts until %s", relief.ID, h,
-				last.UTC().Format("15:04:05Z"), relief.Cooldown, last.Add(relief.Cooldown).UTC().Format("15:04:05Z"))
+				last.UTC().Format("15:04:05Z"), cooldown, last.Add(cooldown).UTC().Format("15:04:05Z"))
 			break
 		}
 	}

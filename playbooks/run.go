@@ -230,3 +230,44 @@ func (r *Run) rule(id string) *Rule {
 	}
 	return nil
 }
+
+// Record is what a store kept of a run, enough to continue it in another process:
+// a relief approved after a restart, or on another replica, runs and is verified
+// against the same proposal.
+type Record struct {
+	Steps       []incident.StepResult
+	Findings    []incident.Finding
+	Proposals   []incident.Proposal
+	Reliefs     []incident.ReliefResult
+	Escalations []incident.Escalation
+}
+
+// RestoreRun rebuilds a diagnosed run from its record. Rules already evaluated stay
+// evaluated; escalations already raised are not raised again.
+func RestoreRun(id string, pb *Playbook, params map[string]any, started time.Time, rec Record, obs Observer) *Run {
+	r := NewRun(id, pb, params, started, obs)
+	r.since = started.Add(-r.window())
+	for _, s := range rec.Steps {
+		r.steps[s.Step] = s
+	}
+	for i, f := range rec.Findings {
+		r.findings = append(r.findings, rankedFinding{rank: [2]int{0, i}, f: f})
+	}
+	for _, rule := range pb.Rules {
+		r.evaluated[rule.ID] = true
+	}
+	r.proposals = slices.Clone(rec.Proposals)
+	for _, x := range rec.Reliefs {
+		r.reliefs = append(r.reliefs, x)
+		if x.OK {
+			r.reliefOK[x.Relief] = true
+		} else {
+			r.reliefBad[x.Relief] = true
+		}
+	}
+	for _, e := range rec.Escalations {
+		r.escalations = append(r.escalations, e)
+		r.raised[e.Rule] = true
+	}
+	return r
+}

@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -13,13 +11,18 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/commands"
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/playbooks"
+	"github.com/ndrbot/ndrbot/store"
 )
 
 type diagnoseFlags struct {
+	lease   time.Duration
 	lab     string
 	approve []string
 	json    bool
@@ -52,6 +55,9 @@ Lab scenarios (--lab): ` + strings.Join(lab.ScenarioNames(), ", ") + `.`,
 	c.Flags().StringSliceVar(&f.approve, "approve", nil, "approve this relief id without asking (repeatable)")
 	c.Flags().BoolVar(&f.json, "json", false, "print the run as JSON for machines (no prompts, no progress)")
 	c.Flags().BoolVar(&f.noInput, "no-input", false, "never prompt, even on a terminal")
+	// How long this process's claim on its work outlives it; tests shorten it.
+	c.Flags().DurationVar(&f.lease, "lease", 30*time.Second, "")
+	_ = c.Flags().MarkHidden("lease")
 	return c
 }
 
@@ -90,11 +96,11 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		return usageErr("%v", err)
 	}
 	if len(kv.Positional) > 0 {
-		return usageErr("unexpected argument %q: parameters are key=value (%s)", kv.Positional[0], paramUsage(pb))
+		return usageErr("unexpected argument %q: parameters are key=value (%s)", kv.Positional[0], commands.ParamUsage(pb))
 	}
 	params, err := pb.Params.Resolve(kv.Named)
 	if err != nil {
-		return usageErr("%v\nusage: bot diagnose %s %s", err, args[0], paramUsage(pb))
+		return usageErr("%v\nusage: bot diagnose %s %s", err, args[0], commands.ParamUsage(pb))
 	}
 	for _, id := range f.approve {
 		if pb.Relief(id) == nil {
@@ -120,11 +126,45 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	if simulated != nil {
 		scale = cfg.Lab.TimeScale
 	}
-	eng := playbooks.NewEngine(tg, playbooks.Options{WaitScale: scale, Logger: g.logger(cfg)})
 
+	st, _, err := g.openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 	out := &terminal{w: g.io.out, quiet: f.json}
+	owner := processOwner(g.io)
+	actor := incident.CLIActor(cliUser(g.io))
+	if err := g.recover(ctx, st, owner, out); err != nil {
+		return err
+	}
+	// The lease tells other processes this one is alive: its work is not theirs
+	// to recover.
+	keepCtx, stopKeep := context.WithCancel(ctx)
+	var keep errgroup.Group
+	keep.Go(func() error { return store.KeepAlive(keepCtx, st, owner, f.lease, nil) })
+	defer func() { stopKeep(); _ = keep.Wait() }()
+
+	eng := playbooks.NewEngine(tg, playbooks.Options{WaitScale: scale, Logger: g.logger(cfg), History: store.ReliefHistory{Store: st}})
 	started := time.Now()
-	run := playbooks.NewRun(newRunID(started), pb, params, started, out)
+	paramsJSON, err := json.Marshal(commands.DisplayParams(params))
+	if err != nil {
+		return err
+	}
+	stored, err := st.CreateRun(ctx, store.NewRun{Playbook: pb.ID, PlaybookVersion: pb.Version, Params: paramsJSON,
+		Requester: actor, Origin: "cli", Owner: owner})
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if _, err := st.Append(ctx, audit.Record{Actor: actor, RunID: stored.ID, Kind: audit.KindCommand, Payload: map[string]any{
+		"command": "diagnose", "args": args, "lab": f.lab, "approve": f.approve}}); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	run := playbooks.NewRun(stored.ID, pb, params, started, nil)
+	// The terminal waives four-eyes: the person at it is requester and approver by
+	// nature, and holds the bot's credentials anyway. The approval records it.
+	rec := commands.NewRecorder(st, run, actor, commands.RecorderOptions{FourEyes: false, Log: g.logger(cfg)})
+	run.Observer = commands.Fanout{rec, out}
 	out.header(run, f.lab)
 	if err := eng.Diagnose(ctx, run); err != nil {
 		return err
@@ -139,6 +179,10 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 			out.printf("\n%s is blocked: %s\n", p.Relief, p.Blocked)
 			continue
 		}
+		if p.Approval.Approvers > 1 && (approved || prompt) {
+			out.printf("\n%s needs %d approvers; a terminal gives one — approve it in chat. Nothing was run.\n", p.Relief, p.Approval.Approvers)
+			continue
+		}
 		if !approved && prompt {
 			approved = out.ask(reader, fmt.Sprintf("Run %s on %s now? [y/N] ", p.Relief, strings.Join(p.Hosts, ", ")))
 		}
@@ -150,8 +194,8 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 			out.printf("\n%s not approved: nothing was changed. To run it: bot diagnose %s --approve %s\n", p.Relief, again, p.Relief)
 			continue
 		}
-		out.printf("\n▶ %s approved by %s — running on %s\n", p.Relief, cliActor(g.io), strings.Join(p.Hosts, ", "))
-		if _, err := eng.Relieve(ctx, run, p.Relief); err != nil {
+		out.printf("\n▶ %s approved by %s — running on %s\n", p.Relief, actor.ID, strings.Join(p.Hosts, ", "))
+		if _, err := rec.Approve(ctx, eng, p.Relief, owner, actor); err != nil {
 			if playbooks.IsRefusal(err) {
 				out.printf("  refused: %v\n", err)
 				continue
@@ -163,6 +207,9 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		if _, ok := run.Proposal(id); !ok {
 			out.printf("\n--approve %s: not proposed by this diagnosis; nothing was run.\n", id)
 		}
+	}
+	if err := rec.Finish(ctx); err != nil {
+		return fmt.Errorf("the audit trail of run %s is incomplete: %w", run.ID, err)
 	}
 
 	code := exitCode(run)
@@ -196,32 +243,35 @@ func exitCode(run *playbooks.Run) int {
 	return exitHealthy
 }
 
-func paramUsage(pb *playbooks.Playbook) string {
-	var parts []string
-	for _, name := range pb.ParamOrder {
-		spec := pb.Params[name]
-		s := fmt.Sprintf("%s=<%s>", name, spec.Type)
-		if !spec.Required {
-			s = "[" + s + "]"
-		}
-		parts = append(parts, s)
-	}
-	return strings.Join(parts, " ")
-}
-
-func newRunID(t time.Time) string {
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	return "r-" + t.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
-}
-
-func cliActor(io stdio) string {
+func cliUser(io stdio) string {
 	for _, k := range []string{"USER", "LOGNAME"} {
 		if v, ok := io.getenv(k); ok && v != "" {
-			return "cli:" + v
+			return v
 		}
 	}
-	return "cli:unknown"
+	return ""
+}
+
+// recover takes over the work of processes that died: a relief that was running
+// becomes outcome-unknown (never re-run) and is shown to the operator; runs left
+// half-diagnosed are closed as interrupted, since nobody is watching them.
+func (g *globals) recover(ctx context.Context, st store.Store, owner string, out *terminal) error {
+	rec, err := st.Recover(ctx, owner, time.Now())
+	if err != nil {
+		return fmt.Errorf("store: recovering interrupted work: %w", err)
+	}
+	for _, x := range rec.Unknown {
+		out.printf("⚠ relief %s of run %s (on %s) was running when %s stopped: its outcome is unknown and it will not be re-run. Check the hosts by hand; bot audit show %s\n",
+			x.ReliefID, x.RunID, strings.Join(x.Hosts, ", "), x.Owner, x.RunID)
+	}
+	for _, r := range rec.Resume {
+		if _, err := st.SetRunState(ctx, r.ID, "", incident.RunInterrupted, audit.Record{Actor: incident.BotActor, RunID: r.ID,
+			Kind: audit.KindRecovery, Payload: map[string]string{"note": "diagnosis interrupted; closed by " + owner + " — run it again"}}); err != nil {
+			return fmt.Errorf("store: closing interrupted run %s: %w", r.ID, err)
+		}
+		out.printf("⚠ run %s (%s) was interrupted in state %s; closed as interrupted.\n", r.ID, r.Playbook, r.State)
+	}
+	return nil
 }
 
 func (t *terminal) ask(r *bufio.Reader, q string) bool {

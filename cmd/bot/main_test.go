@@ -67,6 +67,7 @@ func TestDiagnoseLabScenarios(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Chdir(t.TempDir()) // a store of its own: no cooldown from another case
 			r := bot(t, []string{"USER=tester", "NDRBOT_LAB_TIME_SCALE=3000"}, "", false, tc.args...)
 			assert.Equal(t, tc.code, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
 			for _, w := range tc.want {
@@ -77,15 +78,17 @@ func TestDiagnoseLabScenarios(t *testing.T) {
 }
 
 func TestDiagnosePromptsOnlyOnATerminal(t *testing.T) {
-	t.Chdir(t.TempDir())
 	env := []string{"USER=tester", "NDRBOT_LAB_TIME_SCALE=3000"}
+	t.Chdir(t.TempDir())
 	yes := bot(t, env, "y\n", true, "diagnose", "5.5.4", "--lab", "overloaded-queue")
 	assert.Contains(t, yes.out, "Run restart-transport on ex01.lab.contoso.com now? [y/N]")
 	assert.Contains(t, yes.out, "✓ verified: restart-transport worked")
 
+	t.Chdir(t.TempDir())
 	no := bot(t, env, "\n", true, "diagnose", "5.5.4", "--lab", "overloaded-queue")
 	assert.Contains(t, no.out, "restart-transport not approved: nothing was changed")
 
+	t.Chdir(t.TempDir())
 	piped := bot(t, env, "y\n", false, "diagnose", "5.5.4", "--lab", "overloaded-queue")
 	assert.NotContains(t, piped.out, "[y/N]")
 	assert.NotContains(t, piped.out, "ran on")

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ndrbot/ndrbot/audit"
+)
+
+func newAuditCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "audit", Short: "Verify, export and show the tamper-evident audit trail"}
+	c.AddCommand(&cobra.Command{
+		Use:   "verify",
+		Short: "Walk the hash chain and name the first edited, deleted, inserted or reordered event",
+		Long: `Recomputes every event's hash (HMAC-SHA256 when store.audit_key is set) and its
+link to the previous event. Exit 0 when the chain is intact, 1 when it is not — the
+message names the first bad sequence number and why.`,
+		Example: "  bot audit verify\n  NDRBOT_STORE_AUDIT_KEY_FILE=/run/secrets/audit-key bot audit verify",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, _, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			st, key, err := g.openStore(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			rep, err := audit.Verify(cmd.Context(), st, key)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(g.io.out, rep.String())
+			if !rep.OK {
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	})
+
+	var run, since, format string
+	export := &cobra.Command{
+		Use:   "export",
+		Short: "Export audit events for a SIEM (jsonl or csv)",
+		Example: "  bot audit export > audit.jsonl\n  bot audit export --run r-20261123-1517f9c3a2 --format csv\n" +
+			"  bot audit export --since 2026-11-23T00:00:00Z",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f := audit.Filter{RunID: run}
+			if since != "" {
+				t, err := time.Parse(time.RFC3339, since)
+				if err != nil {
+					return usageErr("--since %q: use RFC 3339, e.g. 2026-11-23T08:00:00Z", since)
+				}
+				f.Since = t
+			}
+			if format != "jsonl" && format != "csv" {
+				return usageErr("--format %q: jsonl or csv", format)
+			}
+			cfg, _, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			st, _, err := g.openStore(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			_, err = audit.Export(cmd.Context(), g.io.out, st, f, format)
+			return err
+		},
+	}
+	export.Flags().StringVar(&run, "run", "", "only this run's events")
+	export.Flags().StringVar(&since, "since", "", "only events at or after this time (RFC 3339)")
+	export.Flags().StringVar(&format, "format", "jsonl", "jsonl or csv")
+	c.AddCommand(export)
+
+	c.AddCommand(&cobra.Command{
+		Use:     "show RUN",
+		Short:   "Print one run's timeline in order",
+		Example: "  bot audit show r-20261123-1517f9c3a2",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, _, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			st, _, err := g.openStore(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if _, err := st.GetRun(cmd.Context(), args[0]); err != nil {
+				return usageErr("%v", err)
+			}
+			_, err = audit.WriteTimeline(g.io.out, st.Events(cmd.Context(), audit.Filter{RunID: args[0]}), time.Local)
+			return err
+		},
+	})
+	return c
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	_ "modernc.org/sqlite"
+
+	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/store"
+	"github.com/ndrbot/ndrbot/store/sqlite"
+)
+
+// TestMain lets a test start this binary as `bot` in a subprocess (the crash test).
+func TestMain(m *testing.M) {
+	if os.Getenv("NDRBOT_TEST_AS_BOT") == "1" {
+		os.Exit(run(context.Background(), os.Args[1:], stdio{
+			in: os.Stdin, out: os.Stdout, err: os.Stderr,
+			getenv: os.LookupEnv, environ: func() []string { return withoutTestVars(os.Environ()) },
+		}))
+	}
+	os.Exit(m.Run())
+}
+
+// withoutTestVars drops the variables of the test harness itself, which the
+// configuration loader would reject as unknown NDRBOT_* names.
+func withoutTestVars(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "NDRBOT_TEST_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+var (
+	runIDRE = regexp.MustCompile(`run (r-[0-9a-f-]+)`)
+	kindRE  = regexp.MustCompile(`(?m)#\d+\s+(\S+)`)
+)
+
+func TestAuditTimelineAndVerify(t *testing.T) {
+	t.Chdir(t.TempDir())
+	env := []string{"USER=alice", "NDRBOT_LAB_TIME_SCALE=3000"}
+	r := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
+	require.Equal(t, exitFindings, r.code, r.err)
+	id := runIDRE.FindStringSubmatch(r.out)[1]
+
+	show := bot(t, env, "", false, "audit", "show", id)
+	require.Equal(t, 0, show.code, show.err)
+	// The whole timeline, in order: command, run, steps, findings, proposal,
+	// approval request, approval, relief, verification, final state.
+	order := []string{"run", "command", "step", "finding", "proposal", "approval-request", "approved", "relief", "verification", "state"}
+	var kinds []string
+	for _, m := range kindRE.FindAllStringSubmatch(show.out, -1) {
+		kinds = append(kinds, m[1])
+	}
+	next := 0
+	for _, k := range kinds {
+		if next < len(order) && k == order[next] {
+			next++
+		}
+	}
+	assert.Equal(t, len(order), next, "timeline lacks %q in order; kinds: %v", order[min(next, len(order)-1)], kinds)
+	assert.Contains(t, show.out, "cli:alice")
+
+	v := bot(t, env, "", false, "audit", "verify")
+	assert.Equal(t, 0, v.code, v.out+v.err)
+	assert.Contains(t, v.out, "audit chain OK")
+
+	exp := bot(t, env, "", false, "audit", "export", "--run", id, "--format", "csv")
+	assert.Equal(t, 0, exp.code, exp.err)
+	assert.Contains(t, exp.out, id)
+
+	// Hand-edit one row of the SQLite file: verify names it and exits 1.
+	db, err := sql.Open("sqlite", "ndrbot.db")
+	require.NoError(t, err)
+	var seq int64
+	require.NoError(t, db.QueryRow(`SELECT seq FROM audit_events WHERE kind = 'approved'`).Scan(&seq))
+	_, err = db.Exec(`UPDATE audit_events SET actor_id = 'cli:mallory' WHERE seq = ?`, seq)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	v = bot(t, env, "", false, "audit", "verify")
+	assert.Equal(t, 1, v.code)
+	assert.Contains(t, v.out, "BROKEN at seq "+strconv.FormatInt(seq, 10))
+}
+
+func TestSecondRestartIsBlockedByCooldown(t *testing.T) {
+	t.Chdir(t.TempDir())
+	// Unscaled: the 30-minute cooldown holds between two runs.
+	env := []string{"USER=alice", "NDRBOT_LAB_TIME_SCALE=1"}
+	first := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue")
+	require.Equal(t, exitFindings, first.code)
+	// Record a restart without waiting 5 minutes for its verification: cut the run
+	// short once the relief ran.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var out strings.Builder
+	run(ctx, []string{"diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport"}, stdio{
+		in: strings.NewReader(""), out: &out, err: &out, getenv: func(string) (string, bool) { return "alice", true },
+		environ: func() []string { return env }})
+	require.Contains(t, out.String(), "✓ restart-transport ran on ex01.lab.contoso.com")
+
+	again := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
+	assert.Contains(t, again.out, "restart-transport is blocked: restart-transport already ran on ex01.lab.contoso.com")
+	assert.NotContains(t, again.out, "✓ restart-transport ran")
+}
+
+// A subprocess diagnosing with an approved relief is killed at random points;
+// after every restart the audit chain verifies, no relief has run twice, and in
+// the end every run is finished or visibly recovered.
+func TestCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 20 subprocesses")
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	const lease = "3s"
+	env := append(os.Environ(), "NDRBOT_TEST_AS_BOT=1", "USER=crash", "NDRBOT_LAB_LATENCY=30ms", "NDRBOT_LAB_TIME_SCALE=600")
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	killed := 0
+	for trial := range 20 {
+		cmd := exec.Command(os.Args[0], "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport", "--lease", lease)
+		cmd.Env = env
+		cmd.Dir = dir
+		require.NoError(t, cmd.Start())
+		time.Sleep(time.Duration(rng.IntN(700)) * time.Millisecond)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		if err := cmd.Wait(); err != nil {
+			killed++ // exited by the signal, not by itself
+		}
+
+		v := bot(t, nil, "", false, "audit", "verify")
+		require.Equal(t, 0, v.code, "trial %d: %s%s", trial, v.out, v.err)
+		assertNoReliefTwice(t)
+	}
+	t.Logf("%d of 20 subprocesses killed mid-run", killed)
+	assert.Positive(t, killed, "no trial was killed mid-run: the test proved nothing")
+
+	// Once the dead processes' leases lapse, a restart recovers their work.
+	time.Sleep(3500 * time.Millisecond)
+	r := bot(t, []string{"USER=crash", "NDRBOT_LAB_TIME_SCALE=600"}, "", false, "diagnose", "5.5.4", "--lab", "healthy")
+	require.Equal(t, 0, r.code, r.out+r.err)
+	v := bot(t, nil, "", false, "audit", "verify")
+	require.Equal(t, 0, v.code, v.out)
+
+	st, err := sqlite.Open(context.Background(), "ndrbot.db", store.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	runs, err := st.ListRuns(context.Background(), store.RunFilter{Limit: 1000})
+	require.NoError(t, err)
+	// A process killed before it created its run leaves none: at most 20 + 1.
+	require.LessOrEqual(t, len(runs), 21)
+	require.Greater(t, len(runs), 1)
+	for _, run := range runs {
+		assert.True(t, run.State.Terminal(), "run %s left in %s", run.ID, run.State)
+		xs, err := st.Executions(context.Background(), run.ID)
+		require.NoError(t, err)
+		for _, x := range xs {
+			assert.NotEqual(t, incident.ExecRunning, x.State, "execution %s still running", x.ID)
+			if x.State == incident.ExecUnknown {
+				assert.Equal(t, incident.RunInterrupted, run.State)
+			}
+		}
+	}
+}
+
+func assertNoReliefTwice(t *testing.T) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(".", "ndrbot.db"), store.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	runs, err := st.ListRuns(context.Background(), store.RunFilter{Limit: 1000})
+	require.NoError(t, err)
+	for _, run := range runs {
+		xs, err := st.Executions(context.Background(), run.ID)
+		require.NoError(t, err)
+		assert.LessOrEqual(t, len(xs), 1, "run %s ran its relief %d times", run.ID, len(xs))
+	}
+}

@@ -1,0 +1,226 @@
+package commands
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/playbooks"
+	"github.com/ndrbot/ndrbot/store"
+)
+
+// Button action ids.
+const (
+	ActionApprove      = "approve"
+	ActionReject       = "reject"
+	ActionRunDiagnosis = "run-diagnosis"
+)
+
+// HostLister tells which hosts a target has now, so an approval made before the
+// target list changed is void.
+type HostLister interface {
+	Hosts(target string) ([]string, error)
+}
+
+// Click handles one button press. The button's value is never trusted alone: the
+// approval it names is looked up in the store, and the click must come from the
+// run's channel, from an approver, before the approval expired or was decided.
+// Every refusal is audited and runs nothing.
+func (s *Service) Click(ctx context.Context, c Click) Reply {
+	switch c.Action {
+	case ActionApprove:
+		return s.vote(ctx, c, incident.Approve)
+	case ActionReject:
+		return s.vote(ctx, c, incident.Reject)
+	}
+	s.refused(ctx, c.User, "", "click", map[string]any{"action": c.Action, "value": c.Value, "why": "unknown action"})
+	return Reply{Text: "That button is not one of ndrbot's; nothing was run."}
+}
+
+func (s *Service) vote(ctx context.Context, c Click, d incident.Decision) Reply {
+	a, err := s.opts.Store.GetApproval(ctx, c.Value)
+	if errors.Is(err, incident.ErrNotFound) {
+		s.refused(ctx, c.User, "", "click", map[string]any{"action": c.Action, "value": c.Value, "why": "no such approval"})
+		return Reply{Text: "This button does not match any approval request; nothing was run."}
+	}
+	if err != nil {
+		return s.internal("reading the approval", err)
+	}
+	run, err := s.opts.Store.GetRun(ctx, a.RunID)
+	if err != nil {
+		return s.internal("reading the run", err)
+	}
+	if run.Chat.Channel != c.ChannelID {
+		s.refused(ctx, c.User, a.RunID, "click", map[string]any{"approval": a.ID, "channel": c.ChannelID, "why": "not the run's channel"})
+		return Reply{Text: "This approval belongs to another channel; nothing was run."}
+	}
+	ok, err := s.auth.allowed(ctx, c.User.ID, RoleApprover)
+	if err != nil {
+		return s.internal("authorising", err)
+	}
+	if !ok {
+		s.refused(ctx, c.User, a.RunID, "click", map[string]any{"approval": a.ID, "why": "not an approver"})
+		return Reply{Text: "Only approvers (access.approvers) may decide reliefs; your click was recorded and nothing was run."}
+	}
+	live, err := s.live(ctx, run)
+	if err != nil {
+		return s.internal("loading the run", err)
+	}
+	digest := s.digestNow(live, a.ReliefID)
+	out, err := live.rec.Vote(ctx, a.ReliefID, c.User, d, digest)
+	var ve *store.VoteError
+	switch {
+	case errors.As(err, &ve):
+		s.cardAfterRefusal(ctx, live, ve)
+		return Reply{Text: refusalText(ve)}
+	case err != nil:
+		return s.internal("recording the vote", err)
+	}
+	switch out.Kind {
+	case store.OutcomeWaiting:
+		s.cardVotes(ctx, live, out.Approval, ApprovalPending)
+		return Reply{Text: fmt.Sprintf("Recorded your approval of %s (%d of %d).", a.ReliefID, out.Votes, out.Required)}
+	case store.OutcomeRejected:
+		s.cardVotes(ctx, live, out.Approval, ApprovalRejected)
+		return Reply{Text: fmt.Sprintf("Rejected %s; nothing was run.", a.ReliefID)}
+	}
+	s.cardVotes(ctx, live, out.Approval, ApprovalApproved)
+	if _, err := live.rec.Claim(ctx, a.ReliefID, s.opts.Owner, digest); err != nil {
+		var ce *store.ClaimError
+		if errors.As(err, &ce) {
+			return Reply{Text: fmt.Sprintf("%s is already running (%s); nothing more was run.", a.ReliefID, ce.Existing.Owner)}
+		}
+		if errors.Is(err, store.ErrVoid) {
+			return Reply{Text: "What would run changed since the approval was asked; the approval is void and must be asked again."}
+		}
+		return s.internal("claiming the relief", err)
+	}
+	s.goBackground(func(ctx context.Context) { s.relieve(ctx, live, a.ReliefID) })
+	return Reply{Text: fmt.Sprintf("Approved: running %s on %s.", a.ReliefID, strings.Join(a.Hosts, ", "))}
+}
+
+func (s *Service) relieve(ctx context.Context, live *liveRun, relief string) {
+	if _, err := s.opts.Engine.Relieve(ctx, live.run, relief); err != nil {
+		s.log.Error("relief", "run", live.run.ID, "relief", relief, "err", err)
+	}
+	to := incident.RunFinished
+	if len(live.run.Escalations()) > 0 {
+		to = incident.RunEscalated
+	}
+	if _, err := s.opts.Store.SetRunState(ctx, live.run.ID, "", to); err != nil {
+		s.log.Error("run state", "run", live.run.ID, "err", err)
+	}
+	live.thread.publishRoot(ctx)
+}
+
+// digestNow is the digest of what the relief would run now: the current
+// playbook's version and the proposal's hosts that the target still has.
+func (s *Service) digestNow(live *liveRun, relief string) string {
+	p, _ := live.run.Proposal(relief)
+	version := "gone"
+	if pb, err := s.opts.Catalog().Resolve(live.run.Playbook.ID); err == nil {
+		version = pb.Version
+	}
+	if hl, ok := any(s.opts.Engine).(HostLister); ok {
+		if hosts, err := hl.Hosts(p.Target); err == nil {
+			p.Hosts = slices.DeleteFunc(slices.Clone(p.Hosts), func(h string) bool { return !slices.Contains(hosts, h) })
+		}
+	}
+	return incident.ProposalDigest(version, p)
+}
+
+func refusalText(ve *store.VoteError) string {
+	a := ve.Approval
+	switch ve.Refusal {
+	case store.RefusedDecided:
+		return fmt.Sprintf("Already %s by %s at %s; nothing more was run.", a.Status, a.DecidedBy, a.DecidedAt.UTC().Format("15:04:05 UTC"))
+	case store.RefusedExpired:
+		return fmt.Sprintf("This approval expired at %s; run the diagnosis again to ask anew. Nothing was run.", a.ExpiresAt.UTC().Format("15:04 UTC"))
+	case store.RefusedVoid:
+		return "What would run changed since the approval was asked (" + a.Reason + "); the approval is void. Nothing was run."
+	case store.RefusedAlreadyVoted:
+		return "You already voted on this relief; it needs another approver."
+	case store.RefusedFourEyes:
+		return "Four-eyes: you asked for this run, so someone else must approve its reliefs. Nothing was run."
+	}
+	return ve.Error()
+}
+
+func (s *Service) cardAfterRefusal(ctx context.Context, live *liveRun, ve *store.VoteError) {
+	switch ve.Refusal {
+	case store.RefusedExpired:
+		s.cardVotes(ctx, live, ve.Approval, ApprovalExpired)
+	case store.RefusedVoid:
+		s.cardVotes(ctx, live, ve.Approval, ApprovalVoid)
+	}
+}
+
+func (s *Service) cardVotes(ctx context.Context, live *liveRun, a store.Approval, state string) {
+	live.thread.updateCard(ctx, a.ReliefID, func(c *ApprovalView) {
+		c.State = state
+		c.Votes = c.Votes[:0]
+		for _, v := range a.Votes {
+			c.Votes = append(c.Votes, Vote{By: v.Voter, Decision: string(v.Decision), At: v.At})
+		}
+	})
+}
+
+// live returns the run from memory, or restores it from the store: a click may
+// land on another replica, or after a restart.
+func (s *Service) live(ctx context.Context, r store.Run) (*liveRun, error) {
+	s.mu.Lock()
+	l, ok := s.runs[r.ID]
+	s.mu.Unlock()
+	if ok {
+		return l, nil
+	}
+	pb, err := s.playbookOf(r)
+	if err != nil {
+		return nil, err
+	}
+	var raw map[string]string
+	if err := json.Unmarshal(r.Params, &raw); err != nil {
+		return nil, fmt.Errorf("run %s params: %w", r.ID, err)
+	}
+	params, err := pb.Params.Resolve(raw)
+	if err != nil {
+		return nil, fmt.Errorf("run %s params: %w", r.ID, err)
+	}
+	var rec playbooks.Record
+	steps, err := s.opts.Store.Steps(ctx, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range steps {
+		rec.Steps = append(rec.Steps, st.Result) // later phases overwrite earlier ones
+	}
+	if rec.Findings, err = s.opts.Store.Findings(ctx, r.ID); err != nil {
+		return nil, err
+	}
+	if rec.Proposals, err = s.opts.Store.Proposals(ctx, r.ID); err != nil {
+		return nil, err
+	}
+	approvals, err := s.opts.Store.Approvals(ctx, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	run := playbooks.RestoreRun(r.ID, pb, params, r.CreatedAt, rec, nil)
+	l = s.track(run, r.Requester, r.Chat.Channel)
+	l.rec.useApprovals(approvals)
+	return l, nil
+}
+
+// playbookOf finds the playbook a stored run used. A reloaded playbook with
+// another version still resolves; the approval digest then tells the difference.
+func (s *Service) playbookOf(r store.Run) (*playbooks.Playbook, error) {
+	for _, pb := range s.opts.Catalog().All() {
+		if pb.ID == r.Playbook {
+			return pb, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: playbook %s of run %s is no longer loaded", incident.ErrNotFound, r.Playbook, r.ID)
+}

@@ -1,0 +1,348 @@
+package commands
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ndrbot/ndrbot/audit"
+	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/playbooks"
+	"github.com/ndrbot/ndrbot/store"
+)
+
+// Thread is where a run's messages go: the chat adapter renders each Message and
+// posts it, or edits the message with the same key in place.
+type Thread interface {
+	Publish(ctx context.Context, m Message) error
+}
+
+// Options are a Service's dependencies.
+type Options struct {
+	// Catalog returns the current playbooks (they may be reloaded).
+	Catalog func() *playbooks.Catalog
+	Engine  *playbooks.Engine
+	Store   store.Store
+	Thread  Thread
+	Groups  Groups
+	Access  Access
+	// Owner names this process for leases and relief claims.
+	Owner string
+	// EscalationChannel receives a copy of every escalation summary.
+	EscalationChannel string
+	GroupTTL          time.Duration
+	Now               func() time.Time
+	Log               *slog.Logger
+}
+
+// Service handles `/ndr …` commands and button clicks without knowing the chat
+// platform's wire format: it parses, authorises, records and starts work, and
+// answers at once; long work continues in goroutines it owns (Close waits).
+type Service struct {
+	opts  Options
+	auth  *authorizer
+	verbs []verb
+	log   *slog.Logger
+
+	bg     sync.WaitGroup
+	ctx    context.Context // background work's context
+	cancel context.CancelFunc
+
+	mu   sync.Mutex
+	runs map[string]*liveRun
+}
+
+// liveRun is a run this process holds in memory.
+type liveRun struct {
+	run       *playbooks.Run
+	rec       *Recorder
+	requester incident.Actor
+	channel   string
+	lab       string
+	thread    *threadObserver
+}
+
+// verb is one `/ndr` command, registered once with its usage; help and errors are
+// generated from the registry.
+type verb struct {
+	name    string
+	usage   string
+	summary string
+	role    string
+	run     func(ctx context.Context, req Request, args Args) Reply
+}
+
+// New returns a Service.
+func New(opts Options) *Service {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.GroupTTL == 0 {
+		opts.GroupTTL = 5 * time.Minute
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{opts: opts, log: opts.Log, ctx: ctx, cancel: cancel, runs: map[string]*liveRun{},
+		auth: &authorizer{access: opts.Access, groups: opts.Groups, ttl: opts.GroupTTL, now: opts.Now, cache: map[string]cachedGroup{}}}
+	s.verbs = []verb{
+		{"diagnose", "diagnose CODE|PLAYBOOK [key=value…]", "run a playbook's diagnosis in a new thread", RoleResponder, s.diagnose},
+		{"status", "status [RUN]", "recent runs, or one run's state", RoleAnyone, s.status},
+		{"audit", "audit RUN", "a run's audit timeline", RoleResponder, s.auditRun},
+		{"playbooks", "playbooks", "the playbooks and the codes they match", RoleAnyone, s.listPlaybooks},
+		{"help", "help", "this help", RoleAnyone, s.help},
+	}
+	return s
+}
+
+// Close stops background work and waits for it.
+func (s *Service) Close() {
+	s.cancel()
+	s.bg.Wait()
+}
+
+// Wait waits for background work without cancelling it (tests, graceful drain).
+func (s *Service) Wait() { s.bg.Wait() }
+
+func (s *Service) goBackground(f func(ctx context.Context)) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		f(s.ctx)
+	}()
+}
+
+// Command handles one `/ndr …`. Bad input changes nothing and gets usage.
+func (s *Service) Command(ctx context.Context, req Request) Reply {
+	args, err := ParseArgs(req.Text)
+	if err != nil {
+		return Reply{Text: fmt.Sprintf("%v\n%s", err, s.usage())}
+	}
+	if len(args.Positional) == 0 {
+		return s.help(ctx, req, args)
+	}
+	name := strings.ToLower(args.Positional[0])
+	args.Positional = args.Positional[1:]
+	for _, v := range s.verbs {
+		if v.name != name {
+			continue
+		}
+		if !s.auth.channelAllowed(req.ChannelID, req.ChannelName) {
+			s.refused(ctx, req.User, "", "command", map[string]any{"text": req.Text, "channel": req.ChannelID, "why": "channel not allowed"})
+			return Reply{Text: "ndrbot does not take commands in this channel; use an incident channel (access.channels)."}
+		}
+		ok, err := s.auth.allowed(ctx, req.User.ID, v.role)
+		if err != nil {
+			return s.internal("authorising", err)
+		}
+		if !ok {
+			s.refused(ctx, req.User, "", "command", map[string]any{"text": req.Text, "why": "not a " + v.role})
+			return Reply{Text: fmt.Sprintf("`/ndr %s` needs the %s role (access.%ss); ask an ndrbot admin.", v.name, v.role, v.role)}
+		}
+		return v.run(ctx, req, args)
+	}
+	return Reply{Text: fmt.Sprintf("Unknown command %q.\n%s", Echo(name), s.usage())}
+}
+
+// Echo shows user text safely in a reply: bounded, without control characters.
+func Echo(s string) string {
+	r := []rune(s)
+	if len(r) > 40 {
+		s = string(r[:40]) + "…"
+	}
+	return strings.Map(func(c rune) rune {
+		if c < 0x20 || c == 0x7f {
+			return -1
+		}
+		return c
+	}, s)
+}
+
+func (s *Service) usage() string {
+	var b strings.Builder
+	b.WriteString("Usage:\n")
+	for _, v := range s.verbs {
+		fmt.Fprintf(&b, "  /ndr %-40s %s\n", v.usage, v.summary)
+	}
+	return b.String()
+}
+
+func (s *Service) help(context.Context, Request, Args) Reply {
+	var codes []string
+	for _, pb := range s.opts.Catalog().All() {
+		codes = append(codes, fmt.Sprintf("%s (%s)", pb.ID, strings.Join(pb.Matches, ", ")))
+	}
+	return Reply{Text: s.usage() + "Playbooks: " + strings.Join(codes, "; ")}
+}
+
+// internal answers with an error id and logs the whole chain under it: the user
+// sees something safe and actionable, the log has the detail.
+func (s *Service) internal(what string, err error) Reply {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	id := "E" + hex.EncodeToString(b[:])
+	s.log.Error(what, "error_id", id, "err", err)
+	return Reply{Text: fmt.Sprintf("Something went wrong while %s (error %s); the bot's log has the details.", what, id)}
+}
+
+// refused records a refused command or click in the audit trail.
+func (s *Service) refused(ctx context.Context, who incident.Actor, runID, what string, payload map[string]any) {
+	payload["refused"] = what
+	if _, err := s.opts.Store.Append(ctx, audit.Record{Actor: who, RunID: runID, Kind: "refused", Payload: payload}); err != nil {
+		s.log.Error("audit refused action", "err", err)
+	}
+}
+
+func (s *Service) diagnose(ctx context.Context, req Request, args Args) Reply {
+	if len(args.Positional) != 1 {
+		return Reply{Text: "Usage: /ndr diagnose CODE|PLAYBOOK [key=value…] — e.g. /ndr diagnose 5.5.4 sender=alice@contoso.com"}
+	}
+	pb, err := s.opts.Catalog().Resolve(args.Positional[0])
+	if err != nil {
+		return Reply{Text: err.Error()}
+	}
+	params, err := pb.Params.Resolve(args.Named)
+	if err != nil {
+		return Reply{Text: fmt.Sprintf("%v\nUsage: /ndr diagnose %s %s", err, Echo(args.Positional[0]), ParamUsage(pb))}
+	}
+	paramsJSON, err := json.Marshal(DisplayParams(params))
+	if err != nil {
+		return s.internal("starting the run", err)
+	}
+	stored, err := s.opts.Store.CreateRun(ctx, store.NewRun{Playbook: pb.ID, PlaybookVersion: pb.Version, Params: paramsJSON,
+		Requester: req.User, Origin: "chat", Chat: store.ChatRef{Channel: req.ChannelID}, Owner: s.opts.Owner})
+	if err != nil {
+		return s.internal("starting the run", err)
+	}
+	if _, err := s.opts.Store.Append(ctx, audit.Record{Actor: req.User, RunID: stored.ID, Kind: audit.KindCommand,
+		Payload: map[string]any{"text": req.Text, "channel": req.ChannelID}}); err != nil {
+		return s.internal("recording the command", err)
+	}
+	run := playbooks.NewRun(stored.ID, pb, params, s.opts.Now(), nil)
+	live := s.track(run, req.User, req.ChannelID)
+	live.thread.publishRoot(ctx)
+	s.goBackground(func(ctx context.Context) { s.runDiagnosis(ctx, live) })
+	return Reply{Text: fmt.Sprintf("Started %s (run %s); follow the thread.", pb.ID, stored.ID)}
+}
+
+// track wires a run's observers and keeps it in memory.
+func (s *Service) track(run *playbooks.Run, requester incident.Actor, channel string) *liveRun {
+	rec := NewRecorder(s.opts.Store, run, requester, RecorderOptions{FourEyes: s.opts.Access.FourEyes, Now: s.opts.Now, Log: s.log})
+	live := &liveRun{run: run, rec: rec, requester: requester, channel: channel}
+	live.thread = &threadObserver{svc: s, live: live}
+	run.Observer = Fanout{rec, live.thread}
+	s.mu.Lock()
+	s.runs[run.ID] = live
+	s.mu.Unlock()
+	return live
+}
+
+// Fanout sends engine events to several observers in order (the record first).
+type Fanout []playbooks.Observer
+
+// Observe calls each observer in turn.
+func (f Fanout) Observe(ctx context.Context, ev incident.Event) {
+	for _, o := range f {
+		o.Observe(ctx, ev)
+	}
+}
+
+func (s *Service) runDiagnosis(ctx context.Context, live *liveRun) {
+	if err := s.opts.Engine.Diagnose(ctx, live.run); err != nil {
+		s.log.Warn("diagnosis stopped", "run", live.run.ID, "err", err)
+		return
+	}
+	live.thread.publishAfterDiagnosis(ctx)
+	to := incident.RunAwaitingApproval
+	switch {
+	case len(live.run.Escalations()) > 0:
+		to = incident.RunEscalated
+	case len(live.run.Proposals()) == 0:
+		to = incident.RunFinished
+	}
+	if _, err := s.opts.Store.SetRunState(ctx, live.run.ID, incident.RunDiagnosing, to); err != nil {
+		s.log.Error("run state", "run", live.run.ID, "err", err)
+	}
+	live.thread.publishRoot(ctx)
+}
+
+func (s *Service) status(ctx context.Context, _ Request, args Args) Reply {
+	if len(args.Positional) == 1 {
+		r, err := s.opts.Store.GetRun(ctx, args.Positional[0])
+		if errors.Is(err, incident.ErrNotFound) {
+			return Reply{Text: fmt.Sprintf("No run %q.", Echo(args.Positional[0]))}
+		}
+		if err != nil {
+			return s.internal("reading the run", err)
+		}
+		return Reply{Text: fmt.Sprintf("%s %s: %s (requested by %s at %s)", r.ID, r.Playbook, r.State, r.Requester, r.CreatedAt.UTC().Format("15:04 UTC"))}
+	}
+	runs, err := s.opts.Store.ListRuns(ctx, store.RunFilter{Limit: 10})
+	if err != nil {
+		return s.internal("listing runs", err)
+	}
+	if len(runs) == 0 {
+		return Reply{Text: "No runs yet."}
+	}
+	var b strings.Builder
+	for _, r := range runs {
+		fmt.Fprintf(&b, "%s  %-10s %-18s %s\n", r.ID, r.Playbook, r.State, r.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"))
+	}
+	return Reply{Text: b.String()}
+}
+
+func (s *Service) auditRun(ctx context.Context, _ Request, args Args) Reply {
+	if len(args.Positional) != 1 {
+		return Reply{Text: "Usage: /ndr audit RUN"}
+	}
+	id := args.Positional[0]
+	if _, err := s.opts.Store.GetRun(ctx, id); err != nil {
+		return Reply{Text: fmt.Sprintf("No run %q.", Echo(id))}
+	}
+	var b strings.Builder
+	if _, err := audit.WriteTimeline(&b, s.opts.Store.Events(ctx, audit.Filter{RunID: id}), time.UTC); err != nil {
+		return s.internal("reading the audit trail", err)
+	}
+	return Reply{Text: b.String()}
+}
+
+func (s *Service) listPlaybooks(context.Context, Request, Args) Reply {
+	var lines []string
+	for _, pb := range s.opts.Catalog().All() {
+		lines = append(lines, fmt.Sprintf("%s — %s (matches %s)", pb.ID, pb.Title, strings.Join(pb.Matches, ", ")))
+	}
+	sort.Strings(lines)
+	return Reply{Text: strings.Join(lines, "\n")}
+}
+
+// ParamUsage is a playbook's parameters as a usage line.
+func ParamUsage(pb *playbooks.Playbook) string {
+	var parts []string
+	for _, name := range pb.ParamOrder {
+		spec := pb.Params[name]
+		s := fmt.Sprintf("%s=<%s>", name, spec.Type)
+		if !spec.Required {
+			s = "[" + s + "]"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, " ")
+}
+
+// DisplayParams renders typed parameters as a user would type them.
+func DisplayParams(params map[string]any) map[string]string {
+	out := make(map[string]string, len(params))
+	for k, v := range params {
+		out[k] = fmt.Sprint(v)
+	}
+	return out
+}
