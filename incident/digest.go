@@ -12,6 +12,11 @@ import (
 // before the relief runs (a playbook reloaded, a target list edited), the digest
 // changes and the approval is void.
 func ProposalDigest(playbookVersion string, p Proposal) string {
+	if p.Args == nil {
+		// A stored proposal comes back without its empty arguments (omitempty):
+		// no arguments and empty arguments are the same relief.
+		p.Args = map[string]any{}
+	}
 	b, _ := json.Marshal(struct {
 		Version string         `json:"version"`
 		Relief  string         `json:"relief"`
