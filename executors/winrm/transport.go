@@ -119,13 +119,44 @@ func (s *httpSender) send(ctx context.Context, _ *wsman.Client, msg *soap.SoapMe
 // keeps no deadline and cannot be cancelled, so every request gets a fresh one, and
 // a request still running when its context ends is left to finish on its own.
 //
-// Known flaw of the pinned library, not fixable from outside: when its NTLM
-// handshake fails, Encryption.Post retries through the plain NTLM negotiator, which
-// sends the envelope unencrypted and, if the 401 offers only Basic, the username
-// and password as clear-text Basic credentials. A server configured that way, or
-// anyone in the path, sees them.
+// Known flaw of the pinned library: when its NTLM handshake fails, Encryption.Post
+// retries through the plain NTLM negotiator, which sends the envelope unencrypted
+// and, if the 401 offers only Basic, the username and password as clear-text Basic
+// credentials. Before every request an anonymous preflight asks the endpoint what
+// it offers, and nothing is handed to the library unless the answer is NTLM or
+// Negotiate: a server (or a passive path) that offers only Basic never sees the
+// password. An active attacker who answers the preflight and then the real request
+// differently remains out of reach of anything but a sender without the fallback.
 type encryptedSender struct {
 	ep *wsman.Endpoint
+	// preflight checks the endpoint offers NTLM; nil uses offersNTLM.
+	preflight func(ctx context.Context, url string) error
+}
+
+// offersNTLM sends an empty, anonymous POST and requires a 401 whose
+// WWW-Authenticate offers Negotiate or NTLM.
+func offersNTLM(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, http.NoBody)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/soap+xml;charset=UTF-8")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return netError(err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	for _, h := range resp.Header.Values("WWW-Authenticate") {
+		scheme, _, _ := strings.Cut(strings.TrimSpace(h), " ")
+		if strings.EqualFold(scheme, "Negotiate") || strings.EqualFold(scheme, "NTLM") {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s answered HTTP %d offering %q, not NTLM or Negotiate: refusing to send credentials over http (use https on 5986)",
+		executors.ErrAuth, url, resp.StatusCode, resp.Header.Values("WWW-Authenticate"))
 }
 
 // status401 finds the HTTP status in the library's error text; it exposes no other way.
@@ -133,6 +164,13 @@ var status401 = regexp.MustCompile(`\b401\b`)
 
 func (s encryptedSender) send(ctx context.Context, c *wsman.Client, msg *soap.SoapMessage) (string, error) {
 	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	preflight := s.preflight
+	if preflight == nil {
+		preflight = offersNTLM
+	}
+	if err := preflight(ctx, fmt.Sprintf("http://%s:%d/wsman", s.ep.Host, s.ep.Port)); err != nil {
 		return "", err
 	}
 	enc, err := wsman.NewEncryption("ntlm")

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,6 +104,22 @@ func TestEncryptedSender(t *testing.T) {
 		_, err = s.send(ctx, c, wsman.NewOpenShellRequest(srv.URL+"/wsman", &params))
 		return err
 	}
+
+	t.Run("a server offering only Basic never sees the password", func(t *testing.T) {
+		var sawAuth atomic.Bool
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "" {
+				sawAuth.Store(true)
+			}
+			w.Header().Set("WWW-Authenticate", `Basic realm="WSMAN"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		}))
+		defer srv.Close()
+		err := run(t, srv, t.Context())
+		require.ErrorIs(t, err, executors.ErrAuth)
+		require.ErrorContains(t, err, "refusing to send credentials over http")
+		require.False(t, sawAuth.Load(), "credentials reached a Basic-only server")
+	})
 
 	t.Run("401 is an authentication failure", func(t *testing.T) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
