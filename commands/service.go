@@ -346,3 +346,45 @@ func DisplayParams(params map[string]any) map[string]string {
 	}
 	return out
 }
+
+// Resume re-runs the read-only diagnosis of a run a dead process left half done
+// (store.Recovery.Resume); its thread is edited in place.
+func (s *Service) Resume(ctx context.Context, r store.Run) error {
+	pb, err := s.playbookOf(r)
+	if err != nil {
+		return err
+	}
+	var raw map[string]string
+	if err := json.Unmarshal(r.Params, &raw); err != nil {
+		return fmt.Errorf("run %s params: %w", r.ID, err)
+	}
+	params, err := pb.Params.Resolve(raw)
+	if err != nil {
+		return fmt.Errorf("run %s params: %w", r.ID, err)
+	}
+	if _, err := s.opts.Store.Append(ctx, audit.Record{Actor: incident.BotActor, RunID: r.ID, Kind: audit.KindRecovery,
+		Payload: map[string]string{"note": "diagnosis resumed by " + s.opts.Owner}}); err != nil {
+		return err
+	}
+	live := s.track(playbooks.NewRun(r.ID, pb, params, s.opts.Now(), nil), r.Requester, r.Chat.Channel)
+	live.thread.publishRoot(ctx)
+	s.goBackground(func(ctx context.Context) { s.runDiagnosis(ctx, live) })
+	return nil
+}
+
+// Expired updates the cards of approvals that expired undecided.
+func (s *Service) Expired(ctx context.Context, as []store.Approval) {
+	for _, a := range as {
+		r, err := s.opts.Store.GetRun(ctx, a.RunID)
+		if err != nil {
+			s.log.Error("expired approval", "approval", a.ID, "err", err)
+			continue
+		}
+		live, err := s.live(ctx, r)
+		if err != nil {
+			s.log.Error("expired approval", "approval", a.ID, "err", err)
+			continue
+		}
+		s.cardVotes(ctx, live, a, ApprovalExpired)
+	}
+}

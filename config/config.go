@@ -57,6 +57,8 @@ type Config struct {
 	Playbooks Playbooks         `mapstructure:"playbooks" yaml:"playbooks"`
 	Lab       Lab               `mapstructure:"lab" yaml:"lab"`
 	Store     Store             `mapstructure:"store" yaml:"store"`
+	Slack     Slack             `mapstructure:"slack" yaml:"slack"`
+	Access    Access            `mapstructure:"access" yaml:"access"`
 	Log       Log               `mapstructure:"log" yaml:"log"`
 
 	// origins maps a leaf key ("targets.exchange.password") to where its value came
@@ -70,7 +72,8 @@ type Target struct {
 	// Kind is winrm, probe, graph or lab.
 	Kind string `mapstructure:"kind" yaml:"kind"`
 	// Endpoints: WS-Management URLs (winrm, https://host:5986/wsman), host[:port]
-	// (probe), base URLs (graph), or simulated host names (lab).
+	// (probe), or simulated host names (lab). Graph targets have none: cloud and
+	// graph_url say where Graph is.
 	Endpoints []string `mapstructure:"endpoints" yaml:"endpoints"`
 
 	// WinRM.
@@ -89,7 +92,37 @@ type Target struct {
 	// Probe.
 	Timeout  time.Duration `mapstructure:"timeout" yaml:"timeout"`
 	HeloName string        `mapstructure:"helo_name" yaml:"helo_name"`
+
+	// Graph (Microsoft 365): an app registration's client credentials. Exactly one
+	// credential: client_secret (env or client_secret_file) or certificate_file.
+	TenantID         string `mapstructure:"tenant_id" yaml:"tenant_id"` // GUID or verified domain
+	ClientID         string `mapstructure:"client_id" yaml:"client_id"` // application (client) ID, a GUID
+	ClientSecret     Secret `mapstructure:"client_secret" yaml:"client_secret"`
+	ClientSecretFile string `mapstructure:"client_secret_file" yaml:"client_secret_file" config:"path"`
+	// CertificateFile is PEM holding the certificate and its private key; an
+	// encrypted key needs certificate_password (env or certificate_password_file).
+	CertificateFile         string `mapstructure:"certificate_file" yaml:"certificate_file" config:"path"`
+	CertificatePassword     Secret `mapstructure:"certificate_password" yaml:"certificate_password"`
+	CertificatePasswordFile string `mapstructure:"certificate_password_file" yaml:"certificate_password_file" config:"path"`
+	// Cloud picks the Graph base URL and the authority host together: global,
+	// usgov (GCC High), usgovdod (DoD) or china (21Vianet). GraphURL and AuthorityURL
+	// override either one (proxies, tests).
+	Cloud        string `mapstructure:"cloud" yaml:"cloud"`
+	GraphURL     string `mapstructure:"graph_url" yaml:"graph_url"`
+	AuthorityURL string `mapstructure:"authority_url" yaml:"authority_url"`
 }
+
+// Graph clouds a graph target's cloud key accepts; executors/graph maps each to its
+// Graph base URL and authority host.
+const (
+	CloudGlobal   = "global"
+	CloudUSGov    = "usgov"
+	CloudUSGovDoD = "usgovdod"
+	CloudChina    = "china"
+)
+
+// GraphClouds lists the accepted values of a graph target's cloud key.
+func GraphClouds() []string { return []string{CloudGlobal, CloudUSGov, CloudUSGovDoD, CloudChina} }
 
 // Playbooks says where playbooks beyond the built-in ones come from.
 type Playbooks struct {
@@ -121,6 +154,36 @@ type Store struct {
 	AuditKeyFile string `mapstructure:"audit_key_file" yaml:"audit_key_file" config:"path"`
 }
 
+// Slack connects `bot serve` to a workspace.
+type Slack struct {
+	// Mode is socket (Socket Mode: no public ingress) or http (Events and
+	// Interactivity request URLs, signature-verified).
+	Mode              string `mapstructure:"mode" yaml:"mode"`
+	BotToken          Secret `mapstructure:"bot_token" yaml:"bot_token" env:"SLACK_BOT_TOKEN"`
+	BotTokenFile      string `mapstructure:"bot_token_file" yaml:"bot_token_file" config:"path"`
+	AppToken          Secret `mapstructure:"app_token" yaml:"app_token" env:"SLACK_APP_TOKEN"`
+	AppTokenFile      string `mapstructure:"app_token_file" yaml:"app_token_file" config:"path"`
+	SigningSecret     Secret `mapstructure:"signing_secret" yaml:"signing_secret" env:"SLACK_SIGNING_SECRET"`
+	SigningSecretFile string `mapstructure:"signing_secret_file" yaml:"signing_secret_file" config:"path"`
+	// Listen is the HTTP mode address, e.g. :8080.
+	Listen string `mapstructure:"listen" yaml:"listen"`
+	// APIURL is Slack's Web API base (GovSlack, proxies, tests).
+	APIURL string `mapstructure:"api_url" yaml:"api_url"`
+	// Channels allowed for /ndr: channel ids or name patterns such as inc-*.
+	Channels []string `mapstructure:"channels" yaml:"channels"`
+	// EscalationChannel receives every escalation summary, with a link to its thread.
+	EscalationChannel string `mapstructure:"escalation_channel" yaml:"escalation_channel"`
+}
+
+// Access says who may do what: chat user ids or user-group ids.
+type Access struct {
+	Responders []string `mapstructure:"responders" yaml:"responders"`
+	Approvers  []string `mapstructure:"approvers" yaml:"approvers"`
+	Admins     []string `mapstructure:"admins" yaml:"admins"`
+	// FourEyes forbids the requester of a run to approve its reliefs.
+	FourEyes bool `mapstructure:"four_eyes" yaml:"four_eyes"`
+}
+
 // Log configures slog.
 type Log struct {
 	Level  string `mapstructure:"level" yaml:"level"`   // debug|info|warn|error
@@ -141,9 +204,11 @@ func defaults() Config {
 			// whose subjects come from the playbook's parameters.
 			"net": {Kind: KindProbe, Endpoints: []string{}},
 		},
-		Store: Store{Driver: "sqlite"},
-		Lab: Lab{TimeScale: 300},
-		Log: Log{Level: "info", Format: "text"},
+		Store:  Store{Driver: "sqlite"},
+		Slack:  Slack{Mode: "socket", APIURL: "https://slack.com/api/", Listen: ":8080", Channels: []string{}},
+		Access: Access{FourEyes: true, Responders: []string{}, Approvers: []string{}, Admins: []string{}},
+		Lab:    Lab{TimeScale: 300},
+		Log:    Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -159,6 +224,8 @@ func kindDefaults(kind string) Target {
 		}
 	case KindProbe:
 		return Target{Timeout: 10 * time.Second}
+	case KindGraph:
+		return Target{Cloud: CloudGlobal}
 	}
 	return Target{}
 }
@@ -190,6 +257,9 @@ func (t Target) withKindDefaults() Target {
 	}
 	if t.Timeout == 0 {
 		t.Timeout = d.Timeout
+	}
+	if t.Cloud == "" {
+		t.Cloud = d.Cloud
 	}
 	return t
 }
@@ -226,9 +296,10 @@ func (c Config) Origin(key string) string { return c.origins[key] }
 // RequireEndpoints returns nil when t (configured as name) has endpoints, otherwise an
 // error wrapping ErrNoEndpoints that says exactly which key or variable to set. Empty
 // endpoints are valid configuration (the default exchange target has none) so the
-// check belongs to whoever is about to use the target.
+// check belongs to whoever is about to use the target. A graph target never has
+// endpoints (cloud or graph_url says where Graph is), so it always passes.
 func (t Target) RequireEndpoints(name string) error {
-	if len(t.Endpoints) > 0 {
+	if len(t.Endpoints) > 0 || t.Kind == KindGraph {
 		return nil
 	}
 	key := "targets." + name + ".endpoints"
@@ -242,8 +313,6 @@ func exampleEndpoints(kind string) string {
 		return "https://ex01.contoso.com:5986/wsman,https://ex02.contoso.com:5986/wsman"
 	case KindProbe:
 		return "contoso-com.mail.protection.outlook.com:25"
-	case KindGraph:
-		return "https://graph.microsoft.com"
 	}
 	return "host1,host2"
 }

@@ -402,7 +402,7 @@ func TestLoadFileErrors(t *testing.T) {
 		{"uppercase-target", []string{":3: targets.Exchange-West:", "not a valid name"}},
 		{"duplicate-key", []string{":3: log.level: duplicate key (first at line 2)"}},
 		{"syntax", []string{"yaml:"}},
-		{"not-mapping", []string{":1: the top level must be a mapping", "targets, playbooks, lab, store, log"}},
+		{"not-mapping", []string{":1: the top level must be a mapping", "targets, playbooks, lab, store, slack, access, log"}},
 		{"section-not-mapping", []string{":1: log: expected a mapping"}},
 		{"list-of-mappings", []string{"targets.exchange.endpoints:", "must be a single value"}},
 		{"mapping-for-value", []string{"log.level: expected a single value, got a mapping"}},

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,6 +67,7 @@ func (c Config) Validate() error {
 	v.playbooks()
 	v.lab()
 	v.store()
+	v.slack()
 	v.log()
 	v.secrets(reflect.ValueOf(c), "")
 	if len(v.problems) == 0 {
@@ -144,6 +146,7 @@ func (v *validator) target(prefix string, t Target) {
 			v.add(prefix+".timeout", "%s must not be negative", t.Timeout)
 		}
 		v.tls(prefix, t)
+		v.graph(prefix, t)
 	}
 }
 
@@ -185,6 +188,9 @@ func keyKinds(key string) []string {
 		return []string{KindProbe, KindGraph}
 	case "helo_name":
 		return []string{KindProbe}
+	case "tenant_id", "client_id", "client_secret", "client_secret_file", "certificate_file",
+		"certificate_password", "certificate_password_file", "cloud", "graph_url", "authority_url":
+		return []string{KindGraph}
 	}
 	return nil
 }
@@ -221,8 +227,6 @@ func (v *validator) endpoints(prefix string, t Target) {
 		switch t.Kind {
 		case KindWinRM:
 			msg = checkURL(ep, "WS-Management URL", "https://ex01.contoso.com:5986/wsman")
-		case KindGraph:
-			msg = checkURL(ep, "URL", "https://graph.microsoft.com")
 		case KindProbe:
 			msg = checkHostPort(ep)
 		}
@@ -408,6 +412,23 @@ func (v *validator) store() {
 		v.add("store.driver", "%q must be sqlite or postgres", st.Driver)
 	}
 }
+
+func (v *validator) slack() {
+	sl := v.c.Slack
+	if sl.Mode != "socket" && sl.Mode != "http" {
+		v.add("slack.mode", "%q must be socket or http", sl.Mode)
+	}
+	if u, err := url.Parse(sl.APIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		v.add("slack.api_url", "%q is not an http(s) URL", sl.APIURL)
+	}
+	for i, id := range append(append(slices.Clone(v.c.Access.Responders), v.c.Access.Approvers...), v.c.Access.Admins...) {
+		if !chatIDRE.MatchString(id) {
+			v.add("access", "entry %d %q is not a Slack user id (U…/W…) or user-group id (S…)", i, id)
+		}
+	}
+}
+
+var chatIDRE = regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`)
 
 func (v *validator) log() {
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, v.c.Log.Level) {

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ndrbot/ndrbot/audit"
+	"github.com/ndrbot/ndrbot/commands"
+	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/executors/lab"
+	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/playbooks"
+	"github.com/ndrbot/ndrbot/slack"
+	"github.com/ndrbot/ndrbot/store"
+	"github.com/ndrbot/ndrbot/store/outbox"
+)
+
+type serveFlags struct {
+	lab   string
+	lease time.Duration
+	// sweep is how often expired approvals are looked for.
+	sweep time.Duration
+	// ready, when set, is called once the bot serves (tests).
+	ready func()
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	f := &serveFlags{}
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Slack bot: /ndr commands, live threads, approval buttons, escalations",
+		Long: `Connects to Slack (Socket Mode by default; slack.mode: http serves the Events and
+Interactivity request URLs with signature verification), checks the tokens first and
+stops with a message naming any that is missing or wrong, recovers work a previous
+process left unfinished, and serves until interrupted; on SIGINT/SIGTERM it stops
+taking commands, finishes in-flight work and delivers what is queued.`,
+		Example: "  SLACK_BOT_TOKEN=xoxb-… SLACK_APP_TOKEN=xapp-… bot serve\n" +
+			"  bot serve --config /etc/ndrbot/ndrbot.yaml\n  bot serve --lab overloaded-queue   # a demo against the simulated organisation",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return g.serve(cmd.Context(), f) },
+	}
+	c.Flags().StringVar(&f.lab, "lab", "", "simulate every target with this lab scenario (demos)")
+	c.Flags().DurationVar(&f.lease, "lease", 30*time.Second, "")
+	c.Flags().DurationVar(&f.sweep, "sweep", 30*time.Second, "")
+	_ = c.Flags().MarkHidden("lease")
+	_ = c.Flags().MarkHidden("sweep")
+	return c
+}
+
+// slackOptions resolves the Slack settings, naming what is missing.
+func slackOptions(cfg config.Config, log *slog.Logger) (slack.Options, error) {
+	sl := cfg.Slack
+	o := slack.Options{Mode: slack.Mode(sl.Mode), Listen: sl.Listen, APIURL: sl.APIURL, Logger: log}
+	var err error
+	if o.BotToken, err = config.ResolveSecret(sl.BotToken, sl.BotTokenFile); err != nil {
+		return o, fmt.Errorf("slack.bot_token: %w", err)
+	}
+	if o.AppToken, err = config.ResolveSecret(sl.AppToken, sl.AppTokenFile); err != nil {
+		return o, fmt.Errorf("slack.app_token: %w", err)
+	}
+	if o.SigningSecret, err = config.ResolveSecret(sl.SigningSecret, sl.SigningSecretFile); err != nil {
+		return o, fmt.Errorf("slack.signing_secret: %w", err)
+	}
+	return o, nil
+}
+
+func (g *globals) serve(ctx context.Context, f *serveFlags) error {
+	cfg, _, err := g.loadConfig()
+	if err != nil {
+		return err
+	}
+	cat, err := g.catalog(cfg)
+	if err != nil {
+		return err
+	}
+	log := g.logger(cfg).With("component", "serve")
+	opts, err := slackOptions(cfg, log)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	poster, err := slack.NewPoster(opts)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	var simulated *lab.Lab
+	if f.lab != "" {
+		if simulated, err = lab.New(f.lab, lab.Options{Latency: cfg.Lab.Latency}); err != nil {
+			return usageErr("%v", err)
+		}
+	}
+	scale := 1.0
+	if simulated != nil {
+		scale = cfg.Lab.TimeScale
+	}
+
+	st, _, err := g.openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	host, _ := os.Hostname()
+	owner := fmt.Sprintf("serve@%s:%d", host, os.Getpid())
+
+	disp := &outbox.Dispatcher{Queue: st, Sender: slack.NewSender(st, poster, slack.Renderer{}, log), Owner: owner, Log: log}
+	thread := slack.NewThread(st, slack.ThreadOptions{Notify: disp.Notify, Log: log})
+	eng := playbooks.NewEngine(newTargets(cfg, simulated), playbooks.Options{WaitScale: scale, Logger: log,
+		History: store.ReliefHistory{Store: st}})
+	svc := commands.New(commands.Options{
+		Catalog: func() *playbooks.Catalog { return cat }, Engine: eng, Store: st, Thread: thread, Groups: poster,
+		Access: commands.Access{Responders: cfg.Access.Responders, Approvers: cfg.Access.Approvers, Admins: cfg.Access.Admins,
+			Channels: cfg.Slack.Channels, FourEyes: cfg.Access.FourEyes},
+		Owner: owner, EscalationChannel: cfg.Slack.EscalationChannel, Log: log,
+	})
+	ad, err := slack.New(opts, poster, svc)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	checkCtx, cancelCheck := context.WithTimeout(ctx, 30*time.Second)
+	err = ad.Check(checkCtx)
+	cancelCheck()
+	if err != nil {
+		var se *slack.SetupError
+		if errors.As(err, &se) {
+			return &exitError{code: exitUsage, err: err}
+		}
+		return fmt.Errorf("slack: %w", err)
+	}
+
+	if err := g.recoverServe(ctx, st, svc, owner, log); err != nil {
+		return err
+	}
+
+	// Shutdown order: intake stops and drains first, then background runs, then
+	// the thread's pending edits are stored, then the outbox delivers what it can.
+	intakeCtx, stopIntake := context.WithCancel(context.Background())
+	deliverCtx, stopDelivery := context.WithCancel(context.Background())
+	var g2 errgroup.Group
+	g2.Go(func() error { return store.KeepAlive(deliverCtx, st, owner, f.lease, nil) })
+	g2.Go(func() error {
+		if err := disp.Run(deliverCtx); err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	})
+	g2.Go(func() error { return sweepExpired(deliverCtx, st, svc, f.sweep, log) })
+	intakeErr := make(chan error, 1)
+	go func() { intakeErr <- ad.Run(intakeCtx) }()
+	log.Info("serving", "mode", opts.Mode, "owner", owner, "lab", f.lab)
+	if f.ready != nil {
+		f.ready()
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-intakeErr:
+	}
+	stopIntake()
+	if err == nil {
+		err = <-intakeErr
+	}
+	svc.Wait()
+	svc.Close()
+	thread.Close()
+	drain, cancelDrain := context.WithTimeout(context.Background(), 10*time.Second)
+	for drain.Err() == nil {
+		n, derr := disp.RunOnce(drain)
+		if derr != nil || n == 0 {
+			break
+		}
+	}
+	cancelDrain()
+	stopDelivery()
+	if gerr := g2.Wait(); err == nil {
+		err = gerr
+	}
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// recoverServe takes over what a dead process left: relief executions whose
+// outcome is unknown are shown (never re-run), half-done diagnoses are re-run,
+// runs stuck mid-relief are closed as interrupted. Pending approvals keep working.
+func (g *globals) recoverServe(ctx context.Context, st store.Store, svc *commands.Service, owner string, log *slog.Logger) error {
+	rec, err := st.Recover(ctx, owner, time.Now())
+	if err != nil {
+		return fmt.Errorf("store: recovering interrupted work: %w", err)
+	}
+	for _, x := range rec.Unknown {
+		log.Warn("relief outcome unknown: check the hosts by hand", "run", x.RunID, "relief", x.ReliefID,
+			"hosts", strings.Join(x.Hosts, ","), "previous_owner", x.Owner)
+	}
+	for _, r := range rec.Resume {
+		if r.State == incident.RunDiagnosing && r.Origin == "chat" {
+			if err := svc.Resume(ctx, r); err != nil {
+				log.Error("resuming a diagnosis", "run", r.ID, "err", err)
+			}
+			continue
+		}
+		if _, err := st.SetRunState(ctx, r.ID, "", incident.RunInterrupted, audit.Record{Actor: incident.BotActor, RunID: r.ID,
+			Kind: audit.KindRecovery, Payload: map[string]string{"note": "interrupted in " + string(r.State) + "; verify by hand"}}); err != nil {
+			log.Error("closing an interrupted run", "run", r.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// sweepExpired marks approvals past their expiry and updates their cards.
+func sweepExpired(ctx context.Context, st store.Store, svc *commands.Service, every time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		expired, err := st.ExpireApprovals(ctx, time.Now())
+		if err != nil {
+			log.Warn("expiring approvals", "err", err)
+			continue
+		}
+		svc.Expired(ctx, expired)
+	}
+}
