@@ -11,6 +11,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ndrbot/ndrbot/slack/slackfake"
+	"github.com/ndrbot/ndrbot/store"
+	"github.com/ndrbot/ndrbot/store/pgtest"
+	"github.com/ndrbot/ndrbot/store/postgres"
 )
 
 const (
@@ -39,16 +42,23 @@ func serveEnv(fake *slackfake.Server) []string {
 // startServe runs `bot serve` in-process against a fake Slack.
 func startServe(t *testing.T, fake *slackfake.Server, args ...string) *served {
 	t.Helper()
+	return startServeEnv(t, fake, 1, nil, args...)
+}
+
+// startServeEnv starts a replica and waits until the fake has seen `nth`
+// connections in all.
+func startServeEnv(t *testing.T, fake *slackfake.Server, nth int, extra []string, args ...string) *served {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &served{fake: fake, cancel: cancel, done: make(chan int, 1), out: &lockedBuffer{}}
-	env := serveEnv(fake)
+	env := append(serveEnv(fake), extra...)
 	go func() {
 		s.done <- run(ctx, append([]string{"serve"}, args...), stdio{in: strings.NewReader(""), out: s.out, err: s.out,
 			getenv: lookupIn(env), environ: func() []string { return env }})
 	}()
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer wcancel()
-	require.NoError(t, fake.WaitConnections(wctx, 1), "bot serve did not connect:\n%s", s.out.String())
+	require.NoError(t, fake.WaitConnections(wctx, nth), "bot serve did not connect:\n%s", s.out.String())
 	t.Cleanup(func() { s.stop(t) })
 	return s
 }
@@ -67,7 +77,8 @@ func (s *served) stop(t *testing.T) int {
 
 func (s *served) waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// Generous: a 429 storm backs the outbox off for several seconds per message.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	require.NoError(t, s.fake.WaitFor(ctx, cond), "waiting for %s; bot output:\n%s", what, s.out.String())
 }
@@ -193,4 +204,116 @@ func TestServeIncidentEndToEnd(t *testing.T) {
 		return inThread && inChannel
 	})
 	assert.Equal(t, 0, s.stop(t), s.out.String())
+}
+
+// A 429 storm on chat.postMessage and chat.update and a dropped websocket mid-run:
+// every message still arrives, once, in order.
+func TestServeSurvives429StormAndReconnect(t *testing.T) {
+	t.Chdir(t.TempDir())
+	fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
+	defer fake.Close()
+	s := startServe(t, fake, "--lab", "overloaded-queue")
+	ctx := context.Background()
+	fake.RateLimit("chat.postMessage", 3, time.Second)
+	fake.RateLimit("chat.update", 3, time.Second)
+
+	env, err := fake.SlashCommand(ctx, slackfake.SlashCommand{UserID: requesterU, ChannelID: incChannel, ChannelName: "inc-mail", Text: "diagnose 5.5.4"})
+	require.NoError(t, err)
+	_, err = fake.WaitAck(ctx, env) // Slack redelivers what was not acked; the fake does not
+	require.NoError(t, err)
+	fake.Disconnect()
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	require.NoError(t, fake.WaitConnections(wctx, 2), "the bot did not reconnect")
+
+	card, _ := s.card(t)
+	thread := fake.Thread(incChannel, card.ThreadTS)
+	var kinds []string
+	for _, m := range thread {
+		switch {
+		case strings.Contains(string(m.Blocks), "connector overloaded") && approvalButton(m.Blocks) == "":
+			kinds = append(kinds, "findings")
+		case approvalButton(m.Blocks) != "":
+			kinds = append(kinds, "card")
+		}
+	}
+	assert.Equal(t, []string{"findings", "card"}, kinds, "each message once, findings before the card")
+	roots := 0
+	for _, m := range fake.Messages(incChannel) {
+		if m.ThreadTS == "" {
+			roots++
+		}
+	}
+	assert.Equal(t, 1, roots, "one root message, edited in place")
+	assert.Equal(t, 0, s.stop(t), s.out.String())
+}
+
+func TestServeFailsFastOnBadTokens(t *testing.T) {
+	t.Chdir(t.TempDir())
+	fake := slackfake.New(slackfake.Options{})
+	defer fake.Close()
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"no bot token", []string{"NDRBOT_SLACK_API_URL=" + fake.APIURL(), "SLACK_APP_TOKEN=" + fake.AppToken()}, "slack.bot_token"},
+		{"no app token", []string{"NDRBOT_SLACK_API_URL=" + fake.APIURL(), "SLACK_BOT_TOKEN=" + fake.BotToken()}, "slack.app_token"},
+		{"wrong bot token", []string{"NDRBOT_SLACK_API_URL=" + fake.APIURL(), "SLACK_BOT_TOKEN=xoxb-revoked", "SLACK_APP_TOKEN=" + fake.AppToken()}, "slack.bot_token"},
+		{"app token in the bot token's place", []string{"NDRBOT_SLACK_API_URL=" + fake.APIURL(), "SLACK_BOT_TOKEN=" + fake.AppToken(), "SLACK_APP_TOKEN=" + fake.AppToken()}, "slack.bot_token"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var out lockedBuffer
+			code := run(ctx, []string{"serve"}, stdio{in: strings.NewReader(""), out: &out, err: &out,
+				getenv: lookupIn(tc.env), environ: func() []string { return tc.env }})
+			assert.Equal(t, exitUsage, code, out.String())
+			assert.Contains(t, out.String(), tc.want)
+			assert.NotContains(t, out.String(), "xoxb-revoked")
+		})
+	}
+}
+
+// Two replicas on one PostgreSQL, both connected: the click lands on the replica
+// that did not start the run, and the relief still runs exactly once.
+func TestServeTwoReplicasOnePostgres(t *testing.T) {
+	dsn := pgtest.FreshSchema(t)
+	fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
+	defer fake.Close()
+	pgEnv := []string{"NDRBOT_STORE_DRIVER=postgres", "NDRBOT_STORE_DSN=" + dsn}
+	t.Chdir(t.TempDir())
+	a := startServeEnv(t, fake, 1, pgEnv, "--lab", "overloaded-queue")
+	ctx := context.Background()
+	_, err := fake.SlashCommand(ctx, slackfake.SlashCommand{UserID: requesterU, ChannelID: incChannel, ChannelName: "inc-mail", Text: "diagnose 5.5.4"})
+	require.NoError(t, err)
+	card, approval := a.card(t)
+
+	b := startServeEnv(t, fake, 2, pgEnv, "--lab", "overloaded-queue")
+	fake.SendToNewest(true)
+	for range 2 { // a double click, both on replica b
+		_, err = fake.Click(ctx, slackfake.Click{UserID: approverU, ChannelID: incChannel, MessageTS: card.TS, ActionID: "approve", Value: approval})
+		require.NoError(t, err)
+	}
+	b.waitFor(t, "the relief to be verified", func() bool {
+		m, ok := fake.Message(incChannel, card.TS)
+		return ok && strings.Contains(string(m.Blocks), "Approved by") && strings.Contains(strings.ToLower(string(m.Blocks)), "verified")
+	})
+	replies := []string{a.responseTo(t, 1), a.responseTo(t, 2)}
+	assert.Contains(t, strings.Join(replies, "\n"), "Approved: running restart-transport")
+	assert.Contains(t, strings.Join(replies, "\n"), "Already approved")
+
+	st, err := postgres.Open(ctx, dsn, store.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	runs, err := st.ListRuns(ctx, store.RunFilter{})
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	xs, err := st.Executions(ctx, runs[0].ID)
+	require.NoError(t, err)
+	require.Len(t, xs, 1, "the relief ran exactly once")
+	assert.Contains(t, xs[0].Owner, "serve@", "claimed by a serving replica")
+	assert.Equal(t, 0, b.stop(t))
+	assert.Equal(t, 0, a.stop(t))
 }

@@ -95,20 +95,21 @@ type Server struct {
 	srv  *httptest.Server
 	wg   sync.WaitGroup // websocket pingers
 
-	mu         sync.Mutex
-	changed    chan struct{} // closed and replaced on every change
-	calls      []Call
-	messages   map[string][]*Message
-	ephemerals []Ephemeral
-	responses  []Response
-	files      []*File
-	groups     map[string][]string
-	limits     map[string]*limit
-	lastMicro  int64
-	seq        int
-	conns      map[*wsConn]struct{}
-	opened     int
-	envelopes  map[string]*envelope
+	mu          sync.Mutex
+	changed     chan struct{} // closed and replaced on every change
+	calls       []Call
+	messages    map[string][]*Message
+	ephemerals  []Ephemeral
+	responses   []Response
+	files       []*File
+	groups      map[string][]string
+	limits      map[string]*limit
+	lastMicro   int64
+	seq         int
+	conns       map[*wsConn]struct{}
+	opened      int
+	newestFirst bool
+	envelopes   map[string]*envelope
 }
 
 // New starts a fake Slack. Close it when done.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 var errNoConnection = errors.New("slackfake: no Socket Mode connection")
 
 type wsConn struct {
+	n    int // opening order, 1 for the first connection
 	c    *websocket.Conn
 	wmu  sync.Mutex // gorilla allows one concurrent writer
 	done chan struct{}
@@ -60,6 +62,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.conns[conn] = struct{}{}
 	s.opened++
+	conn.n = s.opened
 	n := len(s.conns)
 	s.notify()
 	s.mu.Unlock()
@@ -159,7 +162,18 @@ func (s *Server) openConns() []*wsConn {
 	for c := range s.conns {
 		out = append(out, c)
 	}
+	// Oldest first, or newest first: Slack picks a connection of the app for each
+	// envelope, and tests of several replicas need to choose which one gets it.
+	sort.Slice(out, func(i, j int) bool { return (out[i].n < out[j].n) != s.newestFirst })
 	return out
+}
+
+// SendToNewest makes envelopes go to the most recently opened connection (another
+// replica) instead of the oldest.
+func (s *Server) SendToNewest(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.newestFirst = on
 }
 
 // send delivers one envelope on an open websocket, waiting for one if needed.

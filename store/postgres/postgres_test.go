@@ -2,9 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -13,79 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ndrbot/ndrbot/store"
+	"github.com/ndrbot/ndrbot/store/pgtest"
 	"github.com/ndrbot/ndrbot/store/postgres"
 	"github.com/ndrbot/ndrbot/store/storetest"
 )
-
-// Tests run when NDRBOT_TEST_POSTGRES_DSN is set, e.g.
-// postgres://postgres@127.0.0.1:5432/test?sslmode=disable. With
-// NDRBOT_TEST_REQUIRE_POSTGRES=1 (CI) a missing or unreachable server fails the
-// tests instead of skipping them. Each test gets a schema of its own.
-const (
-	envDSN     = "NDRBOT_TEST_POSTGRES_DSN"
-	envRequire = "NDRBOT_TEST_REQUIRE_POSTGRES"
-)
-
-var (
-	adminOnce sync.Once
-	admin     *pgxpool.Pool
-	adminErr  error
-)
-
-func baseDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv(envDSN)
-	if dsn == "" {
-		if os.Getenv(envRequire) == "1" {
-			t.Fatalf("%s=1 but %s is not set: PostgreSQL tests must run", envRequire, envDSN)
-		}
-		t.Skipf("%s not set: skipping PostgreSQL tests", envDSN)
-	}
-	adminOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		admin, adminErr = pgxpool.New(ctx, dsn)
-		if adminErr == nil {
-			adminErr = admin.Ping(ctx)
-		}
-	})
-	if adminErr != nil {
-		t.Fatalf("PostgreSQL at %s unreachable: %v", envDSN, adminErr)
-	}
-	return dsn
-}
-
-// withSearchPath adds search_path to a URL or key=value DSN.
-func withSearchPath(dsn, schema string) string {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			panic(err)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return dsn + " search_path=" + schema
-}
-
-// freshSchema creates an empty schema for t and returns a DSN that uses it.
-func freshSchema(t testing.TB) string {
-	dsn := baseDSN(t)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "ndrbot_test_" + hex.EncodeToString(b[:])
-	ctx := context.Background()
-	_, err := admin.Exec(ctx, "CREATE SCHEMA "+schema)
-	require.NoError(t, err)
-	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
-	return withSearchPath(dsn, schema)
-}
 
 func instance(t testing.TB, dsn string, opt store.Options) storetest.Instance {
 	s, err := postgres.Open(context.Background(), dsn, opt)
@@ -123,7 +54,7 @@ func rebind(q string) string {
 }
 
 func fresh(t testing.TB, opt store.Options) storetest.Instance {
-	return instance(t, freshSchema(t), opt)
+	return instance(t, pgtest.FreshSchema(t), opt)
 }
 
 func TestSuite(t *testing.T) {
@@ -136,7 +67,7 @@ func TestProcessRace(t *testing.T) {
 	if os.Getenv(storetest.EnvChild) != "" {
 		t.Skip("child")
 	}
-	dsn := freshSchema(t)
+	dsn := pgtest.FreshSchema(t)
 	inst := instance(t, dsn, store.Options{})
 	storetest.ProcessRace(t, inst, func(env []string) ([]byte, error) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestProcessRaceChild$", "-test.count=1")
@@ -156,7 +87,7 @@ func TestProcessRaceChild(t *testing.T) {
 }
 
 func TestConcurrentMigrations(t *testing.T) {
-	dsn := freshSchema(t)
+	dsn := pgtest.FreshSchema(t)
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	for i := range errs {
