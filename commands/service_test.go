@@ -196,7 +196,7 @@ func TestClickOnAnotherReplica(t *testing.T) {
 		Catalog: func() *playbooks.Catalog { return cat },
 		Engine:  playbooks.NewEngine(labTargets{f.lab}, playbooks.Options{WaitScale: 3000, History: store.ReliefHistory{Store: f.st}}),
 		Store:   f.st, Thread: th, Owner: "replica-2",
-		Access:  commands.Access{Responders: []string{requester}, Approvers: []string{approver}, FourEyes: true},
+		Access: commands.Access{Responders: []string{requester}, Approvers: []string{approver}, FourEyes: true},
 	})
 	defer other.Close()
 	r := other.Click(context.Background(), commands.Click{Action: "approve", Value: card.ApprovalID, User: incident.Actor{ID: approver}, ChannelID: channel})

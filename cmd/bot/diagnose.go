@@ -114,7 +114,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 
 	var simulated *lab.Lab
 	if f.lab != "" {
-		if simulated, err = lab.New(f.lab, lab.Options{Latency: cfg.Lab.Latency}); err != nil {
+		if simulated, err = lab.New(f.lab, lab.Options{Latency: cfg.Lab.Latency, Playbook: pb.ID}); err != nil {
 			return usageErr("%v", err)
 		}
 	}

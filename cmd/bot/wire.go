@@ -66,8 +66,12 @@ func (t *targets) require(names []string) error {
 		if !ok {
 			return fmt.Errorf("target %q is not configured (targets.%s)", name, name)
 		}
-		if err := tc.RequireEndpoints(name); err != nil {
-			return err
+		// A probe target without endpoints is the bot's own vantage point (DNS,
+		// DNSBL and MX probes take their subject from the parameters).
+		if tc.Kind != "probe" {
+			if err := tc.RequireEndpoints(name); err != nil {
+				return err
+			}
 		}
 		if _, err := t.Executor(name); err != nil {
 			return err

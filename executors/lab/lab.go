@@ -1,8 +1,11 @@
 // Package lab is a simulated Exchange organisation: two transport servers, their
-// queues, throttling policies, message tracking and the EOP endpoint, in named
-// scenarios whose state reacts to reliefs. It answers the same scripts the real
-// servers get, recognised by the cmdlets they call, with output shaped like the
-// playbooks' own ConvertTo-Json projections of Exchange 2019 cmdlet output.
+// queues, transport limits, send connectors, throttling policies, message tracking,
+// the EOP endpoint and the outside world the network probes see (destination MX
+// hosts, DNS, DNSBL listings), in named scenarios whose state reacts to reliefs. It
+// answers the same scripts the real servers get, recognised by the cmdlets they
+// call, with output shaped like the playbooks' own ConvertTo-Json projections of
+// Exchange 2019 cmdlet output, and probe checks with the probe executor's own
+// result types.
 package lab
 
 import (
@@ -16,12 +19,19 @@ import (
 	"time"
 
 	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/executors/probe"
 )
 
 // Options tune a lab.
 type Options struct {
 	// Latency is added to every simulated call (benchmarks use 200ms).
 	Latency time.Duration
+	// Playbook, when set, is the id of the playbook about to run: New refuses a
+	// scenario that simulates another playbook's incident.
+	Playbook string
+	// Now is the organisation's clock for the times it reports (the last failure in
+	// message tracking, a queue's retry times); time.Now when nil.
+	Now func() time.Time
 }
 
 // Lab is one simulated organisation in one scenario. It is safe for concurrent use.
@@ -62,13 +72,39 @@ func ScenarioNames() []string {
 	return names
 }
 
+// ScenariosFor lists, sorted, the scenarios a playbook can run against: its own and
+// those shared by every playbook (healthy).
+func ScenariosFor(playbook string) []string {
+	var names []string
+	for name, s := range scenarios() {
+		if s.playbook == "" || s.playbook == playbook {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ScenarioPlaybook names the playbook a scenario simulates an incident for; "" when
+// every playbook can run against it.
+func ScenarioPlaybook(scenario string) string { return scenarios()[scenario].playbook }
+
 // New builds a lab in a named scenario.
 func New(scenario string, opts Options) (*Lab, error) {
 	s, ok := scenarios()[scenario]
 	if !ok {
 		return nil, fmt.Errorf("lab: unknown scenario %q (known: %s)", scenario, strings.Join(ScenarioNames(), ", "))
 	}
-	return &Lab{scenario: scenario, latency: opts.Latency, org: s.build()}, nil
+	if opts.Playbook != "" && s.playbook != "" && s.playbook != opts.Playbook {
+		return nil, fmt.Errorf("lab: scenario %q simulates a %s incident, not %s (scenarios for %s: %s)",
+			scenario, s.playbook, opts.Playbook, opts.Playbook, strings.Join(ScenariosFor(opts.Playbook), ", "))
+	}
+	o := s.build()
+	o.now = opts.Now
+	if o.now == nil {
+		o.now = time.Now
+	}
+	return &Lab{scenario: scenario, latency: opts.Latency, org: o}, nil
 }
 
 // Scenario names the lab's scenario.
@@ -81,16 +117,25 @@ func (l *Lab) Calls() []Call {
 	return slices.Clone(l.calls)
 }
 
+// eopTarget is the target whose endpoint-less form stands for the EOP endpoint.
+const eopTarget = "eop"
+
 // Target returns an executor for one configured target group: winrm-like targets
-// map to the lab's Exchange servers, probe targets to their configured endpoints
-// (or the EOP default).
+// map to the lab's Exchange servers, probe targets to their configured endpoints.
+// A probe target without endpoints is, as with the real probe executor, the bot's
+// own vantage point (probe.VantagePoint) — except eop, which stands for the EOP
+// endpoint its default configuration names.
 func (l *Lab) Target(name, kind string, endpoints []string) executors.Executor {
 	t := &target{lab: l, name: name, kind: kind}
 	switch kind {
 	case "probe":
-		t.hosts = endpoints
-		if len(t.hosts) == 0 {
+		t.hosts = slices.Clone(endpoints)
+		switch {
+		case len(t.hosts) > 0:
+		case name == eopTarget:
 			t.hosts = []string{"outlook.office365.com:25"}
+		default:
+			t.hosts = []string{probe.VantagePoint}
 		}
 	default:
 		for _, s := range l.org.servers {
@@ -130,6 +175,9 @@ func (t *target) Run(ctx context.Context, host string, a executors.Action) (exec
 	if cmdlet == "" {
 		cmdlet = recognise(a.Script)
 	}
+	if host == probe.VantagePoint && (cmdlet == probe.CheckSMTP || cmdlet == probe.CheckTCP) {
+		return executors.Output{Host: host}, fmt.Errorf("lab %s: step %q: check %q: %w", t.name, a.Step, cmdlet, probe.NoEndpointsError(t.name))
+	}
 	t.lab.mu.Lock()
 	t.lab.calls = append(t.lab.calls, Call{Target: t.name, Host: host, Step: a.Step, Cmdlet: cmdlet, Params: a.Params})
 	out, err := t.lab.org.answer(host, cmdlet, a.Params)
@@ -144,14 +192,43 @@ func (t *target) Run(ctx context.Context, host string, a executors.Action) (exec
 	return o, err
 }
 
-// recognise names the simulated operation behind a script by the cmdlets it calls,
-// most specific first (a preview calls Get-Service, a health check calls both
-// Get-Service and Get-ServerComponentState).
+// Operations the lab recognises in a script, most specific first. A relief also
+// reads what it changes (Retry-Queue after Get-TransportService) and may name its
+// own undo in its output (Suspend-Queue returns "Resume-Queue -Identity …"), so the
+// queue reliefs are recognised by the call itself; a health check calls both
+// Get-Service and Get-ServerComponentState; the smtp-421 queue steps are Get-Queue
+// filtered on the destination domain, or on the queue identities handed over as data.
+var operations = []struct{ marker, cmdlet string }{
+	{"Set-TransportService", "Set-TransportService"},
+	{"Retry-Queue -Identity $id -Confirm", "Retry-Queue"},
+	{"Suspend-Queue -Identity $id -Confirm", "Suspend-Queue"},
+	{"Resume-Queue -Identity $id -Confirm", "Resume-Queue"},
+	{"Set-ThrottlingPolicy", "Set-ThrottlingPolicy"},
+	{"Restart-Service", "Restart-Service"},
+	{"Get-ServerComponentState", "Get-ServerComponentState"},
+	{"Get-MessageTrackingLog", "Get-MessageTrackingLog"},
+	{"Get-Mailbox -Identity", "Get-Mailbox -Identity"},
+	{"Get-ThrottlingPolicy", "Get-ThrottlingPolicy"},
+	{"Get-Service", "Get-Service"},
+	{"Get-SendConnector", "Get-SendConnector"},
+	{"Get-AcceptedDomain", "Get-AcceptedDomain"},
+	{"Get-TransportService", "Get-TransportService"},
+	{"$_.NextHopDomain -eq $P.domain", cmdletDomainQueues},
+	{"$P.queues", cmdletQueuesByIdentity},
+	{"Get-Queue", "Get-Queue"},
+}
+
+// Names of the Get-Queue variants of the smtp-421 playbook.
+const (
+	cmdletDomainQueues     = "Get-Queue (NextHopDomain)"
+	cmdletQueuesByIdentity = "Get-Queue (Identity)"
+)
+
+// recognise names the simulated operation behind a script by the cmdlets it calls.
 func recognise(script string) string {
-	for _, c := range []string{"Set-ThrottlingPolicy", "Restart-Service", "Get-ServerComponentState",
-		"Get-MessageTrackingLog", "Get-Mailbox -Identity", "Get-ThrottlingPolicy", "Get-Service", "Get-Queue"} {
-		if strings.Contains(script, c) {
-			return c
+	for _, op := range operations {
+		if strings.Contains(script, op.marker) {
+			return op.cmdlet
 		}
 	}
 	return "unknown"

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/ndrbot/ndrbot/executors/probe"
 )
 
 // org is the simulated organisation's state.
 type org struct {
+	now     func() time.Time
 	servers []*server
 	// failing: 5.5.4 / 4.4.0 FAIL and DEFER events keep appearing in tracking.
 	failing   bool
@@ -23,6 +26,14 @@ type org struct {
 	policies        map[string]*policy
 	// eop is the SMTP outcome of the EOP endpoint.
 	eop smtpOutcome
+
+	// The smtp-421 side (see smtp421.go).
+	connectors     []*sendConnector
+	acceptedDomain string
+	destinations   map[string]*destination // destination domain → its MX and manners
+	zones          map[string]dnsZone      // sending-domain DNS
+	listings       map[string]listing      // "ip zone" → DNSBL listing
+	dnsblDown      map[string]string       // "ip zone" → the probe status of a zone that does not answer
 }
 
 type server struct {
@@ -31,6 +42,9 @@ type server struct {
 	transport string // Running, Stopped
 	hub       string // Active, Inactive, Draining
 	queues    []*queue
+	// Get-TransportService limits; nil is Unlimited.
+	maxOutbound  *int64
+	maxPerDomain *int64
 }
 
 // queue mirrors Get-Queue's properties used by the playbooks.
@@ -41,6 +55,8 @@ type queue struct {
 	Status        string
 	MessageCount  int
 	LastError     any
+	LastRetryTime any // RFC 3339 UTC or nil, as the smtp-421 projection writes it
+	NextRetryTime any
 }
 
 type policy struct {
@@ -51,9 +67,11 @@ type policy struct {
 }
 
 type smtpOutcome struct {
-	status string
-	code   int
-	text   string
+	status   string
+	code     int
+	enhanced string
+	text     string
+	err      string
 }
 
 func i64(v int64) *int64 { return &v }
@@ -68,12 +86,18 @@ func (o *org) server(host string) *server {
 }
 
 func (o *org) answer(host, cmdlet string, p map[string]any) (any, error) {
-	if cmdlet == "smtp" || cmdlet == "tcp" {
+	switch cmdlet {
+	case probe.CheckSMTP, probe.CheckTCP:
 		return o.probe(host, cmdlet), nil
+	case probe.CheckSMTPMX, probe.CheckMX, probe.CheckDNS, probe.CheckDNSBL:
+		return o.network(cmdlet, p)
 	}
 	s := o.server(host)
 	if s == nil {
 		return nil, fmt.Errorf("%s is not an Exchange server of the lab", host)
+	}
+	if out, ok, err := o.answer421(s, cmdlet, p); ok {
+		return out, err
 	}
 	switch cmdlet {
 	case "Get-Queue":
@@ -144,7 +168,7 @@ func (o *org) tracking(s *server, p map[string]any) map[string]any {
 		share := func(total int) int { return total/n + boolInt(idx < total%n) }
 		row["Failures"], row["Deferrals"] = share(o.failures), share(o.deferrals)
 		row["TopSender"] = o.topSender
-		row["LastSeen"] = time.Now().UTC().Format(time.RFC3339)
+		row["LastSeen"] = o.now().UTC().Format(time.RFC3339)
 		row["Sample"] = "{[{LRT=};{LED=550 5.5.4 Service Unavailable};{FQDN=};{IP=}]}"
 	}
 	return row
@@ -215,18 +239,34 @@ func (o *org) restart(s *server) {
 	}
 }
 
-func (o *org) probe(host, check string) map[string]any {
+// probe answers the smtp and tcp checks of the EOP endpoint with the probe
+// executor's own result types.
+func (o *org) probe(host, check string) any {
 	h, port := host, 25
 	if i := strings.LastIndexByte(host, ':'); i > 0 {
 		h = host[:i]
 		fmt.Sscan(host[i+1:], &port)
 	}
-	row := map[string]any{"Host": h, "Port": port, "Status": o.eop.status, "Code": o.eop.code, "Text": o.eop.text, "DurationMs": 38}
-	if check == "smtp" && o.eop.status == "ok" {
-		row["StartTLS"] = true
-		row["BannerMs"] = 31
+	addr := "104.47.1.36:" + fmt.Sprint(port)
+	if check == probe.CheckTCP {
+		return probe.TCPResult{Host: h, Address: addr, Port: port, Status: o.eop.status, DurationMs: 38, Error: o.eop.err}
 	}
-	return row
+	return o.eop.result(h, addr, port)
+}
+
+// result renders an SMTP outcome as the smtp check reports it.
+func (so smtpOutcome) result(host, addr string, port int) probe.SMTPResult {
+	r := probe.SMTPResult{Host: host, Address: addr, Port: port, Status: so.status, Code: so.code, Enhanced: so.enhanced,
+		Text: so.text, Extensions: []string{}, DurationMs: 38, Error: so.err}
+	if so.status == probe.StatusOK {
+		r.StartTLS = true
+		r.Extensions = []string{"SIZE 157286400", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES", "STARTTLS", "8BITMIME", "BINARYMIME", "CHUNKING", "SMTPUTF8"}
+		r.BannerMs = 31
+	}
+	if so.code != 0 && so.status != probe.StatusOK {
+		r.BannerMs = 29
+	}
+	return r
 }
 
 // limit renders an Exchange Unlimited<T> the way the playbook's projection does.

@@ -262,15 +262,35 @@ func New(name string, t config.Target, opts ...Option) (*Executor, error) {
 // Kind implements executors.Executor.
 func (e *Executor) Kind() string { return Kind }
 
-// Hosts implements executors.Executor: the target's endpoints in config order.
-func (e *Executor) Hosts() []string { return append([]string(nil), e.endpoints...) }
+// VantagePoint is the one host a probe target without endpoints reports: the bot's
+// own place on the network. The engine runs a step once per host of its target, and
+// the DNS checks (mx, dns, dnsbl) and smtp-mx take their subject from the action's
+// params, not from the host — so a DNS-only target such as `net` needs exactly one
+// host to run them once, and its rows are labelled with this name. The smtp and tcp
+// checks dial the host and refuse it.
+const VantagePoint = "ndrbot"
+
+// Hosts implements executors.Executor: the target's endpoints in config order, or
+// VantagePoint alone when the target has none.
+func (e *Executor) Hosts() []string {
+	if len(e.endpoints) == 0 {
+		return []string{VantagePoint}
+	}
+	return append([]string(nil), e.endpoints...)
+}
+
+// NoEndpointsError is the error of an smtp or tcp check on a probe target that has
+// no endpoints (its only host is VantagePoint).
+func NoEndpointsError(target string) error {
+	return fmt.Errorf("targets.%s has no endpoints to probe; smtp-mx takes the domain from params: %w", target, incident.ErrInvalidInput)
+}
 
 // DNSServer reports the resolver address in use (for `bot config check`).
 func (e *Executor) DNSServer() string { return e.dns.server }
 
-// Run implements executors.Executor. host must be one of Hosts() for the smtp and tcp
-// checks (they dial it); the DNS checks and smtp-mx take their subject from
-// a.Params and use host only as the row label the engine adds.
+// Run implements executors.Executor. host must be one of the configured endpoints for
+// the smtp and tcp checks (they dial it); the DNS checks and smtp-mx take their
+// subject from a.Params and use host only as the row label the engine adds.
 func (e *Executor) Run(ctx context.Context, host string, a executors.Action) (executors.Output, error) {
 	start := time.Now()
 	out := executors.Output{Host: host}
@@ -292,6 +312,9 @@ func (e *Executor) Run(ctx context.Context, host string, a executors.Action) (ex
 	)
 	switch a.Check {
 	case CheckSMTP, CheckTCP:
+		if len(e.endpoints) == 0 {
+			return fail(NoEndpointsError(e.name))
+		}
 		ep, ok := e.byKey[strings.ToLower(host)]
 		if !ok {
 			return fail(fmt.Errorf("host %q is not an endpoint of this target: %w", host, incident.ErrInvalidInput))

@@ -133,7 +133,11 @@ func TestNew(t *testing.T) {
 			}
 			require.NoError(t, err)
 			assert.Equal(t, "probe", e.Kind())
-			assert.Equal(t, tt.target.Endpoints, e.Hosts(), "config order, as configured")
+			want := tt.target.Endpoints
+			if len(want) == 0 {
+				want = []string{VantagePoint}
+			}
+			assert.Equal(t, want, e.Hosts(), "config order, as configured; the vantage point without endpoints")
 		})
 	}
 }

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDiagnose421LabScenarios(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"healthy exits 0", []string{"diagnose", "421", "domain=fabrikam.com", "--lab", "healthy"}, exitHealthy,
+			[]string{"mx1.fabrikam.com (best MX of fabrikam.com) answered the bot's single connection with 220", "result: healthy (exit 0)"}},
+		{"our concurrency is named and both reliefs proposed", []string{"diagnose", "421", "domain=fabrikam.com", "--lab", "concurrency-too-high"}, exitFindings,
+			[]string{"Our concurrency is above what fabrikam.com accepts: EX01 opens up to 20 connections per destination domain",
+				"Proposed relief: lower-per-domain-connections", "-MaxPerDomainOutboundConnections $P.connections",
+				"data:     connections=5 (handed to the script as $P", `"MaxPerDomainOutboundConnections":20`,
+				"Proposed relief: retry-queue", `data:     connections=5 queues=[EX01\18]`,
+				"lower-per-domain-connections not approved: nothing was changed"}},
+		{"lowering and retrying verifies", []string{"diagnose", "421", "domain=fabrikam.com", "--lab", "concurrency-too-high",
+			"--approve", "lower-per-domain-connections", "--approve", "retry-queue"}, exitFindings,
+			[]string{"✓ verified: lower-per-domain-connections worked", "✓ verified: retry-queue worked",
+				"after relief: • info     No queue to fabrikam.com holds mail on any server"}},
+		{"a retry before lowering is refused by the server", []string{"diagnose", "421", "domain=fabrikam.com", "--lab", "concurrency-too-high",
+			"--approve", "retry-queue"}, exitFindings,
+			[]string{"✖ retry-queue failed:", "lower it first (relief lower-per-domain-connections)"}},
+		{"an overloaded destination escalates to its postmaster after the relief", []string{"diagnose", "4.3.2", "domain=fabrikam.com", "--lab", "destination-overloaded",
+			"--approve", "suspend-queue"}, exitEscalation,
+			[]string{"fabrikam.com is refusing everyone", "✖ not verified: suspend-queue did not clear the problem",
+				"ESCALATE to Postmaster of the destination domain", "answered 421 4.3.2 Service not available, too many connections"}},
+		{"an overloaded destination without approval only proposes", []string{"diagnose", "421", "domain=fabrikam.com", "--lab", "destination-overloaded"}, exitFindings,
+			[]string{"Proposed relief: suspend-queue", "hosts:    ex01.lab.contoso.com, ex02.lab.contoso.com"}},
+		{"a listed IP escalates to the deliverability owner", []string{"diagnose", "too many connections", "domain=fabrikam.com", "--lab", "ip-listed"}, exitEscalation,
+			[]string{"Our sending IP 203.0.113.25 is listed on zen.spamhaus.org (127.0.0.3)", "ESCALATE to Deliverability owner",
+				"Listed by CSS, see https://check.spamhaus.org/query/ip/203.0.113.25"}},
+		{"a suspended queue is resumed", []string{"diagnose", "smtp-421", "domain=fabrikam.com", "--lab", "queue-suspended", "--approve", "resume-queue"}, exitFindings,
+			[]string{"is suspended with 612 messages, and fabrikam.com accepts connections again", "✓ verified: resume-queue worked"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Its own directory: no ndrbot.yaml, and a fresh store, so no cooldown
+			// carries over from another case's relief.
+			t.Chdir(t.TempDir())
+			r := bot(t, []string{"USER=tester", "NDRBOT_LAB_TIME_SCALE=3000"}, "", false, tc.args...)
+			assert.Equal(t, tc.code, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
+			for _, w := range tc.want {
+				assert.Contains(t, r.out, w)
+			}
+		})
+	}
+}
+
+func TestDiagnose421JSONRecordsRollbackValue(t *testing.T) {
+	t.Chdir(t.TempDir())
+	r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false, "diagnose", "421", "domain=fabrikam.com", "--lab", "concurrency-too-high",
+		"--approve", "lower-per-domain-connections", "--json")
+	require.Equal(t, exitFindings, r.code, r.err)
+	var rep runReport
+	require.NoError(t, json.Unmarshal([]byte(r.out), &rep), r.out)
+	assert.Equal(t, "smtp-421", rep.Playbook)
+	require.Len(t, rep.Reliefs, 1)
+	assert.Equal(t, "lower-per-domain-connections", rep.Reliefs[0].Relief)
+	assert.Contains(t, rep.Reliefs[0].Output, `"Previous":"20"`)
+	assert.Contains(t, rep.Reliefs[0].Output, `"Rollback":"Set-TransportService -Identity EX01 -MaxPerDomainOutboundConnections 20"`)
+	require.NotEmpty(t, rep.Proposals)
+	assert.Contains(t, rep.Proposals[0].Preview, `"MaxPerDomainOutboundConnections":20`)
+}
+
+// Bad input is refused with exit 2 before any executor is called.
+func TestDiagnose421RefusesBadInput(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		http.Error(w, "unexpected", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	t.Chdir(dir)
+	cfg := fmt.Sprintf(`targets:
+  exchange:
+    kind: winrm
+    endpoints: [%s/wsman]
+    auth: basic
+    allow_unencrypted: true
+    username: svc-ndrbot
+`, srv.URL)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ndrbot.yaml"), []byte(cfg), 0o600))
+	env := []string{"NDRBOT_TARGETS_EXCHANGE_PASSWORD=s3cret"}
+
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"injection in domain", []string{"diagnose", "421", "domain=x; Remove-Item"}, "is not a domain name"},
+		{"subexpression in domain", []string{"diagnose", "421", "domain=$(Remove-Item C:\\)"}, "domain:"},
+		{"missing domain", []string{"diagnose", "421"}, "domain: missing"},
+		{"not an IP", []string{"diagnose", "421", "domain=fabrikam.com", "ip=203.0.113.25;whoami"}, "ip:"},
+		{"connections below 1", []string{"diagnose", "421", "domain=fabrikam.com", "connections=0"}, "connections:"},
+		{"injection in sending domain", []string{"diagnose", "421", "domain=fabrikam.com", "sending_domain=contoso.com'|iex"}, "sending_domain:"},
+		{"unknown relief", []string{"diagnose", "421", "domain=fabrikam.com", "--approve", "Set-TransportService"},
+			`--approve "Set-TransportService": playbook smtp-421 has no such relief`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := bot(t, env, "", false, tc.args...)
+			assert.Equal(t, exitUsage, r.code, "stdout:\n%s", r.out)
+			assert.Contains(t, r.err, tc.want)
+			assert.NotContains(t, r.out+r.err, "s3cret")
+		})
+	}
+	assert.Zero(t, calls.Load(), "no executor may run for refused input")
+}
+
+func TestPlaybooksListHas421(t *testing.T) {
+	t.Chdir(t.TempDir())
+	r := bot(t, nil, "", false, "playbooks", "list")
+	require.Equal(t, 0, r.code, r.err)
+	assert.Contains(t, r.out, "smtp-421")
+	assert.Contains(t, r.out, "421, 4.3.2, 421 4.3.2, too many connections")
+
+	r = bot(t, nil, "", false, "playbooks", "lint")
+	assert.Equal(t, 0, r.code, r.err)
+	assert.Contains(t, r.out, "playbooks OK")
+}
