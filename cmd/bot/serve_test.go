@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -10,10 +12,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/slack/slackfake"
 	"github.com/ndrbot/ndrbot/store"
 	"github.com/ndrbot/ndrbot/store/pgtest"
 	"github.com/ndrbot/ndrbot/store/postgres"
+	"github.com/ndrbot/ndrbot/store/sqlite"
 )
 
 const (
@@ -316,4 +320,44 @@ func TestServeTwoReplicasOnePostgres(t *testing.T) {
 	assert.Contains(t, xs[0].Owner, "serve@", "claimed by a serving replica")
 	assert.Equal(t, 0, b.stop(t))
 	assert.Equal(t, 0, a.stop(t))
+}
+
+// The same incident from the terminal and from Slack gives the same findings.
+func TestTerminalAndSlackAgree(t *testing.T) {
+	t.Chdir(t.TempDir())
+	term := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000", "NDRBOT_STORE_PATH=cli.db"}, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--json")
+	require.Equal(t, exitFindings, term.code, term.err)
+	var rep runReport
+	require.NoError(t, json.Unmarshal([]byte(term.out), &rep))
+
+	fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
+	defer fake.Close()
+	s := startServe(t, fake, "--lab", "overloaded-queue")
+	_, err := fake.SlashCommand(context.Background(), slackfake.SlashCommand{UserID: requesterU, ChannelID: incChannel, ChannelName: "inc-mail", Text: "diagnose 5.5.4"})
+	require.NoError(t, err)
+	s.card(t)
+	require.Equal(t, 0, s.stop(t))
+
+	st, err := sqlite.Open(context.Background(), "ndrbot.db", store.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	runs, err := st.ListRuns(context.Background(), store.RunFilter{})
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	fromSlack, err := st.Findings(context.Background(), runs[0].ID)
+	require.NoError(t, err)
+	key := func(fs []incident.Finding) []string {
+		var out []string
+		for _, f := range fs {
+			out = append(out, fmt.Sprintf("%s/%s/%s", f.Rule, f.Severity, f.Host))
+		}
+		sort.Strings(out)
+		return out
+	}
+	assert.Equal(t, key(rep.Findings), key(fromSlack))
+	props, err := st.Proposals(context.Background(), runs[0].ID)
+	require.NoError(t, err)
+	require.Len(t, props, 1)
+	assert.Equal(t, rep.Proposals[0].Command, props[0].Command)
+	assert.Equal(t, rep.Proposals[0].Hosts, props[0].Hosts)
 }
