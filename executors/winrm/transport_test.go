@@ -2,7 +2,6 @@ package winrm
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/executors/winrm/winrmfake"
 )
 
 // senderFunc is a function-type fake for the transport's one seam.
@@ -40,7 +40,7 @@ func TestTransportPost(t *testing.T) {
 		// The encrypted transport returns a 500's decrypted body without an error.
 		tr := &transport{ctx: t.Context(), cleanup: time.Second, sender: senderFunc(
 			func(context.Context, *wsman.Client, *soap.SoapMessage) (string, error) {
-				return readTestdata(t, "fault-quota.xml"), nil
+				return winrmfake.FaultQuota.Body(), nil
 			})}
 		_, err := tr.Post(nil, messages["Create"])
 		var fault *FaultError
@@ -72,7 +72,7 @@ func TestTransportPost(t *testing.T) {
 				func(ctx context.Context, _ *wsman.Client, _ *soap.SoapMessage) (string, error) {
 					live = ctx.Err() == nil
 					deadline, hasDeadline = ctx.Deadline()
-					return fmt.Sprintf(signalReply, "uuid:1"), nil
+					return winrmfake.SignalResponse("uuid:1"), nil
 				})}
 			_, err := tr.Post(nil, msg)
 			require.NoError(t, err)

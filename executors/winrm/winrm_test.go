@@ -2,7 +2,9 @@ package winrm
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/executors/winrm/winrmfake"
 )
 
 const (
@@ -29,15 +32,16 @@ const (
 	queueScript      = `Get-Queue | Select-Object @{n='Identity';e={"$($_.Identity)"}}, MessageCount | ConvertTo-Json`
 )
 
-// target is a winrm target pointing at the fake: basic over plain http, which
-// only works because allow_unencrypted is set.
-func (f *fakeWSMan) target(mods ...func(*config.Target)) config.Target {
+// fakeTarget is a winrm target for the fake: basic over plain http, which only
+// works because allow_unencrypted is set. Its real-looking host name reaches the
+// fake through the fake's dialer (see executor).
+func fakeTarget(mods ...func(*config.Target)) config.Target {
 	t := config.Target{
 		Kind:             "winrm",
 		Endpoints:        []string{"http://" + host + ":5985/wsman"},
 		Auth:             "basic",
-		Username:         f.user,
-		Password:         config.Secret(f.password),
+		Username:         winrmfake.User,
+		Password:         winrmfake.Password,
 		AllowUnencrypted: true,
 		Preamble:         exchangePreamble,
 		OperationTimeout: 5 * time.Second,
@@ -48,15 +52,23 @@ func (f *fakeWSMan) target(mods ...func(*config.Target)) config.Target {
 	return t
 }
 
-func (f *fakeWSMan) executor(t *testing.T, mods ...func(*config.Target)) *Executor {
+// executor is an executor of fakeTarget whose every connection goes to f.
+func executor(t *testing.T, f *winrmfake.Server, mods ...func(*config.Target)) *Executor {
 	t.Helper()
-	e, err := New("exchange", f.target(mods...), withDialer(f.dial), WithCleanupTimeout(2*time.Second))
+	e, err := New("exchange", fakeTarget(mods...), withDialer(f.DialContext), WithCleanupTimeout(2*time.Second))
 	require.NoError(t, err)
 	return e
 }
 
-func returns(r fakeReply) func(fakeCall) fakeReply {
-	return func(fakeCall) fakeReply { return r }
+func returns(r winrmfake.Reply) func(winrmfake.Call) winrmfake.Reply {
+	return func(winrmfake.Call) winrmfake.Reply { return r }
+}
+
+func lastCall(t *testing.T, f *winrmfake.Server) winrmfake.Call {
+	t.Helper()
+	calls := f.Calls()
+	require.NotEmpty(t, calls, "no command was run")
+	return calls[len(calls)-1]
 }
 
 func readTestdata(t *testing.T, name string) string {
@@ -72,10 +84,10 @@ func queues() executors.Action {
 
 // requireClosed checks that every shell the fake opened was deleted and that the
 // command was signalled.
-func requireClosed(t *testing.T, f *fakeWSMan) {
+func requireClosed(t *testing.T, f *winrmfake.Server) {
 	t.Helper()
-	log, open, _ := f.snapshot()
-	require.Zero(t, open, "shells left open; log: %v", log)
+	log := f.Log()
+	require.Zero(t, f.OpenShells(), "shells left open; log: %v", log)
 	var signalled bool
 	for _, l := range log {
 		signalled = signalled || strings.HasPrefix(l, "Signal ")
@@ -91,7 +103,7 @@ func TestRunResults(t *testing.T) {
 
 	tests := []struct {
 		name       string
-		reply      fakeReply
+		reply      winrmfake.Reply
 		chunk      int
 		wantStdout string
 		wantStderr string
@@ -100,12 +112,12 @@ func TestRunResults(t *testing.T) {
 	}{
 		{
 			name:       "JSON on stdout, a progress record on stderr",
-			reply:      fakeReply{Stdout: getQueue, Stderr: progress},
+			reply:      winrmfake.Reply{Stdout: getQueue, Stderr: progress},
 			wantStdout: getQueue,
 		},
 		{
 			name:       "exit code with CLIXML error records",
-			reply:      fakeReply{Stderr: mailboxError, Exit: 3},
+			reply:      winrmfake.Reply{Stderr: mailboxError, Exit: 3},
 			wantStderr: "Get-Mailbox : The operation couldn't be performed because object 'alice@contoso.com' couldn't be found\non 'DC01.contoso.com'.",
 			wantExit:   3,
 			wantErr: "winrm ex01.contoso.com: queues: exit 3: Get-Mailbox : The operation couldn't be performed because object " +
@@ -113,7 +125,7 @@ func TestRunResults(t *testing.T) {
 		},
 		{
 			name:       "errors on stderr with exit 0",
-			reply:      fakeReply{Stdout: "[]", Stderr: "'nslookup' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"},
+			reply:      winrmfake.Reply{Stdout: "[]", Stderr: "'nslookup' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"},
 			wantStdout: "[]",
 			wantStderr: "'nslookup' is not recognized as an internal or external command,\noperable program or batch file.",
 			wantErr: "winrm ex01.contoso.com: queues: exit 0 with errors: 'nslookup' is not recognized as an internal or " +
@@ -121,27 +133,26 @@ func TestRunResults(t *testing.T) {
 		},
 		{
 			name:     "non-zero exit without stderr",
-			reply:    fakeReply{Stderr: progress, Exit: 1},
+			reply:    winrmfake.Reply{Stderr: progress, Exit: 1},
 			wantExit: 1,
 			wantErr:  "winrm ex01.contoso.com: queues: exit 1",
 		},
 		{
 			name:       "output spread over many Receives",
-			reply:      fakeReply{Stdout: big},
+			reply:      winrmfake.Reply{Stdout: big},
 			chunk:      1024,
 			wantStdout: big,
 		},
 		{
 			name:       "OperationTimeout faults are polled again",
-			reply:      fakeReply{Stdout: getQueue, TimedOutPolls: 2},
+			reply:      winrmfake.Reply{Stdout: getQueue, TimedOutPolls: 2},
 			wantStdout: getQueue,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake(t, returns(tt.reply))
-			f.chunk = tt.chunk
-			e := f.executor(t)
+			f := winrmfake.New(t, returns(tt.reply), winrmfake.WithChunk(tt.chunk))
+			e := executor(t, f)
 
 			out, err := e.Run(t.Context(), host, queues())
 
@@ -159,8 +170,8 @@ func TestRunResults(t *testing.T) {
 			assert.False(t, out.Truncated)
 			assert.Positive(t, out.Duration)
 
-			log, open, _ := f.snapshot()
-			assert.Zero(t, open, "shell left open")
+			log := f.Log()
+			assert.Zero(t, f.OpenShells(), "shell left open")
 			require.GreaterOrEqual(t, len(log), 5)
 			assert.True(t, strings.HasPrefix(log[0], "Create "), "log %v", log)
 			assert.True(t, strings.HasPrefix(log[1], "Command "), "log %v", log)
@@ -187,10 +198,12 @@ func TestRunParamsAreData(t *testing.T) {
 
 	// The script for harmless parameters, with the literal cut out, is the
 	// template every run must match: only the base64 literal may vary.
-	benign, err := Script(exchangePreamble, queueScript, map[string]any{"sender": "alice@contoso.com"})
+	benignParams := map[string]any{"sender": "alice@contoso.com"}
+	benign, err := Script(exchangePreamble, queueScript, benignParams)
 	require.NoError(t, err)
-	literal := paramsLiteral.FindStringSubmatch(benign)[1]
-	template := strings.Replace(benign, literal, "", 1)
+	blob, err := json.Marshal(benignParams)
+	require.NoError(t, err)
+	template := strings.Replace(benign, base64.StdEncoding.EncodeToString(blob), "", 1)
 	require.Equal(t, "$ErrorActionPreference = 'Stop'\n"+
 		"$P = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String('')) | ConvertFrom-Json\n"+
 		exchangePreamble+"\n"+
@@ -199,8 +212,8 @@ func TestRunParamsAreData(t *testing.T) {
 	for _, h := range hostile {
 		t.Run(h.name, func(t *testing.T) {
 			// The fake's "script" echoes $P back as JSON, as ConvertTo-Json would.
-			f := newFake(t, func(c fakeCall) fakeReply { return fakeReply{Stdout: string(c.ParamsJSON)} })
-			e := f.executor(t)
+			f := winrmfake.New(t, func(c winrmfake.Call) winrmfake.Reply { return winrmfake.Reply{Stdout: string(c.ParamsJSON)} })
+			e := executor(t, f)
 			params := map[string]any{
 				"sender": h.value,
 				"queues": []any{`EX01\3`, h.value},
@@ -213,18 +226,17 @@ func TestRunParamsAreData(t *testing.T) {
 			out, err := e.Run(t.Context(), host, a)
 			require.NoError(t, err)
 
-			call := f.lastCall()
+			call := lastCall(t, f)
 			want, err := json.Marshal(params)
 			require.NoError(t, err)
 			assert.Equal(t, want, call.ParamsJSON, "parameters changed on the way")
-			var got map[string]any
-			require.NoError(t, json.Unmarshal(call.ParamsJSON, &got))
-			assert.Equal(t, h.value, got["sender"])
+			assert.Equal(t, h.value, call.Params["sender"])
 			assert.Equal(t, want, out.Stdout)
 
-			assert.NotContains(t, call.Script, h.value, "a value leaked into the script")
+			assert.NotContains(t, call.Raw, h.value, "a value leaked into the script")
+			assert.Equal(t, exchangePreamble+"\n"+queueScript, call.Script, "script after the prelude")
 			assert.Equal(t, "$ProgressPreference = 'SilentlyContinue';"+template,
-				strings.Replace(call.Script, call.ParamsB64, "", 1), "script differs from the template")
+				strings.Replace(call.Raw, base64.StdEncoding.EncodeToString(call.ParamsJSON), "", 1), "script differs from the template")
 		})
 	}
 }
@@ -232,7 +244,8 @@ func TestRunParamsAreData(t *testing.T) {
 func TestRunFailures(t *testing.T) {
 	tests := []struct {
 		name    string
-		faults  map[string]string
+		opts    []winrmfake.Option
+		reply   winrmfake.Reply // default: "[]" on stdout
 		mod     func(*config.Target)
 		host    string
 		action  func(*executors.Action)
@@ -247,8 +260,8 @@ func TestRunFailures(t *testing.T) {
 			wantMsg: []string{"winrm ex01.contoso.com: queues: opening shell: authentication failed: HTTP 401"},
 		},
 		{
-			name:   "shell quota exceeded",
-			faults: map[string]string{"Create": "fault-quota.xml"},
+			name: "shell quota exceeded",
+			opts: []winrmfake.Option{winrmfake.RefuseShells(winrmfake.FaultQuota)},
 			wantMsg: []string{
 				"winrm ex01.contoso.com: queues: opening shell: wsman fault w:QuotaLimit (2150859173): ",
 				"maximum number of concurrent shells for this user has been exceeded",
@@ -256,13 +269,13 @@ func TestRunFailures(t *testing.T) {
 		},
 		{
 			name:    "access denied",
-			faults:  map[string]string{"Create": "fault-access-denied.xml"},
+			opts:    []winrmfake.Option{winrmfake.RefuseShells(winrmfake.FaultAccessDenied)},
 			wantIs:  executors.ErrAuth,
 			wantMsg: []string{"opening shell: wsman fault w:AccessDenied (5): Access is denied."},
 		},
 		{
 			name:    "command refused",
-			faults:  map[string]string{"Command": "fault-internal.xml"},
+			reply:   winrmfake.Reply{Fault: winrmfake.FaultInternal},
 			wantMsg: []string{"queues: starting command: wsman fault w:InternalError", "The filename or extension is too long."},
 		},
 		{
@@ -287,13 +300,12 @@ func TestRunFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake(t, returns(fakeReply{Stdout: "[]"}))
-			f.faults = tt.faults
+			f := winrmfake.New(t, returns(cmp.Or(tt.reply, winrmfake.Reply{Stdout: "[]"})), tt.opts...)
 			mods := []func(*config.Target){}
 			if tt.mod != nil {
 				mods = append(mods, tt.mod)
 			}
-			e := f.executor(t, mods...)
+			e := executor(t, f, mods...)
 			a := queues()
 			if tt.action != nil {
 				tt.action(&a)
@@ -313,10 +325,10 @@ func TestRunFailures(t *testing.T) {
 				assert.Contains(t, err.Error(), m)
 			}
 			assert.NotContains(t, err.Error(), "S3cr3t-Wr0ng")
-			assert.NotContains(t, err.Error(), f.password)
+			assert.NotContains(t, err.Error(), winrmfake.Password)
 			assert.Equal(t, -1, out.ExitCode, "no exit code without a finished command")
-			log, open, _ := f.snapshot()
-			assert.Zero(t, open, "shell left open; log %v", log)
+			log := f.Log()
+			assert.Zero(t, f.OpenShells(), "shell left open; log %v", log)
 			if tt.noCalls {
 				assert.Empty(t, log)
 			}
@@ -325,9 +337,8 @@ func TestRunFailures(t *testing.T) {
 }
 
 func TestRunQuotaFaultIsTyped(t *testing.T) {
-	f := newFake(t, returns(fakeReply{}))
-	f.faults = map[string]string{"Create": "fault-quota.xml"}
-	_, err := f.executor(t).Run(t.Context(), host, queues())
+	f := winrmfake.New(t, returns(winrmfake.Reply{}), winrmfake.RefuseShells(winrmfake.FaultQuota))
+	_, err := executor(t, f).Run(t.Context(), host, queues())
 
 	var fault *FaultError
 	require.ErrorAs(t, err, &fault)
@@ -397,8 +408,8 @@ func TestRunTimeout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake(t, returns(fakeReply{Hang: true}))
-			e := f.executor(t) // OperationTimeout 5s: the fake long-polls that long
+			f := winrmfake.New(t, returns(winrmfake.Reply{Hang: true}))
+			e := executor(t, f) // OperationTimeout 5s: the fake long-polls that long
 
 			start := time.Now()
 			out, err := tt.run(e)
@@ -417,8 +428,8 @@ func TestRunTimeout(t *testing.T) {
 }
 
 func TestRunConcurrencyCap(t *testing.T) {
-	f := newFake(t, returns(fakeReply{Stdout: "[]", Delay: 50 * time.Millisecond}))
-	e := f.executor(t, func(c *config.Target) { c.MaxConcurrency = 2 })
+	f := winrmfake.New(t, returns(winrmfake.Reply{Stdout: "[]", Delay: 50 * time.Millisecond}))
+	e := executor(t, f, func(c *config.Target) { c.MaxConcurrency = 2 })
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 10)
@@ -433,15 +444,14 @@ func TestRunConcurrencyCap(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	log, open, maxOpen := f.snapshot()
-	assert.Equal(t, 2, maxOpen, "shells open at once")
-	assert.Zero(t, open)
-	assert.Len(t, filter(log, "Delete "), 10)
+	assert.Equal(t, 2, f.MaxOpenShells(), "shells open at once")
+	assert.Zero(t, f.OpenShells())
+	assert.Len(t, filter(f.Log(), "Delete "), 10)
 }
 
 func TestRunWaitsForASlotWithinItsDeadline(t *testing.T) {
-	f := newFake(t, returns(fakeReply{Hang: true}))
-	e := f.executor(t, func(c *config.Target) { c.MaxConcurrency = 1 })
+	f := winrmfake.New(t, returns(winrmfake.Reply{Hang: true}))
+	e := executor(t, f, func(c *config.Target) { c.MaxConcurrency = 1 })
 
 	ctx, cancel := context.WithCancel(t.Context())
 	first := make(chan error, 1)
@@ -449,15 +459,14 @@ func TestRunWaitsForASlotWithinItsDeadline(t *testing.T) {
 		_, err := e.Run(ctx, host, queues())
 		first <- err
 	}()
-	require.Eventually(t, func() bool { _, open, _ := f.snapshot(); return open == 1 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return f.OpenShells() == 1 }, 5*time.Second, 10*time.Millisecond)
 
 	a := queues()
 	a.Timeout = 200 * time.Millisecond
 	_, err := e.Run(t.Context(), host, a)
 	require.ErrorIs(t, err, executors.ErrTimeout)
 	assert.Contains(t, err.Error(), "waiting for a free shell slot (max_concurrency 1): timed out after")
-	log, _, _ := f.snapshot()
-	assert.Len(t, filter(log, "Create "), 1, "the second run must not open a shell")
+	assert.Len(t, filter(f.Log(), "Create "), 1, "the second run must not open a shell")
 
 	cancel()
 	require.ErrorIs(t, <-first, context.Canceled)
@@ -468,17 +477,16 @@ func TestRunOutputCap(t *testing.T) {
 	big := strings.Repeat(`{"Identity":"EX01\\3","MessageCount":1423},`, 1600) // ~64 KiB
 	tests := []struct {
 		name   string
-		reply  fakeReply
+		reply  winrmfake.Reply
 		stream string
 	}{
-		{"stdout", fakeReply{Stdout: big}, "stdout"},
-		{"stderr", fakeReply{Stdout: "[]", Stderr: big}, "stderr"},
+		{"stdout", winrmfake.Reply{Stdout: big}, "stdout"},
+		{"stderr", winrmfake.Reply{Stdout: "[]", Stderr: big}, "stderr"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake(t, returns(tt.reply))
-			f.chunk = 8 << 10
-			e := f.executor(t, func(c *config.Target) { c.MaxOutputBytes = 4096 })
+			f := winrmfake.New(t, returns(tt.reply), winrmfake.WithChunk(8<<10))
+			e := executor(t, f, func(c *config.Target) { c.MaxOutputBytes = 4096 })
 
 			out, err := e.Run(t.Context(), host, queues())
 
@@ -491,18 +499,17 @@ func TestRunOutputCap(t *testing.T) {
 				assert.True(t, bytes.HasPrefix([]byte(big), out.Stdout), "kept bytes are not the start of the output")
 			}
 			requireClosed(t, f)
-			log, _, _ := f.snapshot()
-			assert.Less(t, len(filter(log, "Receive ")), 8, "the command was streamed to the end instead of stopped")
+			assert.Less(t, len(filter(f.Log(), "Receive ")), 8, "the command was streamed to the end instead of stopped")
 		})
 	}
 }
 
 func TestRunHTTPSWithCAFile(t *testing.T) {
-	f := newTLSFake(t, returns(fakeReply{Stdout: "[]"}))
+	f := winrmfake.NewTLS(t, returns(winrmfake.Reply{Stdout: "[]"}))
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.srv.Certificate().Raw}), 0o600))
+	require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.Certificate().Raw}), 0o600))
 	https := func(c *config.Target) {
-		c.Endpoints = []string{f.srv.URL + "/wsman"} // https://127.0.0.1:port: in the test certificate
+		c.Endpoints = []string{f.URL()} // https://127.0.0.1:port/wsman: in the test certificate
 		c.AllowUnencrypted = false
 	}
 
@@ -517,7 +524,7 @@ func TestRunHTTPSWithCAFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := f.executor(t, https, tt.mod)
+			e := executor(t, f, https, tt.mod)
 			out, err := e.Run(t.Context(), "127.0.0.1", queues())
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)
@@ -531,15 +538,15 @@ func TestRunHTTPSWithCAFile(t *testing.T) {
 
 func TestRunPasswordFile(t *testing.T) {
 	t.Run("a rotated file is read by the next run", func(t *testing.T) {
-		f := newFake(t, returns(fakeReply{Stdout: "[]"}))
+		f := winrmfake.New(t, returns(winrmfake.Reply{Stdout: "[]"}))
 		file := filepath.Join(t.TempDir(), "winrm-password")
 		require.NoError(t, os.WriteFile(file, []byte("Autumn2023!\n"), 0o600))
-		e := f.executor(t, func(c *config.Target) { c.Password, c.PasswordFile = "", file })
+		e := executor(t, f, func(c *config.Target) { c.Password, c.PasswordFile = "", file })
 
 		_, err := e.Run(t.Context(), host, queues())
 		require.ErrorIs(t, err, executors.ErrAuth)
 
-		require.NoError(t, os.WriteFile(file, []byte(f.password+"\n"), 0o600))
+		require.NoError(t, os.WriteFile(file, []byte(winrmfake.Password+"\n"), 0o600))
 		_, err = e.Run(t.Context(), host, queues())
 		require.NoError(t, err)
 
@@ -549,10 +556,10 @@ func TestRunPasswordFile(t *testing.T) {
 	})
 	for _, ending := range []string{"\n", "\r\n", ""} {
 		t.Run(fmt.Sprintf("%q", ending), func(t *testing.T) {
-			f := newFake(t, returns(fakeReply{Stdout: "[]"}))
+			f := winrmfake.New(t, returns(winrmfake.Reply{Stdout: "[]"}))
 			file := filepath.Join(t.TempDir(), "winrm-password")
-			require.NoError(t, os.WriteFile(file, []byte(f.password+ending), 0o600))
-			e := f.executor(t, func(c *config.Target) { c.Password, c.PasswordFile = "", file })
+			require.NoError(t, os.WriteFile(file, []byte(winrmfake.Password+ending), 0o600))
+			e := executor(t, f, func(c *config.Target) { c.Password, c.PasswordFile = "", file })
 
 			_, err := e.Run(t.Context(), host, queues())
 			require.NoError(t, err)
@@ -722,7 +729,7 @@ func TestCommandLine(t *testing.T) {
 	short, err := CommandLine(exchangePreamble, strings.Repeat("x", 2500), map[string]any{"sender": "alice@contoso.com"})
 	require.NoError(t, err)
 	assert.LessOrEqual(t, len(short), MaxCommandLine)
-	call, err := decodeCall(short)
+	call, err := winrmfake.ParseCommandLine(short)
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"sender":"alice@contoso.com"}`, string(call.ParamsJSON))
 
@@ -731,24 +738,25 @@ func TestCommandLine(t *testing.T) {
 
 	noParams, err := CommandLine("", "Get-Queue", nil)
 	require.NoError(t, err)
-	call, err = decodeCall(noParams)
+	call, err = winrmfake.ParseCommandLine(noParams)
 	require.NoError(t, err)
 	assert.Equal(t, "{}", string(call.ParamsJSON), "no parameters must still decode to an object")
 }
 
 func TestParseFault(t *testing.T) {
 	tests := []struct {
-		file, subcode, code, reason string
-		is                          error
+		fault                 winrmfake.Fault
+		subcode, code, reason string
+		is                    error
 	}{
-		{"fault-quota.xml", "w:QuotaLimit", "2150859173", "The maximum number of concurrent shells for this user has been exceeded.", nil},
-		{"fault-timedout.xml", "w:TimedOut", "2150858793", "within the time specified in OperationTimeout.", nil},
-		{"fault-access-denied.xml", "w:AccessDenied", "5", "Access is denied.", executors.ErrAuth},
-		{"fault-internal.xml", "w:InternalError", "2147942606", "The filename or extension is too long.", nil},
+		{winrmfake.FaultQuota, "w:QuotaLimit", "2150859173", "The maximum number of concurrent shells for this user has been exceeded.", nil},
+		{winrmfake.FaultTimedOut, "w:TimedOut", "2150858793", "within the time specified in OperationTimeout.", nil},
+		{winrmfake.FaultAccessDenied, "w:AccessDenied", "5", "Access is denied.", executors.ErrAuth},
+		{winrmfake.FaultInternal, "w:InternalError", "2147942606", "The filename or extension is too long.", nil},
 	}
 	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			f := parseFault(readTestdata(t, tt.file))
+		t.Run(string(tt.fault), func(t *testing.T) {
+			f := parseFault(tt.fault.Body())
 			require.NotNil(t, f)
 			assert.Equal(t, tt.subcode, f.Subcode)
 			assert.Equal(t, tt.code, f.Code)
@@ -762,7 +770,7 @@ func TestParseFault(t *testing.T) {
 		})
 	}
 	t.Run("a reply is no fault", func(t *testing.T) {
-		assert.Nil(t, parseFault(fmt.Sprintf(commandReply, "uuid:1", "C1")))
+		assert.Nil(t, parseFault(winrmfake.SignalResponse("uuid:1")))
 	})
 	t.Run("TimedOut keeps the word the library polls on", func(t *testing.T) {
 		f := &FaultError{Subcode: "w:TimedOut", Reason: "Zeitüberschreitung"}
