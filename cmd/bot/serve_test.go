@@ -361,3 +361,34 @@ func TestTerminalAndSlackAgree(t *testing.T) {
 	assert.Equal(t, rep.Proposals[0].Command, props[0].Command)
 	assert.Equal(t, rep.Proposals[0].Hosts, props[0].Hosts)
 }
+
+// From Slack, the approved relief reaches the real WinRM executor: Restart-Service
+// arrives at the fake EX01 exactly once, even under a double click, and never at
+// EX02; the failed verification escalates.
+func TestServeReliefOverWinRM(t *testing.T) {
+	site := newWinRMSiteIn(t, "relief-fails", true)
+	fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
+	defer fake.Close()
+	s := startServeEnv(t, fake, 1, site.env)
+	ctx := context.Background()
+	_, err := fake.SlashCommand(ctx, slackfake.SlashCommand{UserID: requesterU, ChannelID: incChannel, ChannelName: "inc-mail", Text: "diagnose 5.5.4"})
+	require.NoError(t, err)
+	card, approval := s.card(t)
+	assert.Empty(t, calling(site.ex01, "Restart-Service"), "nothing runs before approval")
+
+	for range 2 {
+		_, err = fake.Click(ctx, slackfake.Click{UserID: approverU, ChannelID: incChannel, MessageTS: card.TS, ActionID: "approve", Value: approval})
+		require.NoError(t, err)
+	}
+	s.waitFor(t, "the escalation summary", func() bool {
+		for _, m := range fake.Messages(escChannel) {
+			if strings.Contains(string(m.Blocks), "persists after the queue was cleared") {
+				return true
+			}
+		}
+		return false
+	})
+	assert.Len(t, calling(site.ex01, "Restart-Service"), 1)
+	assert.Empty(t, calling(site.ex02, "Restart-Service"))
+	assert.Equal(t, 0, s.stop(t))
+}

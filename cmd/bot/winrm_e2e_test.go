@@ -45,7 +45,13 @@ type winrmSite struct {
 // restart-transport's verify wait (5m → 10ms): outside the lab waits are not scaled.
 func newWinRMSite(t *testing.T, fastVerify bool) *winrmSite {
 	t.Helper()
-	l, err := lab.New("overloaded-queue", lab.Options{})
+	return newWinRMSiteIn(t, "overloaded-queue", fastVerify)
+}
+
+// newWinRMSiteIn is newWinRMSite for another lab scenario.
+func newWinRMSiteIn(t *testing.T, scenario string, fastVerify bool) *winrmSite {
+	t.Helper()
+	l, err := lab.New(scenario, lab.Options{})
 	require.NoError(t, err)
 	exchange := l.Target("exchange", "winrm", nil)
 	s := &winrmSite{
