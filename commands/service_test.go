@@ -2,7 +2,6 @@ package commands_test
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/commands"
-	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/playbooks"
@@ -22,16 +20,6 @@ import (
 )
 
 var kinds = map[string]string{"exchange": "winrm", "eop": "probe", "net": "probe"}
-
-type labTargets struct{ lab *lab.Lab }
-
-func (t labTargets) Executor(name string) (executors.Executor, error) {
-	kind, ok := kinds[name]
-	if !ok {
-		return nil, fmt.Errorf("no target %q", name)
-	}
-	return t.lab.Target(name, kind, nil), nil
-}
 
 // thread records what the service published, by key, keeping every version.
 type thread struct {
@@ -88,7 +76,7 @@ func newFixture(t *testing.T, scenario string, now func() time.Time) *fixture {
 	th := &thread{}
 	svc := commands.New(commands.Options{
 		Catalog: func() *playbooks.Catalog { return cat },
-		Engine:  playbooks.NewEngine(labTargets{l}, playbooks.Options{WaitScale: 3000, History: store.ReliefHistory{Store: st}}),
+		Engine:  playbooks.NewEngine(l.Targets(kinds), playbooks.Options{WaitScale: 3000, History: store.ReliefHistory{Store: st}}),
 		Store:   st, Thread: th, Owner: "test-replica",
 		Access: commands.Access{Responders: []string{requester}, Approvers: []string{approver, approver2, requester},
 			Channels: []string{"inc-*"}, FourEyes: true},
@@ -194,7 +182,7 @@ func TestClickOnAnotherReplica(t *testing.T) {
 	th := &thread{}
 	other := commands.New(commands.Options{
 		Catalog: func() *playbooks.Catalog { return cat },
-		Engine:  playbooks.NewEngine(labTargets{f.lab}, playbooks.Options{WaitScale: 3000, History: store.ReliefHistory{Store: f.st}}),
+		Engine:  playbooks.NewEngine(f.lab.Targets(kinds), playbooks.Options{WaitScale: 3000, History: store.ReliefHistory{Store: f.st}}),
 		Store:   f.st, Thread: th, Owner: "replica-2",
 		Access: commands.Access{Responders: []string{requester}, Approvers: []string{approver}, FourEyes: true},
 	})

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/ndrbot/ndrbot/internal/suggest"
 	"math"
 	"reflect"
 	"slices"
@@ -277,38 +278,12 @@ func nest(leaves map[string]any) map[string]any {
 
 // suggest returns ` (did you mean "x"?)` for the closest candidate within a small edit
 // distance, or "".
-func suggest(got string, candidates []string) string {
-	best, bestD := "", 0
-	for _, c := range candidates {
-		d := editDistance(strings.ToLower(got), strings.ToLower(c))
-		if best == "" || d < bestD || (d == bestD && c < best) {
-			best, bestD = c, d
-		}
-	}
-	if best == "" || bestD > max(2, len(got)/5) {
+func didYouMean(got string, candidates []string) string {
+	best := suggest.Closest(got, candidates, max(2, len(got)/5))
+	if best == "" {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -48,7 +48,7 @@ func BenchmarkDiagnoseNDR554(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				eng := playbooks.NewEngine(labTargetsFor{l}, playbooks.Options{})
+				eng := playbooks.NewEngine(labTargetsFor(l), playbooks.Options{})
 				ff := &firstFinding{}
 				start := time.Now()
 				run := playbooks.NewRun("r-bench", pb, map[string]any{}, start, ff)

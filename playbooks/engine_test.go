@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/playbooks"
@@ -19,15 +18,7 @@ import (
 var labTargets = map[string]string{"exchange": "winrm", "eop": "probe", "net": "probe"}
 
 // labTargetsFor maps every playbook target onto one lab organisation.
-type labTargetsFor struct{ lab *lab.Lab }
-
-func (t labTargetsFor) Executor(name string) (executors.Executor, error) {
-	kind, ok := labTargets[name]
-	if !ok {
-		return nil, fmt.Errorf("no target %q", name)
-	}
-	return t.lab.Target(name, kind, nil), nil
-}
+func labTargetsFor(l *lab.Lab) lab.Targets { return l.Targets(labTargets) }
 
 type recorder struct {
 	mu     sync.Mutex
@@ -96,7 +87,7 @@ func diagnose(t *testing.T, scenario string, params map[string]any) labRun {
 	t.Helper()
 	l, err := lab.New(scenario, lab.Options{})
 	require.NoError(t, err)
-	eng := playbooks.NewEngine(labTargetsFor{l}, playbooks.Options{WaitScale: 3000})
+	eng := playbooks.NewEngine(labTargetsFor(l), playbooks.Options{WaitScale: 3000})
 	obs := &recorder{}
 	if params == nil {
 		params = map[string]any{}
@@ -207,7 +198,7 @@ func TestCooldownBlocksSecondRestart(t *testing.T) {
 	require.NoError(t, err)
 	// Scaled like the waits, the 30-minute cooldown lasts 0.6 s: the second
 	// diagnosis comes well inside it.
-	eng := playbooks.NewEngine(labTargetsFor{l}, playbooks.Options{WaitScale: 3000})
+	eng := playbooks.NewEngine(labTargetsFor(l), playbooks.Options{WaitScale: 3000})
 	pb := builtin(t, "5.5.4")
 	first := playbooks.NewRun("r-1", pb, map[string]any{}, time.Now(), nil)
 	require.NoError(t, eng.Diagnose(context.Background(), first))
@@ -230,7 +221,7 @@ func TestSameResultsSameFindings(t *testing.T) {
 	run := func() []string {
 		l, err := lab.New("overloaded-queue", lab.Options{Now: func() time.Time { return at }})
 		require.NoError(t, err)
-		eng := playbooks.NewEngine(labTargetsFor{l}, playbooks.Options{WaitScale: 3000})
+		eng := playbooks.NewEngine(labTargetsFor(l), playbooks.Options{WaitScale: 3000})
 		r := playbooks.NewRun("r-test", builtin(t, "5.5.4"), map[string]any{}, at, nil)
 		require.NoError(t, eng.Diagnose(context.Background(), r))
 		return texts(r.Findings())

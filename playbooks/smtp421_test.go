@@ -35,7 +35,7 @@ func diagnose421(t *testing.T, scenario string, raw map[string]string) labRun {
 	t.Helper()
 	l, err := lab.New(scenario, lab.Options{Playbook: "smtp-421"})
 	require.NoError(t, err)
-	return diagnose421On(t, l, labTargetsFor{l}, raw)
+	return diagnose421On(t, l, labTargetsFor(l), raw)
 }
 
 func diagnose421On(t *testing.T, l *lab.Lab, targets playbooks.Targets, raw map[string]string) labRun {
@@ -357,17 +357,17 @@ func TestSMTP421SuspendedQueueIsHeldNextRun(t *testing.T) {
 	_, err := r.eng.Relieve(context.Background(), r.run, "suspend-queue")
 	require.NoError(t, err)
 
-	next := diagnose421On(t, r.lab, labTargetsFor{r.lab}, nil)
+	next := diagnose421On(t, r.lab, labTargetsFor(r.lab), nil)
 	assert.Equal(t, []string{"destination-overloaded", "queue-held", "queue-held", "connector-route", "spf-ok", "ip-clean"},
 		rules(next.run.Findings()))
 	assert.Empty(t, next.run.Proposals())
 }
 
 // brokenExchange is the lab with every Exchange server unreachable.
-type brokenExchange struct{ labTargetsFor }
+type brokenExchange struct{ lab.Targets }
 
 func (b brokenExchange) Executor(name string) (executors.Executor, error) {
-	e, err := b.labTargetsFor.Executor(name)
+	e, err := b.Targets.Executor(name)
 	if err != nil || name != "exchange" {
 		return e, err
 	}
@@ -383,7 +383,7 @@ func (unreachable) Run(_ context.Context, host string, a executors.Action) (exec
 func TestSMTP421ExchangeUnreachable(t *testing.T) {
 	l, err := lab.New("concurrency-too-high", lab.Options{})
 	require.NoError(t, err)
-	r := diagnose421On(t, l, brokenExchange{labTargetsFor{l}}, nil)
+	r := diagnose421On(t, l, brokenExchange{labTargetsFor(l)}, nil)
 	assert.Equal(t, []string{"exchange-unreachable"}, escalationIDs(r.run.Escalations()))
 	assert.Equal(t, []string{"step-failed", "step-failed", "step-failed", "step-failed", "destination-accepts", "no-sending-ip"},
 		rules(r.run.Findings()))

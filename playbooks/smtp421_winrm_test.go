@@ -28,7 +28,7 @@ func (o overWinRM) Executor(name string) (executors.Executor, error) {
 	if name == "exchange" {
 		return o.exchange, nil
 	}
-	return labTargetsFor{o.lab}.Executor(name)
+	return labTargetsFor(o.lab).Executor(name)
 }
 
 // Both fakes listen on 127.0.0.1; the second is addressed as localhost so the

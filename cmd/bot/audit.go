@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ndrbot/ndrbot/audit"
+	"github.com/ndrbot/ndrbot/store"
 )
 
 func newAuditCmd(g *globals) *cobra.Command {
@@ -20,24 +21,17 @@ message names the first bad sequence number and why.`,
 		Example: "  bot audit verify\n  NDRBOT_STORE_AUDIT_KEY_FILE=/run/secrets/audit-key bot audit verify",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, _, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			st, key, err := g.openStore(cmd.Context(), cfg)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			rep, err := audit.Verify(cmd.Context(), st, key)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(g.io.out, rep.String())
-			if !rep.OK {
-				return &exitError{code: 1}
-			}
-			return nil
+			return g.withStore(cmd.Context(), func(st store.Store, key []byte) error {
+				rep, err := audit.Verify(cmd.Context(), st, key)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(g.io.out, rep.String())
+				if !rep.OK {
+					return &exitError{code: 1}
+				}
+				return nil
+			})
 		},
 	})
 
@@ -60,17 +54,10 @@ message names the first bad sequence number and why.`,
 			if format != "jsonl" && format != "csv" {
 				return usageErr("--format %q: jsonl or csv", format)
 			}
-			cfg, _, err := g.loadConfig()
-			if err != nil {
+			return g.withStore(cmd.Context(), func(st store.Store, _ []byte) error {
+				_, err := audit.Export(cmd.Context(), g.io.out, st, f, format)
 				return err
-			}
-			st, _, err := g.openStore(cmd.Context(), cfg)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			_, err = audit.Export(cmd.Context(), g.io.out, st, f, format)
-			return err
+			})
 		},
 	}
 	export.Flags().StringVar(&run, "run", "", "only this run's events")
@@ -84,20 +71,13 @@ message names the first bad sequence number and why.`,
 		Example: "  bot audit show r-20261123-1517f9c3a2",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, _, err := g.loadConfig()
-			if err != nil {
+			return g.withStore(cmd.Context(), func(st store.Store, _ []byte) error {
+				if _, err := st.GetRun(cmd.Context(), args[0]); err != nil {
+					return usageErr("%v", err)
+				}
+				_, err := audit.WriteTimeline(g.io.out, st.Events(cmd.Context(), audit.Filter{RunID: args[0]}), time.Local)
 				return err
-			}
-			st, _, err := g.openStore(cmd.Context(), cfg)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if _, err := st.GetRun(cmd.Context(), args[0]); err != nil {
-				return usageErr("%v", err)
-			}
-			_, err = audit.WriteTimeline(g.io.out, st.Events(cmd.Context(), audit.Filter{RunID: args[0]}), time.Local)
-			return err
+			})
 		},
 	})
 	return c

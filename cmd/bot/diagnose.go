@@ -112,19 +112,13 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		}
 	}
 
-	var simulated *lab.Lab
-	if f.lab != "" {
-		if simulated, err = lab.New(f.lab, lab.Options{Latency: cfg.Lab.Latency, Playbook: pb.ID}); err != nil {
-			return usageErr("%v", err)
-		}
+	simulated, scale, err := simulation(cfg, f.lab, pb.ID)
+	if err != nil {
+		return err
 	}
 	tg := newTargets(cfg, simulated)
 	if err := tg.require(pb.Targets()); err != nil {
 		return usageErr("%v", err)
-	}
-	scale := 1.0
-	if simulated != nil {
-		scale = cfg.Lab.TimeScale
 	}
 
 	st, _, err := g.openStore(ctx, cfg)

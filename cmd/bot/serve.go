@@ -15,7 +15,6 @@ import (
 	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/commands"
 	"github.com/ndrbot/ndrbot/config"
-	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/slack"
@@ -90,15 +89,9 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
-	var simulated *lab.Lab
-	if f.lab != "" {
-		if simulated, err = lab.New(f.lab, lab.Options{Latency: cfg.Lab.Latency}); err != nil {
-			return usageErr("%v", err)
-		}
-	}
-	scale := 1.0
-	if simulated != nil {
-		scale = cfg.Lab.TimeScale
+	simulated, scale, err := simulation(cfg, f.lab, "")
+	if err != nil {
+		return err
 	}
 
 	st, _, err := g.openStore(ctx, cfg)

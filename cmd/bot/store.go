@@ -8,6 +8,7 @@ import (
 
 	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/store"
 	"github.com/ndrbot/ndrbot/store/backends"
@@ -34,6 +35,33 @@ func (g *globals) openStore(ctx context.Context, cfg config.Config) (store.Store
 		return nil, nil, fmt.Errorf("store (%s): %w", cfg.Store.Driver, err)
 	}
 	return st, []byte(key), nil
+}
+
+// withStore loads the configuration, opens the store for fn and closes it after.
+func (g *globals) withStore(ctx context.Context, fn func(st store.Store, auditKey []byte) error) error {
+	cfg, _, err := g.loadConfig()
+	if err != nil {
+		return err
+	}
+	st, key, err := g.openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(st, key)
+}
+
+// simulation builds the lab for --lab (nil without it) and the wait scale that
+// goes with it. playbook, when set, must be the scenario's playbook.
+func simulation(cfg config.Config, scenario, playbook string) (*lab.Lab, float64, error) {
+	if scenario == "" {
+		return nil, 1, nil
+	}
+	l, err := lab.New(scenario, lab.Options{Latency: cfg.Lab.Latency, Playbook: playbook})
+	if err != nil {
+		return nil, 0, usageErr("%v", err)
+	}
+	return l, cfg.Lab.TimeScale, nil
 }
 
 // secretValues collects every secret of the configuration — set directly or read

@@ -233,3 +233,22 @@ func recognise(script string) string {
 	}
 	return "unknown"
 }
+
+// Targets simulates every target group with the lab, for tests and demos that
+// wire an engine without configuration.
+type Targets struct {
+	lab   *Lab
+	kinds map[string]string
+}
+
+// Targets maps target names (to their kind: winrm, probe, …) onto the lab.
+func (l *Lab) Targets(kinds map[string]string) Targets { return Targets{lab: l, kinds: kinds} }
+
+// Executor returns the lab's executor for a target group.
+func (t Targets) Executor(name string) (executors.Executor, error) {
+	kind, ok := t.kinds[name]
+	if !ok {
+		return nil, fmt.Errorf("lab: no target %q", name)
+	}
+	return t.lab.Target(name, kind, nil), nil
+}

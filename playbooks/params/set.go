@@ -3,6 +3,7 @@ package params
 import (
 	"errors"
 	"fmt"
+	"github.com/ndrbot/ndrbot/internal/suggest"
 	"maps"
 	"slices"
 	"strings"
@@ -123,32 +124,5 @@ func closest(name string, known []string) string {
 	if len(name) > 64 {
 		return ""
 	}
-	best, bestD := "", 3
-	for _, k := range known {
-		if d := distance(name, k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-// distance is the Levenshtein distance over bytes (names are ASCII).
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return suggest.Closest(name, known, 2)
 }
