@@ -263,7 +263,7 @@ func (l *loader) walkYAML(file string, n *yaml.Node, s *schema, key string) {
 		if s.shape == structShape {
 			f := s.field(name)
 			if f == nil {
-				l.errorf(kwhere, child, "unknown key%s", suggest(name, fieldKeys(s)))
+				l.errorf(kwhere, child, "unknown key%s", didYouMean(name, fieldKeys(s)))
 				continue
 			}
 			l.walkYAML(file, vn, f.schema, child)
@@ -377,7 +377,7 @@ func (l *loader) readEnv(env map[string]string, workDir string) []string {
 		var matches []envMatch
 		l.matchEnv(rest, l.root, "", envMatch{}, &matches)
 		if len(matches) == 0 {
-			l.errs = append(l.errs, fmt.Errorf("%s: not a setting%s", name, suggest(name, l.envCandidates(aliases))))
+			l.errs = append(l.errs, fmt.Errorf("%s: not a setting%s", name, didYouMean(name, l.envCandidates(aliases))))
 			continue
 		}
 		// Prefer entry names the defaults or the file already define, then the
