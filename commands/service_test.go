@@ -238,3 +238,18 @@ func TestCommandRefusals(t *testing.T) {
 	assert.Empty(t, runs, "a refused command starts nothing")
 	assert.Empty(t, f.lab.Calls())
 }
+
+func TestStatusAuditAndPlaybooks(t *testing.T) {
+	f := newFixture(t, "healthy", time.Now)
+	id := f.diagnose(t, "diagnose 5.5.4")
+	ask := func(text, user string) string {
+		return f.svc.Command(context.Background(), commands.Request{Text: text, User: incident.Actor{ID: user}, ChannelID: channel, ChannelName: "inc-mail"}).Text
+	}
+	assert.Contains(t, ask("status", stranger), id)
+	assert.Contains(t, ask("status "+id, stranger), "ndr-5.5.4: finished")
+	assert.Contains(t, ask("status r-nope", stranger), `No run "r-nope"`)
+	assert.Contains(t, ask("audit "+id, requester), "command")
+	assert.Contains(t, ask("audit "+id, stranger), "needs the responder role")
+	assert.Contains(t, ask("playbooks", stranger), "ndr-5.5.4 — NDR 5.5.4 Service Unavailable")
+	assert.Contains(t, ask("playbooks", stranger), "smtp-421")
+}
