@@ -36,7 +36,6 @@ func TestValidateFixtures(t *testing.T) {
 		{fixture: "probe-port", key: "targets.eop.endpoints[0]", msg: "port 99999 out of range"},
 		{fixture: "probe-timeout", key: "targets.eop.timeout", msg: "must be positive"},
 		{fixture: "helo-name", key: "targets.eop.helo_name", msg: "is not a host name"},
-		{fixture: "graph-endpoint", key: "targets.m365.endpoints[0]", msg: "is not an http(s) URL"},
 		{fixture: "ca-file-missing", key: "targets.exchange.ca_file", msg: "no such file"},
 		{fixture: "ca-file-not-pem", key: "targets.exchange.ca_file", msg: "holds no PEM certificate"},
 		{fixture: "insecure-with-http", key: "targets.exchange.insecure_skip_verify", msg: "only applies to https"},

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/executors/graph"
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/executors/probe"
 	"github.com/ndrbot/ndrbot/executors/winrm"
@@ -44,6 +45,8 @@ func (t *targets) Executor(name string) (executors.Executor, error) {
 		e, err = winrm.New(name, tc)
 	case tc.Kind == "probe":
 		e, err = probe.New(name, tc)
+	case tc.Kind == "graph":
+		e, err = graph.New(name, tc)
 	default:
 		err = fmt.Errorf("targets.%s.kind: %q has no executor in this build", name, tc.Kind)
 	}
