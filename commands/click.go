@@ -36,6 +36,8 @@ func (s *Service) Click(ctx context.Context, c Click) Reply {
 		return s.vote(ctx, c, incident.Approve)
 	case ActionReject:
 		return s.vote(ctx, c, incident.Reject)
+	case ActionRunDiagnosis:
+		return s.alertDiagnosis(ctx, c)
 	}
 	s.refused(ctx, c.User, "", "click", map[string]any{"action": c.Action, "value": c.Value, "why": "unknown action"})
 	return Reply{Text: "That button is not one of ndrbot's; nothing was run."}

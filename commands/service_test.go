@@ -19,7 +19,7 @@ import (
 	"github.com/ndrbot/ndrbot/store/sqlite"
 )
 
-var kinds = map[string]string{"exchange": "winrm", "eop": "probe", "net": "probe"}
+var kinds = map[string]string{"exchange": "winrm", "eop": "probe", "net": "probe", "graph": "graph"}
 
 // thread records what the service published, by key, keeping every version.
 type thread struct {
@@ -123,7 +123,7 @@ func TestIncidentThroughTheService(t *testing.T) {
 
 	root, ok := f.thread.last(channel + "/" + commands.KeyRoot)
 	require.True(t, ok)
-	assert.Len(t, root.Root.Steps, 5)
+	assert.Len(t, root.Root.Steps, 6) // tracking, queues, connector, network, health, throttling
 	findings, ok := f.thread.last(channel + "/" + commands.KeyFindings)
 	require.True(t, ok)
 	assert.NotEmpty(t, findings.Findings.Findings)

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/ndrbot/ndrbot/incident"
@@ -47,12 +48,15 @@ const (
 // ApprovalKey is the key of a relief's approval card.
 func ApprovalKey(relief string) string { return "approval:" + relief }
 
+// WatchAlertKey is the key of an NDR watch alert (a top-level message of no run).
+func WatchAlertKey(alertID string) string { return "watch-alert:" + alertID }
+
 // Message is one message of a run's thread, described without any platform's
 // wire format. Exactly one view is set.
 type Message struct {
 	RunID string
 	// Channel is the run's channel. The message goes into the run's thread, or, with
-	// TopLevel, to the channel itself (the escalation channel's copy).
+	// TopLevel, to the channel itself (the escalation channel's copy, a watch alert).
 	Channel    string
 	TopLevel   bool
 	Key        string
@@ -60,6 +64,19 @@ type Message struct {
 	Findings   *FindingsView
 	Approval   *ApprovalView
 	Escalation *EscalationView
+	// Alert is an NDR spike the watch noticed (RunID empty, TopLevel set).
+	Alert *AlertView `json:",omitempty"`
+	// Notice is something else the watch must tell the channel by itself (its
+	// change-notification subscription keeps failing to renew; RunID empty, TopLevel set).
+	Notice *NoticeView `json:",omitempty"`
+}
+
+// NoticeView is a short message the watch posts about itself.
+type NoticeView struct {
+	Severity string // critical | warning | info
+	Title    string
+	Text     string
+	At       time.Time
 }
 
 // RunView is the thread's root message: the run and its live checklist.
@@ -148,4 +165,65 @@ type ActionView struct {
 type TimelineEntry struct {
 	At   time.Time
 	Text string
+}
+
+// AlertView is an NDR spike the watch noticed in the NDR mailbox, posted by itself:
+// "NDR 5.5.4 spike: 37 in 5 min across 12 domains", with a Run diagnosis button
+// when a playbook matches the code.
+type AlertView struct {
+	AlertID   string
+	Code      string // the status code counted: 5.5.4, or a reply code such as 421
+	Messages  int    // NDR messages carrying Code in the window
+	Domains   int    // distinct remote domains among them
+	Window    time.Duration
+	Threshold int
+	Mailbox   string // where the NDRs arrive
+	First     time.Time
+	Last      time.Time
+	// TopDomains are the busiest remote domains, busiest first.
+	TopDomains []DomainCount
+	// Sample is one status line as an NDR showed it.
+	Sample string
+	// Playbook and PlaybookTitle name the playbook that diagnoses Code ("" when none).
+	Playbook      string
+	PlaybookTitle string
+	// Button is the Run diagnosis button's value: the code, plus parameters the
+	// playbook requires ("4.3.2 domain=fabrikam.com"). Empty: no button.
+	Button string
+	// Hint says how to diagnose by hand when there is no button.
+	Hint string
+	At   time.Time
+	// DiagnosisBy started the diagnosis (the button is gone then), at DiagnosisAt.
+	DiagnosisBy Actor
+	DiagnosisAt time.Time
+}
+
+// DomainCount is how many NDRs named one remote domain.
+type DomainCount struct {
+	Domain   string
+	Messages int
+}
+
+// Headline is the alert's one line: "NDR 5.5.4 spike: 37 in 5 min across 12 domains".
+func (v AlertView) Headline() string {
+	s := fmt.Sprintf("NDR %s spike: %d in %s", v.Code, v.Messages, humanWindow(v.Window))
+	switch v.Domains {
+	case 0:
+	case 1:
+		s += " across 1 domain"
+	default:
+		s += fmt.Sprintf(" across %d domains", v.Domains)
+	}
+	return s
+}
+
+func humanWindow(d time.Duration) string {
+	switch {
+	case d >= 2*time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%d h", int(d/time.Hour))
+	case d >= time.Minute && d%time.Minute == 0:
+		return fmt.Sprintf("%d min", int(d/time.Minute))
+	default:
+		return d.String()
+	}
 }

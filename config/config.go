@@ -60,6 +60,7 @@ type Config struct {
 	Slack     Slack             `mapstructure:"slack" yaml:"slack"`
 	Access    Access            `mapstructure:"access" yaml:"access"`
 	Log       Log               `mapstructure:"log" yaml:"log"`
+	Watch     Watch             `mapstructure:"watch" yaml:"watch"`
 
 	// origins maps a leaf key ("targets.exchange.password") to where its value came
 	// from: "default", "FILE:LINE" or "env NAME". Validate needs it to reject secrets
@@ -110,6 +111,12 @@ type Target struct {
 	Cloud        string `mapstructure:"cloud" yaml:"cloud"`
 	GraphURL     string `mapstructure:"graph_url" yaml:"graph_url"`
 	AuthorityURL string `mapstructure:"authority_url" yaml:"authority_url"`
+	// ClientState is the clientState the app's notification receiver checks: the
+	// graph-503 playbook's recreate-subscription relief gives it to the subscription
+	// it creates. A secret (env or client_state_file), handed to the executor by the
+	// wiring, never through a playbook: a playbook's data is shown for approval.
+	ClientState     Secret `mapstructure:"client_state" yaml:"client_state"`
+	ClientStateFile string `mapstructure:"client_state_file" yaml:"client_state_file" config:"path"`
 }
 
 // Graph clouds a graph target's cloud key accepts; executors/graph maps each to its
@@ -184,6 +191,58 @@ type Access struct {
 	FourEyes bool `mapstructure:"four_eyes" yaml:"four_eyes"`
 }
 
+// Watch is the NDR watch: a mailbox where non-delivery reports arrive (postmaster,
+// journal or a shared mailbox), read through a graph target; NDRs are counted per
+// status code over a sliding window, and a code crossing the threshold posts one
+// alert per cooldown with a Run diagnosis button.
+type Watch struct {
+	Enabled bool `mapstructure:"enabled" yaml:"enabled"`
+	// Mailbox is the user id or principal name of the mailbox.
+	Mailbox string `mapstructure:"mailbox" yaml:"mailbox"`
+	// Folder is a well-known folder name (inbox) or a folder id.
+	Folder string `mapstructure:"folder" yaml:"folder"`
+	// Target is the graph target whose app registration reads the mailbox
+	// (application permission Mail.Read, best limited to this mailbox with an
+	// application access policy).
+	Target string `mapstructure:"target" yaml:"target"`
+	// Mode is poll (a delta query every poll_interval: no inbound endpoint) or
+	// notifications (Graph change notifications to notification_url trigger the
+	// delta query at once; polling every poll_interval stays as the safety net).
+	Mode         string        `mapstructure:"mode" yaml:"mode"`
+	PollInterval time.Duration `mapstructure:"poll_interval" yaml:"poll_interval"`
+	// Threshold NDRs of one status code within Window make a spike; after an
+	// alert, Cooldown passes before that code alerts again.
+	Window    time.Duration `mapstructure:"window" yaml:"window"`
+	Threshold int           `mapstructure:"threshold" yaml:"threshold"`
+	Cooldown  time.Duration `mapstructure:"cooldown" yaml:"cooldown"`
+	// Channel receives the alerts; empty means slack.escalation_channel.
+	Channel string `mapstructure:"channel" yaml:"channel"`
+	// NotificationURL is the public HTTPS URL Graph posts change notifications to
+	// (notifications mode); it must reach Listen, e.g. through a reverse proxy.
+	NotificationURL string `mapstructure:"notification_url" yaml:"notification_url"`
+	// Listen is the address the notification endpoint is served on (notifications mode).
+	Listen string `mapstructure:"listen" yaml:"listen"`
+	// ClientState is the shared secret Graph echoes in every notification
+	// (notifications mode; at most 128 characters).
+	ClientState     Secret `mapstructure:"client_state" yaml:"client_state"`
+	ClientStateFile string `mapstructure:"client_state_file" yaml:"client_state_file" config:"path"`
+}
+
+// Watch modes.
+const (
+	WatchPoll          = "poll"
+	WatchNotifications = "notifications"
+)
+
+// AlertChannel is where the watch's alerts go: watch.channel, else
+// slack.escalation_channel.
+func (c Config) AlertChannel() string {
+	if c.Watch.Channel != "" {
+		return c.Watch.Channel
+	}
+	return c.Slack.EscalationChannel
+}
+
 // Log configures slog.
 type Log struct {
 	Level  string `mapstructure:"level" yaml:"level"`   // debug|info|warn|error
@@ -203,12 +262,18 @@ func defaults() Config {
 			// No endpoints: the bot's own vantage point for DNS, DNSBL and MX probes,
 			// whose subjects come from the playbook's parameters.
 			"net": {Kind: KindProbe, Endpoints: []string{}},
+			// Microsoft Graph with no app registration yet: the built-in playbooks lint,
+			// ndr-5.5.4 reports its service-health step as not configured, and
+			// graph-503 refuses to start until RequireApp is satisfied.
+			"graph": {Kind: KindGraph, Endpoints: []string{}},
 		},
 		Store:  Store{Driver: "sqlite"},
 		Slack:  Slack{Mode: "socket", APIURL: "https://slack.com/api/", Listen: ":8080", Channels: []string{}},
 		Access: Access{FourEyes: true, Responders: []string{}, Approvers: []string{}, Admins: []string{}},
 		Lab:    Lab{TimeScale: 300},
-		Log:    Log{Level: "info", Format: "text"},
+		Watch: Watch{Folder: "inbox", Target: "graph", Mode: WatchPoll, PollInterval: 60 * time.Second,
+			Window: 5 * time.Minute, Threshold: 20, Cooldown: 30 * time.Minute, Listen: ":8081"},
+		Log: Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -305,6 +370,32 @@ func (t Target) RequireEndpoints(name string) error {
 	key := "targets." + name + ".endpoints"
 	return fmt.Errorf("target %q: %w: set %s in the config file or %s=%q (comma-separated)",
 		name, ErrNoEndpoints, key, EnvName(key), exampleEndpoints(t.Kind))
+}
+
+// ErrNotConfigured: a graph target names no tenant, application or credential yet.
+var ErrNotConfigured = errors.New("not configured")
+
+// GraphAppUnset reports a graph target with none of tenant_id, client_id and a
+// credential set: the default graph target before the operator registers an app.
+// Validate accepts it; RequireApp speaks when a playbook uses it. A graph target with
+// some but not all of them set is a configuration error.
+func (t Target) GraphAppUnset() bool {
+	return t.Kind == KindGraph && t.TenantID == "" && t.ClientID == "" && t.ClientSecret == "" &&
+		t.ClientSecretFile == "" && t.CertificateFile == "" && t.CertificatePassword == "" &&
+		t.CertificatePasswordFile == "" && t.ClientState == "" && t.ClientStateFile == ""
+}
+
+// RequireApp returns nil unless t (configured as name) is a graph target with no app
+// registration yet (GraphAppUnset); then an error wrapping ErrNotConfigured that says
+// which keys and variables to set.
+func (t Target) RequireApp(name string) error {
+	if !t.GraphAppUnset() {
+		return nil
+	}
+	prefix := "targets." + name
+	return fmt.Errorf("graph target %q %w: set %s.tenant_id, %s.client_id and a credential (%s, %s.client_secret_file or %s.certificate_file); "+
+		"the README's \"Microsoft Graph\" section lists the app registration and its permissions",
+		name, ErrNotConfigured, prefix, prefix, EnvName(prefix+".client_secret"), prefix, prefix)
 }
 
 func exampleEndpoints(kind string) string {

@@ -460,7 +460,7 @@ func TestValidFixture(t *testing.T) {
 	if ex.MaxConcurrency != 6 || ex.OperationTimeout != 2*time.Minute || ex.MaxOutputBytes != 1<<20 {
 		t.Errorf("exchange = %+v", ex)
 	}
-	if got := cfg.TargetKinds(); !reflect.DeepEqual(got, map[string]string{"exchange": KindWinRM, "eop": KindProbe, "net": KindProbe, "sim": KindLab}) {
+	if got := cfg.TargetKinds(); !reflect.DeepEqual(got, map[string]string{"exchange": KindWinRM, "eop": KindProbe, "net": KindProbe, "graph": KindGraph, "sim": KindLab}) {
 		t.Errorf("TargetKinds = %v", got)
 	}
 }

@@ -69,6 +69,7 @@ func (c Config) Validate() error {
 	v.store()
 	v.slack()
 	v.log()
+	v.watch()
 	v.secrets(reflect.ValueOf(c), "")
 	if len(v.problems) == 0 {
 		return nil
@@ -495,5 +496,83 @@ func (v *validator) secrets(rv reflect.Value, prefix string) {
 				v.add(fileKey, "%v", err)
 			}
 		}
+	}
+}
+
+var (
+	// watchMailboxRE: a user principal name or an object id (GUID).
+	watchMailboxRE = regexp.MustCompile(`^(?:[A-Za-z0-9.!#$%&'*+=?^_{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$`)
+	// watchFolderRE: a well-known folder name or a Graph folder id (URL-safe).
+	watchFolderRE = regexp.MustCompile(`^[A-Za-z0-9=_+-]{1,512}$`)
+)
+
+// watch checks the NDR watch when it is enabled: the mailbox and the graph target
+// that reads it, the counting settings, where alerts go, and what notifications
+// mode needs.
+func (v *validator) watch() {
+	w := v.c.Watch
+	if !w.Enabled {
+		return
+	}
+	switch {
+	case w.Mailbox == "":
+		v.add("watch.mailbox", "required: the postmaster, journal or shared mailbox the NDRs arrive in (user principal name or object id)")
+	case !watchMailboxRE.MatchString(w.Mailbox):
+		v.add("watch.mailbox", "%q is neither a user principal name (postmaster@contoso.com) nor an object id (GUID)", w.Mailbox)
+	}
+	if !watchFolderRE.MatchString(w.Folder) {
+		v.add("watch.folder", "%q is not a folder name (inbox) or a folder id", w.Folder)
+	}
+	switch t, ok := v.c.Targets[w.Target]; {
+	case w.Target == "":
+		v.add("watch.target", "required: the graph target whose app registration reads the mailbox")
+	case !ok:
+		v.add("watch.target", "target %q is not configured: add a graph target (targets.%s.kind: graph, tenant_id, client_id and a credential)", w.Target, w.Target)
+	case t.Kind != KindGraph:
+		v.add("watch.target", "target %q is kind %s: the watch reads the mailbox through a graph target", w.Target, t.Kind)
+	case t.TenantID == "" || t.ClientID == "":
+		v.add("watch.target", "graph target %q has no app registration yet: set targets.%s.tenant_id, client_id and a credential", w.Target, w.Target)
+	}
+	if w.PollInterval < 10*time.Second || w.PollInterval > time.Hour {
+		v.add("watch.poll_interval", "%s is out of range 10s..1h (Graph throttles faster polling; slower misses storms)", w.PollInterval)
+	}
+	if w.Window < time.Minute || w.Window > 24*time.Hour {
+		v.add("watch.window", "%s is out of range 1m..24h", w.Window)
+	}
+	if w.Threshold < 1 {
+		v.add("watch.threshold", "%d must be at least 1", w.Threshold)
+	}
+	if w.Cooldown < w.Window {
+		v.add("watch.cooldown", "%s is shorter than watch.window (%s): one storm would alert more than once", w.Cooldown, w.Window)
+	}
+	if v.c.AlertChannel() == "" {
+		v.add("watch.channel", "no channel for the alerts: set watch.channel or slack.escalation_channel")
+	}
+	switch w.Mode {
+	case WatchPoll:
+		if w.NotificationURL != "" {
+			v.add("watch.notification_url", "only used in notifications mode (watch.mode is poll)")
+		}
+	case WatchNotifications:
+		v.watchNotifications(w)
+	default:
+		v.add("watch.mode", "%q must be poll or notifications", w.Mode)
+	}
+}
+
+func (v *validator) watchNotifications(w Watch) {
+	switch u, err := url.Parse(w.NotificationURL); {
+	case w.NotificationURL == "":
+		v.add("watch.notification_url", "required in notifications mode: the public HTTPS URL Graph posts change notifications to")
+	case err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "":
+		v.add("watch.notification_url", "%q is not an https URL without credentials or fragment (Graph only notifies https endpoints)", w.NotificationURL)
+	}
+	if w.ClientState == "" && w.ClientStateFile == "" {
+		v.add("watch.client_state", "required in notifications mode: set %s or watch.client_state_file", EnvName("watch.client_state"))
+	} else if cs, err := ResolveSecret(w.ClientState, w.ClientStateFile); err == nil && len(cs) > 128 {
+		v.add("watch.client_state", "is %d characters; Graph accepts at most 128", len(cs))
+	}
+	if _, _, err := net.SplitHostPort(w.Listen); err != nil {
+		v.add("watch.listen", "%q is not host:port (e.g. :8081)", w.Listen)
 	}
 }

@@ -22,7 +22,17 @@ func (v *validator) graph(prefix string, t Target) {
 		v.add(prefix+".endpoints", "not used by kind graph: cloud (%s) or graph_url says where Graph is",
 			strings.Join(GraphClouds(), "|"))
 	}
+	// With no app registration at all (the default graph target) the identity is
+	// not configured yet: RequireApp speaks when a playbook uses the target.
+	if !t.GraphAppUnset() {
+		v.graphIdentity(prefix, t)
+	}
+	v.graphEndpoints(prefix, t)
+}
 
+// graphIdentity checks who a graph target signs in as: tenant, application and
+// exactly one credential.
+func (v *validator) graphIdentity(prefix string, t Target) {
 	switch tenant := t.TenantID; {
 	case tenant == "":
 		v.add(prefix+".tenant_id", "required: the directory (tenant) ID, a GUID, or a verified domain such as contoso.onmicrosoft.com")
@@ -52,7 +62,10 @@ func (v *validator) graph(prefix string, t Target) {
 	if !hasCert && (t.CertificatePassword != "" || t.CertificatePasswordFile != "") {
 		v.add(prefix+".certificate_password", "only applies to certificate_file, which is not set")
 	}
+}
 
+// graphEndpoints checks where a graph target talks to: cloud, graph_url, authority_url.
+func (v *validator) graphEndpoints(prefix string, t Target) {
 	if t.Cloud != "" && !slices.Contains(GraphClouds(), t.Cloud) {
 		v.add(prefix+".cloud", "%q must be one of %s", t.Cloud, strings.Join(GraphClouds(), ", "))
 	}

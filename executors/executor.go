@@ -56,4 +56,15 @@ var (
 	ErrExit         = errors.New("non-zero exit")
 	ErrOutputTooBig = errors.New("output exceeds cap")
 	ErrUnsupported  = errors.New("unsupported action")
+	// ErrNotConfigured: the target exists but is not set up yet (e.g. no Graph app
+	// registration); steps on it are skipped with a note rather than failed.
+	ErrNotConfigured = errors.New("not configured")
 )
+
+// NotConfigured marks err as a target that is not set up yet, keeping its message.
+func NotConfigured(err error) error { return notConfigured{err} }
+
+type notConfigured struct{ err error }
+
+func (e notConfigured) Error() string   { return e.err.Error() }
+func (e notConfigured) Unwrap() []error { return []error{ErrNotConfigured, e.err} }

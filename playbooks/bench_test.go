@@ -35,7 +35,7 @@ func BenchmarkDiagnoseNDR554(b *testing.B) {
 		scenario string
 		chain    time.Duration // the longest dependency chain in calls
 	}{
-		{"healthy", 1 * latency},          // 4 independent steps; throttling skipped
+		{"healthy", 1 * latency},          // 5 independent steps; throttling skipped
 		{"overloaded-queue", 2 * latency}, // steps → restart-transport preview
 		{"throttled-sender", 3 * latency}, // steps → throttling → adjust-throttling preview
 	} {

@@ -126,6 +126,14 @@ func (e *Engine) runSteps(ctx context.Context, run *Run, steps []*Step, phase st
 			res := e.runStep(ctx, run, s, phase)
 			run.setStep(res)
 			e.emit(ctx, run, incident.Event{Kind: incident.EventStepFinished, Step: &res})
+			if res.Status == incident.StepSkipped && res.Error != "" {
+				// Skipped because its target is not set up: say so, without alarm.
+				f := incident.Finding{Rule: "step-skipped", Severity: incident.SeverityInfo, Step: s.ID,
+					Text: fmt.Sprintf("Step %q (%s) skipped: %s", s.ID, s.Title, res.Error)}
+				if run.addFinding(f) {
+					e.emit(ctx, run, incident.Event{Kind: incident.EventFinding, Finding: &f})
+				}
+			}
 			if res.Status == incident.StepFailed || res.Status == incident.StepTimeout {
 				f := incident.Finding{Rule: "step-failed", Severity: incident.SeverityWarning, Step: s.ID,
 					Text: fmt.Sprintf("Step %q (%s) did not complete: %s", s.ID, s.Title, res.Error)}
@@ -184,6 +192,9 @@ func (e *Engine) runStep(ctx context.Context, run *Run, s *Step, phase string) i
 		}
 	}
 	exec, err := e.targets.Executor(s.Target)
+	if errors.Is(err, executors.ErrNotConfigured) {
+		return finish(incident.StepSkipped, err.Error())
+	}
 	if err != nil {
 		return finish(incident.StepFailed, err.Error())
 	}

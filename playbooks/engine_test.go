@@ -15,7 +15,7 @@ import (
 	"github.com/ndrbot/ndrbot/playbooks"
 )
 
-var labTargets = map[string]string{"exchange": "winrm", "eop": "probe", "net": "probe"}
+var labTargets = map[string]string{"exchange": "winrm", "eop": "probe", "net": "probe", "graph": "graph"}
 
 // labTargetsFor maps every playbook target onto one lab organisation.
 func labTargetsFor(l *lab.Lab) lab.Targets { return l.Targets(labTargets) }
@@ -107,28 +107,29 @@ func TestNDR554Branches(t *testing.T) {
 		hosts       []string
 		escalations []string
 	}{
-		{scenario: "healthy", findings: []string{"not-failing", "queues-healthy"}},
+		{scenario: "healthy", findings: []string{"not-failing", "queues-healthy", "m365-clear"}},
 		{scenario: "overloaded-queue",
-			findings:  []string{"still-failing", "still-failing", "queue-overloaded", "queue-elevated"},
+			findings:  []string{"still-failing", "still-failing", "queue-overloaded", "queue-elevated", "m365-clear"},
 			proposals: []string{"restart-transport"}, hosts: []string{"ex01.lab.contoso.com"}},
 		{scenario: "throttled-sender",
-			findings: []string{"still-failing", "still-failing", "queues-healthy", "throttled-sender"},
+			findings: []string{"still-failing", "still-failing", "queues-healthy", "throttled-sender", "m365-clear"},
 			// Set-ThrottlingPolicy is organisation-wide: once, where the evidence came from.
 			proposals: []string{"adjust-throttling"}, hosts: []string{"ex01.lab.contoso.com"}},
 		{scenario: "throttled-sender", params: map[string]any{"sender": "bob@contoso.com"},
-			findings:    []string{"still-failing", "still-failing", "queues-healthy"},
+			findings:    []string{"still-failing", "still-failing", "queues-healthy", "m365-clear"},
 			escalations: []string{"eop-side"}},
 		{scenario: "connector-unhealthy",
-			findings:  []string{"still-failing", "still-failing", "queues-healthy", "connector-unhealthy"},
+			findings:  []string{"still-failing", "still-failing", "queues-healthy", "connector-unhealthy", "m365-clear"},
 			proposals: []string{"restart-transport"}, hosts: []string{"ex02.lab.contoso.com"}},
 		{scenario: "network-down",
-			findings:    []string{"still-failing", "still-failing", "queues-healthy", "network-down"},
+			findings:    []string{"still-failing", "still-failing", "queues-healthy", "network-down", "m365-clear"},
 			escalations: []string{"network"}},
+		// Microsoft's own incident is evidence for the EOP side.
 		{scenario: "eop-side",
-			findings:    []string{"still-failing", "still-failing", "queues-healthy"},
+			findings:    []string{"still-failing", "still-failing", "queues-healthy", "m365-incident"},
 			escalations: []string{"eop-side"}},
 		{scenario: "relief-fails",
-			findings:  []string{"still-failing", "still-failing", "queue-overloaded", "queue-elevated"},
+			findings:  []string{"still-failing", "still-failing", "queue-overloaded", "queue-elevated", "m365-clear"},
 			proposals: []string{"restart-transport"}, hosts: []string{"ex01.lab.contoso.com"}},
 	}
 	for _, tc := range tests {

@@ -72,7 +72,7 @@ func (r *Run) addFinding(f incident.Finding) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rank := [2]int{-1, 0}
-	if idx := slices.IndexFunc(r.Playbook.Steps, func(s *Step) bool { return s.ID == f.Step }); idx >= 0 && f.Rule == "step-failed" {
+	if idx := slices.IndexFunc(r.Playbook.Steps, func(s *Step) bool { return s.ID == f.Step }); idx >= 0 && (f.Rule == "step-failed" || f.Rule == "step-skipped") {
 		rank = [2]int{-1000 + idx, 0}
 	}
 	return r.addRankedLocked(rank, f)

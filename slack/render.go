@@ -66,7 +66,7 @@ func Render(m commands.Message) (Rendered, error) { return Renderer{}.Render(m) 
 // Block Kit's limits: what does not fit goes into Files, and the message says so.
 func (r Renderer) Render(m commands.Message) (Rendered, error) {
 	set := 0
-	for _, v := range []bool{m.Root != nil, m.Findings != nil, m.Approval != nil, m.Escalation != nil} {
+	for _, v := range []bool{m.Root != nil, m.Findings != nil, m.Approval != nil, m.Escalation != nil, m.Alert != nil, m.Notice != nil} {
 		if v {
 			set++
 		}
@@ -84,12 +84,113 @@ func (r Renderer) Render(m commands.Message) (Rendered, error) {
 		r.approval(b, m.Approval)
 	case m.Escalation != nil:
 		r.escalation(b, m.Escalation)
+	case m.Alert != nil:
+		r.alert(b, m.Alert)
+	case m.Notice != nil:
+		r.notice(b, m.Notice)
 	}
 	out := Rendered{Text: b.text, Blocks: b.blocks, Files: b.files}
 	if err := checkLimits(out); err != nil {
 		return Rendered{}, fmt.Errorf("render %s/%s: %w", m.RunID, m.Key, err)
 	}
 	return out, nil
+}
+
+// alert renders an NDR watch alert: the headline, the busiest domains, a sample
+// status line, the playbook, and the Run diagnosis button (action_id
+// "run-diagnosis", value the code the playbook is started with) until a responder
+// starts the diagnosis.
+func (r Renderer) alert(b *builder, v *commands.AlertView) {
+	headline := v.Headline()
+	if full, cut := b.header(":rotating_light: " + headline); cut {
+		b.section("*" + escape(full) + "*")
+	}
+	span := ""
+	if !v.First.IsZero() && !v.Last.IsZero() {
+		span = fmt.Sprintf(" between %s and %s", clock(v.First), clock(v.Last))
+	}
+	b.section(fmt.Sprintf("*%d* NDRs with status %s arrived in %s%s (threshold %d in %s).",
+		v.Messages, code(v.Code), code(v.Mailbox), span, v.Threshold, escape(durationWords(v.Window))))
+	if len(v.TopDomains) > 0 {
+		items := make([]item, 0, len(v.TopDomains))
+		for _, d := range v.TopDomains {
+			items = append(items, item{md: fmt.Sprintf("• %s — %d", code(d.Domain), d.Messages), plain: fmt.Sprintf("%s %d", d.Domain, d.Messages)})
+		}
+		title := "*Busiest remote domains*"
+		if v.Domains > len(v.TopDomains) {
+			title += fmt.Sprintf(" (top %d of %d)", len(v.TopDomains), v.Domains)
+		}
+		b.list(title, items, 1, "domains", "Remote domains")
+	}
+	if v.Sample != "" {
+		b.section(b.longCode("*Sample*", v.Sample, 500, 4, "sample", "Sample status line"))
+	}
+	var fs []field
+	if v.Playbook != "" {
+		pb := code(v.Playbook)
+		if v.PlaybookTitle != "" {
+			pb += " — " + escape(v.PlaybookTitle)
+		}
+		fs = append(fs, field{"Playbook", pb})
+	}
+	if !v.DiagnosisBy.IsZero() {
+		fs = append(fs, field{"Diagnosis", "started by " + mention(v.DiagnosisBy) + " at " + clock(v.DiagnosisAt)})
+	}
+	if len(fs) > 0 {
+		b.fields(fs)
+	}
+	if v.Hint != "" && v.Button == "" {
+		b.section(":information_source: " + escape(v.Hint))
+	}
+	if v.Button != "" && v.DiagnosisBy.IsZero() {
+		label := "Run diagnosis"
+		confirm := "Start " + v.Playbook + " for " + v.Button + " in this channel."
+		btn := slackgo.NewButtonBlockElement(commands.ActionRunDiagnosis, v.Button, plainText(label)).
+			WithStyle(slackgo.StylePrimary).
+			WithConfirm(slackgo.NewConfirmationBlockObject(plainText("Run the diagnosis?"), plainText(cutRunes(confirm, 300)),
+				plainText(label), plainText("Cancel")))
+		b.blocks = append(b.blocks, slackgo.NewActionBlock("watch-alert", btn))
+	}
+	alertRef := ""
+	if v.AlertID != "" {
+		alertRef = "alert " + code(v.AlertID)
+	}
+	b.context("NDR watch · one alert per code per cooldown", alertRef)
+	b.text = escape(headline)
+}
+
+// notice renders a message the watch posts about itself.
+func (r Renderer) notice(b *builder, v *commands.NoticeView) {
+	icon := ":information_source:"
+	switch v.Severity {
+	case "critical":
+		icon = ":rotating_light:"
+	case "warning":
+		icon = ":warning:"
+	}
+	if full, cut := b.header(icon + " " + v.Title); cut {
+		b.section("*" + escape(full) + "*")
+	}
+	if v.Text != "" {
+		b.section(escape(v.Text))
+	}
+	at := ""
+	if !v.At.IsZero() {
+		at = clock(v.At)
+	}
+	b.context("NDR watch", at)
+	b.text = escape(v.Title)
+}
+
+// durationWords is "5 min", "2 h" or Go's form for odd durations.
+func durationWords(d time.Duration) string {
+	switch {
+	case d >= 2*time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%d h", int(d/time.Hour))
+	case d >= time.Minute && d%time.Minute == 0:
+		return fmt.Sprintf("%d min", int(d/time.Minute))
+	}
+	return d.String()
 }
 
 func (r Renderer) now() time.Time {

@@ -33,11 +33,13 @@ import (
 // run (CreateRun), state (SetRunState), step (PutStep, when the step is done),
 // finding, proposal, approval-request, approval / approved / rejection / expired /
 // void / vote-refused (Vote, ExpireApprovals, ClaimRelief), relief (ClaimRelief,
-// FinishRelief), recovery (Recover), chat-post (MarkDelivered). Callers append the
-// rest (command, escalation, …) with Append.
+// FinishRelief), recovery (Recover), chat-post (MarkDelivered), watch-alert
+// (ClaimWatchAlert), watch-diagnosis (ClaimAlertDiagnosis), watch-subscription
+// (PutWatchSubscription). Callers append the rest (command, escalation, …) with Append.
 type Store interface {
 	audit.Source     // Events streams the audit trail in seq order.
 	audit.HeadSource // AuditHead: last seq and hash written (for audit.Verify).
+	WatchStore       // the NDR watch's messages, events, cursor, alerts and subscription.
 
 	// Append redacts, seals and appends one audit event.
 	Append(ctx context.Context, r audit.Record) (audit.Event, error)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -20,6 +22,8 @@ import (
 	"github.com/ndrbot/ndrbot/slack"
 	"github.com/ndrbot/ndrbot/store"
 	"github.com/ndrbot/ndrbot/store/outbox"
+	"github.com/ndrbot/ndrbot/watch"
+	"github.com/ndrbot/ndrbot/watch/graphmail"
 )
 
 type serveFlags struct {
@@ -130,6 +134,10 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	if err := g.recoverServe(ctx, st, svc, owner, log); err != nil {
 		return err
 	}
+	nw, err := newNDRWatch(cfg, f.lab != "", cat, st, thread, log)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
 
 	// Shutdown order: intake stops and drains first, then background runs, then
 	// the thread's pending edits are stored, then the outbox delivers what it can.
@@ -144,6 +152,14 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 		return nil
 	})
 	g2.Go(func() error { return sweepExpired(deliverCtx, st, svc, f.sweep, log) })
+	// The NDR watch posts through the thread: it stops with the intake, before the
+	// thread is closed.
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	g2.Go(func() error {
+		defer close(watchDone)
+		return nw.run(watchCtx)
+	})
 	intakeErr := make(chan error, 1)
 	go func() { intakeErr <- ad.Run(intakeCtx) }()
 	log.Info("serving", "mode", opts.Mode, "owner", owner, "lab", f.lab)
@@ -156,9 +172,11 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	case err = <-intakeErr:
 	}
 	stopIntake()
+	stopWatch()
 	if err == nil {
 		err = <-intakeErr
 	}
+	<-watchDone
 	svc.Wait()
 	svc.Close()
 	thread.Close()
@@ -224,4 +242,88 @@ func sweepExpired(ctx context.Context, st store.Store, svc *commands.Service, ev
 		}
 		svc.Expired(ctx, expired)
 	}
+}
+
+// ndrWatch is the NDR watch as `bot serve` runs it: the delta poller, and in
+// notifications mode the subscription keeper and the notification endpoint.
+type ndrWatch struct {
+	w   *watch.Watcher
+	sub *graphmail.Subscriber
+	ln  net.Listener
+	srv *http.Server
+	log *slog.Logger
+}
+
+// newNDRWatch builds the watch when watch.enabled; nil when it is off, or with --lab
+// (the lab simulates no mailbox). In notifications mode it binds the endpoint now, so
+// a busy port stops `bot serve` at once.
+func newNDRWatch(cfg config.Config, lab bool, cat *playbooks.Catalog, st store.Store, th commands.Thread, log *slog.Logger) (*ndrWatch, error) {
+	wc := cfg.Watch
+	if !wc.Enabled {
+		return nil, nil
+	}
+	if lab {
+		log.Warn("watch: not started with --lab (the lab simulates no mailbox)")
+		return nil, nil
+	}
+	t, err := cfg.Target(wc.Target)
+	if err != nil {
+		return nil, fmt.Errorf("watch.target: %w", err)
+	}
+	src, err := graphmail.New(wc.Target, t, graphmail.Options{Mailbox: wc.Mailbox, Folder: wc.Folder, Backfill: wc.Window, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	n := &ndrWatch{log: log.With("component", "watch")}
+	n.w, err = watch.New(watch.Options{Key: src.Key(), Mailbox: wc.Mailbox + "/" + wc.Folder, Source: src, Store: st, Thread: th,
+		Channel: cfg.AlertChannel(), Playbooks: watch.CatalogPlaybooks(func() *playbooks.Catalog { return cat }),
+		Threshold: wc.Threshold, Window: wc.Window, Cooldown: wc.Cooldown, Interval: wc.PollInterval, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	if wc.Mode != config.WatchNotifications {
+		return n, nil
+	}
+	state, err := config.ResolveSecret(wc.ClientState, wc.ClientStateFile)
+	if err != nil {
+		return nil, fmt.Errorf("watch.client_state: %w", err)
+	}
+	n.sub, err = src.NewSubscriber(graphmail.SubscriberOptions{Store: st, Key: src.Key(), NotificationURL: wc.NotificationURL,
+		ClientState: state, Poke: n.w.Poke, Thread: th, Channel: cfg.AlertChannel(), Log: log})
+	if err != nil {
+		return nil, err
+	}
+	if n.ln, err = net.Listen("tcp", wc.Listen); err != nil {
+		return nil, fmt.Errorf("watch.listen: %w", err)
+	}
+	n.srv = &http.Server{Handler: graphmail.NotificationHandler(state, n.w.Poke, n.sub.Lifecycle, log),
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	return n, nil
+}
+
+// run serves until ctx ends. The endpoint serves before the subscription is
+// created: Graph validates the URL while creating it.
+func (n *ndrWatch) run(ctx context.Context) error {
+	if n == nil {
+		return nil
+	}
+	var g errgroup.Group
+	if n.srv != nil {
+		g.Go(func() error {
+			n.log.Info("serving change notifications", "listen", n.ln.Addr().String())
+			if err := n.srv.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("watch notifications: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return n.srv.Shutdown(shut)
+		})
+		g.Go(func() error { return n.sub.Run(ctx) })
+	}
+	g.Go(func() error { return n.w.Run(ctx) })
+	return g.Wait()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -20,13 +21,15 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ndrbot/ndrbot/executors/graph/graphfake"
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/executors/winrm/winrmfake"
 )
 
-// The 5.5.4 playbook end to end through `bot diagnose` with the real winrm and
-// probe executors: two fake WinRM servers answer as EX01 and EX02 of the lab's
-// overloaded-queue organisation, and a fake SMTP listener stands in for EOP.
+// The 5.5.4 playbook end to end through `bot diagnose` with the real winrm, probe and
+// graph executors: two fake WinRM servers answer as EX01 and EX02 of the lab's
+// overloaded-queue organisation, a fake SMTP listener stands in for EOP, and a fake
+// Microsoft Graph over HTTPS answers service health.
 
 // winrmSite is one simulated site: its servers, and the working directory holding
 // the ndrbot.yaml that points at them (and the run store).
@@ -37,7 +40,10 @@ type winrmSite struct {
 	// target need two names, so ex02 is reached as localhost.
 	host01, host02 string
 	eop            *fakeEOP
-	env            []string
+	// graph is Microsoft Graph (service health); nil when the site has no app
+	// registration configured.
+	graph *graphfake.Server
+	env   []string
 }
 
 // newWinRMSite builds the site and changes into its directory. With fastVerify the
@@ -50,6 +56,13 @@ func newWinRMSite(t *testing.T, fastVerify bool) *winrmSite {
 
 // newWinRMSiteIn is newWinRMSite for another lab scenario.
 func newWinRMSiteIn(t *testing.T, scenario string, fastVerify bool) *winrmSite {
+	t.Helper()
+	return newWinRMSiteWith(t, scenario, fastVerify, true)
+}
+
+// newWinRMSiteWith is newWinRMSiteIn with or without a graph target: without one,
+// the default graph target (no app registration) applies.
+func newWinRMSiteWith(t *testing.T, scenario string, fastVerify, withGraph bool) *winrmSite {
 	t.Helper()
 	l, err := lab.New(scenario, lab.Options{})
 	require.NoError(t, err)
@@ -81,6 +94,11 @@ func newWinRMSiteIn(t *testing.T, scenario string, fastVerify bool) *winrmSite {
     endpoints: ["%s"]
     timeout: 5s
 `, u1, u2, winrmfake.User, s.eop.addr())
+	if withGraph {
+		s.graph = graphfake.New(t)
+		cfg += graphTarget(s.graph)
+		s.env = append(s.env, "NDRBOT_TARGETS_GRAPH_CLIENT_SECRET="+s.graph.ClientSecret)
+	}
 	if fastVerify {
 		pb, err := os.ReadFile(filepath.Join("..", "..", "playbooks", "builtin", "ndr-5.5.4.yaml"))
 		require.NoError(t, err)
@@ -143,6 +161,9 @@ func TestDiagnoseOverWinRMFindsWhatTheLabFinds(t *testing.T) {
 	}
 	assert.Equal(t, int64(1), s.eop.sessions.Load(), "one SMTP probe of EOP")
 	assert.Equal(t, []string{"EHLO", "QUIT"}, s.eop.verbs())
+	health := s.graph.GraphRequests(http.MethodGet, "/admin/serviceAnnouncement/issues")
+	require.Len(t, health, 1, "one service health read")
+	assert.Equal(t, "service eq 'Exchange Online' and isResolved eq false", health[0].Query("$filter"))
 }
 
 func TestDiagnoseOverWinRMRestartsOnlyEX01(t *testing.T) {
@@ -184,6 +205,7 @@ func TestDiagnoseOverWinRMRefusesHostileSenderBeforeAnyRequest(t *testing.T) {
 	assert.Empty(t, s.ex01.Log(), "a request reached ex01")
 	assert.Empty(t, s.ex02.Log(), "a request reached ex02")
 	assert.Zero(t, s.eop.sessions.Load(), "a connection reached EOP")
+	assert.Empty(t, s.graph.Requests(), "a request reached Graph")
 	assert.Empty(t, s.lab.Calls())
 }
 

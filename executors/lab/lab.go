@@ -1,11 +1,12 @@
 // Package lab is a simulated Exchange organisation: two transport servers, their
 // queues, transport limits, send connectors, throttling policies, message tracking,
 // the EOP endpoint and the outside world the network probes see (destination MX
-// hosts, DNS, DNSBL listings), in named scenarios whose state reacts to reliefs. It
-// answers the same scripts the real servers get, recognised by the cmdlets they
-// call, with output shaped like the playbooks' own ConvertTo-Json projections of
-// Exchange 2019 cmdlet output, and probe checks with the probe executor's own
-// result types.
+// hosts, DNS, DNSBL listings), and its Microsoft 365 tenant (service health, the
+// app's change-notification subscriptions, a mailbox), in named scenarios whose
+// state reacts to reliefs. It answers the same scripts the real servers get,
+// recognised by the cmdlets they call, with output shaped like the playbooks' own
+// ConvertTo-Json projections of Exchange 2019 cmdlet output, and probe and graph
+// checks with the probe and graph executors' own result types.
 package lab
 
 import (
@@ -104,6 +105,7 @@ func New(scenario string, opts Options) (*Lab, error) {
 	if o.now == nil {
 		o.now = time.Now
 	}
+	o.m365.anchor(o.now())
 	return &Lab{scenario: scenario, latency: opts.Latency, org: o}, nil
 }
 
@@ -121,7 +123,8 @@ func (l *Lab) Calls() []Call {
 const eopTarget = "eop"
 
 // Target returns an executor for one configured target group: winrm-like targets
-// map to the lab's Exchange servers, probe targets to their configured endpoints.
+// map to the lab's Exchange servers, probe targets to their configured endpoints,
+// graph targets to the lab's Microsoft 365 tenant (Tenant).
 // A probe target without endpoints is, as with the real probe executor, the bot's
 // own vantage point (probe.VantagePoint) — except eop, which stands for the EOP
 // endpoint its default configuration names.
@@ -137,6 +140,9 @@ func (l *Lab) Target(name, kind string, endpoints []string) executors.Executor {
 		default:
 			t.hosts = []string{probe.VantagePoint}
 		}
+	case "graph":
+		// One host, the tenant, as the graph executor's Hosts is its tenant_id.
+		t.hosts = []string{Tenant}
 	default:
 		for _, s := range l.org.servers {
 			t.hosts = append(t.hosts, s.host)
@@ -186,7 +192,7 @@ func (t *target) Run(ctx context.Context, host string, a executors.Action) (exec
 	o := executors.Output{Host: host, Duration: time.Since(start)}
 	if err != nil {
 		o.ExitCode, o.Stderr = 1, err.Error()
-		return o, fmt.Errorf("lab %s: %s: %w: %v", host, a.Step, executors.ErrExit, err)
+		return o, fmt.Errorf("lab %s: %s: %w: %w", host, a.Step, executors.ErrExit, err)
 	}
 	o.Stdout, err = json.Marshal(out)
 	return o, err

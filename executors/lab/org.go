@@ -34,6 +34,9 @@ type org struct {
 	zones          map[string]dnsZone      // sending-domain DNS
 	listings       map[string]listing      // "ip zone" → DNSBL listing
 	dnsblDown      map[string]string       // "ip zone" → the probe status of a zone that does not answer
+
+	// The Microsoft 365 tenant (see graph.go).
+	m365 *m365
 }
 
 type server struct {
@@ -91,6 +94,9 @@ func (o *org) answer(host, cmdlet string, p map[string]any) (any, error) {
 		return o.probe(host, cmdlet), nil
 	case probe.CheckSMTPMX, probe.CheckMX, probe.CheckDNS, probe.CheckDNSBL:
 		return o.network(cmdlet, p)
+	}
+	if host == Tenant {
+		return o.answerGraph(cmdlet, p)
 	}
 	s := o.server(host)
 	if s == nil {

@@ -15,8 +15,9 @@ type scenario struct {
 
 // Playbook ids the scenarios belong to.
 const (
-	ndr554  = "ndr-5.5.4"
-	smtp421 = "smtp-421"
+	ndr554   = "ndr-5.5.4"
+	smtp421  = "smtp-421"
+	graph503 = "graph-503"
 )
 
 // base is a healthy two-server organisation; scenarios change what they need.
@@ -73,6 +74,7 @@ func base() *org {
 		},
 		listings:  map[string]listing{},
 		dnsblDown: map[string]string{"198.51.100.99 bl.spamcop.net": "timeout"},
+		m365:      baseM365(),
 	}
 }
 
@@ -176,8 +178,10 @@ func scenarios() map[string]scenario {
 			o.eop = smtpOutcome{status: "timeout", text: "no banner within 30s"}
 			return o
 		}},
-		"eop-side": {about: "everything on-premises is healthy yet 5.5.4 continues: the EOP side", playbook: ndr554, build: func() *org {
-			return failing(base(), 23, 70, "bob@contoso.com")
+		"eop-side": {about: "everything on-premises is healthy yet 5.5.4 continues, and Microsoft reports an Exchange Online incident: the EOP side", playbook: ndr554, build: func() *org {
+			o := failing(base(), 23, 70, "bob@contoso.com")
+			o.m365.issues = []*issue{eopIncident()}
+			return o
 		}},
 		"relief-fails": {about: "like overloaded-queue, but the transport restart does not drain the queue", playbook: ndr554, build: func() *org {
 			o := overloaded()
@@ -193,5 +197,12 @@ func scenarios() map[string]scenario {
 			build: ipListed, playbook: smtp421},
 		"queue-suspended": {about: "EX01's queue to fabrikam.com was suspended during last night's refusals; fabrikam.com accepts again, resuming drains it",
 			build: queueSuspended, playbook: smtp421},
+
+		"service-incident": {about: "Microsoft reports Exchange Online incident EX1084523: renewals answer 503; the postmaster subscription expires in 95 minutes; the service recovers while an approved renewal retries",
+			build: serviceIncidentOrg, playbook: graph503},
+		"renewal-failing": {about: "service health is clean, yet every renewal answers 503 ServiceUnavailable; the postmaster subscription expires in 40 minutes",
+			build: renewalFailingOrg, playbook: graph503},
+		"subscription-expired": {about: "the postmaster subscription lapsed 95 minutes ago; recreating it and reconciling finds the 11 NDRs whose notifications were lost",
+			build: subscriptionExpiredOrg, playbook: graph503},
 	}
 }

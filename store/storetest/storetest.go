@@ -1,8 +1,9 @@
 // Package storetest is the one test suite every store.Store backend must pass:
 // runs, results, approvals and votes (including 100 racing voters), relief claims,
 // recovery, the outbox and its dispatcher, the audit chain and its tamper
-// detection, and schema-version refusal. store/sqlite and store/postgres run it
-// against real databases.
+// detection, schema-version refusal, and the NDR watch (messages once, counts,
+// cursor, one alert per cooldown, button claims, subscription record).
+// store/sqlite and store/postgres run it against real databases.
 package storetest
 
 import (
@@ -53,6 +54,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
 	t.Run("Tamper", func(t *testing.T) { testTamper(t, open) })
 	t.Run("Schema", func(t *testing.T) { testSchema(t, open) })
+	t.Run("Watch", func(t *testing.T) { testWatch(t, open) })
 }
 
 var (
@@ -974,7 +976,7 @@ func testSchema(t *testing.T, open Opener) {
 	var tooNew *store.SchemaTooNewError
 	require.ErrorAs(t, err, &tooNew)
 	assert.Equal(t, 7, tooNew.DB)
-	assert.Contains(t, err.Error(), "database schema v7 is newer than this ndrbot (knows v1); upgrade ndrbot")
+	assert.Contains(t, err.Error(), "database schema v7 is newer than this ndrbot (knows v2); upgrade ndrbot")
 }
 
 // ---- processes racing ---------------------------------------------------------

@@ -1,0 +1,95 @@
+package playbooks_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/executors/lab"
+	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/playbooks"
+)
+
+// diagnose554On runs ndr-5.5.4 with the lab behind targets.
+func diagnose554On(t *testing.T, l *lab.Lab, targets playbooks.Targets) labRun {
+	t.Helper()
+	eng := playbooks.NewEngine(targets, playbooks.Options{WaitScale: 3000})
+	obs := &recorder{}
+	run := playbooks.NewRun("r-554", builtin(t, "5.5.4"), map[string]any{}, time.Now(), obs)
+	require.NoError(t, eng.Diagnose(context.Background(), run))
+	return labRun{run: run, eng: eng, lab: l, obs: obs}
+}
+
+// An active Exchange Online incident is evidence for the EOP side: a finding, and
+// quoted in the escalation's reason.
+func TestNDR554EOPSideQuotesMicrosoftsIncident(t *testing.T) {
+	r := diagnose(t, "eop-side", nil)
+	require.Equal(t, []string{"eop-side"}, escalationIDs(r.run.Escalations()))
+	reason := r.run.Escalations()[0].Reason
+	assert.True(t, strings.HasPrefix(reason, "All queues are healthy but 5.5.4 continues — the problem is on the EOP side. "), reason)
+	assert.Contains(t, reason, "Microsoft reports EX1093441 (incident, serviceDegradation since ")
+	assert.Contains(t, reason, "): Some users' messages are delayed or rejected with 451 4.4.0 and 550 5.5.4 errors.")
+	assert.Contains(t, r.run.Escalations()[0].Next, "quote its id")
+
+	var incidentFinding incident.Finding
+	for _, f := range r.run.Findings() {
+		if f.Rule == "m365-incident" {
+			incidentFinding = f
+		}
+	}
+	assert.Equal(t, incident.SeverityWarning, incidentFinding.Severity)
+	assert.Contains(t, incidentFinding.Text, "Microsoft reports EX1093441, an active Exchange Online incident (serviceDegradation since ")
+	assert.Contains(t, incidentFinding.Evidence, "E-Mail and calendar access: Users may see delays")
+
+	// Without Microsoft's incident the escalation says service health is clear.
+	r = diagnose(t, "throttled-sender", map[string]any{"sender": "bob@contoso.com"})
+	require.Equal(t, []string{"eop-side"}, escalationIDs(r.run.Escalations()))
+	assert.Contains(t, r.run.Escalations()[0].Reason, "Microsoft 365 service health shows no active Exchange Online incident or advisory.")
+}
+
+// Without a Graph app registration the service-health step fails with a finding
+// that says what to configure, and the rest of the tree — eop-side included —
+// works as before.
+func TestNDR554WithoutGraphApp(t *testing.T) {
+	notConfigured := config.Target{Kind: config.KindGraph}.RequireApp("graph")
+	require.ErrorIs(t, notConfigured, config.ErrNotConfigured)
+	tests := []struct {
+		scenario    string
+		findings    []string
+		escalations []string
+		reason      string
+	}{
+		{scenario: "healthy", findings: []string{"step-failed", "not-failing", "queues-healthy"}},
+		{scenario: "eop-side", findings: []string{"step-failed", "still-failing", "still-failing", "queues-healthy"},
+			escalations: []string{"eop-side"}, reason: "the problem is on the EOP side. Microsoft 365 service health was not read (see the health step)."},
+		{scenario: "network-down", findings: []string{"step-failed", "still-failing", "still-failing", "queues-healthy", "network-down"},
+			escalations: []string{"network"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.scenario, func(t *testing.T) {
+			l, err := lab.New(tc.scenario, lab.Options{})
+			require.NoError(t, err)
+			r := diagnose554On(t, l, brokenGraph{labTargetsFor(l), notConfigured})
+			assert.Equal(t, tc.findings, rules(r.run.Findings()))
+			assert.Equal(t, tc.escalations, escalationIDs(r.run.Escalations()))
+			if tc.reason != "" {
+				assert.Contains(t, r.run.Escalations()[0].Reason, tc.reason)
+			}
+			f := r.run.Findings()[0]
+			assert.Equal(t, "health", f.Step)
+			assert.Equal(t, `Step "health" (Microsoft 365 service health (Exchange Online)) did not complete: graph target "graph" not configured: `+
+				`set targets.graph.tenant_id, targets.graph.client_id and a credential (NDRBOT_TARGETS_GRAPH_CLIENT_SECRET, `+
+				`targets.graph.client_secret_file or targets.graph.certificate_file); the README's "Microsoft Graph" section lists the app registration and its permissions`, f.Text)
+			for _, s := range r.run.Steps() {
+				if s.Step != "health" && s.Step != "throttling" {
+					assert.Equal(t, incident.StepOK, s.Status, s.Step)
+				}
+			}
+		})
+	}
+}
