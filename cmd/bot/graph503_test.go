@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,10 @@ import (
 
 	"github.com/ndrbot/ndrbot/executors/graph"
 	"github.com/ndrbot/ndrbot/executors/graph/graphfake"
+	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/slack/slackfake"
+	"github.com/ndrbot/ndrbot/store"
+	"github.com/ndrbot/ndrbot/store/sqlite"
 )
 
 const labSubscription = "5d1c6f2e-8a4b-4f0e-9c3d-2b7a1e6f4c90"
@@ -259,4 +266,69 @@ func TestDiagnose554EOPSideOverWinRMAndGraph(t *testing.T) {
 	require.Len(t, got.Escalations, 1)
 	assert.Equal(t, timestamp.ReplaceAllString(want.Escalations[0].Reason, "<time>"), timestamp.ReplaceAllString(got.Escalations[0].Reason, "<time>"))
 	assert.Contains(t, got.Escalations[0].Reason, "Microsoft reports EX1093441 (incident, serviceDegradation since 2026-05-15T00:01:00Z)")
+}
+
+// graph-503 against the fake Graph gives the same findings and proposals from the
+// terminal and from Slack.
+func TestGraph503TerminalAndSlackAgree(t *testing.T) {
+	fake := graphfake.New(t)
+	graph503Site(t, fake)
+	t0 := time.Now().UTC().Add(-30 * time.Minute).Truncate(time.Second)
+	const (
+		resource = "users/postmaster@contoso.com/mailFolders('Inbox')/messages"
+		notify   = "https://ndr-hooks.contoso.com/graph/notify"
+	)
+	fake.PutSubscription(graphfake.Subscription{ID: "old-sub", Resource: resource, ChangeType: "created", NotificationURL: notify, Expiration: t0})
+	fake.Deliver("postmaster@contoso.com", "Inbox", "m-lapse-1", t0.Add(2*time.Minute))
+	params := []string{"subscription=old-sub", "resource=" + resource, "notification_url=" + notify, "expired_at=" + t0.Format(time.RFC3339)}
+	secret := "NDRBOT_TARGETS_GRAPH_CLIENT_SECRET=" + fake.ClientSecret
+
+	term := bot(t, []string{"USER=tester", secret}, "", false, append(append([]string{"diagnose", "graph-503"}, params...), "--json")...)
+	require.Contains(t, []int{exitFindings, exitEscalation}, term.code, term.out+term.err)
+	var rep runReport
+	require.NoError(t, json.Unmarshal([]byte(term.out), &rep), term.out)
+	require.NotEmpty(t, rep.Proposals)
+
+	sl := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
+	defer sl.Close()
+	s := startServeEnv(t, sl, 1, []string{secret})
+	_, err := sl.SlashCommand(context.Background(), slackfake.SlashCommand{UserID: requesterU, ChannelID: incChannel, ChannelName: "inc-mail",
+		Text: "diagnose graph-503 " + strings.Join(params, " ")})
+	require.NoError(t, err)
+	s.card(t)
+	require.Equal(t, 0, s.stop(t))
+
+	st, err := sqlite.Open(context.Background(), "ndrbot.db", store.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	runs, err := st.ListRuns(context.Background(), store.RunFilter{})
+	require.NoError(t, err)
+	var chatRun string
+	for _, r := range runs {
+		if r.Origin == "chat" {
+			chatRun = r.ID
+		}
+	}
+	require.NotEmpty(t, chatRun)
+	fromSlack, err := st.Findings(context.Background(), chatRun)
+	require.NoError(t, err)
+	key := func(fs []incident.Finding) []string {
+		var out []string
+		for _, f := range fs {
+			out = append(out, fmt.Sprintf("%s/%s/%s", f.Rule, f.Severity, f.Host))
+		}
+		sort.Strings(out)
+		return out
+	}
+	assert.Equal(t, key(rep.Findings), key(fromSlack))
+	props, err := st.Proposals(context.Background(), chatRun)
+	require.NoError(t, err)
+	var a, b []string
+	for _, p := range rep.Proposals {
+		a = append(a, p.Relief+"@"+strings.Join(p.Hosts, ","))
+	}
+	for _, p := range props {
+		b = append(b, p.Relief+"@"+strings.Join(p.Hosts, ","))
+	}
+	assert.Equal(t, a, b)
 }
