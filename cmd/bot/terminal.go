@@ -95,21 +95,15 @@ func (t *terminal) Observe(_ context.Context, ev incident.Event) {
 			t.printf("    after relief: %s %s\n", severityMark[ev.Finding.Severity], ev.Finding.Text)
 		}
 	case incident.EventEscalation:
-		if len(t.escalationsShown(ev)) > 0 {
+		// Escalations of the diagnosis are printed with its summary; those raised
+		// after a relief, as they happen.
+		t.mu.Lock()
+		live := t.summarised
+		t.mu.Unlock()
+		if live {
 			t.printEscalation(*ev.Escalation)
 		}
 	}
-}
-
-// escalationsShown lets escalations raised after a relief print as they happen;
-// those of the diagnosis are printed in the summary.
-func (t *terminal) escalationsShown(ev incident.Event) []incident.Escalation {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !t.summarised {
-		return nil
-	}
-	return []incident.Escalation{*ev.Escalation}
 }
 
 func (t *terminal) summary(run *playbooks.Run) {
