@@ -20,12 +20,6 @@ const (
 	ActionRunDiagnosis = "run-diagnosis"
 )
 
-// HostLister tells which hosts a target has now, so an approval made before the
-// target list changed is void.
-type HostLister interface {
-	Hosts(target string) ([]string, error)
-}
-
 // Click handles one button press. The button's value is never trusted alone: the
 // approval it names is looked up in the store, and the click must come from the
 // run's channel, from an approver, before the approval expired or was decided.
@@ -127,10 +121,8 @@ func (s *Service) digestNow(live *liveRun, relief string) string {
 	if pb, err := s.opts.Catalog().Resolve(live.run.Playbook.ID); err == nil {
 		version = pb.Version
 	}
-	if hl, ok := any(s.opts.Engine).(HostLister); ok {
-		if hosts, err := hl.Hosts(p.Target); err == nil {
-			p.Hosts = slices.DeleteFunc(slices.Clone(p.Hosts), func(h string) bool { return !slices.Contains(hosts, h) })
-		}
+	if hosts, err := s.opts.Engine.Hosts(p.Target); err == nil {
+		p.Hosts = slices.DeleteFunc(slices.Clone(p.Hosts), func(h string) bool { return !slices.Contains(hosts, h) })
 	}
 	return incident.ProposalDigest(version, p)
 }
