@@ -12,6 +12,7 @@ import (
 
 	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/commands"
+	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/playbooks"
@@ -252,4 +253,53 @@ func TestStatusAuditAndPlaybooks(t *testing.T) {
 	assert.Contains(t, ask("audit "+id, stranger), "needs the responder role")
 	assert.Contains(t, ask("playbooks", stranger), "ndr-5.5.4 — NDR 5.5.4 Service Unavailable")
 	assert.Contains(t, ask("playbooks", stranger), "smtp-421")
+}
+
+// onlyHosts narrows a target's hosts: the target list was edited after the approval
+// was asked.
+type onlyHosts struct {
+	lab.Targets
+	target string
+	hosts  []string
+}
+
+func (o onlyHosts) Executor(name string) (executors.Executor, error) {
+	e, err := o.Targets.Executor(name)
+	if err != nil || name != o.target {
+		return e, err
+	}
+	return narrowed{Executor: e, hosts: o.hosts}, nil
+}
+
+type narrowed struct {
+	executors.Executor
+	hosts []string
+}
+
+func (n narrowed) Hosts() []string { return n.hosts }
+
+// An approval is bound to what will run: when the target list changes before the
+// click (or the playbook is reloaded), the approval is void and nothing runs.
+func TestApprovalVoidWhenTargetsChange(t *testing.T) {
+	f := newFixture(t, "overloaded-queue", time.Now)
+	f.diagnose(t, "diagnose 5.5.4")
+	card := f.card(t, "restart-transport")
+
+	cat, err := playbooks.Load("", kinds)
+	require.NoError(t, err)
+	edited := onlyHosts{Targets: f.lab.Targets(kinds), target: "exchange", hosts: []string{"ex02.lab.contoso.com"}}
+	other := commands.New(commands.Options{
+		Catalog: func() *playbooks.Catalog { return cat },
+		Engine:  playbooks.NewEngine(edited, playbooks.Options{WaitScale: 3000, History: store.ReliefHistory{Store: f.st}}),
+		Store:   f.st, Thread: &thread{}, Owner: "replica-2",
+		Access:  commands.Access{Responders: []string{requester}, Approvers: []string{approver}, FourEyes: true},
+	})
+	defer other.Close()
+	r := other.Click(context.Background(), commands.Click{Action: "approve", Value: card.ApprovalID, User: incident.Actor{ID: approver}, ChannelID: channel})
+	assert.Contains(t, r.Text, "approval is void")
+	other.Wait()
+	assert.Zero(t, f.reliefCalls("restart-transport"))
+	a, err := f.st.GetApproval(context.Background(), card.ApprovalID)
+	require.NoError(t, err)
+	assert.Equal(t, incident.ApprovalVoid, a.Status)
 }
