@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -391,4 +393,50 @@ func TestServeReliefOverWinRM(t *testing.T) {
 	assert.Len(t, calling(site.ex01, "Restart-Service"), 1)
 	assert.Empty(t, calling(site.ex02, "Restart-Service"))
 	assert.Equal(t, 0, s.stop(t))
+}
+
+// HTTP mode through `bot serve`: a signed slash command starts a run; a bad
+// signature or an old timestamp is refused with 401 and starts nothing.
+func TestServeHTTPMode(t *testing.T) {
+	t.Chdir(t.TempDir())
+	fake := slackfake.New(slackfake.Options{})
+	defer fake.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	const secret = "http-mode-signing-secret"
+	env := append(serveEnv(fake), "NDRBOT_SLACK_MODE=http", "NDRBOT_SLACK_LISTEN="+addr, "SLACK_SIGNING_SECRET="+secret)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &lockedBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--lab", "overloaded-queue"}, stdio{in: strings.NewReader(""), out: out, err: out,
+			getenv: lookupIn(env), environ: func() []string { return env }})
+	}()
+	post := func(at time.Time, key string) int {
+		form := fake.SlashCommandForm(slackfake.SlashCommand{UserID: requesterU, ChannelID: incChannel, ChannelName: "inc-mail", Text: "diagnose 5.5.4"})
+		req, err := slackfake.SignedRequest(context.Background(), "http://"+addr+"/slack/commands", key, at, form)
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for post(time.Now(), "wrong-secret") == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond) // until it listens
+	}
+	assert.Equal(t, http.StatusUnauthorized, post(time.Now(), "wrong-secret"))
+	assert.Equal(t, http.StatusUnauthorized, post(time.Now().Add(-6*time.Minute), secret))
+	assert.Empty(t, fake.Messages(incChannel), "a refused request starts nothing")
+
+	assert.Equal(t, http.StatusOK, post(time.Now(), secret))
+	s := &served{fake: fake, cancel: cancel, done: done, out: out}
+	s.card(t)
+	cancel()
+	assert.Equal(t, 0, <-done, out.String())
 }
