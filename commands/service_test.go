@@ -292,7 +292,7 @@ func TestApprovalVoidWhenTargetsChange(t *testing.T) {
 		Catalog: func() *playbooks.Catalog { return cat },
 		Engine:  playbooks.NewEngine(edited, playbooks.Options{WaitScale: 3000, History: store.ReliefHistory{Store: f.st}}),
 		Store:   f.st, Thread: &thread{}, Owner: "replica-2",
-		Access:  commands.Access{Responders: []string{requester}, Approvers: []string{approver}, FourEyes: true},
+		Access: commands.Access{Responders: []string{requester}, Approvers: []string{approver}, FourEyes: true},
 	})
 	defer other.Close()
 	r := other.Click(context.Background(), commands.Click{Action: "approve", Value: card.ApprovalID, User: incident.Actor{ID: approver}, ChannelID: channel})

@@ -88,7 +88,7 @@ func goldenCases() map[string]commands.Message {
 	msg := func(key string) commands.Message { return commands.Message{RunID: "r-7f3a", Key: key} }
 	with := func(m commands.Message, f func(*commands.Message)) commands.Message { f(&m); return m }
 	ak := commands.ApprovalKey("restart-transport")
-	return map[string]commands.Message{
+	cases := map[string]commands.Message{
 		"root-running": with(msg(commands.KeyRoot), func(m *commands.Message) {
 			m.Root = runView("running", stepsRunning, "m365-health")
 		}),
@@ -174,6 +174,59 @@ func goldenCases() map[string]commands.Message {
 			}
 		}),
 	}
+	for name, v := range alertCases() {
+		cases[name] = commands.Message{Channel: "C0ESC", TopLevel: true, Key: commands.WatchAlertKey(v.AlertID), Alert: &v}
+	}
+	// The watch's notice about its subscription (watch/graphmail).
+	cases["notice-renewal-failing"] = commands.Message{Channel: "C0ESC", TopLevel: true, Key: "watch-notice:x", Notice: &commands.NoticeView{
+		Severity: "critical", Title: "NDR watch: Graph subscription renewal keeps failing", At: time.Date(2026, 11, 29, 16, 0, 0, 0, time.UTC),
+		Text: "14 renewals of subscription 7f105c7d-2dc5-4530-97cd-4e7ae6534c07 failed; it expires at 2026-11-30 10:00 UTC (in 18h0m0s). " +
+			"The bot keeps retrying, then recreates it and reconciles by delta; the watch keeps polling meanwhile. " +
+			"Last error: graph PATCH /subscriptions/7f105c7d-2dc5-4530-97cd-4e7ae6534c07: 503 ExtensionError: Operation: Update; Exception: [Status Code: ServiceUnavailable; Reason: ] (request-id <none>)"}}
+	return cases
+}
+
+// alertCases are the NDR watch's alerts: pending with its button, after a responder
+// started the diagnosis, and for a code no playbook handles.
+func alertCases() map[string]commands.AlertView {
+	at := time.Date(2026, 11, 23, 10, 4, 0, 0, time.UTC)
+	base := commands.AlertView{AlertID: "wa-20261123-0e1049f3a2", Code: "5.5.4", Messages: 37, Domains: 12, Window: 5 * time.Minute,
+		Threshold: 20, Mailbox: "postmaster@contoso.com", First: at.Add(-4 * time.Minute), Last: at,
+		TopDomains: []commands.DomainCount{{Domain: "fabrikam.com", Messages: 9}, {Domain: "northwind.example", Messages: 6},
+			{Domain: "tailspin.example", Messages: 4}, {Domain: "wingtip.example", Messages: 3}, {Domain: "adatum.example", Messages: 3}},
+		Sample:   "Remote Server returned '550 5.5.4 Service Unavailable'",
+		Playbook: "ndr-5.5.4", PlaybookTitle: "NDR 5.5.4 Service Unavailable", Button: "5.5.4", At: at}
+	started := base
+	started.DiagnosisBy, started.DiagnosisAt = commands.Actor{ID: "U0REQ", Name: "req"}, at.Add(2*time.Minute)
+	noPlaybook := base
+	noPlaybook.Code, noPlaybook.Playbook, noPlaybook.PlaybookTitle, noPlaybook.Button = "5.7.1", "", "", ""
+	noPlaybook.Hint = "No playbook matches 5.7.1 (/ndr playbooks lists them)."
+	noPlaybook.Sample = "Remote Server returned '550 5.7.1 <!channel> relay denied'"
+	return map[string]commands.AlertView{"alert-pending": base, "alert-diagnosis-started": started, "alert-no-playbook": noPlaybook}
+}
+
+// The alert's Run diagnosis button is there until a responder starts the diagnosis,
+// and NDR text is escaped; the notice escapes Graph's error text.
+func TestRenderWatchAlertsAndNotice(t *testing.T) {
+	for name, v := range alertCases() {
+		t.Run(name, func(t *testing.T) {
+			r, err := renderer.Render(goldenCases()[name])
+			require.NoError(t, err)
+			raw := prettyJSON(t, r)
+			assert.Contains(t, r.Text, "NDR "+v.Code+" spike: 37 in 5 min across 12 domains")
+			switch {
+			case v.Button != "" && v.DiagnosisBy.IsZero():
+				assert.Equal(t, 1, strings.Count(raw, `"action_id": "run-diagnosis"`))
+				assert.Contains(t, raw, `"value": "5.5.4"`, "the button carries the playbook code")
+			default:
+				assert.NotContains(t, raw, `"type": "actions"`, "no button")
+			}
+			assert.NotContains(t, raw, "<!channel>", "NDR text is escaped")
+		})
+	}
+	r, err := renderer.Render(goldenCases()["notice-renewal-failing"])
+	require.NoError(t, err)
+	assert.Contains(t, prettyJSON(t, r), "&lt;none&gt;", "escaped")
 }
 
 func TestRenderGolden(t *testing.T) {

@@ -86,6 +86,7 @@ func TestCertificateCredential(t *testing.T) {
 	}{
 		{"plain key", "testdata/app.pem", ""},
 		{"encrypted key (PBES2)", "testdata/app-encrypted.pem", "pem-pass-phrase"},
+		{"PKCS#12 with a password", "testdata/app.p12", "p12-pass-phrase"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -7,7 +7,9 @@
 // certificate, from env or file) through azidentity, and talks to Graph through
 // msgraph-sdk-go on an adapter it builds itself: the cloud key (global, usgov,
 // usgovdod, china) or graph_url / authority_url decide the Graph base URL, the only
-// host bearer tokens are sent to, and the authority host.
+// host bearer tokens are sent to, and the authority host. That connection is a
+// Client (client.go), which other packages — the NDR watch's mailbox source — use
+// through NewClient, so they sign in and reach Graph exactly as the checks do.
 //
 // Transient failures — 429, 503, 504 and connection resets — are retried under a
 // RetryPolicy bounded by attempts and by the action's deadline (see retry.go). A
@@ -28,33 +30,17 @@ package graph
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
-	"os"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
-	abs "github.com/microsoft/kiota-abstractions-go"
-	absser "github.com/microsoft/kiota-abstractions-go/serialization"
-	khttp "github.com/microsoft/kiota-http-go"
-	jsonser "github.com/microsoft/kiota-serialization-json-go"
-	textser "github.com/microsoft/kiota-serialization-text-go"
-	core "github.com/microsoftgraph/msgraph-sdk-go-core"
-	coreauth "github.com/microsoftgraph/msgraph-sdk-go-core/authentication"
 
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors"
@@ -86,7 +72,7 @@ const sdkVersion = "1.89.0"
 // map national-cloud host names to a local fake with one.
 type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// Option configures an Executor.
+// Option configures an Executor or a Client (NewClient reads only WithDialer).
 type Option func(*options)
 
 type options struct {
@@ -115,32 +101,19 @@ func withRand(r func() float64) Option { return func(o *options) { o.rand = r } 
 
 // Executor runs Graph checks for one graph target. It is safe for concurrent use.
 type Executor struct {
-	name     string
-	host     string // the one host: the tenant
-	tenant   string
-	clientID string
-	ep       Endpoints
-	cred     credentialSource
-	retry    RetryPolicy
-	timeout  time.Duration
-	log      *slog.Logger
-	now      func() time.Time
-	rand     func() float64
-
-	transport *http.Transport // shared by the credential and the adapter
-	authHTTP  *http.Client    // the credential's pipeline transport
-
-	mu      sync.Mutex
-	current *session // rebuilt when the credential material changes
+	name    string
+	host    string // the one host: the tenant
+	tenant  string
+	ep      Endpoints
+	client  *Client
+	retry   RetryPolicy
+	timeout time.Duration
+	log     *slog.Logger
+	now     func() time.Time
+	rand    func() float64
 }
 
 var _ executors.Executor = (*Executor)(nil)
-
-// session is a credential and the adapter that uses it.
-type session struct {
-	fingerprint [32]byte
-	adapter     abs.RequestAdapter
-}
 
 // New builds the executor for graph target t named name. It checks the configuration
 // and reads the credential, without contacting Microsoft.
@@ -152,27 +125,18 @@ func New(name string, t config.Target, opts ...Option) (*Executor, error) {
 	fail := func(format string, args ...any) (*Executor, error) {
 		return nil, fmt.Errorf("graph target %q: "+format, append([]any{name}, args...)...)
 	}
-	if t.Kind != "" && t.Kind != Kind {
-		return fail("kind is %q, not graph", t.Kind)
-	}
-	if len(t.Endpoints) > 0 {
-		return fail("endpoints: not used by graph targets; set cloud or graph_url")
-	}
-	if t.TenantID == "" || t.ClientID == "" {
-		return fail("tenant_id and client_id are required")
-	}
-	ep, err := ResolveEndpoints(t)
-	if err != nil {
-		return fail("%w", err)
-	}
 	if err := o.retry.valid(); err != nil {
 		return fail("%w", err)
 	}
 	if t.Timeout < 0 {
 		return fail("timeout %s is negative", t.Timeout)
 	}
+	c, err := newClient(name, t, o)
+	if err != nil {
+		return nil, err
+	}
 	e := &Executor{
-		name: name, host: t.TenantID, tenant: t.TenantID, clientID: t.ClientID, ep: ep,
+		name: name, host: t.TenantID, tenant: t.TenantID, ep: c.ep, client: c,
 		retry: o.retry, timeout: DefaultTimeout, log: o.logger, now: o.now, rand: o.rand,
 	}
 	if t.Timeout > 0 {
@@ -182,29 +146,6 @@ func New(name string, t config.Target, opts ...Option) (*Executor, error) {
 		e.log = slog.New(slog.DiscardHandler)
 	}
 	e.log = e.log.With("component", "graph", "target", name)
-
-	e.cred, err = newCredentialSource(t)
-	if err != nil {
-		return fail("%w", err)
-	}
-	tlsConf, err := tlsConfig(t)
-	if err != nil {
-		return fail("%w", err)
-	}
-	// A clone of the default transport keeps proxies from the environment, HTTP/2 and
-	// the default timeouts. RootCAs stays nil (the system roots, which honour
-	// SSL_CERT_FILE and SSL_CERT_DIR) unless ca_file adds a CA to them.
-	e.transport = http.DefaultTransport.(*http.Transport).Clone()
-	e.transport.TLSClientConfig = tlsConf
-	e.transport.ForceAttemptHTTP2 = true
-	e.transport.ResponseHeaderTimeout = 2 * time.Minute
-	if o.dial != nil {
-		e.transport.DialContext = o.dial
-	}
-	e.authHTTP = &http.Client{Transport: e.transport}
-	if _, err := e.session(); err != nil { // fail at start, not at the first incident
-		return fail("%w", err)
-	}
 	return e, nil
 }
 
@@ -247,7 +188,7 @@ func (e *Executor) Run(ctx context.Context, host string, a executors.Action) (ex
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	s, err := e.session()
+	s, err := e.client.session()
 	if err != nil {
 		return fail(err)
 	}
@@ -281,195 +222,6 @@ func (e *Executor) Run(ctx context.Context, host string, a executors.Action) (ex
 	out.Duration = time.Since(start)
 	e.log.Debug("graph check done", "step", a.Step, "check", a.Check, "duration", out.Duration)
 	return out, nil
-}
-
-// session returns the adapter for the current credential, rebuilding it when the
-// secret or certificate file changed since the last call (a rotated client secret
-// is picked up by the next step, without a restart).
-func (e *Executor) session() (*session, error) {
-	m, err := e.cred.load()
-	if err != nil {
-		return nil, err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.current != nil && e.current.fingerprint == m.fingerprint {
-		return e.current, nil
-	}
-	cred, err := e.credential(m)
-	if err != nil {
-		return nil, err
-	}
-	auth, err := coreauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{e.ep.Scope}, []string{e.ep.GraphHost})
-	if err != nil {
-		return nil, fmt.Errorf("authentication provider: %w", err)
-	}
-	adapter, err := khttp.NewNetHttpRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(
-		auth, parseNodeFactory(), serializationWriterFactory(), e.graphHTTPClient())
-	if err != nil {
-		return nil, fmt.Errorf("request adapter: %w", err)
-	}
-	adapter.SetBaseUrl(e.ep.GraphURL)
-	e.current = &session{fingerprint: m.fingerprint, adapter: adapter}
-	return e.current, nil
-}
-
-// graphHTTPClient is the adapter's client: a fixed middleware chain over the shared
-// transport. Order, outermost first:
-//
-//	telemetry (SdkVersion, a fresh client-request-id per attempt)
-//	→ parameter-name decoding (%24filter → $filter)
-//	→ user agent
-//	→ redirect (drops Authorization when the host changes)
-//	→ recorder (the ids of each attempt, for RequestError)
-//
-// No retry handler (call owns retries) and no compression handler: request bodies
-// are tiny, and a compressed body replayed by a retry is kiota-http-go#183.
-func (e *Executor) graphHTTPClient() *http.Client {
-	mw := []khttp.Middleware{
-		core.NewGraphTelemetryHandler(&core.GraphClientOptions{GraphServiceLibraryVersion: sdkVersion}),
-		khttp.NewParametersNameDecodingHandler(),
-		khttp.NewUserAgentHandler(),
-		khttp.NewRedirectHandler(),
-		recorder{},
-	}
-	return &http.Client{
-		Transport:     khttp.NewCustomTransportWithParentTransport(e.transport, mw...),
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
-
-// credential builds the azidentity credential for the loaded material.
-func (e *Executor) credential(m material) (azcore.TokenCredential, error) {
-	co := azcore.ClientOptions{
-		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: e.ep.AuthorityURL},
-		Transport: e.authHTTP,
-		Retry:     policy.RetryOptions{MaxRetries: 2},
-	}
-	if m.secret != "" {
-		c, err := azidentity.NewClientSecretCredential(e.tenant, e.clientID, m.secret, &azidentity.ClientSecretCredentialOptions{
-			ClientOptions: co, DisableInstanceDiscovery: !e.ep.InstanceDiscovery,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("client secret credential: %w", err)
-		}
-		return c, nil
-	}
-	pemData, err := decryptPEMKeys(m.cert, m.certPassword)
-	if err != nil {
-		return nil, fmt.Errorf("certificate_file: %w", err)
-	}
-	certs, key, err := azidentity.ParseCertificates(pemData, nil)
-	if err != nil {
-		// The parser's message names the problem (wrong password, no key), not the key.
-		return nil, fmt.Errorf("certificate_file: %w", err)
-	}
-	c, err := azidentity.NewClientCertificateCredential(e.tenant, e.clientID, certs, key, &azidentity.ClientCertificateCredentialOptions{
-		ClientOptions: co, DisableInstanceDiscovery: !e.ep.InstanceDiscovery,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("certificate credential: %w", err)
-	}
-	return c, nil
-}
-
-func parseNodeFactory() absser.ParseNodeFactory {
-	r := absser.NewParseNodeFactoryRegistry()
-	r.ContentTypeAssociatedFactories["application/json"] = jsonser.NewJsonParseNodeFactory()
-	r.ContentTypeAssociatedFactories["text/plain"] = textser.NewTextParseNodeFactory()
-	return r
-}
-
-func serializationWriterFactory() absser.SerializationWriterFactory {
-	r := absser.NewSerializationWriterFactoryRegistry()
-	r.ContentTypeAssociatedFactories["application/json"] = jsonser.NewJsonSerializationWriterFactory()
-	r.ContentTypeAssociatedFactories["text/plain"] = textser.NewTextSerializationWriterFactory()
-	return r
-}
-
-// credentialSource reads the credential material anew on each use.
-type credentialSource struct {
-	secret     config.Secret
-	secretFile string
-	certFile   string
-	password   config.Secret
-	pwFile     string
-}
-
-// material is one reading of the credential; fingerprint identifies it without
-// keeping a second copy of the secret around.
-type material struct {
-	secret       string
-	cert         []byte
-	certPassword string
-	fingerprint  [32]byte
-}
-
-func newCredentialSource(t config.Target) (credentialSource, error) {
-	hasSecret := t.ClientSecret != "" || t.ClientSecretFile != ""
-	switch {
-	case hasSecret && t.CertificateFile != "":
-		return credentialSource{}, errors.New("client_secret and certificate_file: configure exactly one credential")
-	case !hasSecret && t.CertificateFile == "":
-		return credentialSource{}, errors.New("no credential: set client_secret (env or client_secret_file) or certificate_file")
-	}
-	return credentialSource{secret: t.ClientSecret, secretFile: t.ClientSecretFile, certFile: t.CertificateFile,
-		password: t.CertificatePassword, pwFile: t.CertificatePasswordFile}, nil
-}
-
-func (c credentialSource) load() (material, error) {
-	var m material
-	h := sha256.New()
-	if c.certFile == "" {
-		s, err := config.ResolveSecret(c.secret, c.secretFile)
-		if err != nil {
-			return m, fmt.Errorf("client_secret: %w", err) // names the file, never the content
-		}
-		m.secret = s
-		h.Write([]byte("secret\x00" + s))
-	} else {
-		b, err := os.ReadFile(c.certFile)
-		if err != nil {
-			return m, fmt.Errorf("certificate_file: %w", err)
-		}
-		m.cert = b
-		if c.password != "" || c.pwFile != "" {
-			if m.certPassword, err = config.ResolveSecret(c.password, c.pwFile); err != nil {
-				return m, fmt.Errorf("certificate_password: %w", err)
-			}
-		}
-		h.Write([]byte("cert\x00"))
-		h.Write(b)
-		h.Write([]byte("\x00" + m.certPassword))
-	}
-	copy(m.fingerprint[:], h.Sum(nil))
-	return m, nil
-}
-
-// tlsConfig verifies Graph and the authority against the system roots — which Go
-// reads from SSL_CERT_FILE / SSL_CERT_DIR when set — plus ca_file's CAs for a
-// TLS-inspecting proxy.
-func tlsConfig(t config.Target) (*tls.Config, error) {
-	conf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if t.CAFile != "" && t.InsecureSkipVerify {
-		return nil, errors.New("ca_file and insecure_skip_verify: set one, not both")
-	}
-	conf.InsecureSkipVerify = t.InsecureSkipVerify //nolint:gosec // only when configured explicitly
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", t.CAFile)
-		}
-		conf.RootCAs = pool
-	}
-	return conf, nil
 }
 
 // authError is a token the authority refused or could not issue.

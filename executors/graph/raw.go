@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
 	abs "github.com/microsoft/kiota-abstractions-go"
@@ -35,12 +34,8 @@ func (e *Executor) getBytes(ctx context.Context, s *session, op string, build fu
 		if err != nil {
 			return err
 		}
-		res, err := s.adapter.SendPrimitive(ctx, ri, "[]byte", errorMapping)
-		if err != nil {
-			return err
-		}
-		body, _ = res.([]byte)
-		return nil
+		body, err = sendBytes(ctx, s.adapter, ri)
+		return err
 	})
 	return body, info, err
 }
@@ -63,13 +58,9 @@ func (e *Executor) pageRequest(link string) func() (*abs.RequestInformation, err
 }
 
 func (e *Executor) checkLink(link string) (*url.URL, error) {
-	u, err := url.Parse(link)
+	u, err := e.client.CheckLink(link)
 	if err != nil {
-		return nil, fmt.Errorf("next link is not a URL: %w", err)
-	}
-	base, _ := url.Parse(e.ep.GraphURL)
-	if !strings.EqualFold(u.Hostname(), e.ep.GraphHost) || u.Scheme != base.Scheme {
-		return nil, fmt.Errorf("next link leads to %s://%s, not to Graph at %s", u.Scheme, u.Host, e.ep.GraphHost)
+		return nil, fmt.Errorf("next %w", err)
 	}
 	return u, nil
 }

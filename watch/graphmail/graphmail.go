@@ -1,9 +1,11 @@
 // Package graphmail is the NDR watch's mailbox source on Microsoft Graph: a delta
 // query over one mail folder (GET /users/{mailbox}/mailFolders/{folder}/messages/delta),
-// polled — no inbound endpoint. It signs in with a graph target's app registration
-// (client secret or certificate, from env or file) and talks to the target's cloud
-// (graph.ResolveEndpoints: global, GCC High, DoD, China, or graph_url /
-// authority_url); bearer tokens only ever go to that Graph host.
+// polled — no inbound endpoint. It talks to Graph through the target's graph.Client,
+// as the executor does: the app registration's credential (client secret or
+// certificate, encrypted PEM keys included, from env or file, re-read when it
+// rotates), the target's cloud (graph.ResolveEndpoints: global, GCC High, DoD,
+// China, or graph_url / authority_url), ca_file; bearer tokens only ever go to that
+// Graph host. Requests are sent once: a failed round is retried by the next poll.
 //
 // The executors/graph executor reads ids and times only; the watch needs the
 // subject, the text body and the sender to recognise an NDR, so it asks for them
@@ -14,9 +16,6 @@ package graphmail
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,23 +24,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	abs "github.com/microsoft/kiota-abstractions-go"
-	absser "github.com/microsoft/kiota-abstractions-go/serialization"
-	khttp "github.com/microsoft/kiota-http-go"
-	jsonser "github.com/microsoft/kiota-serialization-json-go"
-	textser "github.com/microsoft/kiota-serialization-text-go"
-	core "github.com/microsoftgraph/msgraph-sdk-go-core"
-	coreauth "github.com/microsoftgraph/msgraph-sdk-go-core/authentication"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
 	"github.com/ndrbot/ndrbot/config"
@@ -73,15 +60,10 @@ type Options struct {
 
 // Source reads one mailbox folder by delta query. It is safe for concurrent use.
 type Source struct {
-	name      string
-	ep        graph.Endpoints
-	target    config.Target
-	o         Options
-	transport *http.Transport
-
-	mu      sync.Mutex
-	adapter abs.RequestAdapter
-	print   [32]byte
+	name   string
+	client *graph.Client
+	ep     graph.Endpoints
+	o      Options
 }
 
 var _ watch.Source = (*Source)(nil)
@@ -97,18 +79,11 @@ func New(name string, t config.Target, o Options) (*Source, error) {
 	if t.Kind != config.KindGraph {
 		return fail("kind is %q, not graph", t.Kind)
 	}
-	if t.TenantID == "" || t.ClientID == "" {
-		return fail("tenant_id and client_id are required")
-	}
 	if o.Folder == "" {
 		o.Folder = "inbox"
 	}
 	if !idRE.MatchString(o.Mailbox) || !idRE.MatchString(o.Folder) {
 		return fail("mailbox %q or folder %q is not a Graph id or principal name", o.Mailbox, o.Folder)
-	}
-	ep, err := graph.ResolveEndpoints(t)
-	if err != nil {
-		return fail("%w", err)
 	}
 	if o.Backfill <= 0 {
 		o.Backfill = watch.DefaultWindow
@@ -125,127 +100,19 @@ func New(name string, t config.Target, o Options) (*Source, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // only when configured
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return fail("ca_file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return fail("ca_file: %s holds no PEM certificate", t.CAFile)
-		}
-		tlsConf.RootCAs = pool
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tlsConf
-	tr.ForceAttemptHTTP2 = true
-	tr.ResponseHeaderTimeout = 2 * time.Minute
+	var opts []graph.Option
 	if o.Dial != nil {
-		tr.DialContext = o.Dial
+		opts = append(opts, graph.WithDialer(o.Dial))
 	}
-	s := &Source{name: name, ep: ep, target: t, o: o, transport: tr}
-	if _, err := s.session(); err != nil {
-		return fail("%w", err)
+	client, err := graph.NewClient(name, t, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("watch: %w", err)
 	}
-	return s, nil
+	return &Source{name: name, client: client, ep: client.Endpoints(), o: o}, nil
 }
 
 // Key names the watch in the store: mailbox and folder, lower case.
 func (s *Source) Key() string { return strings.ToLower(s.o.Mailbox + "/" + s.o.Folder) }
-
-// session returns the adapter, rebuilt when the credential files changed (a rotated
-// secret or certificate is used by the next poll, without a restart).
-func (s *Source) session() (abs.RequestAdapter, error) {
-	cred, print, err := s.credential()
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.adapter != nil && s.print == print {
-		return s.adapter, nil
-	}
-	auth, err := coreauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{s.ep.Scope}, []string{s.ep.GraphHost})
-	if err != nil {
-		return nil, fmt.Errorf("authentication provider: %w", err)
-	}
-	pf := absser.NewParseNodeFactoryRegistry()
-	pf.ContentTypeAssociatedFactories["application/json"] = jsonser.NewJsonParseNodeFactory()
-	pf.ContentTypeAssociatedFactories["text/plain"] = textser.NewTextParseNodeFactory()
-	sf := absser.NewSerializationWriterFactoryRegistry()
-	sf.ContentTypeAssociatedFactories["application/json"] = jsonser.NewJsonSerializationWriterFactory()
-	client := &http.Client{
-		Transport: khttp.NewCustomTransportWithParentTransport(s.transport,
-			core.NewGraphTelemetryHandler(&core.GraphClientOptions{GraphServiceLibraryVersion: "1.89.0"}),
-			khttp.NewParametersNameDecodingHandler(), khttp.NewUserAgentHandler()),
-		// Links are followed by Delta itself, after checking their host.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	adapter, err := khttp.NewNetHttpRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, pf, sf, client)
-	if err != nil {
-		return nil, fmt.Errorf("request adapter: %w", err)
-	}
-	adapter.SetBaseUrl(s.ep.GraphURL)
-	s.adapter, s.print = adapter, print
-	return adapter, nil
-}
-
-// credential reads the target's secret or certificate anew.
-func (s *Source) credential() (azcore.TokenCredential, [32]byte, error) {
-	t := s.target
-	co := azcore.ClientOptions{
-		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: s.ep.AuthorityURL},
-		Transport: &http.Client{Transport: s.transport},
-		Retry:     policy.RetryOptions{MaxRetries: 2},
-	}
-	h := sha256.New()
-	var print [32]byte
-	hasSecret := t.ClientSecret != "" || t.ClientSecretFile != ""
-	switch {
-	case hasSecret && t.CertificateFile != "":
-		return nil, print, errors.New("client_secret and certificate_file: configure exactly one credential")
-	case hasSecret:
-		secret, err := config.ResolveSecret(t.ClientSecret, t.ClientSecretFile)
-		if err != nil {
-			return nil, print, fmt.Errorf("client_secret: %w", err)
-		}
-		h.Write([]byte("secret\x00" + secret))
-		copy(print[:], h.Sum(nil))
-		c, err := azidentity.NewClientSecretCredential(t.TenantID, t.ClientID, secret, &azidentity.ClientSecretCredentialOptions{
-			ClientOptions: co, DisableInstanceDiscovery: !s.ep.InstanceDiscovery})
-		return c, print, err
-	case t.CertificateFile != "":
-		data, err := os.ReadFile(t.CertificateFile)
-		if err != nil {
-			return nil, print, fmt.Errorf("certificate_file: %w", err)
-		}
-		var password []byte
-		if t.CertificatePassword != "" || t.CertificatePasswordFile != "" {
-			pw, err := config.ResolveSecret(t.CertificatePassword, t.CertificatePasswordFile)
-			if err != nil {
-				return nil, print, fmt.Errorf("certificate_password: %w", err)
-			}
-			password = []byte(pw)
-		}
-		h.Write([]byte("cert\x00"))
-		h.Write(data)
-		h.Write(append([]byte{0}, password...))
-		copy(print[:], h.Sum(nil))
-		certs, key, err := azidentity.ParseCertificates(data, password)
-		if err != nil {
-			// azidentity cannot decrypt encrypted PEM keys (the executor can); say so.
-			return nil, print, fmt.Errorf("certificate_file: %w (the watch reads unencrypted PEM keys and PKCS#12)", err)
-		}
-		c, err := azidentity.NewClientCertificateCredential(t.TenantID, t.ClientID, certs, key, &azidentity.ClientCertificateCredentialOptions{
-			ClientOptions: co, DisableInstanceDiscovery: !s.ep.InstanceDiscovery})
-		return c, print, err
-	}
-	return nil, print, errors.New("no credential: set client_secret (env or client_secret_file) or certificate_file")
-}
 
 // ErrResync is Graph's answer to a delta link it no longer knows (410 Gone,
 // SyncStateNotFound): Delta starts a new sync by itself.
@@ -257,7 +124,7 @@ var ErrResync = errors.New("delta sync state expired")
 // messages read before it and the link to continue from come back with it, so the
 // watch keeps the progress.
 func (s *Source) Delta(ctx context.Context, cursor string) ([]watch.Message, string, error) {
-	adapter, err := s.session()
+	adapter, err := s.client.Adapter()
 	if err != nil {
 		return nil, "", err
 	}
@@ -317,13 +184,9 @@ func (s *Source) initialLink() string {
 
 // checkLink keeps links on the Graph host: the bearer token goes nowhere else.
 func (s *Source) checkLink(link string) (*url.URL, error) {
-	u, err := url.Parse(link)
+	u, err := s.client.CheckLink(link)
 	if err != nil {
-		return nil, fmt.Errorf("graph delta: link is not a URL: %w", err)
-	}
-	base, _ := url.Parse(s.ep.GraphURL)
-	if !strings.EqualFold(u.Hostname(), s.ep.GraphHost) || u.Scheme != base.Scheme {
-		return nil, fmt.Errorf("graph delta: link leads to %s://%s, not to Graph at %s", u.Scheme, u.Host, s.ep.GraphHost)
+		return nil, fmt.Errorf("graph delta: %w", err)
 	}
 	return u, nil
 }

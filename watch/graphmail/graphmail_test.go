@@ -2,6 +2,7 @@ package graphmail_test
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -264,6 +265,41 @@ func TestDeltaMessagesReachTheParser(t *testing.T) {
 	assert.Len(t, msgs, 3, "the new sync lists the window again; the watch counts each id once")
 	assert.Equal(t, g.link("deltatoken", "d1"), cursor)
 	assert.Contains(t, g.hits[len(g.hits)-2], "$filter=receivedDateTime", "the new sync starts from the backfill")
+}
+
+// The watch signs in as the executor does (graph.NewClient): a certificate whose
+// PEM key is encrypted, with certificate_password, works here too.
+func TestDeltaWithEncryptedCertificate(t *testing.T) {
+	b, err := os.ReadFile("../../executors/graph/testdata/app-encrypted.pem")
+	require.NoError(t, err)
+	var block *pem.Block
+	for rest := b; ; {
+		block, rest = pem.Decode(rest)
+		require.NotNil(t, block, "a CERTIFICATE block")
+		if block.Type == "CERTIFICATE" {
+			break
+		}
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	require.NoError(t, err)
+	fake := graphfake.New(t, graphfake.WithClientCert(cert))
+	fake.Deliver(mailbox, "inbox", "m0", time.Now())
+	tg := target(fake)
+	tg.ClientSecret, tg.CertificateFile = "", "../../executors/graph/testdata/app-encrypted.pem"
+	tg.CertificatePassword = "pem-pass-phrase"
+	src, err := graphmail.New("graph", tg, graphmail.Options{Mailbox: mailbox})
+	require.NoError(t, err)
+	msgs, _, err := src.Delta(context.Background(), "")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"m0"}, ids(msgs))
+	tok := fake.TokenRequests()
+	require.Len(t, tok, 1)
+	assert.Contains(t, string(tok[0].Body), "client_assertion=", "signed with the decrypted key")
+
+	tg.CertificatePassword = "not-the-PASSWORD"
+	_, err = graphmail.New("graph", tg, graphmail.Options{Mailbox: mailbox})
+	require.ErrorContains(t, err, "wrong certificate_password")
+	assert.NotContains(t, err.Error(), "not-the-PASSWORD")
 }
 
 // A link to another host is refused: the bearer token never leaves Graph.

@@ -341,10 +341,6 @@ func (e *graphError) Error() string { return e.msg }
 
 // send makes one JSON request to Graph and decodes the answer into out.
 func (s *Source) send(ctx context.Context, method abs.HttpMethod, path string, body any, out any) error {
-	adapter, err := s.session()
-	if err != nil {
-		return err
-	}
 	u, err := url.Parse(s.ep.GraphURL + path)
 	if err != nil {
 		return err
@@ -360,7 +356,7 @@ func (s *Source) send(ctx context.Context, method abs.HttpMethod, path string, b
 		}
 		ri.SetStreamContentAndContentType(b, "application/json")
 	}
-	res, err := adapter.SendPrimitive(ctx, ri, "[]byte", abs.ErrorMappings{"XXX": odataerrors.CreateODataErrorFromDiscriminatorValue})
+	b, err := s.client.Send(ctx, ri)
 	if err != nil {
 		e := describe(methodName(method)+" "+path, err)
 		status := 0
@@ -374,7 +370,6 @@ func (s *Source) send(ctx context.Context, method abs.HttpMethod, path string, b
 		}
 		return &graphError{status: status, msg: e.Error()}
 	}
-	b, _ := res.([]byte)
 	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
 			return fmt.Errorf("decoding Graph's answer: %w", err)
