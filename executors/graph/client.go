@@ -355,25 +355,4 @@ func (c credentialSource) load() (material, error) {
 // tlsConfig verifies Graph and the authority against the system roots — which Go
 // reads from SSL_CERT_FILE / SSL_CERT_DIR when set — plus ca_file's CAs for a
 // TLS-inspecting proxy.
-func tlsConfig(t config.Target) (*tls.Config, error) {
-	conf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if t.CAFile != "" && t.InsecureSkipVerify {
-		return nil, errors.New("ca_file and insecure_skip_verify: set one, not both")
-	}
-	conf.InsecureSkipVerify = t.InsecureSkipVerify //nolint:gosec // only when configured explicitly
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", t.CAFile)
-		}
-		conf.RootCAs = pool
-	}
-	return conf, nil
-}
+func tlsConfig(t config.Target) (*tls.Config, error) { return t.ClientTLS(true) }

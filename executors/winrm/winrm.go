@@ -13,14 +13,12 @@ package winrm
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -208,25 +206,7 @@ func (e *Executor) secret() (config.Secret, error) {
 }
 
 // tlsConfig is the client TLS configuration shared by the target's https endpoints.
-func tlsConfig(t config.Target) (*tls.Config, error) {
-	conf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if t.CAFile != "" && t.InsecureSkipVerify {
-		return nil, errors.New("ca_file and insecure_skip_verify: set one, not both")
-	}
-	conf.InsecureSkipVerify = t.InsecureSkipVerify //nolint:gosec // only when configured explicitly
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", t.CAFile)
-		}
-		conf.RootCAs = pool
-	}
-	return conf, nil
-}
+func tlsConfig(t config.Target) (*tls.Config, error) { return t.ClientTLS(false) }
 
 // endpoint parses one endpoint URL and picks how to talk to it:
 //   - https: TLS, with basic or NTLM authentication;
