@@ -107,8 +107,8 @@ func TestDiagnoseJSON(t *testing.T) {
 	assert.Len(t, rep.Steps, 6)
 }
 
-// Bad input is refused with exit 2 before any executor is called: the WinRM
-// endpoint below counts every request it gets.
+// Bad input is refused with exit 2 before any executor is called, whatever the
+// playbook: the WinRM endpoint below counts every request it gets.
 func TestDiagnoseRefusesBadInputWithoutCallingExecutors(t *testing.T) {
 	var calls atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -142,6 +142,15 @@ func TestDiagnoseRefusesBadInputWithoutCallingExecutors(t *testing.T) {
 		{"bare word", []string{"diagnose", "5.5.4", "alice@contoso.com"}, "parameters are key=value"},
 		{"unknown lab scenario", []string{"diagnose", "5.5.4", "--lab", "nope"}, `unknown scenario "nope"`},
 		{"no code", []string{"diagnose"}, "requires at least 1 arg"},
+		// smtp-421: the destination domain, our IP and sending domain are typed too.
+		{"injection in domain", []string{"diagnose", "421", "domain=x; Remove-Item"}, "is not a domain name"},
+		{"subexpression in domain", []string{"diagnose", "421", "domain=$(Remove-Item C:\\)"}, "domain:"},
+		{"missing domain", []string{"diagnose", "421"}, "domain: missing"},
+		{"not an IP", []string{"diagnose", "421", "domain=fabrikam.com", "ip=203.0.113.25;whoami"}, "ip:"},
+		{"connections below 1", []string{"diagnose", "421", "domain=fabrikam.com", "connections=0"}, "connections:"},
+		{"injection in sending domain", []string{"diagnose", "421", "domain=fabrikam.com", "sending_domain=contoso.com'|iex"}, "sending_domain:"},
+		{"unknown relief", []string{"diagnose", "421", "domain=fabrikam.com", "--approve", "Set-TransportService"},
+			`--approve "Set-TransportService": playbook smtp-421 has no such relief`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

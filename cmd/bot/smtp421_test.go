@@ -2,12 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -76,52 +70,6 @@ func TestDiagnose421JSONRecordsRollbackValue(t *testing.T) {
 	assert.Contains(t, rep.Reliefs[0].Output, `"Rollback":"Set-TransportService -Identity EX01 -MaxPerDomainOutboundConnections 20"`)
 	require.NotEmpty(t, rep.Proposals)
 	assert.Contains(t, rep.Proposals[0].Preview, `"MaxPerDomainOutboundConnections":20`)
-}
-
-// Bad input is refused with exit 2 before any executor is called.
-func TestDiagnose421RefusesBadInput(t *testing.T) {
-	var calls atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		http.Error(w, "unexpected", http.StatusInternalServerError)
-	}))
-	defer srv.Close()
-	dir := t.TempDir()
-	t.Chdir(dir)
-	cfg := fmt.Sprintf(`targets:
-  exchange:
-    kind: winrm
-    endpoints: [%s/wsman]
-    auth: basic
-    allow_unencrypted: true
-    username: svc-ndrbot
-`, srv.URL)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "ndrbot.yaml"), []byte(cfg), 0o600))
-	env := []string{"NDRBOT_TARGETS_EXCHANGE_PASSWORD=s3cret"}
-
-	tests := []struct {
-		name string
-		args []string
-		want string
-	}{
-		{"injection in domain", []string{"diagnose", "421", "domain=x; Remove-Item"}, "is not a domain name"},
-		{"subexpression in domain", []string{"diagnose", "421", "domain=$(Remove-Item C:\\)"}, "domain:"},
-		{"missing domain", []string{"diagnose", "421"}, "domain: missing"},
-		{"not an IP", []string{"diagnose", "421", "domain=fabrikam.com", "ip=203.0.113.25;whoami"}, "ip:"},
-		{"connections below 1", []string{"diagnose", "421", "domain=fabrikam.com", "connections=0"}, "connections:"},
-		{"injection in sending domain", []string{"diagnose", "421", "domain=fabrikam.com", "sending_domain=contoso.com'|iex"}, "sending_domain:"},
-		{"unknown relief", []string{"diagnose", "421", "domain=fabrikam.com", "--approve", "Set-TransportService"},
-			`--approve "Set-TransportService": playbook smtp-421 has no such relief`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			r := bot(t, env, "", false, tc.args...)
-			assert.Equal(t, exitUsage, r.code, "stdout:\n%s", r.out)
-			assert.Contains(t, r.err, tc.want)
-			assert.NotContains(t, r.out+r.err, "s3cret")
-		})
-	}
-	assert.Zero(t, calls.Load(), "no executor may run for refused input")
 }
 
 func TestPlaybooksListHas421(t *testing.T) {
