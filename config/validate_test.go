@@ -55,6 +55,49 @@ func TestValidateFixtures(t *testing.T) {
 		{fixture: "lab-latency", key: "lab.latency", msg: "must not be negative"},
 		{fixture: "playbooks-dir-missing", key: "playbooks.dir", msg: "no such file"},
 		{fixture: "playbooks-dir-file", key: "playbooks.dir", msg: "is not a directory"},
+		// graph targets
+		{fixture: "graph-endpoint", key: "targets.m365.endpoints", msg: "not used by kind graph: cloud (global|usgov|usgovdod|china) or graph_url"},
+		{fixture: "graph-tenant-missing", key: "targets.m365.tenant_id", msg: "required: the directory (tenant) ID"},
+		{fixture: "graph-tenant-common", key: "targets.m365.tenant_id", msg: `"common" is a multi-tenant alias`},
+		{fixture: "graph-tenant-invalid", key: "targets.m365.tenant_id", msg: `"contoso tenant" is neither a GUID nor a domain name`},
+		{fixture: "graph-client-id", key: "targets.m365.client_id", msg: `"ndrbot-app" is not a GUID`},
+		{fixture: "graph-no-credential", key: "targets.m365.client_secret", msg: "a credential is required: set NDRBOT_TARGETS_M365_CLIENT_SECRET, targets.m365.client_secret_file or targets.m365.certificate_file"},
+		{fixture: "graph-two-credentials", key: "targets.m365.certificate_file", msg: "configure exactly one credential"},
+		{fixture: "graph-secret-in-file", key: "targets.m365.client_secret", msg: "never the YAML itself: remove it and set NDRBOT_TARGETS_M365_CLIENT_SECRET or targets.m365.client_secret_file", origin: "graph-secret-in-file.yaml:6"},
+		{fixture: "graph-secret-and-file", env: []string{"NDRBOT_TARGETS_M365_CLIENT_SECRET=from-env"}, key: "targets.m365.client_secret", msg: "set together with targets.m365.client_secret_file", origin: "env NDRBOT_TARGETS_M365_CLIENT_SECRET"},
+		{fixture: "graph-secret-file-missing", key: "targets.m365.client_secret_file", msg: "no such file"},
+		{fixture: "graph-cert-no-key", key: "targets.m365.certificate_file", msg: "holds a certificate but no private key"},
+		{fixture: "graph-cert-not-pem", key: "targets.m365.certificate_file", msg: "holds no PEM certificate or key"},
+		{fixture: "graph-cert-ec", key: "targets.m365.certificate_file", msg: "non-RSA certificate"},
+		{fixture: "graph-cert-legacy", key: "targets.m365.certificate_file", msg: "legacy PEM key encryption"},
+		{fixture: "graph-cert-encrypted", key: "targets.m365.certificate_password", msg: "is encrypted: set NDRBOT_TARGETS_M365_CERTIFICATE_PASSWORD or targets.m365.certificate_password_file"},
+		{fixture: "graph-cert-password-alone", key: "targets.m365.certificate_password", msg: "only applies to certificate_file"},
+		{fixture: "graph-cloud", key: "targets.m365.cloud", msg: `"germany" must be one of global, usgov, usgovdod, china`, origin: "graph-cloud.yaml:7"},
+		{fixture: "graph-url-http", key: "targets.m365.graph_url", msg: "must be https (plain http only to localhost)"},
+		{fixture: "graph-authority-http", key: "targets.m365.authority_url", msg: "must be https: the identity library only talks to an https authority"},
+		{fixture: "graph-authority-path", key: "targets.m365.authority_url", msg: "give the authority host only"},
+		{fixture: "graph-key-on-winrm", key: "targets.exchange.tenant_id", msg: "not used by kind winrm (only by graph)"},
+		// the NDR watch
+		{fixture: "watch-mailbox-missing", key: "watch.mailbox", msg: "required: the postmaster, journal or shared mailbox"},
+		{fixture: "watch-mailbox-bad", key: "watch.mailbox", msg: `"post master" is neither a user principal name`},
+		{fixture: "watch-folder-bad", key: "watch.folder", msg: `"inbox/../sent" is not a folder name`},
+		{fixture: "watch-target-unknown", key: "watch.target", msg: `target "m365" is not configured: add a graph target`},
+		{fixture: "watch-target-kind", key: "watch.target", msg: `target "eop" is kind probe`},
+		{fixture: "watch-target-no-app", key: "watch.target", msg: `graph target "graph" has no app registration yet`},
+		{fixture: "watch-mode", key: "watch.mode", msg: `"push" must be poll or notifications`, origin: "watch-mode.yaml:12"},
+		{fixture: "watch-poll-interval", key: "watch.poll_interval", msg: "2s is out of range 10s..1h"},
+		{fixture: "watch-window", key: "watch.window", msg: "30s is out of range 1m..24h"},
+		{fixture: "watch-threshold", key: "watch.threshold", msg: "0 must be at least 1"},
+		{fixture: "watch-cooldown", key: "watch.cooldown", msg: "2m0s is shorter than watch.window (5m0s): one storm would alert more than once"},
+		{fixture: "watch-no-channel", key: "watch.channel", msg: "set watch.channel or slack.escalation_channel"},
+		{fixture: "watch-url-in-poll", key: "watch.notification_url", msg: "only used in notifications mode"},
+		{fixture: "watch-notifications-no-url", key: "watch.notification_url", msg: "required in notifications mode"},
+		{fixture: "watch-notifications-http-url", key: "watch.notification_url", msg: "is not an https URL"},
+		{fixture: "watch-notifications-no-client-state", key: "watch.client_state", msg: "required in notifications mode: set NDRBOT_WATCH_CLIENT_STATE or watch.client_state_file"},
+		{fixture: "watch-client-state-in-file", key: "watch.client_state", msg: "never the YAML itself: remove it and set NDRBOT_WATCH_CLIENT_STATE or watch.client_state_file", origin: "watch-client-state-in-file.yaml:14"},
+		{fixture: "watch-notifications-listen", key: "watch.listen", msg: `"8081" is not host:port`},
+		{fixture: "watch-notifications-no-client-state", env: []string{"NDRBOT_WATCH_CLIENT_STATE=" + strings.Repeat("x", 129)},
+			key: "watch.client_state", msg: "is 129 characters; Graph accepts at most 128", origin: "env NDRBOT_WATCH_CLIENT_STATE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.fixture, func(t *testing.T) {
@@ -84,7 +127,7 @@ func TestValidateFixtures(t *testing.T) {
 				t.Errorf("origin = %q, want …%q (%v)", p.Origin, tt.origin, err)
 			}
 			// Problems never echo a secret.
-			for _, secret := range []string{"hunter2", "from-env", "s3cret-from-file"} {
+			for _, secret := range []string{"hunter2", "from-env", "s3cret-from-file", "pem-pass-phrase", "PRIVATE KEY", strings.Repeat("x", 129)} {
 				if strings.Contains(err.Error(), secret) {
 					t.Errorf("error leaks %q: %v", secret, err)
 				}
