@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"maps"
 	"sync"
 
 	"github.com/ndrbot/ndrbot/config"
@@ -12,7 +10,6 @@ import (
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/executors/probe"
 	"github.com/ndrbot/ndrbot/executors/winrm"
-	"github.com/ndrbot/ndrbot/incident"
 )
 
 // targets builds each configured target's executor on first use and keeps it, so
@@ -52,10 +49,7 @@ func (t *targets) Executor(name string) (executors.Executor, error) {
 		if err = tc.RequireApp(name); err != nil {
 			err = executors.NotConfigured(err)
 		} else {
-			var g *graph.Executor
-			if g, err = graph.New(name, tc); err == nil {
-				e = appClientState{Executor: g, name: name, target: tc}
-			}
+			e, err = graph.New(name, tc)
 		}
 	default:
 		err = fmt.Errorf("targets.%s.kind: %q has no executor in this build", name, tc.Kind)
@@ -102,35 +96,4 @@ func (t *targets) require(names []string) error {
 		return unset[0]
 	}
 	return nil
-}
-
-// appClientState is a graph executor that hands its target's client_state to the
-// recreate-subscription relief. The secret goes in here, below the engine, and not
-// through the playbook: a playbook's arguments are shown on the approval card and
-// kept with the run.
-type appClientState struct {
-	*graph.Executor
-	name   string
-	target config.Target
-}
-
-var _ executors.Executor = appClientState{}
-
-func (a appClientState) Run(ctx context.Context, host string, act executors.Action) (executors.Output, error) {
-	if act.Check == graph.CheckRecreateSubscription {
-		key := "targets." + a.name + ".client_state"
-		state, err := config.ResolveSecret(a.target.ClientState, a.target.ClientStateFile)
-		if err != nil {
-			return executors.Output{Host: host}, fmt.Errorf("graph %s: %s: %w", a.name, key, err)
-		}
-		if state == "" {
-			return executors.Output{Host: host}, fmt.Errorf("graph %s: step %q: the new subscription needs the clientState the app's notification receiver checks: set %s or %s_file: %w",
-				a.name, act.Step, config.EnvName(key), key, incident.ErrInvalidInput)
-		}
-		p := make(map[string]any, len(act.Params)+1)
-		maps.Copy(p, act.Params)
-		p["client_state"] = state
-		act.Params = p
-	}
-	return a.Executor.Run(ctx, host, act)
 }

@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"strings"
@@ -101,16 +102,19 @@ func withRand(r func() float64) Option { return func(o *options) { o.rand = r } 
 
 // Executor runs Graph checks for one graph target. It is safe for concurrent use.
 type Executor struct {
-	name    string
-	host    string // the one host: the tenant
-	tenant  string
-	ep      Endpoints
-	client  *Client
-	retry   RetryPolicy
-	timeout time.Duration
-	log     *slog.Logger
-	now     func() time.Time
-	rand    func() float64
+	name   string
+	host   string // the one host: the tenant
+	tenant string
+	ep     Endpoints
+	client *Client
+	// clientState is what recreate-subscription gives the new subscription.
+	clientState     config.Secret
+	clientStateFile string
+	retry           RetryPolicy
+	timeout         time.Duration
+	log             *slog.Logger
+	now             func() time.Time
+	rand            func() float64
 }
 
 var _ executors.Executor = (*Executor)(nil)
@@ -137,6 +141,7 @@ func New(name string, t config.Target, opts ...Option) (*Executor, error) {
 	}
 	e := &Executor{
 		name: name, host: t.TenantID, tenant: t.TenantID, ep: c.ep, client: c,
+		clientState: t.ClientState, clientStateFile: t.ClientStateFile,
 		retry: o.retry, timeout: DefaultTimeout, log: o.logger, now: o.now, rand: o.rand,
 	}
 	if t.Timeout > 0 {
@@ -205,7 +210,10 @@ func (e *Executor) Run(ctx context.Context, host string, a executors.Action) (ex
 	case CheckRenewSubscription:
 		result, err = e.renew(cctx, s, a.Params)
 	case CheckRecreateSubscription:
-		result, err = e.recreate(cctx, s, a.Params)
+		var p map[string]any
+		if p, err = e.withClientState(a); err == nil {
+			result, err = e.recreate(cctx, s, p)
+		}
 	case CheckDeltaReconcile:
 		result, err = e.deltaReconcile(cctx, s, a.Params)
 	default:
@@ -264,4 +272,27 @@ func (e *Executor) tokenFailure(op string, err error) error {
 		msg += ": " + truncate(strings.Join(strings.Fields(afe.Error()), " "), 400)
 	}
 	return &authError{msg: msg, cause: err}
+}
+
+// withClientState adds the target's client_state to a recreate's parameters. The
+// secret comes from the configuration here, below the engine, and never through
+// the playbook: a playbook's arguments are shown on the approval card and kept
+// with the run.
+func (e *Executor) withClientState(a executors.Action) (map[string]any, error) {
+	if v, ok := a.Params["client_state"]; ok && v != "" {
+		return a.Params, nil // a direct caller of the executor chose it
+	}
+	key := "targets." + e.name + ".client_state"
+	state, err := config.ResolveSecret(e.clientState, e.clientStateFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if state == "" {
+		return nil, fmt.Errorf("parameter %q is required: the new subscription needs the clientState the app's notification receiver checks: set %s or %s_file: %w",
+			"client_state", config.EnvName(key), key, incident.ErrInvalidInput)
+	}
+	p := make(map[string]any, len(a.Params)+1)
+	maps.Copy(p, a.Params)
+	p["client_state"] = state
+	return p, nil
 }
