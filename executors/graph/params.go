@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"math"
 	"net/mail"
 	"regexp"
 	"strconv"
@@ -32,37 +31,6 @@ func stringParam(p map[string]any, key string) (string, bool, error) {
 	}
 	s = strings.TrimSpace(s)
 	return s, s != "", nil
-}
-
-func intParam(p map[string]any, key string, def, lo, hi int) (int, error) {
-	v, ok := p[key]
-	if !ok || v == nil {
-		return def, nil
-	}
-	var n int
-	switch x := v.(type) {
-	case int:
-		n = x
-	case int64:
-		n = int(x)
-	case float64:
-		if x != math.Trunc(x) || math.Abs(x) > 1e9 {
-			return 0, invalid("parameter %q: %v is not an integer", key, x)
-		}
-		n = int(x)
-	case string:
-		i, err := strconv.Atoi(strings.TrimSpace(x))
-		if err != nil {
-			return 0, invalid("parameter %q: %q is not an integer", key, x)
-		}
-		n = i
-	default:
-		return 0, invalid("parameter %q is %T, want an integer", key, v)
-	}
-	if n < lo || n > hi {
-		return 0, invalid("parameter %q: %d is outside %d..%d", key, n, lo, hi)
-	}
-	return n, nil
 }
 
 func boolParam(p map[string]any, key string, def bool) (bool, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/subscriptions"
 
+	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/incident"
 )
 
@@ -81,7 +82,7 @@ func (e *Executor) listSubscriptions(ctx context.Context, s *session) ([]models.
 //
 // Params: window_minutes (default DefaultRenewalWindow).
 func (e *Executor) subscriptions(ctx context.Context, s *session, p map[string]any) ([]Subscription, error) {
-	window, err := intParam(p, "window_minutes", DefaultRenewalWindow, 0, 60*24*60)
+	window, err := executors.IntParam(p, "window_minutes", DefaultRenewalWindow, 0, 60*24*60)
 	if err != nil {
 		return nil, err
 	}
@@ -303,7 +304,7 @@ func (e *Executor) renew(ctx context.Context, s *session, p map[string]any) (Ren
 	if !ok {
 		return Renewal{}, invalid("parameter %q is required", "subscription_id")
 	}
-	minutes, err := intParam(p, "minutes", 0, 0, 60*24*60)
+	minutes, err := executors.IntParam(p, "minutes", 0, 0, 60*24*60)
 	if err != nil {
 		return Renewal{}, err
 	}
@@ -414,7 +415,7 @@ func (e *Executor) recreate(ctx context.Context, s *session, p map[string]any) (
 	if clientState == "" || len(clientState) > 128 {
 		return Recreation{}, invalid("parameter %q is required, at most 128 characters (the new subscription's shared secret)", "client_state")
 	}
-	minutes, err := intParam(p, "minutes", 0, 0, 60*24*60)
+	minutes, err := executors.IntParam(p, "minutes", 0, 0, 60*24*60)
 	if err != nil {
 		return Recreation{}, err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/executors"
 )
 
 // MessageTrace is a row of the message-trace check: a message Exchange Online traced
@@ -74,11 +75,11 @@ func (e *Executor) messageTrace(ctx context.Context, s *session, p map[string]an
 	if sender == "" && recipient == "" {
 		return nil, invalid("message trace needs a sender or a recipient parameter")
 	}
-	hours, err := intParam(p, "hours", 24, 1, 240)
+	hours, err := executors.IntParam(p, "hours", 24, 1, 240)
 	if err != nil {
 		return nil, err
 	}
-	top, err := intParam(p, "top", 100, 1, 1000)
+	top, err := executors.IntParam(p, "top", 100, 1, 1000)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/incident"
 )
 
@@ -429,7 +430,7 @@ func (e *Executor) smtpMXCheck(ctx context.Context, params map[string]any) (any,
 	if err != nil {
 		return nil, err
 	}
-	maxHosts, err := intParam(params, "max_hosts", 1, 1, maxMXHosts)
+	maxHosts, err := executors.IntParam(params, "max_hosts", 1, 1, maxMXHosts)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package probe
 import (
 	"bufio"
 	"fmt"
-	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -150,38 +149,6 @@ func domainParam(params map[string]any, key string) (string, error) {
 		return "", fmt.Errorf("parameter %q: %q is not a fully qualified domain: %w", key, d, incident.ErrInvalidInput)
 	}
 	return d, nil
-}
-
-// intParam reads an optional integer parameter in [lo, hi].
-func intParam(params map[string]any, key string, def, lo, hi int) (int, error) {
-	v, ok := params[key]
-	if !ok || v == nil {
-		return def, nil
-	}
-	var n int
-	switch x := v.(type) {
-	case int:
-		n = x
-	case int64:
-		n = int(x)
-	case float64:
-		if x != math.Trunc(x) {
-			return 0, fmt.Errorf("parameter %q: %v is not an integer: %w", key, x, incident.ErrInvalidInput)
-		}
-		n = int(x)
-	case string:
-		i, err := strconv.Atoi(strings.TrimSpace(x))
-		if err != nil {
-			return 0, fmt.Errorf("parameter %q: %q is not an integer: %w", key, x, incident.ErrInvalidInput)
-		}
-		n = i
-	default:
-		return 0, fmt.Errorf("parameter %q is %T, want an integer: %w", key, v, incident.ErrInvalidInput)
-	}
-	if n < lo || n > hi {
-		return 0, fmt.Errorf("parameter %q: %d is outside %d..%d: %w", key, n, lo, hi, incident.ErrInvalidInput)
-	}
-	return n, nil
 }
 
 // boolParam reads an optional boolean parameter (bool or "true"/"false").
