@@ -3,7 +3,6 @@ package commands_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,41 +11,11 @@ import (
 
 	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/commands"
-	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/incident"
-	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/store"
-	"github.com/ndrbot/ndrbot/store/sqlite"
 )
 
 const alertChannel = "C0ESC" // not in access.channels (inc-*): the alert's own channel
-
-// watchKinds are the built-in targets, graph included (ndr-5.5.4's service-health step).
-var watchKinds = map[string]string{"exchange": "winrm", "eop": "probe", "net": "probe", "graph": "graph"}
-
-// newWatchFixture is a service on the lab with a recording thread, like newFixture,
-// with every built-in target kind.
-func newWatchFixture(t *testing.T, scenario string) *fixture {
-	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ndrbot.db"), store.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
-	l, err := lab.New(scenario, lab.Options{})
-	require.NoError(t, err)
-	cat, err := playbooks.Load("", watchKinds)
-	require.NoError(t, err)
-	th := &thread{}
-	svc := commands.New(commands.Options{
-		Catalog: func() *playbooks.Catalog { return cat },
-		Engine:  playbooks.NewEngine(l.Targets(watchKinds), playbooks.Options{WaitScale: 3000, History: store.ReliefHistory{Store: st}}),
-		Store:   st, Thread: th, Owner: "test-replica",
-		Access: commands.Access{Responders: []string{requester}, Approvers: []string{approver, approver2, requester},
-			Channels: []string{"inc-*"}, FourEyes: true},
-		EscalationChannel: "C0ESC",
-	})
-	t.Cleanup(svc.Close)
-	return &fixture{svc: svc, st: st, lab: l, thread: th}
-}
 
 // postAlert records an alert as the watch does and returns it.
 func (f *fixture) postAlert(t *testing.T, code, button string) store.WatchAlert {
@@ -63,7 +32,7 @@ func (f *fixture) postAlert(t *testing.T, code, button string) store.WatchAlert 
 }
 
 func TestRunDiagnosisButton(t *testing.T) {
-	f := newWatchFixture(t, "overloaded-queue")
+	f := newFixture(t, "overloaded-queue", time.Now)
 	ctx := context.Background()
 	a := f.postAlert(t, "5.5.4", "5.5.4")
 
@@ -121,7 +90,7 @@ func TestRunDiagnosisButton(t *testing.T) {
 }
 
 func TestRunDiagnosisButtonWithParameters(t *testing.T) {
-	f := newWatchFixture(t, "concurrency-too-high")
+	f := newFixture(t, "concurrency-too-high", time.Now)
 	f.postAlert(t, "4.3.2", "4.3.2 domain=fabrikam.com")
 	reply := f.svc.Click(context.Background(), commands.Click{Action: commands.ActionRunDiagnosis, Value: "4.3.2 domain=fabrikam.com",
 		User: incident.Actor{ID: requester}, ChannelID: alertChannel})

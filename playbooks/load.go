@@ -249,15 +249,20 @@ func parseSteps(pr *problems, pb *Playbook, n *yaml.Node) {
 	}
 }
 
-func parseRules(pr *problems, pb *Playbook, n *yaml.Node) {
+// list returns a sequence's items, reporting a value of another shape.
+func list(pr *problems, n *yaml.Node, key string) []*yaml.Node {
 	if n == nil {
-		return
+		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		pr.add(n.Line, "rules: expected a list")
-		return
+		pr.add(n.Line, "%s: expected a list", key)
+		return nil
 	}
-	for i, c := range n.Content {
+	return n.Content
+}
+
+func parseRules(pr *problems, pb *Playbook, n *yaml.Node) {
+	for i, c := range list(pr, n, "rules") {
 		f := fields(pr, c, "id", "each", "when", "severity", "finding", "evidence", "propose")
 		r := &Rule{
 			ID:       str(pr, f["id"]),
@@ -336,14 +341,7 @@ func parseReliefs(pr *problems, pb *Playbook, n *yaml.Node) {
 }
 
 func parseEscalations(pr *problems, pb *Playbook, n *yaml.Node) {
-	if n == nil {
-		return
-	}
-	if n.Kind != yaml.SequenceNode {
-		pr.add(n.Line, "escalate: expected a list")
-		return
-	}
-	for i, c := range n.Content {
+	for i, c := range list(pr, n, "escalate") {
 		f := fields(pr, c, "id", "when", "reason", "owner", "next")
 		e := &Escalation{
 			ID:     str(pr, f["id"]),
