@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +16,6 @@ import (
 
 	"github.com/ndrbot/ndrbot/executors/graph"
 	"github.com/ndrbot/ndrbot/executors/graph/graphfake"
-	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/slack/slackfake"
 	"github.com/ndrbot/ndrbot/store"
 	"github.com/ndrbot/ndrbot/store/sqlite"
@@ -312,15 +309,7 @@ func TestGraph503TerminalAndSlackAgree(t *testing.T) {
 	require.NotEmpty(t, chatRun)
 	fromSlack, err := st.Findings(context.Background(), chatRun)
 	require.NoError(t, err)
-	key := func(fs []incident.Finding) []string {
-		var out []string
-		for _, f := range fs {
-			out = append(out, fmt.Sprintf("%s/%s/%s", f.Rule, f.Severity, f.Host))
-		}
-		sort.Strings(out)
-		return out
-	}
-	assert.Equal(t, key(rep.Findings), key(fromSlack))
+	assert.Equal(t, findingKeys(rep.Findings), findingKeys(fromSlack))
 	props, err := st.Proposals(context.Background(), chatRun)
 	require.NoError(t, err)
 	var a, b []string
