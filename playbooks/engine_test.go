@@ -87,12 +87,18 @@ func diagnose(t *testing.T, scenario string, params map[string]any) labRun {
 	t.Helper()
 	l, err := lab.New(scenario, lab.Options{})
 	require.NoError(t, err)
-	eng := playbooks.NewEngine(labTargetsFor(l), playbooks.Options{WaitScale: 3000})
-	obs := &recorder{}
 	if params == nil {
 		params = map[string]any{}
 	}
-	run := playbooks.NewRun("r-test", builtin(t, "5.5.4"), params, time.Now(), obs)
+	return diagnoseRun(t, l, labTargetsFor(l), builtin(t, "5.5.4"), params, 3000)
+}
+
+// diagnoseRun diagnoses one run of pb on targets, waits scaled down by scale.
+func diagnoseRun(t *testing.T, l *lab.Lab, targets playbooks.Targets, pb *playbooks.Playbook, params map[string]any, scale float64) labRun {
+	t.Helper()
+	eng := playbooks.NewEngine(targets, playbooks.Options{WaitScale: scale})
+	obs := &recorder{}
+	run := playbooks.NewRun("r-"+pb.ID, pb, params, time.Now(), obs)
 	require.NoError(t, eng.Diagnose(context.Background(), run))
 	return labRun{run: run, eng: eng, lab: l, obs: obs}
 }

@@ -44,11 +44,7 @@ func diagnose503On(t *testing.T, l *lab.Lab, targets playbooks.Targets, raw map[
 	}
 	params, err := pb.Params.Resolve(raw)
 	require.NoError(t, err)
-	eng := playbooks.NewEngine(targets, playbooks.Options{WaitScale: 6000})
-	obs := &recorder{}
-	run := playbooks.NewRun("r-503", pb, params, time.Now(), obs)
-	require.NoError(t, eng.Diagnose(context.Background(), run))
-	return labRun{run: run, eng: eng, lab: l, obs: obs}
+	return diagnoseRun(t, l, targets, pb, params, 6000)
 }
 
 // gone names a subscription Graph already deleted, as an operator passes it from

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -46,11 +45,7 @@ func diagnose421On(t *testing.T, l *lab.Lab, targets playbooks.Targets, raw map[
 	}
 	params, err := pb.Params.Resolve(raw)
 	require.NoError(t, err)
-	eng := playbooks.NewEngine(targets, playbooks.Options{WaitScale: 3000})
-	obs := &recorder{}
-	run := playbooks.NewRun("r-421", pb, params, time.Now(), obs)
-	require.NoError(t, eng.Diagnose(context.Background(), run))
-	return labRun{run: run, eng: eng, lab: l, obs: obs}
+	return diagnoseRun(t, l, targets, pb, params, 3000)
 }
 
 func fabrikam(extra ...string) map[string]string {
