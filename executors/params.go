@@ -42,3 +42,23 @@ func IntParam(params map[string]any, key string, def, lo, hi int) (int, error) {
 	}
 	return n, nil
 }
+
+// BoolParam reads an optional boolean parameter (a bool or "true"/"false").
+func BoolParam(params map[string]any, key string, def bool) (bool, error) {
+	v, ok := params[key]
+	if !ok || v == nil {
+		return def, nil
+	}
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case string:
+		b, err := strconv.ParseBool(strings.TrimSpace(x))
+		if err != nil {
+			return false, fmt.Errorf("parameter %q: %q is not a boolean: %w", key, x, incident.ErrInvalidInput)
+		}
+		return b, nil
+	default:
+		return false, fmt.Errorf("parameter %q is %T, want a boolean: %w", key, v, incident.ErrInvalidInput)
+	}
+}

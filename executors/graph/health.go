@@ -8,6 +8,8 @@ import (
 
 	abs "github.com/microsoft/kiota-abstractions-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/admin"
+
+	"github.com/ndrbot/ndrbot/executors"
 )
 
 // ServiceHealthIssue is one row of the service-health check: an incident or advisory
@@ -59,7 +61,7 @@ func (e *Executor) serviceHealth(ctx context.Context, s *session, p map[string]a
 	if !serviceRE.MatchString(service) {
 		return nil, invalid("parameter %q: %q is not a service name", "service", service)
 	}
-	resolved, err := boolParam(p, "include_resolved", false)
+	resolved, err := executors.BoolParam(p, "include_resolved", false)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/mail"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -31,24 +30,6 @@ func stringParam(p map[string]any, key string) (string, bool, error) {
 	}
 	s = strings.TrimSpace(s)
 	return s, s != "", nil
-}
-
-func boolParam(p map[string]any, key string, def bool) (bool, error) {
-	v, ok := p[key]
-	if !ok || v == nil {
-		return def, nil
-	}
-	switch x := v.(type) {
-	case bool:
-		return x, nil
-	case string:
-		b, err := strconv.ParseBool(strings.TrimSpace(x))
-		if err != nil {
-			return false, invalid("parameter %q: %q is not a boolean", key, x)
-		}
-		return b, nil
-	}
-	return false, invalid("parameter %q is %T, want a boolean", key, v)
 }
 
 // timeParam reads an RFC 3339 time (or a time.Time).

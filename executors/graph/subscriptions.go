@@ -423,7 +423,7 @@ func (e *Executor) recreate(ctx context.Context, s *session, p map[string]any) (
 	if err != nil {
 		return Recreation{}, err
 	}
-	reconcile, err := boolParam(p, "reconcile", true)
+	reconcile, err := executors.BoolParam(p, "reconcile", true)
 	if err != nil {
 		return Recreation{}, err
 	}

@@ -434,7 +434,7 @@ func (e *Executor) smtpMXCheck(ctx context.Context, params map[string]any) (any,
 	if err != nil {
 		return nil, err
 	}
-	starttls, err := boolParam(params, "starttls")
+	starttls, err := executors.BoolParam(params, "starttls", false)
 	if err != nil {
 		return nil, err
 	}

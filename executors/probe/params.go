@@ -151,26 +151,6 @@ func domainParam(params map[string]any, key string) (string, error) {
 	return d, nil
 }
 
-// boolParam reads an optional boolean parameter (bool or "true"/"false").
-func boolParam(params map[string]any, key string) (bool, error) {
-	v, ok := params[key]
-	if !ok || v == nil {
-		return false, nil
-	}
-	switch x := v.(type) {
-	case bool:
-		return x, nil
-	case string:
-		b, err := strconv.ParseBool(strings.TrimSpace(x))
-		if err != nil {
-			return false, fmt.Errorf("parameter %q: %q is not a boolean: %w", key, x, incident.ErrInvalidInput)
-		}
-		return b, nil
-	default:
-		return false, fmt.Errorf("parameter %q is %T, want a boolean: %w", key, v, incident.ErrInvalidInput)
-	}
-}
-
 // systemNameserver returns the first nameserver in a resolv.conf, or 127.0.0.1:53 as
 // the C resolver does when there is none.
 func systemNameserver(path string) string {

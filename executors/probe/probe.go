@@ -324,7 +324,7 @@ func (e *Executor) Run(ctx context.Context, host string, a executors.Action) (ex
 			break
 		}
 		var starttls bool
-		if starttls, err = boolParam(a.Params, "starttls"); err == nil {
+		if starttls, err = executors.BoolParam(a.Params, "starttls", false); err == nil {
 			result, err = e.smtp(cctx, ep, starttls)
 		}
 	case CheckMX:
