@@ -22,8 +22,26 @@ type Action struct {
 	Check string
 	// Params are handed to the script as data.
 	Params map[string]any
+	// Cmdlet, when set, names one PowerShell command to run with the named
+	// arguments in Args ("Get-Queue"). PowerShell-capable targets (exchange and jea
+	// over PSRP, winrm, the lab) run it as a command with parameters, never as
+	// script text, so it also works on no-language endpoints. Exactly one of
+	// Script, Check and Cmdlet is set.
+	Cmdlet string
+	// Args are the cmdlet's parameters in the playbook's order, as typed values
+	// (string, int64, float64, bool, time.Time, nil, []any). A parameter whose
+	// value is true and which takes no value in the playbook is a switch.
+	Args []Arg
+	// Select lists the properties each output row keeps, in order; empty keeps all.
+	Select []string
 	// Timeout bounds the whole action; the executor may also apply its own caps.
 	Timeout time.Duration
+}
+
+// Arg is one named cmdlet parameter.
+type Arg struct {
+	Name  string
+	Value any
 }
 
 // Output is what one host returned. Stdout is expected to be JSON (an object or an
