@@ -33,6 +33,12 @@ import (
 // Target kinds.
 const (
 	KindWinRM = "winrm"
+	// KindExchange: Exchange cmdlets over remote PowerShell (PSRP) to /PowerShell,
+	// configuration Microsoft.Exchange — the way Microsoft supports.
+	KindExchange = "exchange"
+	// KindJEA: a Just Enough Administration endpoint (PSRP) for the few
+	// Windows-level actions (service restart, port-25 test from a server).
+	KindJEA   = "jea"
 	KindProbe = "probe"
 	KindGraph = "graph"
 	KindLab   = "lab"
@@ -77,8 +83,8 @@ type Target struct {
 	// graph_url say where Graph is.
 	Endpoints []string `mapstructure:"endpoints" yaml:"endpoints"`
 
-	// WinRM.
-	Auth               string        `mapstructure:"auth" yaml:"auth"` // ntlm | basic
+	// WinRM and PSRP (exchange, jea).
+	Auth               string        `mapstructure:"auth" yaml:"auth"` // winrm: ntlm | basic; exchange, jea: kerberos | basic | ntlm
 	Username           string        `mapstructure:"username" yaml:"username"`
 	Password           Secret        `mapstructure:"password" yaml:"password"`
 	PasswordFile       string        `mapstructure:"password_file" yaml:"password_file" config:"path"`
@@ -89,6 +95,18 @@ type Target struct {
 	Preamble           string        `mapstructure:"preamble" yaml:"preamble"`
 	OperationTimeout   time.Duration `mapstructure:"operation_timeout" yaml:"operation_timeout"`
 	MaxOutputBytes     int           `mapstructure:"max_output_bytes" yaml:"max_output_bytes"`
+
+	// PSRP (exchange, jea). ConfigurationName is the session configuration
+	// (Microsoft.Exchange for exchange; the registered JEA name for jea). The
+	// runspace pool of an endpoint closes after IdleTimeout without a pipeline.
+	ConfigurationName string        `mapstructure:"configuration_name" yaml:"configuration_name"`
+	IdleTimeout       time.Duration `mapstructure:"idle_timeout" yaml:"idle_timeout"`
+	// Kerberos: a password (env or password_file) or a keytab; krb5.conf for the
+	// realm's KDCs; the service principal, HTTP/<endpoint host> when empty.
+	KeytabFile string `mapstructure:"keytab_file" yaml:"keytab_file" config:"path"`
+	Krb5Conf   string `mapstructure:"krb5_conf" yaml:"krb5_conf" config:"path"`
+	Realm      string `mapstructure:"realm" yaml:"realm"`
+	SPN        string `mapstructure:"spn" yaml:"spn"`
 
 	// Probe.
 	Timeout  time.Duration `mapstructure:"timeout" yaml:"timeout"`
@@ -287,6 +305,19 @@ func kindDefaults(kind string) Target {
 			OperationTimeout: 60 * time.Second,
 			MaxOutputBytes:   1 << 20,
 		}
+	case KindExchange, KindJEA:
+		t := Target{
+			Auth:              "kerberos",
+			MaxConcurrency:    4,
+			OperationTimeout:  60 * time.Second,
+			MaxOutputBytes:    1 << 20,
+			IdleTimeout:       5 * time.Minute,
+			ConfigurationName: "Microsoft.Exchange",
+		}
+		if kind == KindJEA {
+			t.ConfigurationName = "ndrbot"
+		}
+		return t
 	case KindProbe:
 		return Target{Timeout: 10 * time.Second}
 	case KindGraph:
@@ -402,6 +433,10 @@ func exampleEndpoints(kind string) string {
 	switch kind {
 	case KindWinRM:
 		return "https://ex01.contoso.com:5986/wsman,https://ex02.contoso.com:5986/wsman"
+	case KindExchange:
+		return "http://ex01.contoso.com/PowerShell,http://ex02.contoso.com/PowerShell"
+	case KindJEA:
+		return "https://ex01.contoso.com:5986/wsman,https://ex02.contoso.com:5986/wsman"
 	case KindProbe:
 		return "contoso-com.mail.protection.outlook.com:25"
 	}
@@ -433,4 +468,9 @@ func ResolveSecret(value Secret, file string) (string, error) {
 		return "", fmt.Errorf("secret file %s is empty", file)
 	}
 	return s, nil
+}
+
+// Kinds lists every target kind.
+func Kinds() []string {
+	return []string{KindExchange, KindJEA, KindWinRM, KindProbe, KindGraph, KindLab}
 }

@@ -151,7 +151,7 @@ func mappingValue(m *yaml.Node, key string) *yaml.Node {
 }
 
 func knownKind(kind string) bool {
-	return slices.Contains([]string{KindWinRM, KindProbe, KindGraph, KindLab}, kind)
+	return slices.Contains(Kinds(), kind)
 }
 
 // zeroKeys lists the mapstructure keys of t's fields that hold their zero value.

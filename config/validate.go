@@ -98,7 +98,6 @@ func baseKey(key string) string {
 	return key
 }
 
-const kindList = "winrm|probe|graph|lab"
 
 func (v *validator) targets() {
 	names := sortedKeys(v.c.Targets)
@@ -118,12 +117,12 @@ func (v *validator) targets() {
 
 func (v *validator) target(prefix string, t Target) {
 	switch t.Kind {
-	case KindWinRM, KindProbe, KindGraph, KindLab:
+	case KindWinRM, KindExchange, KindJEA, KindProbe, KindGraph, KindLab:
 	case "":
-		v.add(prefix+".kind", "required (%s)%s", kindList, v.envOnlyHint(prefix))
+		v.add(prefix+".kind", "required (%s)%s", strings.Join(Kinds(), "|"), v.envOnlyHint(prefix))
 		return
 	default:
-		v.add(prefix+".kind", "unknown kind %q (%s)", t.Kind, kindList)
+		v.add(prefix+".kind", "unknown kind %q (%s)", t.Kind, strings.Join(Kinds(), "|"))
 		return
 	}
 	v.notUsedByKind(prefix, t)
@@ -135,6 +134,8 @@ func (v *validator) target(prefix string, t Target) {
 	switch t.Kind {
 	case KindWinRM:
 		v.winrm(prefix, t)
+	case KindExchange, KindJEA:
+		v.psrp(prefix, t)
 	case KindProbe:
 		if t.Timeout <= 0 {
 			v.add(prefix+".timeout", "%s must be positive", t.Timeout)
@@ -181,10 +182,14 @@ func (v *validator) envOnlyHint(prefix string) string {
 func keyKinds(key string) []string {
 	switch key {
 	case "auth", "username", "password", "password_file", "allow_unencrypted",
-		"preamble", "operation_timeout", "max_output_bytes":
+		"operation_timeout", "max_output_bytes":
+		return []string{KindWinRM, KindExchange, KindJEA}
+	case "preamble":
 		return []string{KindWinRM}
+	case "configuration_name", "idle_timeout", "keytab_file", "krb5_conf", "realm", "spn":
+		return []string{KindExchange, KindJEA}
 	case "ca_file", "insecure_skip_verify":
-		return []string{KindWinRM, KindGraph}
+		return []string{KindWinRM, KindExchange, KindJEA, KindGraph}
 	case "timeout":
 		return []string{KindProbe, KindGraph}
 	case "helo_name":
@@ -226,8 +231,10 @@ func (v *validator) endpoints(prefix string, t Target) {
 		seen[strings.ToLower(ep)] = i
 		var msg string
 		switch t.Kind {
-		case KindWinRM:
+		case KindWinRM, KindJEA:
 			msg = checkURL(ep, "WS-Management URL", "https://ex01.contoso.com:5986/wsman")
+		case KindExchange:
+			msg = checkURL(ep, "remote PowerShell URL", "http://ex01.contoso.com/PowerShell")
 		case KindProbe:
 			msg = checkHostPort(ep)
 		}
@@ -337,6 +344,72 @@ func (v *validator) winrm(prefix string, t Target) {
 	if t.Password == "" && t.PasswordFile == "" {
 		v.add(prefix+".password", "required when endpoints are set: set %s or %s.password_file",
 			EnvName(prefix+".password"), prefix)
+	}
+	if t.Auth == "basic" && !t.AllowUnencrypted {
+		if i := firstHTTP(t.Endpoints); i >= 0 {
+			v.add(prefix+".allow_unencrypted", "basic auth over http (endpoints[%d] %q) sends the password unencrypted: use https, or set allow_unencrypted: true to accept that",
+				i, t.Endpoints[i])
+		}
+	}
+}
+
+// psrp checks an exchange or jea target: remote PowerShell with Kerberos (the
+// out-of-box /PowerShell virtual directory), Basic (where an admin enabled it,
+// https only unless allow_unencrypted) or NTLM.
+func (v *validator) psrp(prefix string, t Target) {
+	switch t.Auth {
+	case "kerberos", "basic", "ntlm":
+	default:
+		v.add(prefix+".auth", "must be kerberos, basic or ntlm, not %q", t.Auth)
+	}
+	if t.MaxConcurrency < 1 || t.MaxConcurrency > MaxWinRMConcurrency {
+		v.add(prefix+".max_concurrency", "%d is out of range 1..%d (Exchange allows %d concurrent remote PowerShell connections per user; the bot must stay within it)",
+			t.MaxConcurrency, MaxWinRMConcurrency, MaxWinRMConcurrency)
+	}
+	if t.OperationTimeout < time.Second {
+		v.add(prefix+".operation_timeout", "%s must be at least 1s (WS-Management counts in seconds)", t.OperationTimeout)
+	}
+	if t.MaxOutputBytes < 1 {
+		v.add(prefix+".max_output_bytes", "%d must be positive", t.MaxOutputBytes)
+	}
+	if t.IdleTimeout < time.Second {
+		v.add(prefix+".idle_timeout", "%s must be at least 1s", t.IdleTimeout)
+	}
+	if t.ConfigurationName == "" || strings.ContainsAny(t.ConfigurationName, "/ \t?#") {
+		v.add(prefix+".configuration_name", "%q is not a session configuration name (Microsoft.Exchange, or the JEA name registered on the servers)", t.ConfigurationName)
+	}
+	if t.Auth != "kerberos" {
+		for key, set := range map[string]bool{"keytab_file": t.KeytabFile != "", "krb5_conf": t.Krb5Conf != "", "realm": t.Realm != "", "spn": t.SPN != ""} {
+			if set {
+				v.add(prefix+"."+key, "only used with auth: kerberos")
+			}
+		}
+	}
+	for key, file := range map[string]string{"keytab_file": t.KeytabFile, "krb5_conf": t.Krb5Conf} {
+		if file == "" {
+			continue
+		}
+		if _, err := os.Stat(file); err != nil {
+			v.add(prefix+"."+key, "%v", err)
+		}
+	}
+	v.tls(prefix, t)
+
+	if len(t.Endpoints) == 0 {
+		return
+	}
+	if t.Username == "" {
+		v.add(prefix+".username", "required when endpoints are set")
+	}
+	hasPassword := t.Password != "" || t.PasswordFile != ""
+	switch {
+	case t.Auth == "kerberos" && t.KeytabFile != "" && hasPassword:
+		v.add(prefix+".keytab_file", "set a keytab or a password, not both")
+	case t.Auth == "kerberos" && !hasPassword && t.KeytabFile == "":
+		v.add(prefix+".password", "required when endpoints are set: set %s, %s.password_file or %s.keytab_file",
+			EnvName(prefix+".password"), prefix, prefix)
+	case t.Auth != "kerberos" && !hasPassword:
+		v.add(prefix+".password", "required when endpoints are set: set %s or %s.password_file", EnvName(prefix+".password"), prefix)
 	}
 	if t.Auth == "basic" && !t.AllowUnencrypted {
 		if i := firstHTTP(t.Endpoints); i >= 0 {
