@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +18,7 @@ import (
 	wsman "github.com/masterzen/winrm"
 
 	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/executors/psobj"
 )
 
 // MaxCommandLine is the longest command line Run sends. WinRS starts
@@ -39,7 +42,11 @@ func (e *Executor) Run(ctx context.Context, host string, a executors.Action) (ex
 	if !ok {
 		return fail(fmt.Errorf("not an endpoint of target %q (%s)", e.name, strings.Join(e.hosts, ", ")))
 	}
-	cmdline, err := CommandLine(e.preamble, a.Script, a.Params)
+	script, data, err := scriptFor(a)
+	if err != nil {
+		return fail(err)
+	}
+	cmdline, err := CommandLine(e.preamble, script, data)
 	if err != nil {
 		return fail(err)
 	}
@@ -75,7 +82,58 @@ func (e *Executor) Run(ctx context.Context, host string, a executors.Action) (ex
 		// failure too (a native command's error, Write-Error under Continue, …).
 		return fail(&exitError{code: res.exit, stderr: res.stderr})
 	}
+	if a.Cmdlet != "" {
+		items, err := psobj.Decode(out.Stdout)
+		if err != nil {
+			return fail(fmt.Errorf("%s: output is not CLIXML: %w", a.Cmdlet, err))
+		}
+		// cmdletScript serializes the output as one array.
+		if len(items) == 1 {
+			if arr, ok := items[0].(*psobj.Object); ok && arr.Is("Object[]") {
+				items = arr.List
+			}
+		}
+		if out.Stdout, err = psobj.JSON(items, a.Select); err != nil {
+			return fail(fmt.Errorf("%s: %w", a.Cmdlet, err))
+		}
+	}
 	return out, nil
+}
+
+// cmdletScript runs a cmdlet step in a plain shell. The cmdlet's name and its
+// arguments come from $P, so they are data here as on a PSRP endpoint; the output
+// is serialized the way remoting serializes it (objects one level deep), so the
+// rows are mapped by psobj exactly as for the exchange kind. Keys start with '@',
+// which no playbook parameter name can.
+const cmdletScript = `$ndrArgs = @{}
+foreach ($ndrArg in $P.'@args') { $ndrArgs[$ndrArg.n] = $ndrArg.v }
+$ndrOut = @(& $P.'@cmdlet' @ndrArgs)
+[System.Management.Automation.PSSerializer]::Serialize($ndrOut, 2)`
+
+var cmdletNameRE = regexp.MustCompile(`^[A-Z][A-Za-z]*-[A-Za-z][A-Za-z0-9]*$`)
+
+// scriptFor returns the script and the data blob of an action: its own script,
+// or, for a cmdlet, the fixed cmdletScript with the cmdlet and its arguments as
+// data.
+func scriptFor(a executors.Action) (string, map[string]any, error) {
+	if a.Cmdlet == "" {
+		return a.Script, a.Params, nil
+	}
+	if !cmdletNameRE.MatchString(a.Cmdlet) {
+		return "", nil, fmt.Errorf("%q is not a cmdlet name", a.Cmdlet)
+	}
+	data := make(map[string]any, len(a.Params)+2)
+	maps.Copy(data, a.Params)
+	args := make([]map[string]any, 0, len(a.Args))
+	for _, arg := range a.Args {
+		v := arg.Value
+		if t, ok := v.(time.Time); ok {
+			v = t.UTC().Format(time.RFC3339Nano)
+		}
+		args = append(args, map[string]any{"n": arg.Name, "v": v})
+	}
+	data["@cmdlet"], data["@args"] = a.Cmdlet, args
+	return cmdletScript, data, nil
 }
 
 // result is what execute collected from the remote command.
