@@ -98,7 +98,6 @@ func baseKey(key string) string {
 	return key
 }
 
-
 func (v *validator) targets() {
 	names := sortedKeys(v.c.Targets)
 	byEnv := map[string]string{}
