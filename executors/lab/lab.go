@@ -12,6 +12,7 @@ package lab
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/probe"
+	"github.com/ndrbot/ndrbot/executors/psobj"
 )
 
 // Options tune a lab.
@@ -50,7 +52,11 @@ type Call struct {
 	Target string
 	Host   string
 	Step   string
+	// Cmdlet is the command of a cmdlet step, or the operation the lab
+	// recognised in a script or check.
 	Cmdlet string
+	// Args are a cmdlet step's arguments, as the playbook gave them.
+	Args   []executors.Arg
 	Params map[string]any
 }
 
@@ -106,6 +112,7 @@ func New(scenario string, opts Options) (*Lab, error) {
 		o.now = time.Now
 	}
 	o.m365.anchor(o.now())
+	o.complete()
 	return &Lab{scenario: scenario, latency: opts.Latency, org: o}, nil
 }
 
@@ -177,6 +184,9 @@ func (t *target) Run(ctx context.Context, host string, a executors.Action) (exec
 	if !slices.Contains(t.hosts, host) {
 		return executors.Output{Host: host}, fmt.Errorf("lab %s: %w: not a host of target %q", host, executors.ErrUnreachable, t.name)
 	}
+	if a.Cmdlet != "" || t.kind == "exchange" || t.kind == "jea" {
+		return t.runCmdlet(host, a, start)
+	}
 	cmdlet := a.Check
 	if cmdlet == "" {
 		cmdlet = recognise(a.Script)
@@ -195,6 +205,39 @@ func (t *target) Run(ctx context.Context, host string, a executors.Action) (exec
 		return o, fmt.Errorf("lab %s: %s: %w: %w", host, a.Step, executors.ErrExit, err)
 	}
 	o.Stdout, err = json.Marshal(out)
+	return o, err
+}
+
+// runCmdlet answers a cmdlet step from the organisation model. Exchange's
+// runspace and the JEA endpoint are no-language: script text sent there fails
+// as it would on a server.
+func (t *target) runCmdlet(host string, a executors.Action, start time.Time) (executors.Output, error) {
+	t.lab.mu.Lock()
+	t.lab.calls = append(t.lab.calls, Call{Target: t.name, Host: host, Step: a.Step, Cmdlet: a.Cmdlet, Args: slices.Clone(a.Args), Params: a.Params})
+	var (
+		items    []any
+		warnings []string
+		err      error
+	)
+	if a.Cmdlet == "" {
+		err = noLanguage()
+	} else {
+		items, warnings, err = t.lab.org.runCmdlet(host, t.kind, a)
+	}
+	t.lab.mu.Unlock()
+
+	o := executors.Output{Host: host, Duration: time.Since(start), Stderr: strings.Join(warnings, "\n")}
+	if err != nil {
+		o.ExitCode = 1
+		var ce *CmdletError
+		if errors.As(err, &ce) {
+			o.Stderr = strings.TrimPrefix(ce.Record(), " : ")
+		} else {
+			o.Stderr = err.Error()
+		}
+		return o, fmt.Errorf("lab %s: %s: %w: %w", host, a.Step, executors.ErrExit, err)
+	}
+	o.Stdout, err = psobj.JSON(items, a.Select)
 	return o, err
 }
 

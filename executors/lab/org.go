@@ -22,14 +22,14 @@ type org struct {
 	restartHelps bool
 	// throttlingHelps: raising the sender's policy stops the failures.
 	throttlingHelps bool
-	mailboxes       map[string]string // address → policy name ("" = the global default)
-	policies        map[string]*policy
+	mailboxes       []*userMailbox
+	policies        []*policy
 	// eop is the SMTP outcome of the EOP endpoint.
 	eop smtpOutcome
 
 	// The smtp-421 side (see smtp421.go).
-	connectors     []*sendConnector
-	acceptedDomain string
+	connectors      []*sendConnector
+	acceptedDomains []*acceptedDomain
 	destinations   map[string]*destination // destination domain → its MX and manners
 	zones          map[string]dnsZone      // sending-domain DNS
 	listings       map[string]listing      // "ip zone" → DNSBL listing
@@ -37,36 +37,84 @@ type org struct {
 
 	// The Microsoft 365 tenant (see graph.go).
 	m365 *m365
+
+	// What the cmdlet path adds (see cmdlets.go, reliefs.go): the events that keep
+	// arriving in message tracking while the incident lasts, and how the world
+	// answers a relief.
+	streams    []*stream
+	behaviours []*behaviour
+	// stoppedAt is when a relief ended the failures (zero while they continue).
+	stoppedAt time.Time
+	// org-wide names objects are rendered with.
+	orgName string
+	dc      string
 }
 
 type server struct {
-	host      string
-	name      string
-	transport string // Running, Stopped
-	hub       string // Active, Inactive, Draining
-	queues    []*queue
+	host string
+	name string
+	// site is the Active Directory site; version the AdminDisplayVersion.
+	site, version string
+	// services are what Get-Service shows through the JEA endpoint
+	// (MSExchangeTransport first); nil is the default set.
+	services []*service
+	// components are the server component states, each with its requesters.
+	components []*component
+	queues     []*queue
 	// Get-TransportService limits; nil is Unlimited.
 	maxOutbound  *int64
 	maxPerDomain *int64
+	// settings are the rest of Get-TransportService.
+	settings transportSettings
+	tracking []*trackingEvent
+	receive  []*receiveConnector
+	// ports are what Test-NdrSmtpPort from this server finds, by "host:port".
+	ports map[string]*portView
 }
 
-// queue mirrors Get-Queue's properties used by the playbooks.
+// queue mirrors Get-Queue's ExtensibleQueueInfo.
 type queue struct {
 	Identity      string
 	DeliveryType  string
 	NextHopDomain string
 	Status        string
 	MessageCount  int
-	LastError     any
-	LastRetryTime any // RFC 3339 UTC or nil, as the smtp-421 projection writes it
-	NextRetryTime any
+	LastError     string
+	// Retry times; zero is $null.
+	LastRetryTime  time.Time
+	NextRetryTime  time.Time
+	FirstRetryTime time.Time
+	RetryCount     int
+	TlsDomain      string
+	// NextHopConnector is the connector's Guid; empty is the all-zero Guid.
+	NextHopConnector     string
+	DeferredMessageCount int
+	LockedMessageCount   int
+	RiskLevel            string // Normal by default
+	OutboundIPPool       int
+	NextHopCategory      string // Internal or External; derived from DeliveryType when empty
+	IncomingRate         float64
+	OutgoingRate         float64
+	Velocity             float64
 }
 
 type policy struct {
 	name      string
-	scope     string
+	scope     string // Regular, Organization, Global
 	recipient *int64
 	message   *int64
+	forwardee *int64
+}
+
+type userMailbox struct {
+	address, name, alias, displayName string
+	policy                            string // policy name; "" = the default policy
+	database, serverName              string
+}
+
+type acceptedDomain struct {
+	name, domain, kind string // kind: Authoritative, InternalRelay, ExternalRelay
+	isDefault          bool
 }
 
 type smtpOutcome struct {
@@ -78,6 +126,105 @@ type smtpOutcome struct {
 }
 
 func i64(v int64) *int64 { return &v }
+
+// nilIfEmpty renders an empty string as the $null the playbooks' projections write.
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// timeOrNil renders a time as RFC 3339 UTC, zero as $null.
+func timeOrNil(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return utc(t)
+}
+
+func (o *org) mailbox(address string) *userMailbox {
+	for _, m := range o.mailboxes {
+		if strings.EqualFold(m.address, address) || strings.EqualFold(m.name, address) || strings.EqualFold(m.alias, address) {
+			return m
+		}
+	}
+	return nil
+}
+
+// findPolicy finds a throttling policy by name or by the name without its
+// generated suffix ("GlobalThrottlingPolicy" for "GlobalThrottlingPolicy_3c1b…").
+func (o *org) findPolicy(id string) *policy {
+	for _, p := range o.policies {
+		if strings.EqualFold(p.name, id) {
+			return p
+		}
+	}
+	for _, p := range o.policies {
+		if base, _, ok := strings.Cut(p.name, "_"); ok && strings.EqualFold(base, id) {
+			return p
+		}
+	}
+	return nil
+}
+
+// defaultPolicy is the policy of a mailbox without one: the Organization-scope
+// policy when there is one, else the Global one.
+func (o *org) defaultPolicy() *policy {
+	var global *policy
+	for _, p := range o.policies {
+		switch p.scope {
+		case "Organization":
+			return p
+		case "Global":
+			global = p
+		}
+	}
+	return global
+}
+
+func (o *org) defaultDomain() string {
+	for _, d := range o.acceptedDomains {
+		if d.isDefault {
+			return d.domain
+		}
+	}
+	return ""
+}
+
+// complete fills what a scenario left out with Exchange 2019's defaults, and
+// turns a Go scenario's failure counts into tracking events over the last hour,
+// so the cmdlet path has the same incident to show.
+func (o *org) complete() {
+	o.dc = either(o.dc, "dc01.lab.contoso.com")
+	o.orgName = either(o.orgName, "contoso.com")
+	for _, s := range o.servers {
+		if s.settings == (transportSettings{}) {
+			s.settings = defaultSettings()
+		}
+		s.ensureComponents()
+		s.transport()
+	}
+	if !o.failing || len(o.streams) > 0 || len(o.servers) == 0 {
+		return
+	}
+	now := o.now().UTC().Truncate(time.Second)
+	add := func(total int, id, status string) {
+		for i, s := range o.servers {
+			share := total/len(o.servers) + boolInt(i < total%len(o.servers))
+			if share == 0 {
+				continue
+			}
+			every := time.Hour / time.Duration(share)
+			o.streams = append(o.streams, &stream{server: s.name, since: now.Add(-time.Hour).Add(every), every: every,
+				event: trackingEvent{EventId: id, Source: "SMTP", Sender: o.topSender, Recipients: []string{"user@fabrikam.com"},
+					RecipientStatus: []string{status}, MessageSubject: "Invoice", ServerHostname: s.name,
+					ConnectorId: "Outbound to Office 365 - 5e6f7a8b"}})
+		}
+	}
+	add(o.failures, "FAIL", "550 5.5.4 Service Unavailable")
+	add(o.deferrals, "DEFER", "451 4.4.0 Service Temporarily Unavailable")
+}
 
 func (o *org) server(host string) *server {
 	for _, s := range o.servers {
@@ -110,7 +257,7 @@ func (o *org) answer(host, cmdlet string, p map[string]any) (any, error) {
 		var rows []map[string]any
 		for _, q := range s.queues {
 			rows = append(rows, map[string]any{"Identity": q.Identity, "DeliveryType": q.DeliveryType,
-				"NextHopDomain": q.NextHopDomain, "Status": q.Status, "MessageCount": q.MessageCount, "LastError": q.LastError})
+				"NextHopDomain": q.NextHopDomain, "Status": q.Status, "MessageCount": q.MessageCount, "LastError": nilIfEmpty(q.LastError)})
 		}
 		return rows, nil
 	case "Get-ServerComponentState":
@@ -120,11 +267,11 @@ func (o *org) answer(host, cmdlet string, p map[string]any) (any, error) {
 			if q.Status == "Retry" {
 				retry++
 				if lastErr == nil {
-					lastErr = q.LastError
+					lastErr = nilIfEmpty(q.LastError)
 				}
 			}
 		}
-		return map[string]any{"Server": s.name, "TransportService": s.transport, "HubTransport": s.hub, "RetryQueues": retry, "LastError": lastErr}, nil
+		return map[string]any{"Server": s.name, "TransportService": s.transport().status, "HubTransport": s.component("HubTransport").state(), "RetryQueues": retry, "LastError": lastErr}, nil
 	case "Get-MessageTrackingLog":
 		return o.tracking(s, p), nil
 	case "Get-Mailbox -Identity":
@@ -140,10 +287,10 @@ func (o *org) answer(host, cmdlet string, p map[string]any) (any, error) {
 		for _, q := range s.queues {
 			total += q.MessageCount
 		}
-		return map[string]any{"Server": s.name, "TransportService": s.transport, "StartType": "Automatic", "Queued": total}, nil
+		return map[string]any{"Server": s.name, "TransportService": s.transport().status, "StartType": "Automatic", "Queued": total}, nil
 	case "Restart-Service":
 		o.restart(s)
-		return map[string]any{"Server": s.name, "TransportService": s.transport}, nil
+		return map[string]any{"Server": s.name, "TransportService": s.transport().status}, nil
 	case "Set-ThrottlingPolicy":
 		pol, err := o.policy(p)
 		if err != nil {
@@ -189,22 +336,22 @@ func boolInt(b bool) int {
 
 func (o *org) throttling(p map[string]any) (any, error) {
 	sender, _ := p["sender"].(string)
-	name, ok := o.mailboxes[strings.ToLower(sender)]
-	if !ok {
-		return nil, fmt.Errorf("The operation couldn't be performed because object '%s' couldn't be found on 'dc01.lab.contoso.com'.", sender)
+	mb := o.mailbox(sender)
+	if mb == nil {
+		return nil, fmt.Errorf("The operation couldn't be performed because object '%s' couldn't be found on '%s'.", sender, o.dc)
 	}
-	pol := o.policies[name]
-	if name == "" {
-		pol = o.policies["GlobalThrottlingPolicy"]
+	pol := o.findPolicy(mb.policy)
+	if mb.policy == "" || pol == nil {
+		pol = o.defaultPolicy()
 	}
-	return map[string]any{"Mailbox": sender, "ThrottlingPolicy": pol.name, "Scope": pol.scope, "Custom": name != "",
+	return map[string]any{"Mailbox": sender, "ThrottlingPolicy": pol.name, "Scope": pol.scope, "Custom": mb.policy != "",
 		"RecipientRateLimit": limit(pol.recipient), "MessageRateLimit": limit(pol.message)}, nil
 }
 
 func (o *org) policy(p map[string]any) (*policy, error) {
 	name, _ := p["policy"].(string)
-	pol, ok := o.policies[name]
-	if !ok {
+	pol := o.findPolicy(name)
+	if pol == nil {
 		return nil, fmt.Errorf("Couldn't find object \"%s\". Please make sure that it was spelled correctly or specify a different object.", name)
 	}
 	return pol, nil
@@ -212,8 +359,8 @@ func (o *org) policy(p map[string]any) (*policy, error) {
 
 func (o *org) onPolicy(name string) int {
 	n := 0
-	for _, p := range o.mailboxes {
-		if p == name {
+	for _, m := range o.mailboxes {
+		if p := o.findPolicy(m.policy); p != nil && p.name == name {
 			n++
 		}
 	}
@@ -221,7 +368,12 @@ func (o *org) onPolicy(name string) int {
 }
 
 func (o *org) restart(s *server) {
-	s.transport, s.hub = "Running", "Active"
+	// The script path's restart (kept as the playbooks' scripts expect it): it
+	// also brings HubTransport back and, when restartHelps, drains the queues.
+	s.transport().status = "Running"
+	for _, r := range s.component("HubTransport").requesters {
+		r.state = "Active"
+	}
 	if !o.restartHelps {
 		for _, q := range s.queues {
 			q.MessageCount += 87 // mail kept arriving while it restarted
@@ -232,7 +384,7 @@ func (o *org) restart(s *server) {
 		if q.MessageCount > 50 {
 			q.MessageCount = 3
 		}
-		q.Status, q.LastError = "Ready", nil
+		q.Status, q.LastError = "Ready", ""
 	}
 	healthy := true
 	for _, x := range o.servers {

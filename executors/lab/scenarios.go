@@ -24,7 +24,7 @@ const (
 func base() *org {
 	mk := func(name string, o365 int) *server {
 		return &server{
-			host: strings.ToLower(name) + ".lab.contoso.com", name: name, transport: "Running", hub: "Active",
+			host: strings.ToLower(name) + ".lab.contoso.com", name: name,
 			maxOutbound: i64(1000), maxPerDomain: i64(20), // Exchange 2019 defaults
 			queues: []*queue{
 				{Identity: name + `\Submission`, DeliveryType: "Undefined", NextHopDomain: "Submission", Status: "Ready", MessageCount: 0},
@@ -37,14 +37,14 @@ func base() *org {
 		servers:         []*server{mk("EX01", 14), mk("EX02", 9)},
 		restartHelps:    true,
 		throttlingHelps: true,
-		mailboxes: map[string]string{
-			"alice@contoso.com":   "LowVolumeSenders",
-			"billing@contoso.com": "",
-			"bob@contoso.com":     "",
+		mailboxes: []*userMailbox{
+			{address: "alice@contoso.com", name: "Alice", policy: "LowVolumeSenders"},
+			{address: "billing@contoso.com", name: "Billing"},
+			{address: "bob@contoso.com", name: "Bob"},
 		},
-		policies: map[string]*policy{
-			"GlobalThrottlingPolicy": {name: "GlobalThrottlingPolicy_3c1b5d6f-2b5e-4bd2-9c8a-1a2f0b3c4d5e", scope: "Global", recipient: nil, message: nil},
-			"LowVolumeSenders":       {name: "LowVolumeSenders", scope: "Regular", recipient: i64(100), message: i64(5)},
+		policies: []*policy{
+			{name: "GlobalThrottlingPolicy_3c1b5d6f-2b5e-4bd2-9c8a-1a2f0b3c4d5e", scope: "Global", recipient: nil, message: nil},
+			{name: "LowVolumeSenders", scope: "Regular", recipient: i64(100), message: i64(5)},
 		},
 		eop: smtpOutcome{status: "ok", code: 220, text: "BN8NAM12FT041.mail.protection.outlook.com Microsoft ESMTP MAIL Service ready"},
 
@@ -55,7 +55,8 @@ func base() *org {
 				smartHosts: []string{"contoso-com.mail.protection.outlook.com"}, sourceServers: []string{"EX01", "EX02"},
 				perConnection: 20, inactivity: "00:10:00", sourceIP: "0.0.0.0", fqdn: "mail.contoso.com"},
 		},
-		acceptedDomain: "contoso.com",
+		acceptedDomains: []*acceptedDomain{{name: "contoso.com", domain: "contoso.com", kind: "Authoritative", isDefault: true},
+			{name: "contoso.mail.onmicrosoft.com", domain: "contoso.mail.onmicrosoft.com", kind: "Authoritative"}},
 		destinations: map[string]*destination{
 			fabrikam: {mx: "mx1.fabrikam.com", ip: "198.51.100.10",
 				probe: smtpOutcome{status: "ok", code: 220, text: "mx1.fabrikam.com ESMTP ready"}},
@@ -93,9 +94,11 @@ const (
 func toFabrikam(o *org, i int, identity, status string, count int, lastError string) *queue {
 	now := time.Now()
 	q := &queue{Identity: identity, DeliveryType: "DnsConnectorDelivery", NextHopDomain: fabrikam, Status: status,
-		MessageCount: count, LastError: lastError, LastRetryTime: utc(now.Add(-3 * time.Minute)), NextRetryTime: utc(now.Add(7 * time.Minute))}
+		MessageCount: count, LastError: lastError, LastRetryTime: now.Add(-3 * time.Minute).UTC().Truncate(time.Second),
+		NextRetryTime: now.Add(7 * time.Minute).UTC().Truncate(time.Second), RetryCount: 4,
+		FirstRetryTime: now.Add(-33 * time.Minute).UTC().Truncate(time.Second)}
 	if status == "Suspended" {
-		q.NextRetryTime = nil
+		q.NextRetryTime = time.Time{}
 	}
 	o.servers[i].queues = append(o.servers[i].queues, q)
 	return q
@@ -170,7 +173,7 @@ func scenarios() map[string]scenario {
 			o := failing(base(), 9, 64, "bob@contoso.com")
 			q := o.servers[1].queues[2]
 			q.MessageCount, q.Status, q.LastError = 214, "Retry", lastError451
-			o.servers[1].hub = "Inactive"
+			o.servers[1].component("HubTransport").set("HealthAPI", "Inactive", time.Now())
 			return o
 		}},
 		"network-down": {about: "port 25 to Exchange Online Protection times out", playbook: ndr554, build: func() *org {

@@ -29,7 +29,20 @@ type sendConnector struct {
 	inactivity    string // ConnectionInactivityTimeOut
 	sourceIP      string // SourceIPAddress
 	fqdn          string
+	// What only the cmdlet path shows (Get-SendConnector).
+	disabled       bool
+	requireTLS     bool
+	tlsCertName    string // TlsCertificateName: "<I>issuer<S>subject"
+	tlsAuthLevel   string
+	tlsDomain      string
+	cloudMail      bool  // CloudServicesMailEnabled
+	maxMessageSize int64 // bytes; 0 is the 35 MB default, sizeUnlimited is Unlimited
+	port           int   // 0 is 25
+	smartHostAuth  string
 }
+
+// sizeUnlimited marks an Unlimited ByteQuantifiedSize.
+const sizeUnlimited = -1
 
 // destination is a remote domain as our servers and the bot's probe meet it.
 type destination struct {
@@ -81,7 +94,7 @@ func (o *org) answer421(s *server, cmdlet string, p map[string]any) (out any, ok
 		domain, _ := p["domain"].(string)
 		return o.sendConnectors(domain), true, nil
 	case "Get-AcceptedDomain":
-		return map[string]any{"DomainName": o.acceptedDomain, "DomainType": "Authoritative", "Default": true}, true, nil
+		return map[string]any{"DomainName": o.defaultDomain(), "DomainType": "Authoritative", "Default": true}, true, nil
 	case cmdletDomainQueues:
 		domain, _ := p["domain"].(string)
 		var rows []map[string]any
@@ -130,10 +143,9 @@ var refusedRE = regexp.MustCompile(`(?i)\b421\b|too many connections`)
 
 // row421 is the smtp-421 playbook's Get-Queue projection.
 func (q *queue) row421() map[string]any {
-	lastError, _ := q.LastError.(string)
 	return map[string]any{"Identity": q.Identity, "DeliveryType": q.DeliveryType, "NextHopDomain": q.NextHopDomain,
-		"Status": q.Status, "MessageCount": q.MessageCount, "LastError": q.LastError, "Refused": refusedRE.MatchString(lastError),
-		"LastRetryTime": q.LastRetryTime, "NextRetryTime": q.NextRetryTime}
+		"Status": q.Status, "MessageCount": q.MessageCount, "LastError": nilIfEmpty(q.LastError), "Refused": refusedRE.MatchString(q.LastError),
+		"LastRetryTime": timeOrNil(q.LastRetryTime), "NextRetryTime": timeOrNil(q.NextRetryTime)}
 }
 
 // named returns the server's queues whose identity is in the data list ids, as
@@ -244,7 +256,7 @@ func (o *org) retryQueues(s *server, p map[string]any) (any, error) {
 		prev, count := q.Status, q.MessageCount
 		o.attempt(s, q)
 		rows = append(rows, map[string]any{"Identity": q.Identity, "PreviousStatus": prev, "PreviousMessageCount": count,
-			"Status": q.Status, "MessageCount": q.MessageCount, "LastError": q.LastError, "NextRetryTime": q.NextRetryTime})
+			"Status": q.Status, "MessageCount": q.MessageCount, "LastError": nilIfEmpty(q.LastError), "NextRetryTime": timeOrNil(q.NextRetryTime)})
 	}
 	return rows, nil
 }
@@ -266,7 +278,7 @@ func (o *org) resumeQueues(s *server, p map[string]any) any {
 		prev := q.Status
 		o.attempt(s, q) // a resumed queue connects at once
 		rows = append(rows, map[string]any{"Identity": q.Identity, "PreviousStatus": prev, "Status": q.Status,
-			"MessageCount": q.MessageCount, "LastError": q.LastError, "Rollback": "Suspend-Queue -Identity " + q.Identity})
+			"MessageCount": q.MessageCount, "LastError": nilIfEmpty(q.LastError), "Rollback": "Suspend-Queue -Identity " + q.Identity})
 	}
 	return rows
 }
@@ -274,14 +286,16 @@ func (o *org) resumeQueues(s *server, p map[string]any) any {
 // attempt is one delivery attempt of a queue now: it drains when the destination
 // takes our connections, else it stays in Retry with the destination's refusal.
 func (o *org) attempt(s *server, q *queue) {
-	now := o.now()
-	q.LastRetryTime = utc(now)
+	now := o.now().UTC().Truncate(time.Second)
+	q.LastRetryTime = now
 	d := o.destinations[strings.ToLower(q.NextHopDomain)]
 	if o.delivers(s, d) {
-		q.Status, q.MessageCount, q.LastError, q.NextRetryTime = "Ready", 0, nil, nil
+		q.Status, q.MessageCount, q.LastError, q.NextRetryTime = "Ready", 0, "", time.Time{}
+		q.RetryCount, q.FirstRetryTime = 0, time.Time{}
 		return
 	}
-	q.Status, q.NextRetryTime = "Retry", utc(now.Add(nextRetryAfter))
+	q.RetryCount++
+	q.Status, q.NextRetryTime = "Retry", now.Add(nextRetryAfter)
 	if d.refusal != "" {
 		q.LastError = d.refusal
 	}
