@@ -274,7 +274,8 @@ func (c *gssContext) seal(protocol string, envelope []byte) ([]byte, error) {
 // concatenated envelopes. It checks each part's OriginalContent length, the only
 // thing that tells a truncated message from a complete one.
 func (c *gssContext) open(body []byte) ([]byte, error) {
-	var out []byte
+	out := []byte{}
+	parts := 0
 	rest := body
 	for {
 		// Exchange writes "-- Encrypted Boundary" with a space (pypsrp notes the
@@ -319,9 +320,10 @@ func (c *gssContext) open(body []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: decrypted %d bytes, OriginalContent says %d", ErrIntegrity, len(msg), length)
 		}
 		out = append(out, msg...)
+		parts++
 		rest = payload[end:]
 	}
-	if out == nil {
+	if parts == 0 {
 		return nil, fmt.Errorf("encrypted reply carries no encrypted part")
 	}
 	return out, nil
