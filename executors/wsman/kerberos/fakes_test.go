@@ -233,6 +233,7 @@ type acceptor struct {
 	spaced  bool     // write "-- Encrypted Boundary" like Exchange
 	fault   bool     // answer HTTP 500 with a SOAP fault
 	noToken bool     // accept without a mutual-authentication token
+	oldRep  bool     // AP-REP that does not echo the authenticator's time
 }
 
 type connKey struct{}
@@ -324,6 +325,9 @@ func (a *acceptor) handle(w http.ResponseWriter, r *http.Request) {
 	_, _ = rand.Read(seqb[:])
 	seq := int64(binary.BigEndian.Uint32(seqb[:]) & 0x3fffffff)
 	part := messages.EncAPRepPart{CTime: ap.Authenticator.CTime, Cusec: ap.Authenticator.Cusec, Subkey: sub, SequenceNumber: seq}
+	if a.oldRep { // a replayed AP-REP from an earlier exchange
+		part.CTime = part.CTime.Add(-time.Minute)
+	}
 	pb, err := gasn1.Marshal(part)
 	must(a.t, err)
 	ed, err := crypto.GetEncryptedData(asn1tools.AddASNAppTag(pb, 27), ap.Ticket.DecryptedEncPart.Key, keyusage.AP_REP_ENCPART, 0)

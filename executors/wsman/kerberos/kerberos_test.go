@@ -291,3 +291,14 @@ func TestHTTPRequiresMutualAuthToken(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestReplayedAPRepIsRefused(t *testing.T) {
+	k := newKDC(t)
+	a := newAcceptor(t, k.serviceKeytab(t, "service-account-password"), "Negotiate", false)
+	a.oldRep = true
+	tr := newTransport(t, k, a, testPassword)
+	_, err := tr.Post(ctx(t), "http://"+testHost+"/PowerShell", []byte(envelope))
+	if !errors.Is(err, executors.ErrAuth) || !strings.Contains(err.Error(), "does not answer our authenticator") {
+		t.Fatalf("err %v", err)
+	}
+}
