@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -160,16 +162,93 @@ func (e *Engine) emit(ctx context.Context, run *Run, ev incident.Event) {
 	}
 }
 
-func scriptDigest(script, check string) string {
+// scriptDigest names what a step ran, for the audit trail: its script, check or
+// cmdlet as written in the playbook.
+func scriptDigest(script, check string, cmdlet *Cmdlet) string {
+	if cmdlet != nil {
+		script = cmdlet.Text()
+	}
 	sum := sha256.Sum256([]byte(script + "\x00" + check))
 	return hex.EncodeToString(sum[:])[:16]
+}
+
+// action is what one step, preview or relief runs: fixed text from the playbook,
+// plus, for a cmdlet, arguments computed for each host.
+type action struct {
+	executors.Action
+	cmdlet *Cmdlet
+	env    map[string]any // what cmdlet argument expressions read
+}
+
+func newAction(id string, script, check string, cmdlet *Cmdlet, data map[string]any, timeout time.Duration, env map[string]any) action {
+	a := action{Action: executors.Action{Step: id, Script: script, Check: check, Params: data, Timeout: timeout}, cmdlet: cmdlet, env: env}
+	if cmdlet != nil {
+		a.Cmdlet, a.Select = cmdlet.Name, cmdlet.Select
+	}
+	return a
+}
+
+// forHost computes the cmdlet's arguments for one host: values, never text.
+func (a action) forHost(host string) (executors.Action, error) {
+	out := a.Action
+	if a.cmdlet == nil {
+		return out, nil
+	}
+	env := make(map[string]any, len(a.env)+1)
+	maps.Copy(env, a.env)
+	env["host"] = host
+	out.Args = make([]executors.Arg, 0, len(a.cmdlet.Args))
+	for _, arg := range a.cmdlet.Args {
+		v := arg.Value
+		if arg.prog != nil {
+			var err error
+			if v, err = runExpr(arg.prog, env); err != nil {
+				return out, fmt.Errorf("%s: %s -%s: %w", a.Step, a.cmdlet.Name, arg.Name, err)
+			}
+			v = cmdletValue(v)
+		}
+		out.Args = append(out.Args, executors.Arg{Name: arg.Name, Value: v})
+	}
+	return out, nil
+}
+
+// cmdletValue narrows an expression's result to the types executors hand to
+// PowerShell: whole numbers as int64, times as UTC, lists element by element.
+func cmdletValue(v any) any {
+	switch x := v.(type) {
+	case int:
+		return int64(x)
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+			return int64(x)
+		}
+		return x
+	case time.Time:
+		return x.UTC()
+	case time.Duration:
+		return x.String()
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = cmdletValue(e)
+		}
+		return out
+	case []string:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = e
+		}
+		return out
+	default:
+		return v
+	}
 }
 
 // runStep runs one step on its target's hosts and never fails: problems become the
 // result's status and error.
 func (e *Engine) runStep(ctx context.Context, run *Run, s *Step, phase string) incident.StepResult {
 	res := incident.StepResult{Step: s.ID, Title: s.Title, Target: s.Target, Status: incident.StepOK,
-		Digest: scriptDigest(s.PowerShell, s.Check), Started: e.now(), Verifying: phase == PhaseVerify}
+		Digest: scriptDigest(s.PowerShell, s.Check, s.Cmdlet), Started: e.now(), Verifying: phase == PhaseVerify}
 	finish := func(status incident.StepStatus, err string) incident.StepResult {
 		res.Status, res.Error = status, err
 		res.Duration = e.now().Sub(res.Started)
@@ -206,8 +285,9 @@ func (e *Engine) runStep(ctx context.Context, run *Run, s *Step, phase string) i
 	e.emit(ctx, run, incident.Event{Kind: incident.EventStepStarted, Step: &incident.StepResult{
 		Step: s.ID, Title: s.Title, Target: s.Target, Executor: exec.Kind(), Status: incident.StepRunning, Started: res.Started, Verifying: res.Verifying}})
 
-	action := executors.Action{Step: s.ID, Script: s.PowerShell, Check: s.Check, Params: scriptData(run.Params, args), Timeout: s.Timeout}
-	outs := e.onHosts(ctx, exec, hosts, s.RunOn == "one", action)
+	env["args"] = args
+	act := newAction(s.ID, s.PowerShell, s.Check, s.Cmdlet, scriptData(run.Params, args), s.Timeout, env)
+	outs := e.onHosts(ctx, exec, hosts, s.RunOn == "one", act)
 
 	var errs []string
 	timedOut := false
@@ -246,8 +326,12 @@ type hostOutput struct {
 
 // onHosts runs an action on every host concurrently, or, with firstOnly, on the
 // hosts in order until one succeeds.
-func (e *Engine) onHosts(ctx context.Context, exec executors.Executor, hosts []string, firstOnly bool, a executors.Action) []hostOutput {
+func (e *Engine) onHosts(ctx context.Context, exec executors.Executor, hosts []string, firstOnly bool, act action) []hostOutput {
 	run := func(host string) hostOutput {
+		a, err := act.forHost(host)
+		if err != nil {
+			return hostOutput{host: host, err: err}
+		}
 		actx, cancel := context.WithTimeout(ctx, a.Timeout)
 		defer cancel()
 		out, err := exec.Run(actx, host, a)

@@ -12,7 +12,6 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 
-	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/incident"
 )
 
@@ -205,6 +204,9 @@ func (e *Engine) propose(ctx context.Context, run *Run) {
 		if relief.Check != "" {
 			p.Command = "check: " + relief.Check
 		}
+		if relief.Cmdlet != nil {
+			p.Command = relief.Cmdlet.Text()
+		}
 		args, err := evalArgs(relief.With, env)
 		if err != nil {
 			p.Blocked = "arguments could not be computed: " + err.Error()
@@ -267,8 +269,9 @@ func (e *Engine) prepareProposal(ctx context.Context, run *Run, p *incident.Prop
 			break
 		}
 	}
-	if relief.Preview != "" {
-		a := executors.Action{Step: relief.ID + ".preview", Script: relief.Preview, Params: scriptData(run.Params, p.Args), Timeout: relief.Timeout}
+	if relief.Preview != "" || relief.PreviewCmdlet != nil {
+		a := newAction(relief.ID+".preview", relief.Preview, "", relief.PreviewCmdlet, scriptData(run.Params, p.Args), relief.Timeout,
+			run.env(PhaseDiagnose, nil, p.Args))
 		var lines []string
 		for _, o := range e.onHosts(ctx, exec, hosts, false, a) {
 			if o.err != nil {

@@ -19,7 +19,8 @@ import (
 //	steps.ID  the rows of a step (a list of objects, each with a Host)
 //	status.ID the step's status: ok, failed, timeout, skipped, pending
 //	it        the current element inside a rule with `each`
-//	args      a step's computed `with` arguments (inside its `when`)
+//	args      a step's computed `with` arguments (inside its `when` and cmdlet args)
+//	host      the host a cmdlet runs on (inside cmdlet args)
 //	phase     "diagnose" or "verify"
 //	since     start of the observation window: now − params.window while
 //	          diagnosing, the end of the relief while verifying
@@ -31,6 +32,7 @@ func compileEnv() map[string]any {
 		"status":   map[string]string{},
 		"it":       map[string]any{},
 		"args":     map[string]any{},
+		"host":     "",
 		"phase":    "",
 		"since":    time.Time{},
 		"ok":       func(string) bool { return false },
@@ -46,6 +48,7 @@ type refs struct {
 	steps   []string // steps.X, status.X, ok("X")
 	reliefs []string // done/failed/proposed("X")
 	rules   []string // found("X")
+	params  []string // params.X
 }
 
 func (r *refs) Visit(node *ast.Node) {
@@ -55,6 +58,9 @@ func (r *refs) Visit(node *ast.Node) {
 		prop, isStr := n.Property.(*ast.StringNode)
 		if ok && isStr && (id.Value == "steps" || id.Value == "status") {
 			r.steps = append(r.steps, prop.Value)
+		}
+		if ok && isStr && id.Value == "params" {
+			r.params = append(r.params, prop.Value)
 		}
 	case *ast.CallNode:
 		callee, ok := n.Callee.(*ast.IdentifierNode)
@@ -120,6 +126,7 @@ func compileTemplate(src string) (template, *refs, error) {
 		all.steps = append(all.steps, r.steps...)
 		all.reliefs = append(all.reliefs, r.reliefs...)
 		all.rules = append(all.rules, r.rules...)
+		all.params = append(all.params, r.params...)
 		last = m[1]
 	}
 	t.parts = append(t.parts, src[last:])

@@ -7,8 +7,13 @@ import (
 	"github.com/ndrbot/ndrbot/incident"
 )
 
-// executable checks say which target kinds can run which kind of action.
-var scriptKinds = map[string]bool{"winrm": true, "lab": true}
+// Which target kinds run which kind of action: scripts only in a plain WinRM
+// shell (and the lab); cmdlets on every PowerShell-capable kind, including the
+// no-language endpoints (exchange over PSRP, jea).
+var (
+	scriptKinds = map[string]bool{"winrm": true, "lab": true}
+	cmdletKinds = map[string]bool{"exchange": true, "jea": true, "winrm": true, "lab": true}
+)
 
 // check validates cross-references and compiles every expression.
 func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
@@ -28,7 +33,7 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 		ruleIDs[r.ID] = true
 	}
 
-	checkTarget := func(line int, where, target, script, chk string) {
+	checkTarget := func(line int, where, target, script, chk string, cmdlet *Cmdlet) {
 		if target == "" {
 			pr.add(line, "%s.target is required", where)
 			return
@@ -37,15 +42,23 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 		if knownTargets != nil && !known {
 			pr.add(line, "%s.target: unknown target %q (configured: %s)", where, target, strings.Join(sortedKeys(knownTargets), ", "))
 		}
+		set := 0
+		for _, on := range []bool{script != "", chk != "", cmdlet != nil} {
+			if on {
+				set++
+			}
+		}
 		switch {
-		case script == "" && chk == "":
-			pr.add(line, "%s: set powershell or check", where)
-		case script != "" && chk != "":
-			pr.add(line, "%s: set powershell or check, not both", where)
+		case set == 0:
+			pr.add(line, "%s: set cmdlet, powershell or check", where)
+		case set > 1:
+			pr.add(line, "%s: set one of cmdlet, powershell and check", where)
 		case known && script != "" && !scriptKinds[kind]:
-			pr.add(line, "%s: target %q is a %s target; powershell needs a winrm target", where, target, kind)
-		case known && chk != "" && kind == "winrm":
-			pr.add(line, "%s: check %q needs a probe or graph target, not winrm target %q", where, chk, target)
+			pr.add(line, "%s: target %q is of kind %s; powershell scripts run only on winrm targets (a no-language endpoint takes cmdlet steps)", where, target, kind)
+		case known && cmdlet != nil && !cmdletKinds[kind]:
+			pr.add(line, "%s: target %q is of kind %s; a cmdlet needs an exchange, jea or winrm target", where, target, kind)
+		case known && chk != "" && cmdletKinds[kind] && kind != "lab":
+			pr.add(line, "%s: check %q needs a probe or graph target, not %s target %q", where, chk, kind, target)
 		}
 	}
 
@@ -69,6 +82,11 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 				pr.add(line, "%s: unknown rule %q", where, id)
 			}
 		}
+		for _, name := range r.params {
+			if _, declared := pb.Params[name]; !declared {
+				pr.add(line, "%s: unknown name params.%s (declared: %s)", where, name, strings.Join(sortedKeys(pb.Params), ", "))
+			}
+		}
 	}
 	compileArgs := func(line int, where string, args []Arg, allowed map[string]bool) {
 		for i := range args {
@@ -82,9 +100,39 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 		}
 	}
 
+	// A relief's arguments are fixed when it is approved (params, its with, the
+	// host): reading steps would let what runs drift from what was approved.
+	compileCmdlet := func(where string, c *Cmdlet, allowed map[string]bool, relief bool) {
+		if c == nil {
+			return
+		}
+		seen := map[string]bool{}
+		for i := range c.Args {
+			a := &c.Args[i]
+			if seen[strings.ToLower(a.Name)] {
+				pr.add(a.Line, "%s.args: %s is given twice", where, a.Name)
+			}
+			seen[strings.ToLower(a.Name)] = true
+			if a.Expr == "" {
+				continue
+			}
+			prog, r, err := compile(a.Expr, false)
+			if err != nil {
+				pr.add(a.Line, "%s.args.%s: %v", where, a.Name, err)
+				continue
+			}
+			a.prog = prog
+			if relief && len(r.steps) > 0 {
+				pr.add(a.Line, "%s.args.%s: a relief's arguments read params, args (its with) and host, not steps (%s): compute the value in with", where, a.Name, strings.Join(r.steps, ", "))
+				continue
+			}
+			refsOK(a.Line, where+".args."+a.Name, r, allowed)
+		}
+	}
+
 	for _, s := range pb.Steps {
 		where := "steps." + s.ID
-		checkTarget(s.Line, where, s.Target, s.PowerShell, s.Check)
+		checkTarget(s.Line, where, s.Target, s.PowerShell, s.Check, s.Cmdlet)
 		for _, n := range s.Needs {
 			if stepIDs[n] == nil {
 				pr.add(s.Line, "%s.needs: unknown step %q", where, n)
@@ -101,6 +149,7 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 			}
 		}
 		compileArgs(s.Line, where, s.With, allowed)
+		compileCmdlet(where, s.Cmdlet, allowed, false)
 	}
 	if cycle := findCycle(pb.Steps, stepIDs); cycle != nil {
 		pr.add(stepIDs[cycle[0]].Line, "steps: needs form a cycle: %s", strings.Join(cycle, " → "))
@@ -171,8 +220,10 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 
 	for _, r := range pb.Reliefs {
 		where := "reliefs." + r.ID
-		checkTarget(r.Line, where, r.Target, r.PowerShell, r.Check)
+		checkTarget(r.Line, where, r.Target, r.PowerShell, r.Check, r.Cmdlet)
 		compileArgs(r.Line, where, r.With, nil)
+		compileCmdlet(where, r.Cmdlet, nil, true)
+		compileCmdlet(where+".preview", r.PreviewCmdlet, nil, true)
 		if r.Verify != nil {
 			for _, s := range r.Verify.Steps {
 				if stepIDs[s] == nil {

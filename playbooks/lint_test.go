@@ -36,6 +36,14 @@ func TestLintErrorsHaveLines(t *testing.T) {
 		{"misspelt.yaml", 6, `unknown key "powershel"`},
 		{"bad-yaml.yaml", 2, `yaml:`},
 		{"undeclared-need.yaml", 7, `reads step "queues", which is not in its needs`},
+		{"cmdlet-errors.yaml", 13, `text with {{ }} inside is not allowed`},
+		{"cmdlet-errors.yaml", 16, `is not a cmdlet name`},
+		{"cmdlet-errors.yaml", 17, `set one of cmdlet, powershell and check`},
+		{"cmdlet-errors.yaml", 21, `a cmdlet needs an exchange, jea or winrm target`},
+		{"cmdlet-errors.yaml", 24, `powershell scripts run only on winrm targets`},
+		{"cmdlet-errors.yaml", 30, `unknown name params.sendr`},
+		{"cmdlet-errors.yaml", 31, `args and select go with cmdlet`},
+		{"cmdlet-errors.yaml", 45, `a relief's arguments read params, args (its with) and host, not steps`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
@@ -59,14 +67,14 @@ func TestLintErrorsHaveLines(t *testing.T) {
 func TestLintDirReportsEveryFile(t *testing.T) {
 	n, err := playbooks.LintDir(filepath.Join("testdata", "lint"), labTargets)
 	require.Error(t, err)
-	assert.Equal(t, 8, n)
+	assert.Equal(t, 9, n)
 	var ps playbooks.Problems
 	require.ErrorAs(t, err, &ps)
 	files := map[string]bool{}
 	for _, p := range ps {
 		files[filepath.Base(p.File)] = true
 	}
-	assert.Len(t, files, 8)
+	assert.Len(t, files, 9)
 }
 
 func TestResolveCodes(t *testing.T) {

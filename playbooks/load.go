@@ -216,9 +216,104 @@ func parseArgs(pr *problems, n *yaml.Node) []Arg {
 	return out
 }
 
+var (
+	cmdletNameRE = regexp.MustCompile(`^[A-Z][A-Za-z]*-[A-Za-z][A-Za-z0-9]*$`)
+	argNameRE    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*$`)
+	wholeHoleRE  = regexp.MustCompile(`^\{\{(.*)\}\}$`)
+)
+
+// parseCmdlet reads the cmdlet, args and select keys of a step, relief or
+// preview; nil when there is no cmdlet.
+func parseCmdlet(pr *problems, where string, line int, f map[string]*yaml.Node) *Cmdlet {
+	name := str(pr, f["cmdlet"])
+	if name == "" {
+		if f["args"] != nil || f["select"] != nil {
+			pr.add(line, "%s: args and select go with cmdlet", where)
+		}
+		return nil
+	}
+	c := &Cmdlet{Name: name, Select: strs(pr, f["select"]), Line: f["cmdlet"].Line}
+	if !cmdletNameRE.MatchString(name) {
+		pr.add(c.Line, "%s.cmdlet: %q is not a cmdlet name (Verb-Noun, letters and digits)", where, name)
+	}
+	for _, kv := range entries(pr, f["args"]) {
+		a := CmdletArg{Name: kv[0].Value, Line: kv[0].Line}
+		if !argNameRE.MatchString(a.Name) {
+			pr.add(kv[0].Line, "%s.args: %q is not a parameter name (letters and digits, no dash)", where, a.Name)
+		}
+		a.Value, a.Expr = argValue(pr, where+".args."+a.Name, kv[1])
+		c.Args = append(c.Args, a)
+	}
+	for _, s := range c.Select {
+		if !argNameRE.MatchString(s) {
+			pr.add(f["select"].Line, "%s.select: %q is not a property name", where, s)
+		}
+	}
+	return c
+}
+
+// argValue reads a cmdlet argument: "{{ expression }}" as a whole is computed at
+// run time; anything else is a literal with YAML's type (a list of literals for
+// a multi-valued parameter).
+func argValue(pr *problems, where string, n *yaml.Node) (any, string) {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		var out []any
+		for _, c := range n.Content {
+			v, e := argValue(pr, where, c)
+			if e != "" {
+				pr.add(c.Line, "%s: an expression goes in place of the whole list", where)
+			}
+			out = append(out, v)
+		}
+		return out, ""
+	case yaml.ScalarNode:
+	default:
+		pr.add(n.Line, "%s: expected a value, a list or \"{{ expression }}\"", where)
+		return nil, ""
+	}
+	if n.Tag == "!!str" {
+		if m := wholeHoleRE.FindStringSubmatch(strings.TrimSpace(n.Value)); m != nil {
+			e := strings.TrimSpace(m[1])
+			if e == "" || strings.Contains(e, "{{") {
+				pr.add(n.Line, "%s: one expression per argument", where)
+			}
+			return nil, e
+		}
+		if strings.Contains(n.Value, "{{") {
+			pr.add(n.Line, "%s: text with {{ }} inside is not allowed: make the whole value one expression, so nothing is spliced into text", where)
+		}
+		return n.Value, ""
+	}
+	var v any
+	switch n.Tag {
+	case "!!int":
+		var i int64
+		if err := n.Decode(&i); err != nil {
+			pr.add(n.Line, "%s: %v", where, err)
+		}
+		v = i
+	case "!!float":
+		var f float64
+		if err := n.Decode(&f); err != nil {
+			pr.add(n.Line, "%s: %v", where, err)
+		}
+		v = f
+	case "!!bool":
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			pr.add(n.Line, "%s: %v", where, err)
+		}
+		v = b
+	default:
+		pr.add(n.Line, "%s: %q is not a value a cmdlet takes (text, number, true/false or a list)", where, n.Value)
+	}
+	return v, ""
+}
+
 func parseSteps(pr *problems, pb *Playbook, n *yaml.Node) {
 	for _, kv := range entries(pr, n) {
-		f := fields(pr, kv[1], "title", "target", "powershell", "check", "needs", "when", "with", "timeout", "run_on")
+		f := fields(pr, kv[1], "title", "target", "powershell", "check", "cmdlet", "args", "select", "needs", "when", "with", "timeout", "run_on")
 		s := &Step{
 			ID:         kv[0].Value,
 			Line:       kv[0].Line,
@@ -226,6 +321,7 @@ func parseSteps(pr *problems, pb *Playbook, n *yaml.Node) {
 			Target:     str(pr, f["target"]),
 			PowerShell: str(pr, f["powershell"]),
 			Check:      str(pr, f["check"]),
+			Cmdlet:     parseCmdlet(pr, "steps."+kv[0].Value, kv[0].Line, f),
 			Needs:      strs(pr, f["needs"]),
 			When:       str(pr, f["when"]),
 			With:       parseArgs(pr, f["with"]),
@@ -283,7 +379,7 @@ func parseRules(pr *problems, pb *Playbook, n *yaml.Node) {
 
 func parseReliefs(pr *problems, pb *Playbook, n *yaml.Node) {
 	for _, kv := range entries(pr, n) {
-		f := fields(pr, kv[1], "title", "target", "powershell", "check", "with", "preview", "risk", "rollback", "approval", "cooldown", "verify", "timeout")
+		f := fields(pr, kv[1], "title", "target", "powershell", "check", "cmdlet", "args", "select", "with", "preview", "risk", "rollback", "approval", "cooldown", "verify", "timeout")
 		r := &Relief{
 			ID:         kv[0].Value,
 			Line:       kv[0].Line,
@@ -291,8 +387,8 @@ func parseReliefs(pr *problems, pb *Playbook, n *yaml.Node) {
 			Target:     str(pr, f["target"]),
 			PowerShell: str(pr, f["powershell"]),
 			Check:      str(pr, f["check"]),
+			Cmdlet:     parseCmdlet(pr, "reliefs."+kv[0].Value, kv[0].Line, f),
 			With:       parseArgs(pr, f["with"]),
-			Preview:    str(pr, f["preview"]),
 			Risk:       str(pr, f["risk"]),
 			Rollback:   str(pr, f["rollback"]),
 			Cooldown:   duration(pr, f["cooldown"]),
@@ -300,6 +396,15 @@ func parseReliefs(pr *problems, pb *Playbook, n *yaml.Node) {
 		}
 		if r.Timeout == 0 {
 			r.Timeout = 5 * time.Minute
+		}
+		if pv := f["preview"]; pv != nil && pv.Kind == yaml.MappingNode {
+			pf := fields(pr, pv, "cmdlet", "args", "select")
+			r.PreviewCmdlet = parseCmdlet(pr, "reliefs."+r.ID+".preview", pv.Line, pf)
+			if r.PreviewCmdlet == nil {
+				pr.add(pv.Line, "reliefs.%s.preview: a preview mapping names a cmdlet", r.ID)
+			}
+		} else {
+			r.Preview = str(pr, pv)
 		}
 		if a := f["approval"]; a == nil {
 			pr.add(kv[0].Line, "reliefs.%s: an approval policy is required (approval: {role, approvers, four_eyes, expires})", r.ID)

@@ -40,9 +40,10 @@ type Step struct {
 	ID     string
 	Title  string
 	Target string
-	// Exactly one of PowerShell and Check is set.
+	// Exactly one of PowerShell, Check and Cmdlet is set.
 	PowerShell string
 	Check      string
+	Cmdlet     *Cmdlet
 	Needs      []string
 	// When skips the step unless it holds (evaluated after Needs finished).
 	When string
@@ -55,6 +56,76 @@ type Step struct {
 	Line  int
 
 	when *vm.Program
+}
+
+// Cmdlet is one PowerShell command with named, typed arguments: what runs on a
+// no-language endpoint (Exchange's /PowerShell, JEA), and the form every
+// PowerShell-capable target kind accepts. No argument is ever text spliced into
+// a command: each is a literal from the playbook or an expression's value.
+type Cmdlet struct {
+	Name string
+	Args []CmdletArg
+	// Select names the properties each row keeps, in order (all when empty).
+	Select []string
+	Line   int
+}
+
+// CmdletArg is one named parameter: a YAML literal (Value) or, when the whole
+// value is "{{ expression }}", the expression's value at run time (Expr), which
+// may read params, args (the step's with), steps, since and host.
+type CmdletArg struct {
+	Name  string
+	Value any
+	Expr  string
+	Line  int
+	prog  *vm.Program
+}
+
+// Text is the command as an admin reads it on an approval card: the cmdlet and
+// its parameters, expressions shown as written.
+func (c *Cmdlet) Text() string {
+	var b strings.Builder
+	b.WriteString(c.Name)
+	for _, a := range c.Args {
+		b.WriteString(" -")
+		b.WriteString(a.Name)
+		if on, isBool := a.Value.(bool); isBool && a.Expr == "" {
+			if !on {
+				b.WriteString(":$false")
+			}
+			continue
+		}
+		b.WriteByte(' ')
+		if a.Expr != "" {
+			b.WriteString("{{ " + a.Expr + " }}")
+		} else {
+			b.WriteString(literalText(a.Value))
+		}
+	}
+	if len(c.Select) > 0 {
+		b.WriteString(" | Select-Object " + strings.Join(c.Select, ", "))
+	}
+	return b.String()
+}
+
+func literalText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return "'" + strings.ReplaceAll(x, "'", "''") + "'"
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = literalText(e)
+		}
+		return strings.Join(parts, ",")
+	case bool:
+		if x {
+			return "$true"
+		}
+		return "$false"
+	default:
+		return display(v)
+	}
 }
 
 // Arg is a named expression whose value reaches a script as data.
@@ -92,13 +163,15 @@ type Relief struct {
 	Target     string
 	PowerShell string
 	Check      string
+	Cmdlet     *Cmdlet
 	With       []Arg
-	// Preview is a read-only script whose output is shown before anyone approves
-	// (the current value that would change, or a -WhatIf).
-	Preview  string
-	Risk     string
-	Rollback string
-	Approval incident.ApprovalPolicy
+	// Preview is a read-only script (or PreviewCmdlet a read-only cmdlet) whose
+	// output is shown before anyone approves: the current value that would change.
+	Preview       string
+	PreviewCmdlet *Cmdlet
+	Risk          string
+	Rollback      string
+	Approval      incident.ApprovalPolicy
 	// Cooldown forbids running the same relief on the same host again within it.
 	Cooldown time.Duration
 	Verify   *Verify

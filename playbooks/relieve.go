@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/incident"
 )
 
@@ -42,7 +41,8 @@ func (e *Engine) Relieve(ctx context.Context, run *Run, reliefID string) (incide
 	exec, err := e.targets.Executor(relief.Target)
 	var outputs []string
 	if err == nil {
-		a := executors.Action{Step: reliefID, Script: relief.PowerShell, Check: relief.Check, Params: scriptData(run.Params, p.Args), Timeout: relief.Timeout}
+		a := newAction(reliefID, relief.PowerShell, relief.Check, relief.Cmdlet, scriptData(run.Params, p.Args), relief.Timeout,
+			run.env(PhaseDiagnose, nil, p.Args))
 		for _, h := range p.Hosts {
 			o := e.onHosts(ctx, exec, []string{h}, false, a)[0]
 			if o.err != nil {
