@@ -1,0 +1,392 @@
+// Package psrp runs cmdlet steps on Exchange's remote PowerShell endpoint
+// (/PowerShell, configuration Microsoft.Exchange) and on JEA endpoints, speaking
+// the PowerShell Remoting Protocol ([MS-PSRP]) over WS-Management with
+// github.com/masterzen/winrm as the SOAP/HTTP stack.
+//
+// A step is one command with typed parameters, sent as a CREATE_PIPELINE whose
+// command has IsScript=false: the server binds the parameters as values and
+// never parses text, which is also the only thing no-language endpoints (Exchange,
+// JEA) accept. Each endpoint keeps one runspace pool (a WS-Man shell), opened on
+// first use and shared by every Run, at most max_concurrency pipelines at a time,
+// closed after idle_timeout or by Close.
+package psrp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	ntlmssp "github.com/Azure/go-ntlmssp"
+	wsman "github.com/masterzen/winrm"
+
+	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/executors/psrp/internal/wire"
+)
+
+// Defaults for target keys left empty.
+const (
+	DefaultMaxConcurrency   = 4
+	DefaultIdleTimeout      = 5 * time.Minute
+	DefaultOperationTimeout = 20 * time.Second
+	DefaultMaxOutputBytes   = 1 << 20
+	// DefaultCleanupTimeout bounds each Signal and Delete sent after a step ends,
+	// including one that timed out: the server keeps what we do not release
+	// (WinRM's per-user shell quota).
+	DefaultCleanupTimeout = 10 * time.Second
+)
+
+const (
+	// maxEnvelope is the MaxEnvelopeSize we ask for (WinRM's classic 150 KiB).
+	maxEnvelope = 153600
+	// maxFragment is the largest fragment we send: base64 of it plus the envelope
+	// must stay under maxEnvelope.
+	maxFragment = 100_000
+	// headerSlack: a Receive legitimately long-polls for the whole
+	// OperationTimeout before the server answers, so HTTP waits a little longer.
+	headerSlack = 15 * time.Second
+	// ExchangeResourceURI is Exchange's remote PowerShell configuration.
+	ExchangeResourceURI = "http://schemas.microsoft.com/powershell/Microsoft.Exchange"
+)
+
+// Executor runs cmdlet steps on the endpoints of one exchange or jea target.
+type Executor struct {
+	name, kind string
+	hosts      []string
+	byHost     map[string]*conn
+	maxOut     int
+	cleanup    time.Duration
+	idle       time.Duration
+	configName string
+	factory    SenderFactory
+	log        *slog.Logger
+	dial       func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	mu        sync.Mutex // guards closed and the start of runs and the janitor
+	closed    bool
+	closing   chan struct{}
+	runs      sync.WaitGroup // Runs in flight
+	bg        sync.WaitGroup // the janitor
+	janitorOn bool
+}
+
+var _ executors.Executor = (*Executor)(nil)
+
+// Option adjusts an Executor.
+type Option func(*Executor)
+
+// WithLogger sets where the executor reports what it could not clean up.
+func WithLogger(l *slog.Logger) Option {
+	return func(e *Executor) {
+		if l != nil {
+			e.log = l
+		}
+	}
+}
+
+// WithCleanupTimeout bounds each Signal and Delete after a step (DefaultCleanupTimeout).
+func WithCleanupTimeout(d time.Duration) Option {
+	return func(e *Executor) {
+		if d > 0 {
+			e.cleanup = d
+		}
+	}
+}
+
+// WithIdleTimeout closes an endpoint's pool after d without steps
+// (DefaultIdleTimeout). Stands in for the target key idle_timeout until
+// config.Target has it.
+func WithIdleTimeout(d time.Duration) Option {
+	return func(e *Executor) {
+		if d > 0 {
+			e.idle = d
+		}
+	}
+}
+
+// WithConfigurationName names a jea target's session configuration (resource
+// URI http://schemas.microsoft.com/powershell/<name>). Stands in for the target
+// key configuration_name until config.Target has it.
+func WithConfigurationName(name string) Option {
+	return func(e *Executor) { e.configName = name }
+}
+
+// WithSenderFactory replaces the built-in senders (basic, NTLM): the Kerberos
+// sender plugs in here.
+func WithSenderFactory(f SenderFactory) Option {
+	return func(e *Executor) { e.factory = f }
+}
+
+// withDialer routes every connection through dial (tests: real-looking names).
+func withDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return func(e *Executor) { e.dial = dial }
+}
+
+// New builds the executor of target name. It checks the configuration without
+// contacting any server.
+func New(name string, t config.Target, opts ...Option) (*Executor, error) {
+	e := &Executor{
+		name:    name,
+		byHost:  map[string]*conn{},
+		cleanup: DefaultCleanupTimeout,
+		idle:    DefaultIdleTimeout,
+		log:     slog.New(slog.DiscardHandler),
+		dial:    (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		closing: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	if err := e.configure(t); err != nil {
+		return nil, fmt.Errorf("%s target %q: %w", cmp(t.Kind, "psrp"), name, err)
+	}
+	return e, nil
+}
+
+func cmp(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Kind implements executors.Executor: "exchange" or "jea".
+func (e *Executor) Kind() string { return e.kind }
+
+// Hosts implements executors.Executor.
+func (e *Executor) Hosts() []string { return slices.Clone(e.hosts) }
+
+// String keeps fmt from printing credentials.
+func (e *Executor) String() string { return fmt.Sprintf("%s executor %q %v", e.kind, e.name, e.hosts) }
+
+// GoString implements fmt.GoStringer; see String.
+func (e *Executor) GoString() string { return e.String() }
+
+var configNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+func (e *Executor) configure(t config.Target) error {
+	var resourceURI, defaultPath string
+	switch t.Kind {
+	case "exchange":
+		resourceURI, defaultPath = ExchangeResourceURI, "/PowerShell"
+	case "jea":
+		if !configNameRE.MatchString(e.configName) {
+			return fmt.Errorf("configuration_name: %q is not a session configuration name", e.configName)
+		}
+		resourceURI, defaultPath = "http://schemas.microsoft.com/powershell/"+e.configName, "/wsman"
+	default:
+		return fmt.Errorf("kind is %q, not exchange or jea", t.Kind)
+	}
+	e.kind = t.Kind
+	if len(t.Endpoints) == 0 {
+		return errors.New("endpoints: none configured")
+	}
+	auth := strings.ToLower(cmp(t.Auth, "ntlm"))
+	if e.factory == nil {
+		switch auth {
+		case "ntlm", "basic":
+		case "kerberos":
+			return errors.New("auth kerberos: the Kerberos sender is not wired in yet (WithSenderFactory)")
+		default:
+			return fmt.Errorf("auth: %q is not supported (ntlm, basic or kerberos)", t.Auth)
+		}
+		if t.Username == "" {
+			return errors.New("username: required")
+		}
+		if t.Password == "" && t.PasswordFile == "" {
+			return errors.New("password or password_file: required")
+		}
+	}
+	password := func() (config.Secret, error) {
+		pw, err := config.ResolveSecret(t.Password, t.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("password_file: %w", err)
+		}
+		return config.Secret(pw), nil
+	}
+	if t.Password != "" || t.PasswordFile != "" {
+		if _, err := password(); err != nil { // fail at start, not at the first incident
+			return err
+		}
+	}
+	conc := t.MaxConcurrency
+	switch {
+	case conc < 0:
+		return fmt.Errorf("max_concurrency: %d is negative", conc)
+	case conc == 0:
+		conc = DefaultMaxConcurrency
+	}
+	op := t.OperationTimeout
+	switch {
+	case op < 0:
+		return fmt.Errorf("operation_timeout: %s is negative", op)
+	case op == 0:
+		op = DefaultOperationTimeout
+	case op < time.Second:
+		return fmt.Errorf("operation_timeout: %s is below WinRM's minimum of 1s", op)
+	}
+	e.maxOut = t.MaxOutputBytes
+	switch {
+	case e.maxOut < 0:
+		return fmt.Errorf("max_output_bytes: %d is negative", e.maxOut)
+	case e.maxOut == 0:
+		e.maxOut = DefaultMaxOutputBytes
+	}
+	tlsConf, err := t.ClientTLS(false)
+	if err != nil {
+		return err
+	}
+	for i, raw := range t.Endpoints {
+		c, err := e.endpoint(raw, defaultPath, auth, t, tlsConf, conc, op, password)
+		if err != nil {
+			return fmt.Errorf("endpoints[%d] %s: %w", i, redact(raw), err)
+		}
+		c.resourceURI = resourceURI
+		if _, dup := e.byHost[c.host]; dup {
+			return fmt.Errorf("endpoints[%d] %s: host %s is listed twice", i, redact(raw), c.host)
+		}
+		e.byHost[c.host] = c
+		e.hosts = append(e.hosts, c.host)
+	}
+	return nil
+}
+
+func (e *Executor) endpoint(raw, defaultPath, auth string, t config.Target, tlsConf *tls.Config, conc int, op time.Duration,
+	password func() (config.Secret, error)) (*conn, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // url.Error repeats the URL, password and all
+		}
+		return nil, fmt.Errorf("not a URL: %w", err)
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return nil, errors.New("want a URL like https://ex01.contoso.example/PowerShell (scheme http or https)")
+	}
+	if u.User != nil {
+		return nil, errors.New("credentials do not belong in the URL; use username and password_file")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, errors.New("query and fragment are not allowed")
+	}
+	host := u.Hostname()
+	if host == "" {
+		return nil, errors.New("no host")
+	}
+	https := scheme == "https"
+	// Exchange's /PowerShell lives in IIS (80/443); WinRM listeners (JEA) on 5985/5986.
+	port := map[string]map[bool]int{"/PowerShell": {false: 80, true: 443}, "/wsman": {false: 5985, true: 5986}}[defaultPath][https]
+	if p := u.Port(); p != "" {
+		if port, err = strconv.Atoi(p); err != nil || port < 1 || port > 65535 {
+			return nil, fmt.Errorf("bad port %q", p)
+		}
+	}
+	path := u.Path
+	if path == "" || path == "/" {
+		path = defaultPath
+	}
+	c := &conn{
+		e:         e,
+		host:      host,
+		url:       scheme + "://" + net.JoinHostPort(host, strconv.Itoa(port)) + path,
+		opTimeout: fmt.Sprintf("PT%.3fS", op.Seconds()),
+		slots:     make(chan struct{}, conc),
+		lock:      make(chan struct{}, 1),
+	}
+	wep := &wsman.Endpoint{Host: host, Port: port, HTTPS: https, Timeout: op + headerSlack}
+	if strings.Contains(host, ":") {
+		wep.Host = "[" + host + "]" // the library formats host:port itself
+	}
+	ep := Endpoint{Host: host, URL: c.url, Username: t.Username, Password: password, WSMan: wep}
+	switch {
+	case e.factory != nil:
+		c.sender, err = e.factory(ep)
+		if err != nil {
+			return nil, err
+		}
+	case https || auth == "basic" && t.AllowUnencrypted:
+		c.sender = &httpSender{url: c.url, user: t.Username, password: password, client: e.httpClient(auth, https, tlsConf, conc, op)}
+	case auth == "ntlm":
+		if path != "/wsman" {
+			return nil, errors.New("NTLM message encryption (http with auth ntlm) only reaches /wsman; use https, or Kerberos for Exchange's /PowerShell")
+		}
+		c.sender = encryptedSender{ep: ep}
+	default:
+		return nil, errors.New("auth basic over http would send the password and every command in clear text; " +
+			"use https, auth ntlm (encrypted), or set allow_unencrypted: true")
+	}
+	return c, nil
+}
+
+func (e *Executor) httpClient(auth string, https bool, tlsConf *tls.Config, conc int, op time.Duration) *http.Client {
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           e.dial,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: op + headerSlack,
+		// One pool's pipelines poll concurrently: one connection each, plus the
+		// pool's own requests.
+		MaxIdleConnsPerHost: conc + 1,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	if https {
+		tr.TLSClientConfig = tlsConf.Clone()
+	}
+	var rt http.RoundTripper = tr
+	if auth == "ntlm" {
+		rt = ntlmssp.Negotiator{RoundTripper: tr}
+	}
+	return &http.Client{Transport: rt}
+}
+
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return strconv.Quote(u.Redacted())
+}
+
+// conn is one endpoint: its sender, its concurrency slots and its pool.
+type conn struct {
+	e           *Executor
+	host, url   string
+	resourceURI string
+	opTimeout   string
+	sender      Sender
+	slots       chan struct{} // max_concurrency pipelines at a time
+	lock        chan struct{} // guards pool, active, lastUsed; a channel so waiting honours ctx
+	pool        *pool
+	active      int
+	lastUsed    time.Time
+}
+
+// pool is one open runspace pool (WS-Man shell).
+type pool struct {
+	shellID string
+	rpid    wire.GUID
+	objects atomic.Uint64 // fragment object ids we sent
+	broken  atomic.Bool
+}
+
+func mustGUID() string {
+	g, err := wire.NewGUID()
+	if err != nil {
+		panic("psrp: no randomness: " + err.Error()) // crypto/rand does not fail on supported systems
+	}
+	return g.String()
+}
