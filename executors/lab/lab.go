@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"sort"
 	"strings"
@@ -35,12 +36,17 @@ type Options struct {
 	// Now is the organisation's clock for the times it reports (the last failure in
 	// message tracking, a queue's retry times); time.Now when nil.
 	Now func() time.Time
+	// Bases is where an organisation file's extends: looks for its base before
+	// the built-in files (LoadOrg sets the file's directory).
+	Bases fs.FS
 }
 
 // Lab is one simulated organisation in one scenario. It is safe for concurrent use.
 type Lab struct {
 	scenario string
 	latency  time.Duration
+	// about and playbook describe an organisation file's scenario.
+	about, playbook string
 
 	mu    sync.Mutex
 	org   *org
@@ -116,8 +122,14 @@ func New(scenario string, opts Options) (*Lab, error) {
 	return &Lab{scenario: scenario, latency: opts.Latency, org: o}, nil
 }
 
-// Scenario names the lab's scenario.
+// Scenario names the lab's scenario (an organisation file's base name).
 func (l *Lab) Scenario() string { return l.scenario }
+
+// About describes an organisation file's scenario (its about:).
+func (l *Lab) About() string { return l.about }
+
+// Playbook is the playbook an organisation file simulates an incident for.
+func (l *Lab) Playbook() string { return l.playbook }
 
 // Calls returns what the lab received so far.
 func (l *Lab) Calls() []Call {

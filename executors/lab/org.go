@@ -30,10 +30,10 @@ type org struct {
 	// The smtp-421 side (see smtp421.go).
 	connectors      []*sendConnector
 	acceptedDomains []*acceptedDomain
-	destinations   map[string]*destination // destination domain → its MX and manners
-	zones          map[string]dnsZone      // sending-domain DNS
-	listings       map[string]listing      // "ip zone" → DNSBL listing
-	dnsblDown      map[string]string       // "ip zone" → the probe status of a zone that does not answer
+	destinations    map[string]*destination // destination domain → its MX and manners
+	zones           map[string]dnsZone      // sending-domain DNS
+	listings        map[string]listing      // "ip zone" → DNSBL listing
+	dnsblDown       map[string]string       // "ip zone" → the probe status of a zone that does not answer
 
 	// The Microsoft 365 tenant (see graph.go).
 	m365 *m365

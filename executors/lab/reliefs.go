@@ -34,6 +34,7 @@ type behaviour struct {
 	when     []condition
 	// Effects.
 	queues       []queuePatch
+	components   []componentPatch
 	stopFailures bool
 	fired        int
 }
@@ -43,6 +44,8 @@ type condition struct {
 	op    string // >=, <=, >, <, ==, !=
 	value string
 }
+
+type componentPatch struct{ server, component, requester, state string }
 
 type queuePatch struct {
 	identity string
@@ -74,6 +77,9 @@ func (c *call) react(s *server, identity string, subj subject) error {
 				return fmt.Errorf("%s: behaviour names queue %q, which the organisation does not have", b.where, qp.identity)
 			}
 			qp.apply(q, c.now)
+		}
+		for _, cp := range b.components {
+			c.o.serverByID(cp.server).component(cp.component).set(cp.requester, cp.state, c.now)
 		}
 		if b.stopFailures && c.o.stoppedAt.IsZero() {
 			c.o.stoppedAt = c.now

@@ -43,18 +43,18 @@ var enumValues = map[string][]string{
 		"SmtpRelayWithinAdSiteToEdge", "MapiDelivery", "Unreachable", "ShadowRedundancy", "Heartbeat",
 		"DeliveryAgent", "SmtpDeliveryToMailbox", "SmtpRelayToDag", "SmtpRelayToMailboxDeliveryGroup",
 		"SmtpRelayToConnectorSourceServers", "SmtpRelayToServers", "SmtpRelayToRemoteForest", "SmtpDeliveryToExo"},
-	"Microsoft.Exchange.Data.QueueViewer.QueueStatus": {"None", "Active", "Ready", "Retry", "Suspended", "Connecting"},
-	"Microsoft.Exchange.Data.RiskLevel":               {"Normal", "Bulk", "High", "Low"},
+	"Microsoft.Exchange.Data.QueueViewer.QueueStatus":     {"None", "Active", "Ready", "Retry", "Suspended", "Connecting"},
+	"Microsoft.Exchange.Data.RiskLevel":                   {"Normal", "Bulk", "High", "Low"},
 	"Microsoft.Exchange.Data.QueueViewer.NextHopCategory": {"Internal", "External"},
 	"System.ServiceProcess.ServiceControllerStatus": {"", "Stopped", "StartPending", "StopPending", "Running",
 		"ContinuePending", "PausePending", "Paused"},
-	"System.ServiceProcess.ServiceStartMode": {"Boot", "System", "Automatic", "Manual", "Disabled"},
-	"Microsoft.Exchange.Data.ServerComponentStates.ServiceState": {"Active", "Inactive", "Draining"},
-	"Microsoft.Exchange.Data.Directory.ThrottlingPolicyScopeType": {"Regular", "Organization", "Global"},
-	"Microsoft.Exchange.Data.Directory.SystemConfiguration.AcceptedDomainType": {"Authoritative", "ExternalRelay", "InternalRelay"},
-	"Microsoft.Exchange.Data.Directory.ServerRole": {"None", "Mailbox", "Edge"},
-	"Microsoft.Exchange.Data.Directory.Recipient.RecipientTypeDetails": {"None", "UserMailbox", "SharedMailbox", "RoomMailbox"},
-	"Microsoft.Exchange.Data.Directory.SystemConfiguration.ReceiveConnector+TransportRole": {"None", "HubTransport", "FrontendTransport"},
+	"System.ServiceProcess.ServiceStartMode":                                                       {"Boot", "System", "Automatic", "Manual", "Disabled"},
+	"Microsoft.Exchange.Data.ServerComponentStates.ServiceState":                                   {"Active", "Inactive", "Draining"},
+	"Microsoft.Exchange.Data.Directory.ThrottlingPolicyScopeType":                                  {"Regular", "Organization", "Global"},
+	"Microsoft.Exchange.Data.Directory.SystemConfiguration.AcceptedDomainType":                     {"Authoritative", "ExternalRelay", "InternalRelay"},
+	"Microsoft.Exchange.Data.Directory.ServerRole":                                                 {"None", "Mailbox", "Edge"},
+	"Microsoft.Exchange.Data.Directory.Recipient.RecipientTypeDetails":                             {"None", "UserMailbox", "SharedMailbox", "RoomMailbox"},
+	"Microsoft.Exchange.Data.Directory.SystemConfiguration.ReceiveConnector+TransportRole":         {"None", "HubTransport", "FrontendTransport"},
 	"Microsoft.Exchange.Data.Directory.SystemConfiguration.SmtpSendConnectorConfig+AuthMechanisms": {"None", "BasicAuth", "BasicAuthRequireTLS", "ExchangeServer", "ExternalAuthoritative"},
 	"Microsoft.Exchange.Data.Directory.SystemConfiguration.TlsAuthLevel":                           {"EncryptionOnly", "CertificateValidation", "DomainValidation"},
 }
@@ -78,7 +78,7 @@ func list(typ string, items []any) *psobj.Object {
 	if items == nil {
 		items = []any{}
 	}
-	return &psobj.Object{TypeNames: chain("Microsoft.Exchange.Data.MultiValuedProperty`1[[" + typ + "]]",
+	return &psobj.Object{TypeNames: chain("Microsoft.Exchange.Data.MultiValuedProperty`1[["+typ+"]]",
 		"Microsoft.Exchange.Data.MultiValuedPropertyBase"), List: items}
 }
 
