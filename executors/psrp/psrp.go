@@ -105,9 +105,8 @@ func WithCleanupTimeout(d time.Duration) Option {
 	}
 }
 
-// WithIdleTimeout closes an endpoint's pool after d without steps
-// (DefaultIdleTimeout). Stands in for the target key idle_timeout until
-// config.Target has it.
+// WithIdleTimeout closes an endpoint's pool after d without steps, overriding
+// the target's idle_timeout (DefaultIdleTimeout when neither is set).
 func WithIdleTimeout(d time.Duration) Option {
 	return func(e *Executor) {
 		if d > 0 {
@@ -116,15 +115,21 @@ func WithIdleTimeout(d time.Duration) Option {
 	}
 }
 
-// WithConfigurationName names a jea target's session configuration (resource
-// URI http://schemas.microsoft.com/powershell/<name>). Stands in for the target
-// key configuration_name until config.Target has it.
+// WithConfigurationName overrides the target's configuration_name (resource URI
+// http://schemas.microsoft.com/powershell/<name>).
 func WithConfigurationName(name string) Option {
 	return func(e *Executor) { e.configName = name }
 }
 
 // WithSenderFactory replaces the built-in senders (basic, NTLM): the Kerberos
-// sender plugs in here.
+// transport of executors/wsman/kerberos plugs in here, e.g.
+//
+//	psrp.WithSenderFactory(func(ep psrp.Endpoint) (psrp.Sender, error) {
+//		return psrp.SenderFunc(func(ctx context.Context, m *soap.SoapMessage) (string, error) {
+//			b, err := krb.Post(ctx, ep.URL, []byte(m.String()))
+//			return string(b), err
+//		}), nil
+//	})
 func WithSenderFactory(f SenderFactory) Option {
 	return func(e *Executor) { e.factory = f }
 }
@@ -141,7 +146,6 @@ func New(name string, t config.Target, opts ...Option) (*Executor, error) {
 		name:    name,
 		byHost:  map[string]*conn{},
 		cleanup: DefaultCleanupTimeout,
-		idle:    DefaultIdleTimeout,
 		log:     slog.New(slog.DiscardHandler),
 		dial:    (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		closing: make(chan struct{}),
@@ -177,17 +181,27 @@ func (e *Executor) GoString() string { return e.String() }
 var configNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 func (e *Executor) configure(t config.Target) error {
-	var resourceURI, defaultPath string
+	var defaultPath string
+	e.configName = cmp(e.configName, t.ConfigurationName)
 	switch t.Kind {
 	case "exchange":
-		resourceURI, defaultPath = ExchangeResourceURI, "/PowerShell"
+		e.configName, defaultPath = cmp(e.configName, "Microsoft.Exchange"), "/PowerShell"
 	case "jea":
-		if !configNameRE.MatchString(e.configName) {
-			return fmt.Errorf("configuration_name: %q is not a session configuration name", e.configName)
-		}
-		resourceURI, defaultPath = "http://schemas.microsoft.com/powershell/"+e.configName, "/wsman"
+		defaultPath = "/wsman"
 	default:
 		return fmt.Errorf("kind is %q, not exchange or jea", t.Kind)
+	}
+	if !configNameRE.MatchString(e.configName) {
+		return fmt.Errorf("configuration_name: %q is not a session configuration name", e.configName)
+	}
+	resourceURI := "http://schemas.microsoft.com/powershell/" + e.configName
+	switch {
+	case t.IdleTimeout < 0:
+		return fmt.Errorf("idle_timeout: %s is negative", t.IdleTimeout)
+	case e.idle == 0 && t.IdleTimeout > 0:
+		e.idle = t.IdleTimeout
+	case e.idle == 0:
+		e.idle = DefaultIdleTimeout
 	}
 	e.kind = t.Kind
 	if len(t.Endpoints) == 0 {

@@ -234,9 +234,9 @@ func TestAuthFailure(t *testing.T) {
 
 func TestUnreachable(t *testing.T) {
 	e, err := New("mail", config.Target{
-		Kind: "jea", Endpoints: []string{"https://127.0.0.1:1/wsman"}, Auth: "basic",
+		Kind: "jea", Endpoints: []string{"https://127.0.0.1:1/wsman"}, Auth: "basic", ConfigurationName: "ndrbot",
 		Username: "u", Password: "p", InsecureSkipVerify: true,
-	}, WithConfigurationName("ndrbot"))
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,4 +399,26 @@ func report(b *testing.B, delay time.Duration) {
 	per := b.Elapsed() / time.Duration(b.N)
 	b.ReportMetric(float64(per-delay)/float64(time.Microsecond), "overhead-µs/op")
 	b.ReportMetric(float64(per)/float64(delay), "x-fake-latency")
+}
+
+func TestJEAResourceURI(t *testing.T) {
+	var mu sync.Mutex
+	var uri string
+	_, e := setup(t, func(_ context.Context, _ string, cmd psrpfake.Command) psrpfake.Result {
+		mu.Lock()
+		uri = cmd.ResourceURI
+		mu.Unlock()
+		return psrpfake.Result{}
+	}, func(t *config.Target) {
+		t.Kind, t.ConfigurationName = "jea", "ndrbot"
+		t.Endpoints = []string{"https://ex01.test:5986/wsman"}
+	})
+	if _, err := e.Run(context.Background(), "ex01.test", executors.Action{Cmdlet: "Restart-Service", Args: []executors.Arg{{Name: "Name", Value: "MSExchangeTransport"}}}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if uri != "http://schemas.microsoft.com/powershell/ndrbot" {
+		t.Errorf("resource URI = %q", uri)
+	}
 }
