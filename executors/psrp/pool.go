@@ -231,6 +231,9 @@ func (e *Executor) Close(ctx context.Context) error {
 			ic.CloseIdleConnections()
 		}
 	}
+	for _, closeFn := range e.closers {
+		closeFn()
+	}
 	return errors.Join(errs...)
 }
 

@@ -71,8 +71,10 @@ type Executor struct {
 	idle       time.Duration
 	configName string
 	factory    SenderFactory
-	log        *slog.Logger
-	dial       func(ctx context.Context, network, addr string) (net.Conn, error)
+	// closers release what the senders share (the Kerberos transport's sessions).
+	closers []func()
+	log     *slog.Logger
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu        sync.Mutex // guards closed and the start of runs and the janitor
 	closed    bool
@@ -208,11 +210,16 @@ func (e *Executor) configure(t config.Target) error {
 		return errors.New("endpoints: none configured")
 	}
 	auth := strings.ToLower(cmp(t.Auth, "ntlm"))
+	if e.factory == nil && auth == "kerberos" {
+		f, err := e.kerberos(t)
+		if err != nil {
+			return fmt.Errorf("auth kerberos: %w", err)
+		}
+		e.factory = f
+	}
 	if e.factory == nil {
 		switch auth {
 		case "ntlm", "basic":
-		case "kerberos":
-			return errors.New("auth kerberos: the Kerberos sender is not wired in yet (WithSenderFactory)")
 		default:
 			return fmt.Errorf("auth: %q is not supported (ntlm, basic or kerberos)", t.Auth)
 		}
