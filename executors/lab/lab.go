@@ -7,6 +7,12 @@
 // recognised by the cmdlets they call, with output shaped like the playbooks' own
 // ConvertTo-Json projections of Exchange 2019 cmdlet output, and probe and graph
 // checks with the probe and graph executors' own result types.
+//
+// Cmdlet steps (Action.Cmdlet) are answered from the same model with objects
+// shaped as Exchange 2019's arrive over remote PowerShell (cmdlets.go, gets.go,
+// reliefs.go), rendered by executors/psobj. Organisation files (ORGFILE.md,
+// orgs/*.yaml) describe an organisation and how the world answers reliefs;
+// LoadOrg, ParseOrg and NewOrg build a lab from one.
 package lab
 
 import (
