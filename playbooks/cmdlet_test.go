@@ -36,7 +36,7 @@ func (c *cmdletExec) Run(_ context.Context, host string, a executors.Action) (ex
 		return executors.Output{Host: host, Stdout: fmt.Appendf(nil, `[{"Identity":"%s\\7","MessageCount":1523}]`, host)}, nil
 	case "Get-ThrottlingPolicy":
 		return executors.Output{Host: host, Stdout: []byte(`[{"Name":"Tight","RecipientRateLimit":100}]`)}, nil
-	case "Set-ThrottlingPolicy":
+	case "Set-ThrottlingPolicy", "Retry-Queue":
 		return executors.Output{Host: host, Stdout: []byte(`[]`)}, nil
 	}
 	return executors.Output{}, fmt.Errorf("%s: %w", a.Cmdlet, executors.ErrUnsupported)
@@ -72,7 +72,21 @@ rules:
     severity: critical
     finding: "{{ it.Identity }} holds {{ it.MessageCount }}"
     propose: raise
+  - id: retry
+    each: steps.queues
+    when: it.MessageCount > 1000
+    severity: info
+    finding: "retry {{ it.Identity }}"
+    propose: retry
 reliefs:
+  retry:
+    target: exchange
+    with: {queues: 'map(steps.queues, let q = #; {Host: q.Host, Identity: q.Identity})'}
+    cmdlet: Retry-Queue
+    foreach: filter(args.queues, .Host == host)
+    args: {Identity: "{{ item.Identity }}", Confirm: false}
+    risk: None.
+    approval: {role: approver, expires: 30m}
   raise:
     target: exchange
     with: {policy: '"Tight"'}
@@ -113,8 +127,9 @@ func TestCmdletStepsCarryTypedArgumentsPerHost(t *testing.T) {
 	}
 
 	props := run.Proposals()
-	require.Len(t, props, 1)
-	p := props[0]
+	require.Len(t, props, 2)
+	p, ok := run.Proposal("raise")
+	require.True(t, ok)
 	assert.Equal(t, `Set-ThrottlingPolicy -Identity {{ args.policy }} -RecipientRateLimit 900 -Confirm:$false`, p.Command)
 	assert.Contains(t, p.Preview, `"RecipientRateLimit":100`)
 
@@ -130,9 +145,27 @@ func TestCmdletStepsCarryTypedArgumentsPerHost(t *testing.T) {
 	}
 	assert.Equal(t, []executors.Arg{{Name: "Identity", Value: "Tight"}, {Name: "RecipientRateLimit", Value: int64(900)}, {Name: "Confirm", Value: false}}, sets)
 
+	// foreach: Retry-Queue once per queue of each host, with that queue's identity.
+	res, err = eng.Relieve(context.Background(), run, "retry")
+	require.NoError(t, err)
+	require.True(t, res.OK, res.Error)
+	for _, host := range exec.Hosts() {
+		last := exec.got[host][len(exec.got[host])-1]
+		assert.Equal(t, "Retry-Queue", last.Cmdlet)
+		assert.Equal(t, []executors.Arg{{Name: "Identity", Value: host + `\7`}, {Name: "Confirm", Value: false}}, last.Args)
+	}
+	assert.Equal(t, "foreach item in {{ filter(args.queues, .Host == host) }}: Retry-Queue -Identity {{ item.Identity }} -Confirm:$false", must(run.Proposal("retry")).Command)
+
 	// The audit digest of a cmdlet step names the cmdlet as written.
 	steps := run.Steps()
 	i := slices.IndexFunc(steps, func(s incident.StepResult) bool { return s.Step == "queues" })
 	require.GreaterOrEqual(t, i, 0)
 	assert.NotEmpty(t, steps[i].Digest)
+}
+
+func must[T any](v T, ok bool) T {
+	if !ok {
+		panic("not found")
+	}
+	return v
 }

@@ -1,9 +1,11 @@
 package playbooks
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -188,28 +190,67 @@ func newAction(id string, script, check string, cmdlet *Cmdlet, data map[string]
 	return a
 }
 
-// forHost computes the cmdlet's arguments for one host: values, never text.
-func (a action) forHost(host string) (executors.Action, error) {
-	out := a.Action
+// forHost computes the cmdlet's arguments for one host: values, never text. A
+// cmdlet with foreach runs once per item of its list (none when it is empty).
+func (a action) forHost(host string) ([]executors.Action, error) {
 	if a.cmdlet == nil {
-		return out, nil
+		return []executors.Action{a.Action}, nil
 	}
-	env := make(map[string]any, len(a.env)+1)
+	env := make(map[string]any, len(a.env)+2)
 	maps.Copy(env, a.env)
 	env["host"] = host
-	out.Args = make([]executors.Arg, 0, len(a.cmdlet.Args))
-	for _, arg := range a.cmdlet.Args {
-		v := arg.Value
-		if arg.prog != nil {
-			var err error
-			if v, err = runExpr(arg.prog, env); err != nil {
-				return out, fmt.Errorf("%s: %s -%s: %w", a.Step, a.cmdlet.Name, arg.Name, err)
-			}
-			v = cmdletValue(v)
+	items := []any{nil}
+	if a.cmdlet.foreach != nil {
+		v, err := runExpr(a.cmdlet.foreach, env)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s foreach: %w", a.Step, a.cmdlet.Name, err)
 		}
-		out.Args = append(out.Args, executors.Arg{Name: arg.Name, Value: v})
+		if items, err = asList(v); err != nil {
+			return nil, fmt.Errorf("%s: %s foreach: %w", a.Step, a.cmdlet.Name, err)
+		}
+	}
+	out := make([]executors.Action, 0, len(items))
+	for _, item := range items {
+		env["item"] = item
+		one := a.Action
+		one.Args = make([]executors.Arg, 0, len(a.cmdlet.Args))
+		for _, arg := range a.cmdlet.Args {
+			v := arg.Value
+			if arg.prog != nil {
+				var err error
+				if v, err = runExpr(arg.prog, env); err != nil {
+					return nil, fmt.Errorf("%s: %s -%s: %w", a.Step, a.cmdlet.Name, arg.Name, err)
+				}
+				v = cmdletValue(v)
+			}
+			one.Args = append(one.Args, executors.Arg{Name: arg.Name, Value: v})
+		}
+		out = append(out, one)
 	}
 	return out, nil
+}
+
+func asList(v any) ([]any, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case []any:
+		return x, nil
+	case []string:
+		out := make([]any, len(x))
+		for i, s := range x {
+			out[i] = s
+		}
+		return out, nil
+	case []map[string]any:
+		out := make([]any, len(x))
+		for i, m := range x {
+			out[i] = m
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("%T is not a list", v)
+	}
 }
 
 // cmdletValue narrows an expression's result to the types executors hand to
@@ -328,17 +369,36 @@ type hostOutput struct {
 // hosts in order until one succeeds.
 func (e *Engine) onHosts(ctx context.Context, exec executors.Executor, hosts []string, firstOnly bool, act action) []hostOutput {
 	run := func(host string) hostOutput {
-		a, err := act.forHost(host)
+		actions, err := act.forHost(host)
 		if err != nil {
 			return hostOutput{host: host, err: err}
 		}
-		actx, cancel := context.WithTimeout(ctx, a.Timeout)
+		// The actions of one host run in turn, within the step's one timeout, and
+		// stop at the first failure; their rows are joined.
+		actx, cancel := context.WithTimeout(ctx, act.Timeout)
 		defer cancel()
-		out, err := exec.Run(actx, host, a)
-		if err == nil && actx.Err() != nil {
-			err = fmt.Errorf("%s: %s: %w after %s", host, a.Step, executors.ErrTimeout, a.Timeout)
+		res := hostOutput{host: host, out: executors.Output{Host: host, Stdout: []byte("[]")}}
+		for _, a := range actions {
+			out, err := exec.Run(actx, host, a)
+			if err == nil && actx.Err() != nil {
+				err = fmt.Errorf("%s: %s: %w after %s", host, a.Step, executors.ErrTimeout, a.Timeout)
+			}
+			if len(actions) == 1 {
+				return hostOutput{host: host, out: out, err: err}
+			}
+			res.out.Duration += out.Duration
+			res.out.Stderr += out.Stderr
+			res.out.ExitCode = out.ExitCode
+			if err != nil {
+				res.err = err
+				return res
+			}
+			if res.out.Stdout, err = joinRows(res.out.Stdout, out.Stdout); err != nil {
+				res.err = fmt.Errorf("%s: %s: %w", host, a.Step, err)
+				return res
+			}
 		}
-		return hostOutput{host: host, out: out, err: err}
+		return res
 	}
 	if firstOnly {
 		var last hostOutput
@@ -357,6 +417,25 @@ func (e *Engine) onHosts(ctx context.Context, exec executors.Executor, hosts []s
 	}
 	wg.Wait()
 	return outs
+}
+
+// joinRows appends the rows of one JSON output to another's.
+func joinRows(all, more []byte) ([]byte, error) {
+	var a, b []json.RawMessage
+	if err := json.Unmarshal(all, &a); err != nil {
+		return nil, err
+	}
+	data := bytes.TrimSpace(more)
+	switch {
+	case len(data) == 0:
+	case data[0] == '[':
+		if err := json.Unmarshal(data, &b); err != nil {
+			return nil, fmt.Errorf("output is not JSON: %w", err)
+		}
+	default:
+		b = []json.RawMessage{json.RawMessage(data)}
+	}
+	return json.Marshal(append(a, b...))
 }
 
 func evalArgs(args []Arg, env map[string]any) (map[string]any, error) {

@@ -20,7 +20,8 @@ import (
 //	status.ID the step's status: ok, failed, timeout, skipped, pending
 //	it        the current element inside a rule with `each`
 //	args      a step's computed `with` arguments (inside its `when` and cmdlet args)
-//	host      the host a cmdlet runs on (inside cmdlet args)
+//	host      the host a cmdlet runs on (inside cmdlet args and foreach)
+//	item      the current item of a cmdlet's foreach (inside its args)
 //	phase     "diagnose" or "verify"
 //	since     start of the observation window: now − params.window while
 //	          diagnosing, the end of the relief while verifying
@@ -33,6 +34,7 @@ func compileEnv() map[string]any {
 		"it":       map[string]any{},
 		"args":     map[string]any{},
 		"host":     "",
+		"item":     map[string]any{},
 		"phase":    "",
 		"since":    time.Time{},
 		"ok":       func(string) bool { return false },

@@ -106,6 +106,18 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 		if c == nil {
 			return
 		}
+		if c.ForEach != "" {
+			prog, r, err := compile(c.ForEach, false)
+			switch {
+			case err != nil:
+				pr.add(c.Line, "%s.foreach: %v", where, err)
+			case relief && len(r.steps) > 0:
+				pr.add(c.Line, "%s.foreach: a relief's list reads params, args (its with) and host, not steps (%s): compute it in with", where, strings.Join(r.steps, ", "))
+			default:
+				c.foreach = prog
+				refsOK(c.Line, where+".foreach", r, allowed)
+			}
+		}
 		seen := map[string]bool{}
 		for i := range c.Args {
 			a := &c.Args[i]

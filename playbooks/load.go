@@ -227,12 +227,12 @@ var (
 func parseCmdlet(pr *problems, where string, line int, f map[string]*yaml.Node) *Cmdlet {
 	name := str(pr, f["cmdlet"])
 	if name == "" {
-		if f["args"] != nil || f["select"] != nil {
-			pr.add(line, "%s: args and select go with cmdlet", where)
+		if f["args"] != nil || f["select"] != nil || f["foreach"] != nil {
+			pr.add(line, "%s: args, select and foreach go with cmdlet", where)
 		}
 		return nil
 	}
-	c := &Cmdlet{Name: name, Select: strs(pr, f["select"]), Line: f["cmdlet"].Line}
+	c := &Cmdlet{Name: name, Select: strs(pr, f["select"]), ForEach: str(pr, f["foreach"]), Line: f["cmdlet"].Line}
 	if !cmdletNameRE.MatchString(name) {
 		pr.add(c.Line, "%s.cmdlet: %q is not a cmdlet name (Verb-Noun, letters and digits)", where, name)
 	}
@@ -313,7 +313,7 @@ func argValue(pr *problems, where string, n *yaml.Node) (any, string) {
 
 func parseSteps(pr *problems, pb *Playbook, n *yaml.Node) {
 	for _, kv := range entries(pr, n) {
-		f := fields(pr, kv[1], "title", "target", "powershell", "check", "cmdlet", "args", "select", "needs", "when", "with", "timeout", "run_on")
+		f := fields(pr, kv[1], "title", "target", "powershell", "check", "cmdlet", "args", "select", "foreach", "needs", "when", "with", "timeout", "run_on")
 		s := &Step{
 			ID:         kv[0].Value,
 			Line:       kv[0].Line,
@@ -379,7 +379,7 @@ func parseRules(pr *problems, pb *Playbook, n *yaml.Node) {
 
 func parseReliefs(pr *problems, pb *Playbook, n *yaml.Node) {
 	for _, kv := range entries(pr, n) {
-		f := fields(pr, kv[1], "title", "target", "powershell", "check", "cmdlet", "args", "select", "with", "preview", "risk", "rollback", "approval", "cooldown", "verify", "timeout")
+		f := fields(pr, kv[1], "title", "target", "powershell", "check", "cmdlet", "args", "select", "foreach", "with", "preview", "risk", "rollback", "approval", "cooldown", "verify", "timeout")
 		r := &Relief{
 			ID:         kv[0].Value,
 			Line:       kv[0].Line,
@@ -398,7 +398,7 @@ func parseReliefs(pr *problems, pb *Playbook, n *yaml.Node) {
 			r.Timeout = 5 * time.Minute
 		}
 		if pv := f["preview"]; pv != nil && pv.Kind == yaml.MappingNode {
-			pf := fields(pr, pv, "cmdlet", "args", "select")
+			pf := fields(pr, pv, "cmdlet", "args", "select", "foreach")
 			r.PreviewCmdlet = parseCmdlet(pr, "reliefs."+r.ID+".preview", pv.Line, pf)
 			if r.PreviewCmdlet == nil {
 				pr.add(pv.Line, "reliefs.%s.preview: a preview mapping names a cmdlet", r.ID)

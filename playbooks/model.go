@@ -3,6 +3,7 @@
 package playbooks
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -64,7 +65,11 @@ type Step struct {
 // a command: each is a literal from the playbook or an expression's value.
 type Cmdlet struct {
 	Name string
-	Args []CmdletArg
+	// ForEach, when set, is a list expression: the cmdlet runs once per item on
+	// each host, the item visible to its args as item (Retry-Queue per queue).
+	ForEach string
+	foreach *vm.Program
+	Args    []CmdletArg
 	// Select names the properties each row keeps, in order (all when empty).
 	Select []string
 	Line   int
@@ -85,6 +90,9 @@ type CmdletArg struct {
 // its parameters, expressions shown as written.
 func (c *Cmdlet) Text() string {
 	var b strings.Builder
+	if c.ForEach != "" {
+		b.WriteString("foreach item in {{ " + c.ForEach + " }}: ")
+	}
 	b.WriteString(c.Name)
 	for _, a := range c.Args {
 		b.WriteString(" -")
@@ -253,4 +261,63 @@ func (p *Playbook) matches(code string) bool {
 		}
 	}
 	return false
+}
+
+// Permission is one cmdlet a playbook calls and the parameters it passes: what
+// the bot's account needs granted (Exchange RBAC for exchange targets, the JEA
+// role capability for jea targets).
+type Permission struct {
+	Cmdlet string
+	// Params are the parameter names passed, sorted.
+	Params []string
+	// Targets are the target groups it runs on, in first-use order.
+	Targets []string
+	// Changes is true when a relief calls it (a grant an admin may leave out).
+	Changes bool
+	// UsedBy names the steps, previews and reliefs that call it.
+	UsedBy []string
+}
+
+// Permissions lists the cmdlets the playbook calls, read-only first, each with
+// the union of the parameters passed to it.
+func (p *Playbook) Permissions() []Permission {
+	var out []Permission
+	add := func(c *Cmdlet, target, user string, changes bool) {
+		if c == nil {
+			return
+		}
+		i := slices.IndexFunc(out, func(x Permission) bool { return x.Cmdlet == c.Name && x.Changes == changes })
+		if i < 0 {
+			out = append(out, Permission{Cmdlet: c.Name, Changes: changes})
+			i = len(out) - 1
+		}
+		perm := &out[i]
+		for _, a := range c.Args {
+			if !slices.Contains(perm.Params, a.Name) {
+				perm.Params = append(perm.Params, a.Name)
+			}
+		}
+		slices.Sort(perm.Params)
+		if !slices.Contains(perm.Targets, target) {
+			perm.Targets = append(perm.Targets, target)
+		}
+		perm.UsedBy = append(perm.UsedBy, user)
+	}
+	for _, s := range p.Steps {
+		add(s.Cmdlet, s.Target, "steps."+s.ID, false)
+	}
+	for _, r := range p.Reliefs {
+		add(r.PreviewCmdlet, r.Target, "reliefs."+r.ID+".preview", false)
+		add(r.Cmdlet, r.Target, "reliefs."+r.ID, true)
+	}
+	slices.SortStableFunc(out, func(a, b Permission) int {
+		if a.Changes != b.Changes {
+			if a.Changes {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a.Cmdlet, b.Cmdlet)
+	})
+	return out
 }

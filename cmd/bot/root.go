@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -109,61 +108,6 @@ prints the effective configuration with every secret redacted. Exit 2 on problem
 			}
 			fmt.Fprintf(g.io.out, "# configuration OK (source: %s)\n", src)
 			return cfg.Print(g.io.out)
-		},
-	})
-	return c
-}
-
-func newPlaybooksCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "playbooks", Short: "List and lint playbooks"}
-	c.AddCommand(&cobra.Command{
-		Use:     "list",
-		Short:   "List the playbooks (built-in and from playbooks.dir)",
-		Example: "  bot playbooks list",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, _, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			cat, err := g.catalog(cfg)
-			if err != nil {
-				return err
-			}
-			for _, pb := range cat.All() {
-				fmt.Fprintf(g.io.out, "%-12s %s\n             matches: %s\n             source: %s (version %s)\n",
-					pb.ID, pb.Title, strings.Join(pb.Matches, ", "), pb.Source, pb.Version)
-			}
-			return nil
-		},
-	})
-	c.AddCommand(&cobra.Command{
-		Use:   "lint [DIR|FILE]",
-		Short: "Check playbooks: unknown targets, steps or reliefs, rules that don't compile, missing approval policies, cycles",
-		Long: `Without an argument, lints the built-in playbooks and playbooks.dir together.
-With DIR or FILE, lints those files on their own. Targets are checked against the
-configuration. Every problem is printed as file:line: message; exit 2 when any.`,
-		Example: "  bot playbooks lint\n  bot playbooks lint ./my-playbooks\n  bot playbooks lint ./my-playbooks/ndr-5.5.4.yaml",
-		Args:    cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, _, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			if len(args) == 0 {
-				cat, err := g.catalog(cfg)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(g.io.out, "%d playbooks OK\n", len(cat.All()))
-				return nil
-			}
-			n, err := playbooks.LintDir(args[0], cfg.TargetKinds())
-			if err != nil {
-				return &exitError{code: exitUsage, err: err}
-			}
-			fmt.Fprintf(g.io.out, "%d playbook files OK\n", n)
-			return nil
 		},
 	})
 	return c

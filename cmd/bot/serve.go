@@ -108,7 +108,9 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 
 	disp := &outbox.Dispatcher{Queue: st, Sender: slack.NewSender(st, poster, slack.Renderer{}, log), Owner: owner, Log: log}
 	thread := slack.NewThread(st, slack.ThreadOptions{Notify: disp.Notify, Log: log})
-	eng := playbooks.NewEngine(newTargets(cfg, simulated), playbooks.Options{WaitScale: scale, Logger: log,
+	tg := newTargets(cfg, simulated, log)
+	defer closeTargets(tg, log)
+	eng := playbooks.NewEngine(tg, playbooks.Options{WaitScale: scale, Logger: log,
 		History: store.ReliefHistory{Store: st}})
 	svc := commands.New(commands.Options{
 		Catalog: func() *playbooks.Catalog { return cat }, Engine: eng, Store: st, Thread: thread, Groups: poster,

@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/graph"
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/executors/probe"
+	"github.com/ndrbot/ndrbot/executors/psrp"
 	"github.com/ndrbot/ndrbot/executors/winrm"
 )
 
@@ -17,13 +22,30 @@ import (
 type targets struct {
 	cfg config.Config
 	lab *lab.Lab // every target is simulated when set
+	log *slog.Logger
 
 	mu    sync.Mutex
 	built map[string]executors.Executor
 }
 
-func newTargets(cfg config.Config, l *lab.Lab) *targets {
-	return &targets{cfg: cfg, lab: l, built: map[string]executors.Executor{}}
+func newTargets(cfg config.Config, l *lab.Lab, log *slog.Logger) *targets {
+	return &targets{cfg: cfg, lab: l, log: log, built: map[string]executors.Executor{}}
+}
+
+// Close closes every executor that holds connections (PSRP runspace pools), so
+// none is left open on a server when the bot stops.
+func (t *targets) Close(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var errs []error
+	for name, e := range t.built {
+		if c, ok := e.(interface{ Close(context.Context) error }); ok {
+			if err := c.Close(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("target %s: %w", name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (t *targets) Executor(name string) (executors.Executor, error) {
@@ -41,8 +63,15 @@ func (t *targets) Executor(name string) (executors.Executor, error) {
 	switch {
 	case t.lab != nil:
 		e = t.lab.Target(name, tc.Kind, tc.Endpoints)
-	case tc.Kind == "winrm":
+	case tc.Kind == config.KindWinRM:
 		e, err = winrm.New(name, tc)
+	case tc.Kind == config.KindJEA && len(tc.Endpoints) == 0:
+		// Optional: without it the service steps are skipped with this note and a
+		// restart cannot be proposed, but the Exchange diagnosis still runs.
+		err = executors.NotConfigured(fmt.Errorf("JEA endpoint %q not set up: service state and restarts need it (deploy/jea, then set %s)",
+			name, config.EnvName("targets."+name+".endpoints")))
+	case tc.Kind == config.KindExchange || tc.Kind == config.KindJEA:
+		e, err = psrp.New(name, tc, psrp.WithLogger(t.log))
 	case tc.Kind == "probe":
 		e, err = probe.New(name, tc)
 	case tc.Kind == "graph":
@@ -81,6 +110,10 @@ func (t *targets) require(names []string) error {
 			unset = append(unset, err)
 			continue
 		}
+		if tc.Kind == config.KindJEA && len(tc.Endpoints) == 0 {
+			unset = append(unset, fmt.Errorf("JEA target %q has no endpoints", name))
+			continue
+		}
 		// A probe target without endpoints is the bot's own vantage point (DNS,
 		// DNSBL and MX probes take their subject from the parameters).
 		if tc.Kind != "probe" {
@@ -96,4 +129,15 @@ func (t *targets) require(names []string) error {
 		return unset[0]
 	}
 	return nil
+}
+
+// closeTargets closes the executors when a command ends, with a deadline of its
+// own: the command's context may already be cancelled (Ctrl-C, SIGTERM), and the
+// runspace pools must still be closed on the servers.
+func closeTargets(t *targets, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := t.Close(ctx); err != nil {
+		log.Warn("remote sessions not closed; they stay open on the servers until their idle timeout", "err", err)
+	}
 }
