@@ -169,3 +169,34 @@ func must[T any](v T, ok bool) T {
 	}
 	return v
 }
+
+// where filters rows on the bot's side, with the step's own env (params, host…).
+func TestCmdletWhereKeepsMatchingRows(t *testing.T) {
+	pb, err := playbooks.Parse("where.yaml", []byte(`
+id: where-demo
+title: where
+params:
+  domain: {type: domain}
+steps:
+  queues:
+    target: exchange
+    cmdlet: Get-Queue
+    args: {Server: "{{ host }}"}
+    where: 'hasPrefix(it.Identity, "ex02") && params.domain == "fabrikam.com"'
+rules:
+  - id: seen
+    each: steps.queues
+    when: "true"
+    severity: info
+    finding: "{{ it.Identity }}"
+`), map[string]string{"exchange": "exchange"})
+	require.NoError(t, err)
+	exec := &cmdletExec{got: map[string][]executors.Action{}, kind: "exchange"}
+	run := playbooks.NewRun("r2", pb, map[string]any{"domain": "fabrikam.com"}, time.Now(), nil)
+	require.NoError(t, playbooks.NewEngine(oneTarget{exec}, playbooks.Options{}).Diagnose(context.Background(), run))
+	var texts []string
+	for _, f := range run.Findings() {
+		texts = append(texts, f.Text)
+	}
+	assert.Equal(t, []string{`ex02.contoso.com\7`}, texts)
+}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/expr-lang/expr/vm"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ndrbot/ndrbot/executors"
@@ -343,6 +344,9 @@ func (e *Engine) runStep(ctx context.Context, run *Run, s *Step, phase string) i
 			continue
 		}
 		rows, err := Rows(o.host, o.out.Stdout)
+		if err == nil && s.Cmdlet != nil && s.Cmdlet.where != nil {
+			rows, err = keepRows(s.Cmdlet.where, env, rows)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", o.host, err))
 			continue
@@ -417,6 +421,23 @@ func (e *Engine) onHosts(ctx context.Context, exec executors.Executor, hosts []s
 	}
 	wg.Wait()
 	return outs
+}
+
+// keepRows filters rows by a step's where, each row bound to it.
+func keepRows(where *vm.Program, env map[string]any, rows []map[string]any) ([]map[string]any, error) {
+	row := maps.Clone(env)
+	kept := rows[:0]
+	for _, r := range rows {
+		row["it"] = r
+		ok, err := runBool(where, row)
+		if err != nil {
+			return nil, fmt.Errorf("where: %w", err)
+		}
+		if ok {
+			kept = append(kept, r)
+		}
+	}
+	return kept, nil
 }
 
 // joinRows appends the rows of one JSON output to another's.

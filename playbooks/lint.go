@@ -118,6 +118,16 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 				refsOK(c.Line, where+".foreach", r, allowed)
 			}
 		}
+		if c.Where != "" {
+			if relief {
+				pr.add(c.Line, "%s.where: only steps filter their rows", where)
+			} else if prog, r, err := compile(c.Where, true); err != nil {
+				pr.add(c.Line, "%s.where: %v", where, err)
+			} else {
+				c.where = prog
+				refsOK(c.Line, where+".where", r, allowed)
+			}
+		}
 		seen := map[string]bool{}
 		for i := range c.Args {
 			a := &c.Args[i]

@@ -72,7 +72,12 @@ type Cmdlet struct {
 	Args    []CmdletArg
 	// Select names the properties each row keeps, in order (all when empty).
 	Select []string
-	Line   int
+	// Where, when set, keeps only the rows for which it holds (the row is it):
+	// filtering on the bot's side, as a no-language endpoint cannot filter with
+	// a script block, and an OPATH -Filter would splice text into a string.
+	Where string
+	where *vm.Program
+	Line  int
 }
 
 // CmdletArg is one named parameter: a YAML literal (Value) or, when the whole
@@ -109,6 +114,9 @@ func (c *Cmdlet) Text() string {
 		} else {
 			b.WriteString(literalText(a.Value))
 		}
+	}
+	if c.Where != "" {
+		b.WriteString(" | where {{ " + c.Where + " }}")
 	}
 	if len(c.Select) > 0 {
 		b.WriteString(" | Select-Object " + strings.Join(c.Select, ", "))
