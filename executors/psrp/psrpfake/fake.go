@@ -20,6 +20,10 @@
 //
 // No-language endpoints (Exchange's /PowerShell, JEA) refuse script text; so does
 // the fake, with an error record like theirs.
+//
+// Authentication is Basic by default. WithKerberos puts krbtest's acceptor in
+// front instead — Kerberos only, as the out-of-box /PowerShell virtual directory
+// is — and with WithPlainHTTP every envelope then travels sealed.
 package psrpfake
 
 import (
@@ -39,9 +43,10 @@ import (
 
 	"github.com/ndrbot/ndrbot/executors/psobj"
 	"github.com/ndrbot/ndrbot/executors/psrp/internal/wire"
+	"github.com/ndrbot/ndrbot/executors/wsman/kerberos/krbtest"
 )
 
-// Fixed credentials the fake accepts (basic auth).
+// Fixed credentials the fake accepts (basic auth, unless WithKerberos).
 const (
 	User     = "ndrbot"
 	Password = "fake-password"
@@ -56,6 +61,9 @@ type Param struct {
 
 // Command is one pipeline as the client asked for it.
 type Command struct {
+	// User is who sent it: the Basic user name, or with WithKerberos the
+	// authenticated principal ("svc-ndrbot@CORP.EXAMPLE.COM").
+	User        string
 	Name        string
 	IsScript    bool
 	Params      []Param
@@ -92,10 +100,35 @@ type Stats struct {
 	Signals                  []string // signal codes, in order
 }
 
+// Option adjusts a fake.
+type Option func(*options)
+
+type options struct {
+	plain   bool
+	realm   *krbtest.Realm
+	spn     string
+	krbOpts []krbtest.Option
+}
+
+// WithPlainHTTP serves http instead of https. With Kerberos that means
+// [MS-WSMV] message encryption; with Basic, clear text.
+func WithPlainHTTP() Option {
+	return func(o *options) { o.plain = true }
+}
+
+// WithKerberos requires Kerberos for spn (e.g. "HTTP/ex01.corp.example.com",
+// created with realm.AddService) instead of Basic: AP-REQs are verified against
+// realm's KDC and, over http, requests are unsealed and replies sealed. opts
+// pass the acceptor's quirks and failures (krbtest.WithScheme, …).
+func WithKerberos(realm *krbtest.Realm, spn string, opts ...krbtest.Option) Option {
+	return func(o *options) { o.realm, o.spn, o.krbOpts = realm, spn, opts }
+}
+
 // Server is a running fake.
 type Server struct {
 	*httptest.Server
-	handler Handler
+	handler  Handler
+	acceptor *krbtest.Acceptor
 
 	mu       sync.Mutex
 	shells   map[string]*shell
@@ -123,13 +156,35 @@ type pipeline struct {
 	out    [][]byte      // messages, encoded
 }
 
-// New starts a TLS fake answering every command with h.
-func New(h Handler) *Server {
+// New starts a fake answering every command with h: over TLS with Basic
+// authentication unless opts say otherwise.
+func New(h Handler, opts ...Option) *Server {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	s := &Server{handler: h, shells: map[string]*shell{}, stats: map[string]*Stats{}}
 	s.ctx, s.stop = context.WithCancel(context.Background())
-	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	if o.realm != nil {
+		s.acceptor = o.realm.Handler(o.spn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.serve(w, r, krbtest.ClientPrincipal(r.Context()))
+		}), o.krbOpts...)
+		s.Server = httptest.NewUnstartedServer(s.acceptor)
+		s.acceptor.Attach(s.Server)
+	} else {
+		s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.basic))
+	}
+	if o.plain {
+		s.Start()
+	} else {
+		s.StartTLS()
+	}
 	return s
 }
+
+// Acceptor is the Kerberos side of a fake made WithKerberos (handshakes, the
+// decrypted envelopes, the raw bytes on the wire), or nil.
+func (s *Server) Acceptor() *krbtest.Acceptor { return s.acceptor }
 
 // Close stops every running pipeline, waits for them and shuts the server down.
 func (s *Server) Close() {
@@ -231,13 +286,19 @@ const (
 	actionSignal  = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Signal"
 )
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+// basic checks Basic credentials before serve.
+func (s *Server) basic(w http.ResponseWriter, r *http.Request) {
 	user, pass, ok := r.BasicAuth()
 	if !ok || user != User || pass != Password {
 		w.Header().Set("WWW-Authenticate", `Basic realm="WSMAN"`)
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
+	s.serve(w, r, user)
+}
+
+// serve answers an authenticated request of user.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, user string) {
 	if r.Method != http.MethodPost || !strings.Contains(r.Header.Get("Content-Type"), "application/soap+xml") {
 		http.Error(w, "want a SOAP POST", http.StatusUnsupportedMediaType)
 		return
@@ -259,7 +320,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case actionCreate:
 		s.create(w, host, &env)
 	case actionCommand:
-		s.command(w, r.Context(), &env)
+		s.command(w, user, &env)
 	case actionReceive:
 		s.receive(w, r.Context(), &env)
 	case actionSignal:
@@ -327,7 +388,7 @@ func (s *Server) lookup(w http.ResponseWriter, env *envelope) *shell {
 	return sh
 }
 
-func (s *Server) command(w http.ResponseWriter, _ context.Context, env *envelope) {
+func (s *Server) command(w http.ResponseWriter, user string, env *envelope) {
 	sh := s.lookup(w, env)
 	if sh == nil {
 		return
@@ -363,7 +424,7 @@ func (s *Server) command(w http.ResponseWriter, _ context.Context, env *envelope
 		fault(w, env.Header.MessageID, "s:Sender", "w:InvalidParameter", "CREATE_PIPELINE: "+err.Error())
 		return
 	}
-	cmd.ResourceURI = sh.uri
+	cmd.ResourceURI, cmd.User = sh.uri, user
 	id := strings.ToUpper(cl.CommandID)
 	ctx, cancel := context.WithCancel(s.ctx)
 	p := &pipeline{id: id, pid: msgs[0].PID, cancel: cancel, done: make(chan struct{})}

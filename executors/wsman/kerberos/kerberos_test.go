@@ -12,18 +12,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jcmturner/gokrb5/v8/iana/etypeID"
+	"github.com/jcmturner/gokrb5/v8/keytab"
 	"github.com/masterzen/winrm/soap"
 
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/executors/wsman/kerberos/krbtest"
 )
 
 const envelope = `<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><Get-Queue>MARK-SECRET-PLAINTEXT-1</Get-Queue></s:Body></s:Envelope>`
 
-func newTransport(t *testing.T, k *kdc, a *acceptor, password string, opts ...Option) *Transport {
+func newTransport(t *testing.T, k *krbtest.Realm, a *endpoint, password string, opts ...Option) *Transport {
 	t.Helper()
 	opts = append([]Option{WithDialer(a.dialer()), WithRequestTimeout(20 * time.Second), WithKDCTimeout(10 * time.Second)}, opts...)
-	tr, err := New(Config{Username: testUser, Realm: testRealm, Password: config.Secret(password), Krb5Conf: k.krb5conf(t)}, opts...)
+	tr, err := New(Config{Username: testUser, Realm: testRealm, Password: config.Secret(password), Krb5Conf: k.Krb5Conf()}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,9 +52,8 @@ func TestHTTPEncryptedRoundTrip(t *testing.T) {
 		{"Kerberos, odd rotation", "Kerberos", 5, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := newKDC(t)
-			a := newAcceptor(t, k.serviceKeytab(t, "service-account-password"), tc.scheme, false)
-			a.rrc, a.ec, a.spaced = tc.rrc, tc.ec, tc.spaced
+			k := newRealm(t)
+			a := newEndpoint(t, k, false, krbtest.WithScheme(tc.scheme), krbtest.WithSealLayout(tc.rrc, tc.ec, tc.spaced))
 			tr := newTransport(t, k, a, testPassword)
 			url := "http://" + testHost + "/PowerShell"
 
@@ -65,17 +67,15 @@ func TestHTTPEncryptedRoundTrip(t *testing.T) {
 					t.Fatalf("post %d: reply %q", i, got)
 				}
 			}
-			a.mu.Lock()
-			plain, auths := a.plain, a.auths
-			a.mu.Unlock()
+			plain, auths := a.Received(), a.Handshakes()
 			if len(plain) != 3 || !bytes.Contains(plain[2], []byte("MARK-SECRET-PLAINTEXT-3")) {
 				t.Fatalf("server decrypted %q", plain)
 			}
 			// One handshake served all three envelopes on the same connection.
-			if auths != 1 || k.tgs.Load() != 1 {
-				t.Errorf("handshakes %d, TGS requests %d; want 1 and 1", auths, k.tgs.Load())
+			if auths != 1 || k.TGSRequests() != 1 {
+				t.Errorf("handshakes %d, TGS requests %d; want 1 and 1", auths, k.TGSRequests())
 			}
-			wire := a.wire.bytes()
+			wire := a.Wire()
 			if bytes.Contains(wire, []byte("MARK-SECRET")) || bytes.Contains(wire, []byte("Get-Queue")) {
 				t.Fatal("plaintext SOAP appeared on the wire")
 			}
@@ -89,8 +89,8 @@ func TestHTTPEncryptedRoundTrip(t *testing.T) {
 func TestHTTPSRoundTrip(t *testing.T) {
 	for _, scheme := range []string{"Negotiate", "Kerberos"} {
 		t.Run(scheme, func(t *testing.T) {
-			k := newKDC(t)
-			a := newAcceptor(t, k.serviceKeytab(t, "service-account-password"), scheme, true)
+			k := newRealm(t)
+			a := newEndpoint(t, k, true, krbtest.WithScheme(scheme))
 			pool := x509.NewCertPool()
 			pool.AddCert(a.srv.Certificate())
 			tr := newTransport(t, k, a, testPassword, WithTLSConfig(&tls.Config{RootCAs: pool, ServerName: "example.com"}))
@@ -106,20 +106,19 @@ func TestHTTPSRoundTrip(t *testing.T) {
 			}
 			// https authenticates every request (mutually: the AP-REP is checked)
 			// but reuses the cached ticket.
-			if a.auths != 2 || k.tgs.Load() != 1 || k.as.Load() != 1 {
-				t.Errorf("auths %d, TGS %d, AS %d; want 2, 1, 1", a.auths, k.tgs.Load(), k.as.Load())
+			if a.Handshakes() != 2 || k.TGSRequests() != 1 || k.ASRequests() != 1 {
+				t.Errorf("auths %d, TGS %d, AS %d; want 2, 1, 1", a.Handshakes(), k.TGSRequests(), k.ASRequests())
 			}
 		})
 	}
 }
 
 func TestTamperedReplyIsRejected(t *testing.T) {
-	k := newKDC(t)
-	a := newAcceptor(t, k.serviceKeytab(t, "service-account-password"), "Kerberos", false)
-	a.rrc = 28
+	k := newRealm(t)
+	a := newEndpoint(t, k, false, krbtest.WithScheme("Kerberos"), krbtest.WithSealLayout(28, 0, false))
 	tr := newTransport(t, k, a, testPassword)
 	url := "http://" + testHost + "/PowerShell"
-	a.tamper = true
+	a.TamperNextReply()
 	_, err := tr.Post(ctx(t), url, []byte(envelope))
 	if !errors.Is(err, ErrIntegrity) {
 		t.Fatalf("tampered reply: err %v, want ErrIntegrity", err)
@@ -131,9 +130,8 @@ func TestTamperedReplyIsRejected(t *testing.T) {
 }
 
 func TestClearTextReplyOnHTTPIsRefused(t *testing.T) {
-	k := newKDC(t)
-	a := newAcceptor(t, k.serviceKeytab(t, "service-account-password"), "Kerberos", false)
-	a.clear = true
+	k := newRealm(t)
+	a := newEndpoint(t, k, false, krbtest.WithScheme("Kerberos"), krbtest.WithClearReplies())
 	tr := newTransport(t, k, a, testPassword)
 	_, err := tr.Post(ctx(t), "http://"+testHost+"/PowerShell", []byte(envelope))
 	if err == nil || !strings.Contains(err.Error(), "not encrypted") {
@@ -142,9 +140,9 @@ func TestClearTextReplyOnHTTPIsRefused(t *testing.T) {
 }
 
 func TestEncryptedFaultIsReplyError(t *testing.T) {
-	k := newKDC(t)
-	a := newAcceptor(t, k.serviceKeytab(t, "service-account-password"), "Kerberos", false)
-	a.rrc, a.fault = 28, true
+	k := newRealm(t)
+	a := newEndpoint(t, k, false, krbtest.WithScheme("Kerberos"), krbtest.WithSealLayout(28, 0, false))
+	a.fault.Store(true)
 	tr := newTransport(t, k, a, testPassword)
 	url := "http://" + testHost + "/PowerShell"
 	body, err := tr.Post(ctx(t), url, []byte(envelope))
@@ -160,16 +158,16 @@ func TestEncryptedFaultIsReplyError(t *testing.T) {
 		t.Fatalf("adapter: %v", err)
 	}
 	// The session survives a fault: still one handshake.
-	if a.auths != 1 {
-		t.Errorf("handshakes %d, want 1", a.auths)
+	if a.Handshakes() != 1 {
+		t.Errorf("handshakes %d, want 1", a.Handshakes())
 	}
 }
 
 func TestWrongServiceKeyIsErrAuth(t *testing.T) {
-	k := newKDC(t)
+	k := newRealm(t)
 	// The server's key is not the one the KDC encrypted the ticket with: an SPN
 	// registered on the wrong account, or a stale keytab.
-	a := newAcceptor(t, k.serviceKeytab(t, "some-other-password"), "Kerberos", false)
+	a := newEndpoint(t, k, false, krbtest.WithScheme("Kerberos"), krbtest.WithWrongServiceKey())
 	tr := newTransport(t, k, a, testPassword)
 	_, err := tr.Post(ctx(t), "http://"+testHost+"/PowerShell", []byte(envelope))
 	if !errors.Is(err, executors.ErrAuth) {
@@ -184,8 +182,8 @@ func TestWrongServiceKeyIsErrAuth(t *testing.T) {
 }
 
 func TestAuthFailuresNameTheCauseAndNeverThePassword(t *testing.T) {
-	k := newKDC(t)
-	a := newAcceptor(t, k.serviceKeytab(t, "service-account-password"), "Kerberos", false)
+	k := newRealm(t)
+	a := newEndpoint(t, k, false, krbtest.WithScheme("Kerberos"))
 	url := "http://" + testHost + "/PowerShell"
 
 	wrong := "Wrong-" + testPassword
@@ -199,15 +197,17 @@ func TestAuthFailuresNameTheCauseAndNeverThePassword(t *testing.T) {
 		{"wrong password", wrong, nil, nil, "wrong password"},
 		{"unknown SPN", testPassword, nil, nil, "does not know the SPN"},
 		{"KDC unreachable", testPassword, nil, func(conf string) string {
-			ln := k.ln.Addr().String()
-			return strings.Replace(conf, ln, "127.0.0.1:1", 1)
+			return strings.Replace(conf, k.KDCAddr(), "127.0.0.1:1", 1)
 		}, "KDC unreachable"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			path := k.krb5conf(t)
+			path := k.Krb5Conf()
 			if tc.krb5 != nil {
-				b, _ := os.ReadFile(path)
+				// A copy: the realm's own krb5.conf serves the other cases.
+				b, err := os.ReadFile(path)
+				must(t, err)
+				path = filepath.Join(t.TempDir(), "krb5.conf")
 				must(t, os.WriteFile(path, []byte(tc.krb5(string(b))), 0o600))
 			}
 			cfg := Config{Username: testUser, Realm: testRealm, Password: config.Secret(tc.password), Krb5Conf: path}
@@ -231,8 +231,8 @@ func TestAuthFailuresNameTheCauseAndNeverThePassword(t *testing.T) {
 }
 
 func TestUnreachableEndpoint(t *testing.T) {
-	k := newKDC(t)
-	tr, err := New(Config{Username: testUser, Realm: testRealm, Password: testPassword, Krb5Conf: k.krb5conf(t)})
+	k := newRealm(t)
+	tr, err := New(Config{Username: testUser, Realm: testRealm, Password: testPassword, Krb5Conf: k.Krb5Conf()})
 	must(t, err)
 	defer tr.Close()
 	_, err = tr.Post(ctx(t), "http://127.0.0.1:1/PowerShell", []byte(envelope))
@@ -247,16 +247,13 @@ func TestNewChecksConfiguration(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "krb5.conf") || !strings.Contains(err.Error(), "[realms]") {
 		t.Fatalf("missing krb5.conf: %v", err)
 	}
-	k := newKDC(t)
-	conf := k.krb5conf(t)
+	k := newRealm(t)
+	conf := k.Krb5Conf()
 	if _, err := New(Config{Username: testUser, Realm: testRealm, Krb5Conf: conf}); err == nil {
 		t.Fatal("no password or keytab accepted")
 	}
 	// A keytab for someone else fails early, naming the principal it lacks.
-	ktPath := filepath.Join(t.TempDir(), "other.keytab")
-	b, err := k.serviceKeytab(t, "x").Marshal()
-	must(t, err)
-	must(t, os.WriteFile(ktPath, b, 0o600))
+	ktPath := k.KeytabFile(testSPN)
 	_, err = New(Config{Username: testUser, Realm: testRealm, KeytabFile: ktPath, Krb5Conf: conf})
 	if err == nil || !strings.Contains(err.Error(), "no entry for "+testUser) {
 		t.Fatalf("foreign keytab: %v", err)
@@ -264,16 +261,17 @@ func TestNewChecksConfiguration(t *testing.T) {
 }
 
 func TestKeytabLogin(t *testing.T) {
-	k := newKDC(t)
-	a := newAcceptor(t, k.serviceKeytab(t, "service-account-password"), "Kerberos", false)
-	a.rrc = 28
-	kt := k.serviceKeytab(t, "unused")
-	must(t, kt.AddEntry(testUser, testRealm, testPassword, time.Now(), 1, aes256))
+	k := newRealm(t)
+	a := newEndpoint(t, k, false, krbtest.WithScheme("Kerberos"), krbtest.WithSealLayout(28, 0, false))
+	// Someone else's key first: the client must pick its own entry.
+	kt := keytab.New()
+	must(t, kt.AddEntry(testSPN, testRealm, "unused", time.Now(), 1, etypeID.AES256_CTS_HMAC_SHA1_96))
+	must(t, kt.AddEntry(testUser, testRealm, testPassword, time.Now(), 1, etypeID.AES256_CTS_HMAC_SHA1_96))
 	b, err := kt.Marshal()
 	must(t, err)
 	path := filepath.Join(t.TempDir(), "user.keytab")
 	must(t, os.WriteFile(path, b, 0o600))
-	tr, err := New(Config{Username: testUser, Realm: testRealm, KeytabFile: path, Krb5Conf: k.krb5conf(t)}, WithDialer(a.dialer()))
+	tr, err := New(Config{Username: testUser, Realm: testRealm, KeytabFile: path, Krb5Conf: k.Krb5Conf()}, WithDialer(a.dialer()))
 	must(t, err)
 	defer tr.Close()
 	if _, err := tr.Post(ctx(t), "http://"+testHost+"/PowerShell", []byte(envelope)); err != nil {
@@ -282,9 +280,8 @@ func TestKeytabLogin(t *testing.T) {
 }
 
 func TestHTTPRequiresMutualAuthToken(t *testing.T) {
-	k := newKDC(t)
-	a := newAcceptor(t, k.serviceKeytab(t, "service-account-password"), "Kerberos", false)
-	a.noToken = true
+	k := newRealm(t)
+	a := newEndpoint(t, k, false, krbtest.WithScheme("Kerberos"), krbtest.WithoutMutualToken())
 	tr := newTransport(t, k, a, testPassword)
 	_, err := tr.Post(ctx(t), "http://"+testHost+"/PowerShell", []byte(envelope))
 	if !errors.Is(err, executors.ErrAuth) || !strings.Contains(err.Error(), "mutual") {
@@ -293,9 +290,8 @@ func TestHTTPRequiresMutualAuthToken(t *testing.T) {
 }
 
 func TestReplayedAPRepIsRefused(t *testing.T) {
-	k := newKDC(t)
-	a := newAcceptor(t, k.serviceKeytab(t, "service-account-password"), "Negotiate", false)
-	a.oldRep = true
+	k := newRealm(t)
+	a := newEndpoint(t, k, false, krbtest.WithScheme("Negotiate"), krbtest.WithStaleAPRep())
 	tr := newTransport(t, k, a, testPassword)
 	_, err := tr.Post(ctx(t), "http://"+testHost+"/PowerShell", []byte(envelope))
 	if !errors.Is(err, executors.ErrAuth) || !strings.Contains(err.Error(), "does not answer our authenticator") {
