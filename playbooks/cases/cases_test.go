@@ -312,3 +312,11 @@ func TestBuiltinOrgAndFreshLabPerRun(t *testing.T) {
 		assert.True(t, r.Passed, strings.Join(r.Failures, "\n"))
 	}
 }
+
+// A relief misspelt in approve: passes Load (it is well-formed YAML) but cannot run.
+func TestUnknownReliefInApproveFile(t *testing.T) {
+	cs, err := cases.Load("testdata/bad/bad-approve.yaml")
+	require.NoError(t, err)
+	err = cases.Validate(cs[0], testCatalog(t), cases.Options{Kinds: kinds})
+	require.EqualError(t, err, `testdata/bad/bad-approve.yaml:6: approve[0]: lab-queue has no relief "restart-transprot" (its reliefs: restart-transport)`)
+}
