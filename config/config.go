@@ -275,8 +275,11 @@ func defaults() Config {
 		Targets: map[string]Target{
 			// No endpoints: the servers are site-specific. RequireEndpoints tells the
 			// operator what to set when a playbook first needs them.
-			"exchange": {Kind: KindWinRM, Endpoints: []string{}},
-			"eop":      {Kind: KindProbe, Endpoints: []string{"outlook.office365.com:25"}},
+			"exchange": {Kind: KindExchange, Endpoints: []string{}},
+			// The JEA endpoint of deploy/jea, for the Windows service (state and
+			// restart). Optional: without endpoints its steps are skipped with a note.
+			"jea": {Kind: KindJEA, Endpoints: []string{}},
+			"eop": {Kind: KindProbe, Endpoints: []string{"outlook.office365.com:25"}},
 			// No endpoints: the bot's own vantage point for DNS, DNSBL and MX probes,
 			// whose subjects come from the playbook's parameters.
 			"net": {Kind: KindProbe, Endpoints: []string{}},
@@ -356,6 +359,12 @@ func (t Target) withKindDefaults() Target {
 	}
 	if t.Cloud == "" {
 		t.Cloud = d.Cloud
+	}
+	if t.IdleTimeout == 0 {
+		t.IdleTimeout = d.IdleTimeout
+	}
+	if t.ConfigurationName == "" {
+		t.ConfigurationName = d.ConfigurationName
 	}
 	return t
 }

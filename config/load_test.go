@@ -52,9 +52,14 @@ func TestDefault(t *testing.T) {
 	d := Default()
 	ex, eop := d.Targets["exchange"], d.Targets["eop"]
 	want := map[string][2]any{
-		"exchange.kind":              {ex.Kind, KindWinRM},
+		"exchange.kind":              {ex.Kind, KindExchange},
 		"exchange.endpoints":         {len(ex.Endpoints), 0},
-		"exchange.auth":              {ex.Auth, "ntlm"},
+		"exchange.auth":              {ex.Auth, "kerberos"},
+		"exchange.configuration":     {ex.ConfigurationName, "Microsoft.Exchange"},
+		"exchange.idle_timeout":      {ex.IdleTimeout, 5 * time.Minute},
+		"jea.kind":                   {d.Targets["jea"].Kind, KindJEA},
+		"jea.configuration":          {d.Targets["jea"].ConfigurationName, "ndrbot"},
+		"jea.endpoints":              {len(d.Targets["jea"].Endpoints), 0},
 		"exchange.max_concurrency":   {ex.MaxConcurrency, 4},
 		"exchange.operation_timeout": {ex.OperationTimeout, 60 * time.Second},
 		"exchange.max_output_bytes":  {ex.MaxOutputBytes, 1 << 20},
@@ -76,7 +81,7 @@ func TestDefault(t *testing.T) {
 	}
 	// Default hands out fresh maps: a caller editing one must not change the next.
 	d.Targets["exchange"] = Target{}
-	if Default().Targets["exchange"].Kind != KindWinRM {
+	if Default().Targets["exchange"].Kind != KindExchange {
 		t.Error("Default shares state between calls")
 	}
 }
@@ -224,7 +229,7 @@ func TestPrecedence(t *testing.T) {
 		{"targets.exchange.endpoints", strings.Join(ex.Endpoints, ","), "https://file01.contoso.com:5986/wsman", "testdata/precedence.yaml:9"},
 		{"lab.latency", cfg.Lab.Latency, time.Duration(0), "default"},
 		{"targets.exchange.operation_timeout", ex.OperationTimeout, 60 * time.Second, "default"}, // kind default survives a partial file
-		{"targets.exchange.auth", ex.Auth, "ntlm", "default"},
+		{"targets.exchange.auth", ex.Auth, "kerberos", "default"},
 		{"targets.eop.endpoints", strings.Join(cfg.Targets["eop"].Endpoints, ","), "outlook.office365.com:25", "default"},
 	}
 	for _, tt := range tests {
@@ -460,7 +465,7 @@ func TestValidFixture(t *testing.T) {
 	if ex.MaxConcurrency != 6 || ex.OperationTimeout != 2*time.Minute || ex.MaxOutputBytes != 1<<20 {
 		t.Errorf("exchange = %+v", ex)
 	}
-	if got := cfg.TargetKinds(); !reflect.DeepEqual(got, map[string]string{"exchange": KindWinRM, "eop": KindProbe, "net": KindProbe, "graph": KindGraph, "sim": KindLab}) {
+	if got := cfg.TargetKinds(); !reflect.DeepEqual(got, map[string]string{"exchange": KindWinRM, "jea": KindJEA, "eop": KindProbe, "net": KindProbe, "graph": KindGraph, "sim": KindLab}) {
 		t.Errorf("TargetKinds = %v", got)
 	}
 }

@@ -17,7 +17,7 @@ func TestValidateFixtures(t *testing.T) {
 		msg     string
 		origin  string // suffix of Problem.Origin, when the value was set somewhere
 	}{
-		{fixture: "winrm-endpoint-scheme", key: "targets.exchange.endpoints[1]", msg: `"ftp://x" is not an http(s) WS-Management URL`, origin: "winrm-endpoint-scheme.yaml:4"},
+		{fixture: "winrm-endpoint-scheme", key: "targets.exchange.endpoints[1]", msg: `"ftp://x" is not an http(s) WS-Management URL`, origin: "winrm-endpoint-scheme.yaml:5"},
 		{fixture: "winrm-endpoint-credentials", key: "targets.exchange.endpoints[0]", msg: "carries credentials"},
 		{fixture: "endpoint-duplicate", key: "targets.exchange.endpoints[1]", msg: "repeats endpoints[0]"},
 		{fixture: "endpoint-port", key: "targets.exchange.endpoints[0]", msg: "port 70000 out of range"},
@@ -221,7 +221,7 @@ func TestRequireEndpoints(t *testing.T) {
 	if !errors.Is(err, ErrNoEndpoints) {
 		t.Fatalf("err = %v, want ErrNoEndpoints", err)
 	}
-	for _, want := range []string{"targets.exchange.endpoints", "NDRBOT_TARGETS_EXCHANGE_ENDPOINTS=", "https://", "/wsman"} {
+	for _, want := range []string{"targets.exchange.endpoints", "NDRBOT_TARGETS_EXCHANGE_ENDPOINTS=", "http://", "/PowerShell"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}

@@ -103,16 +103,19 @@ func diagnoseRun(t *testing.T, l *lab.Lab, targets playbooks.Targets, pb *playbo
 	return labRun{run: run, eng: eng, lab: l, obs: obs}
 }
 
-// Every branch of the seed runbook's 5.5.4 tree, through the lab.
-func TestNDR554Branches(t *testing.T) {
-	tests := []struct {
-		scenario    string
-		params      map[string]any
-		findings    []string
-		proposals   []string
-		hosts       []string
-		escalations []string
-	}{
+// branch554 is one branch of the seed runbook's 5.5.4 tree.
+type branch554 struct {
+	scenario    string
+	params      map[string]any
+	findings    []string
+	proposals   []string
+	hosts       []string
+	escalations []string
+}
+
+// branches554 are every branch of the seed runbook's 5.5.4 tree, as lab scenarios.
+func branches554() []branch554 {
+	return []branch554{
 		{scenario: "healthy", findings: []string{"not-failing", "queues-healthy", "m365-clear"}},
 		{scenario: "overloaded-queue",
 			findings:  []string{"still-failing", "still-failing", "queue-overloaded", "queue-elevated", "m365-clear"},
@@ -124,8 +127,9 @@ func TestNDR554Branches(t *testing.T) {
 		{scenario: "throttled-sender", params: map[string]any{"sender": "bob@contoso.com"},
 			findings:    []string{"still-failing", "still-failing", "queues-healthy", "m365-clear"},
 			escalations: []string{"eop-side"}},
+		// The failures come from EX02 only, whose queue is stuck.
 		{scenario: "connector-unhealthy",
-			findings:  []string{"still-failing", "still-failing", "queues-healthy", "connector-unhealthy", "m365-clear"},
+			findings:  []string{"still-failing", "queues-healthy", "connector-unhealthy", "m365-clear"},
 			proposals: []string{"restart-transport"}, hosts: []string{"ex02.lab.contoso.com"}},
 		{scenario: "network-down",
 			findings:    []string{"still-failing", "still-failing", "queues-healthy", "network-down", "m365-clear"},
@@ -138,19 +142,27 @@ func TestNDR554Branches(t *testing.T) {
 			findings:  []string{"still-failing", "still-failing", "queue-overloaded", "queue-elevated", "m365-clear"},
 			proposals: []string{"restart-transport"}, hosts: []string{"ex01.lab.contoso.com"}},
 	}
-	for _, tc := range tests {
+}
+
+// Every branch of the seed runbook's 5.5.4 tree, through the lab.
+func TestNDR554Branches(t *testing.T) {
+	for _, tc := range branches554() {
 		t.Run(fmt.Sprintf("%s%v", tc.scenario, tc.params), func(t *testing.T) {
-			r := diagnose(t, tc.scenario, tc.params)
-			assert.Equal(t, tc.findings, rules(r.run.Findings()))
-			assert.Equal(t, tc.proposals, reliefIDs(r.run.Proposals()))
-			assert.Equal(t, tc.escalations, escalationIDs(r.run.Escalations()))
-			if tc.hosts != nil {
-				assert.Equal(t, tc.hosts, r.run.Proposals()[0].Hosts)
-			}
-			for _, c := range r.lab.Calls() {
-				assert.NotContains(t, []string{"Restart-Service", "Set-ThrottlingPolicy"}, c.Cmdlet, "a diagnosis must not change anything")
-			}
+			checkBranch554(t, tc, diagnose(t, tc.scenario, tc.params))
 		})
+	}
+}
+
+func checkBranch554(t *testing.T, tc branch554, r labRun) {
+	t.Helper()
+	assert.Equal(t, tc.findings, rules(r.run.Findings()))
+	assert.Equal(t, tc.proposals, reliefIDs(r.run.Proposals()))
+	assert.Equal(t, tc.escalations, escalationIDs(r.run.Escalations()))
+	if tc.hosts != nil {
+		assert.Equal(t, tc.hosts, r.run.Proposals()[0].Hosts)
+	}
+	for _, c := range r.lab.Calls() {
+		assert.NotContains(t, []string{"Restart-Service", "Set-ThrottlingPolicy"}, c.Cmdlet, "a diagnosis must not change anything")
 	}
 }
 

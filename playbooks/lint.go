@@ -246,6 +246,21 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 		compileArgs(r.Line, where, r.With, nil)
 		compileCmdlet(where, r.Cmdlet, nil, true)
 		compileCmdlet(where+".preview", r.PreviewCmdlet, nil, true)
+		compileCmdlet(where+".readback", r.Readback, nil, true)
+		if g := r.Guard; g != nil && g.Cmdlet != nil {
+			compileCmdlet(where+".guard", g.Cmdlet, nil, true)
+			if prog, rf, err := compile(g.When, true); err != nil {
+				pr.add(g.Line, "%s.guard.when: %v", where, err)
+			} else if len(rf.steps) > 0 {
+				pr.add(g.Line, "%s.guard.when: reads the rows it fetched (it), params, args and host, not steps", where)
+			} else {
+				g.when = prog
+			}
+			var err error
+			if g.refuse, _, err = compileTemplate(g.Refuse); err != nil {
+				pr.add(g.Line, "%s.guard.refuse: %v", where, err)
+			}
+		}
 		if r.Verify != nil {
 			for _, s := range r.Verify.Steps {
 				if stepIDs[s] == nil {

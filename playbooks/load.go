@@ -379,7 +379,7 @@ func parseRules(pr *problems, pb *Playbook, n *yaml.Node) {
 
 func parseReliefs(pr *problems, pb *Playbook, n *yaml.Node) {
 	for _, kv := range entries(pr, n) {
-		f := fields(pr, kv[1], "title", "target", "powershell", "check", "cmdlet", "args", "select", "foreach", "with", "preview", "risk", "rollback", "approval", "cooldown", "verify", "timeout")
+		f := fields(pr, kv[1], "title", "target", "powershell", "check", "cmdlet", "args", "select", "foreach", "with", "preview", "guard", "readback", "risk", "rollback", "approval", "cooldown", "verify", "timeout")
 		r := &Relief{
 			ID:         kv[0].Value,
 			Line:       kv[0].Line,
@@ -396,6 +396,19 @@ func parseReliefs(pr *problems, pb *Playbook, n *yaml.Node) {
 		}
 		if r.Timeout == 0 {
 			r.Timeout = 5 * time.Minute
+		}
+		if rb := f["readback"]; rb != nil {
+			rf := fields(pr, rb, "cmdlet", "args", "select", "foreach")
+			if r.Readback = parseCmdlet(pr, "reliefs."+r.ID+".readback", rb.Line, rf); r.Readback == nil {
+				pr.add(rb.Line, "reliefs.%s.readback: name a cmdlet", r.ID)
+			}
+		}
+		if g := f["guard"]; g != nil {
+			gf := fields(pr, g, "cmdlet", "args", "select", "foreach", "when", "refuse")
+			r.Guard = &Guard{Cmdlet: parseCmdlet(pr, "reliefs."+r.ID+".guard", g.Line, gf), When: str(pr, gf["when"]), Refuse: str(pr, gf["refuse"]), Line: g.Line}
+			if r.Guard.Cmdlet == nil || r.Guard.When == "" || r.Guard.Refuse == "" {
+				pr.add(g.Line, "reliefs.%s.guard: name a cmdlet, when (for every row, as it) and refuse (the reason given)", r.ID)
+			}
 		}
 		if pv := f["preview"]; pv != nil && pv.Kind == yaml.MappingNode {
 			pf := fields(pr, pv, "cmdlet", "args", "select", "foreach")

@@ -185,14 +185,33 @@ type Relief struct {
 	// output is shown before anyone approves: the current value that would change.
 	Preview       string
 	PreviewCmdlet *Cmdlet
-	Risk          string
-	Rollback      string
-	Approval      incident.ApprovalPolicy
+	// Guard is read on each host right before the relief runs there: the relief
+	// runs on that host only when the guard's condition holds for every row it
+	// reads, so what was true at approval is checked again where it matters.
+	Guard *Guard
+	// Readback is read on each host right after the relief: its rows are the
+	// relief's output (what the setting is now). A Set-* cmdlet returns nothing.
+	Readback *Cmdlet
+	Risk     string
+	Rollback string
+	Approval incident.ApprovalPolicy
 	// Cooldown forbids running the same relief on the same host again within it.
 	Cooldown time.Duration
 	Verify   *Verify
 	Timeout  time.Duration
 	Line     int
+}
+
+// Guard is a relief's precondition, checked on each host at execution time.
+type Guard struct {
+	Cmdlet *Cmdlet
+	// When must hold for every row (it); Refuse says why not, with it and host.
+	When   string
+	Refuse string
+	Line   int
+
+	when   *vm.Program
+	refuse template
 }
 
 // Verify is the check that follows a relief after a wait.
@@ -316,6 +335,10 @@ func (p *Playbook) Permissions() []Permission {
 	}
 	for _, r := range p.Reliefs {
 		add(r.PreviewCmdlet, r.Target, "reliefs."+r.ID+".preview", false)
+		if r.Guard != nil {
+			add(r.Guard.Cmdlet, r.Target, "reliefs."+r.ID+".guard", false)
+		}
+		add(r.Readback, r.Target, "reliefs."+r.ID+".readback", false)
 		add(r.Cmdlet, r.Target, "reliefs."+r.ID, true)
 	}
 	slices.SortStableFunc(out, func(a, b Permission) int {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
+
+	"github.com/ndrbot/ndrbot/executors"
 
 	"github.com/ndrbot/ndrbot/incident"
 )
@@ -41,13 +44,25 @@ func (e *Engine) Relieve(ctx context.Context, run *Run, reliefID string) (incide
 	exec, err := e.targets.Executor(relief.Target)
 	var outputs []string
 	if err == nil {
-		a := newAction(reliefID, relief.PowerShell, relief.Check, relief.Cmdlet, scriptData(run.Params, p.Args), relief.Timeout,
-			run.env(PhaseDiagnose, nil, p.Args))
+		env := run.env(PhaseDiagnose, nil, p.Args)
+		data := scriptData(run.Params, p.Args)
+		a := newAction(reliefID, relief.PowerShell, relief.Check, relief.Cmdlet, data, relief.Timeout, env)
 		for _, h := range p.Hosts {
+			if err = e.checkGuard(ctx, exec, h, relief, data, env); err != nil {
+				break
+			}
 			o := e.onHosts(ctx, exec, []string{h}, false, a)[0]
 			if o.err != nil {
 				err = o.err
 				break
+			}
+			if relief.Readback != nil {
+				rb := newAction(reliefID+".readback", "", "", relief.Readback, data, relief.Timeout, env)
+				if o = e.onHosts(ctx, exec, []string{h}, false, rb)[0]; o.err != nil {
+					// The change was made; only its read-back failed.
+					outputs = append(outputs, fmt.Sprintf("%s: changed; read-back failed: %v", h, o.err))
+					continue
+				}
 			}
 			outputs = append(outputs, strings.TrimSpace(string(o.out.Stdout)))
 		}
@@ -102,6 +117,36 @@ func (e *Engine) Relieve(ctx context.Context, run *Run, reliefID string) (incide
 	}
 	e.escalate(ctx, run, PhaseVerify)
 	return res, nil
+}
+
+// checkGuard reads a relief's guard on host right before the relief runs there
+// and refuses, changing nothing, unless its condition holds for every row.
+func (e *Engine) checkGuard(ctx context.Context, exec executors.Executor, host string, relief *Relief, data map[string]any, env map[string]any) error {
+	g := relief.Guard
+	if g == nil {
+		return nil
+	}
+	o := e.onHosts(ctx, exec, []string{host}, false, newAction(relief.ID+".guard", "", "", g.Cmdlet, data, relief.Timeout, env))[0]
+	if o.err != nil {
+		return fmt.Errorf("%s: %s not run: its guard could not be read: %w", host, relief.ID, o.err)
+	}
+	rows, err := Rows(host, o.out.Stdout)
+	if err != nil {
+		return fmt.Errorf("%s: %s not run: its guard could not be read: %w", host, relief.ID, err)
+	}
+	genv := maps.Clone(env)
+	genv["host"] = host
+	for _, row := range rows {
+		genv["it"] = row
+		ok, err := runBool(g.when, genv)
+		if err != nil {
+			return fmt.Errorf("%s: %s not run: guard: %w", host, relief.ID, err)
+		}
+		if !ok {
+			return fmt.Errorf("%s: %s refused, nothing changed: %s", host, relief.ID, g.refuse.render(genv))
+		}
+	}
+	return nil
 }
 
 // IsRefusal reports whether a Relieve error means the request was refused rather

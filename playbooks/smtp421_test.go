@@ -177,34 +177,38 @@ func TestSMTP421StepHosts(t *testing.T) {
 	assert.Equal(t, want, got)
 }
 
-// Parameters and computed values reach the scripts as data: the scripts are the
-// playbook's fixed text, and what varies arrives in Params.
+// Parameters and computed values reach Exchange as data: every Exchange step and
+// relief is a cmdlet whose arguments are literals or whole expressions, and the
+// domain is compared on the bot's side, never sent inside a filter string.
 func TestSMTP421ArgsAreData(t *testing.T) {
 	r := diagnose421(t, "concurrency-too-high", fabrikam("sending_domain", "contoso.com"))
 	pb := r.run.Playbook
 	for _, s := range pb.Steps {
-		assert.NotContains(t, s.PowerShell, "{{", s.ID)
-	}
-	for _, rel := range pb.Reliefs {
-		assert.Contains(t, rel.PowerShell, "$P.", "%s reads its values from $P", rel.ID)
-		for _, script := range []string{rel.PowerShell, rel.Preview} {
-			assert.NotContains(t, script, "fabrikam", rel.ID)
-			assert.NotContains(t, script, "{{", rel.ID)
+		assert.Empty(t, s.PowerShell, s.ID)
+		if s.Target == "exchange" {
+			require.NotNil(t, s.Cmdlet, s.ID)
 		}
 	}
-	byStep := map[string]map[string]any{}
-	for _, c := range r.lab.Calls() {
-		byStep[c.Step] = c.Params
+	for _, rel := range pb.Reliefs {
+		require.NotNil(t, rel.Cmdlet, rel.ID)
+		assert.NotContains(t, rel.Cmdlet.Text(), "fabrikam", rel.ID)
 	}
-	assert.Equal(t, "fabrikam.com", byStep["queues"]["domain"])
-	assert.Equal(t, "fabrikam.com", byStep["destination"]["domain"])
-	assert.EqualValues(t, 1, byStep["destination"]["max_hosts"], "one polite probe of the best MX")
-	assert.Equal(t, "contoso.com", byStep["spf"]["domain"], "with: overrides the destination domain for the SPF step")
-	assert.Equal(t, []any{"203.0.113.25"}, byStep["dnsbl"]["ips"], "the public SourceIPAddress of the Internet connector")
+	byStep := map[string]lab.Call{}
+	for _, c := range r.lab.Calls() {
+		byStep[c.Step] = c
+	}
+	for _, a := range byStep["queues"].Args {
+		assert.NotContains(t, fmt.Sprint(a.Value), "fabrikam", "the queues step reads every queue; the domain filters rows on the bot's side")
+	}
+	assert.Equal(t, "fabrikam.com", byStep["destination"].Params["domain"])
+	assert.EqualValues(t, 1, byStep["destination"].Params["max_hosts"], "one polite probe of the best MX")
+	assert.Equal(t, "contoso.com", byStep["spf"].Params["domain"], "with: overrides the destination domain for the SPF step")
+	assert.Equal(t, []any{"203.0.113.25"}, byStep["dnsbl"].Params["ips"], "the public SourceIPAddress of the Internet connector")
 
 	retry, ok := r.run.Proposal("retry-queue")
 	require.True(t, ok)
-	assert.Equal(t, []any{`EX01\18`}, retry.Args["queues"], "the queue identity from the evidence row")
+	assert.Equal(t, []any{map[string]any{"Host": "ex01.lab.contoso.com", "Identity": `EX01\18`}}, retry.Args["queues"],
+		"the queue identity from the evidence row, with the server that holds it")
 	assert.EqualValues(t, 5, retry.Args["connections"])
 	assert.NotContains(t, retry.Command, `EX01\18`)
 	lower, ok := r.run.Proposal("lower-per-domain-connections")
@@ -313,17 +317,19 @@ func TestSMTP421RollbackValues(t *testing.T) {
 		output   []string
 		rollback string
 	}{
+		// The preview shows the value to restore before anyone approves; the
+		// relief's output is the read-back after the change.
 		{"concurrency-too-high", "lower-per-domain-connections",
-			[]string{`"Server":"EX01"`, `"MaxPerDomainOutboundConnections":20`},
-			[]string{`"Previous":"20"`, `"MaxPerDomainOutboundConnections":5`, `"Rollback":"Set-TransportService -Identity EX01 -MaxPerDomainOutboundConnections 20"`},
-			"Set-TransportService -Identity <server> -MaxPerDomainOutboundConnections <Previous>"},
+			[]string{`"Name":"EX01"`, `"MaxPerDomainOutboundConnections":20`},
+			[]string{`"Name":"EX01"`, `"MaxPerDomainOutboundConnections":5`},
+			"Set-TransportService -Identity <server> -MaxPerDomainOutboundConnections <value shown in the preview>"},
 		{"destination-overloaded", "suspend-queue",
 			[]string{`"Identity":"EX01\\18"`, `"Status":"Retry"`, `"Identity":"EX02\\11"`},
-			[]string{`"PreviousStatus":"Retry"`, `"Status":"Suspended"`, `"Rollback":"Resume-Queue -Identity EX01\\18"`},
+			[]string{`"Identity":"EX01\\18"`, `"Status":"Suspended"`},
 			"Resume-Queue -Identity <queue>"},
 		{"queue-suspended", "resume-queue",
 			[]string{`"Identity":"EX01\\18"`, `"Status":"Suspended"`, `"MessageCount":612`},
-			[]string{`"PreviousStatus":"Suspended"`, `"Status":"Ready"`, `"Rollback":"Suspend-Queue -Identity EX01\\18"`},
+			[]string{`"Identity":"EX01\\18"`, `"Status":"Ready"`},
 			"Suspend-Queue -Identity <queue>"},
 	}
 	for _, tc := range tests {

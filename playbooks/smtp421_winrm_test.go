@@ -1,7 +1,10 @@
 package playbooks_test
 
 import (
-	"strings"
+	"context"
+	"fmt"
+	"net"
+	"net/url"
 	"testing"
 	"time"
 
@@ -31,9 +34,10 @@ func (o overWinRM) Executor(name string) (executors.Executor, error) {
 	return labTargetsFor(o.lab).Executor(name)
 }
 
-// Both fakes listen on 127.0.0.1; the second is addressed as localhost so the
-// executor sees two hosts.
-var winrmHost = map[string]string{ex01: "127.0.0.1", ex02: "localhost"}
+// The executor addresses each fake by its lab host name (the dialer takes it
+// there), as it would address a real server: cmdlet arguments such as
+// -Server {{ host }} carry the name Exchange knows.
+var winrmHost = map[string]string{ex01: ex01, ex02: ex02}
 
 func newOverWinRM(t *testing.T, scenario string) overWinRM {
 	t.Helper()
@@ -42,15 +46,30 @@ func newOverWinRM(t *testing.T, scenario string) overWinRM {
 	exchange := l.Target("exchange", "winrm", nil)
 	s1 := winrmfake.New(t, winrmfake.Lab(t, exchange, ex01))
 	s2 := winrmfake.New(t, winrmfake.Lab(t, exchange, ex02))
+	byHost := map[string]*winrmfake.Server{ex01: s1, ex02: s2}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, _ := net.SplitHostPort(addr)
+		srv, ok := byHost[host]
+		if !ok {
+			return nil, fmt.Errorf("no fake for %s", addr)
+		}
+		return srv.DialContext(ctx, network, addr)
+	}
+	rename := func(srv *winrmfake.Server, host string) string {
+		u, err := url.Parse(srv.URL())
+		require.NoError(t, err)
+		u.Host = net.JoinHostPort(host, u.Port())
+		return u.String()
+	}
 	e, err := winrm.New("exchange", config.Target{
 		Kind:             "winrm",
-		Endpoints:        []string{s1.URL(), strings.Replace(s2.URL(), "127.0.0.1", "localhost", 1)},
+		Endpoints:        []string{rename(s1, ex01), rename(s2, ex02)},
 		Auth:             "basic",
 		Username:         winrmfake.User,
 		Password:         config.Secret(winrmfake.Password),
 		AllowUnencrypted: true,
 		OperationTimeout: 10 * time.Second,
-	})
+	}, winrm.WithDialer(dial))
 	require.NoError(t, err)
 	require.Equal(t, []string{winrmHost[ex01], winrmHost[ex02]}, e.Hosts())
 	return overWinRM{lab: l, exchange: e, servers: []*winrmfake.Server{s1, s2}}
@@ -94,31 +113,26 @@ func TestSMTP421ArgsAreDataOnTheWire(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, res.OK, res.Error)
 	}
-	pb := r.run.Playbook
+	cmdlets := map[string]bool{}
+	for _, perm := range r.run.Playbook.Permissions() {
+		cmdlets[perm.Cmdlet] = true
+	}
 	scripts := map[string]bool{}
-	for _, s := range pb.Steps {
-		scripts[strings.TrimSpace(s.PowerShell)] = true
-	}
-	for _, rel := range pb.Reliefs {
-		scripts[strings.TrimSpace(rel.PowerShell)] = true
-		scripts[strings.TrimSpace(rel.Preview)] = true
-	}
 	seen := map[string]bool{}
 	for _, s := range o.servers {
 		for _, c := range s.Calls() {
-			assert.True(t, scripts[strings.TrimSpace(c.Script)], "the script on the wire is a playbook script verbatim:\n%s", c.Script)
-			for _, v := range []string{"fabrikam.com", `EX01\18`} {
+			scripts[c.Script] = true
+			name, _ := c.Params["@cmdlet"].(string)
+			assert.True(t, cmdlets[name], "%q is a cmdlet the playbook names", name)
+			for _, v := range []string{"fabrikam.com", `EX01\18`, name} {
 				assert.NotContains(t, c.Raw, v, "only inside the base64 parameter blob")
 			}
-			if d, ok := c.Params["domain"]; ok {
-				assert.Equal(t, "fabrikam.com", d)
-				seen["domain"] = true
-			}
-			if q, ok := c.Params["queues"]; ok {
-				assert.Equal(t, []any{`EX01\18`}, q)
-				seen["queues"] = true
+			if name == "Retry-Queue" {
+				assert.Contains(t, c.Params["@args"], map[string]any{"n": "Identity", "v": `EX01\18`})
+				seen["Retry-Queue"] = true
 			}
 		}
 	}
-	assert.True(t, seen["domain"] && seen["queues"], "the values did arrive, as data: %v", seen)
+	assert.Len(t, scripts, 1, "every call runs the one fixed cmdlet script")
+	assert.True(t, seen["Retry-Queue"], "the queue identity did arrive, as data")
 }

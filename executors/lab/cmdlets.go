@@ -29,6 +29,12 @@ type CmdletError struct {
 
 func (e *CmdletError) Error() string { return e.Message }
 
+// CategoryName is the error record's category ("ObjectNotFound").
+func (e *CmdletError) CategoryName() string {
+	name, _, _ := strings.Cut(e.Category, ":")
+	return strings.TrimSpace(name)
+}
+
 // Record prints the error as PowerShell's console host does.
 func (e *CmdletError) Record() string {
 	return fmt.Sprintf("%s : %s\n    + CategoryInfo          : %s\n    + FullyQualifiedErrorId : %s",
@@ -389,7 +395,7 @@ func (o *org) runCmdlet(host, kind string, a executors.Action) (items []any, war
 	if err != nil {
 		return nil, nil, err
 	}
-	c := &call{o: o, cmd: cmd, local: s, args: args, now: o.now().UTC().Truncate(time.Second)}
+	c := &call{o: o, cmd: cmd, local: s, args: args, now: o.now().UTC().Truncate(time.Millisecond)}
 	if b, _ := args["WhatIf"].(bool); b && strings.Contains("Set-Retry-Suspend-Resume-Restart-", strings.SplitN(cmd.name, "-", 2)[0]+"-") {
 		return nil, []string{"What if: " + cmd.name + " (the lab changed nothing)"}, nil
 	}

@@ -132,9 +132,17 @@ func (o *org) trackingEvents(s *server, now time.Time) []*trackingEvent {
 		until = o.stoppedAt
 	}
 	for _, st := range o.streams {
-		if strings.EqualFold(st.server, s.name) {
-			out = append(out, st.events(until)...)
+		if !strings.EqualFold(st.server, s.name) {
+			continue
 		}
+		evs := st.events(until)
+		// A failure that has not stopped has just happened again: the lab's clock
+		// is real while playbook waits are scaled down, so a re-check after a
+		// "5-minute" wait would otherwise find nothing new in its window.
+		if o.stoppedAt.IsZero() && len(evs) > 0 && evs[len(evs)-1].Timestamp.Before(now) {
+			evs = append(evs, st.at(now))
+		}
+		out = append(out, evs...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Timestamp.Before(out[j].Timestamp) })
 	return out

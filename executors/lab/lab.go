@@ -72,7 +72,8 @@ type Call struct {
 	Params map[string]any
 }
 
-// Scenarios lists the scenario names with a one-line description each.
+// Scenarios lists the built-in scenarios — the organisation files in orgs/,
+// base excepted — with a one-line description each.
 func Scenarios() map[string]string {
 	out := map[string]string{}
 	for name, s := range scenarios() {
@@ -108,7 +109,7 @@ func ScenariosFor(playbook string) []string {
 // every playbook can run against it.
 func ScenarioPlaybook(scenario string) string { return scenarios()[scenario].playbook }
 
-// New builds a lab in a named scenario.
+// New builds a lab from a built-in scenario's organisation file.
 func New(scenario string, opts Options) (*Lab, error) {
 	s, ok := scenarios()[scenario]
 	if !ok {
@@ -118,14 +119,7 @@ func New(scenario string, opts Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab: scenario %q simulates a %s incident, not %s (scenarios for %s: %s)",
 			scenario, s.playbook, opts.Playbook, opts.Playbook, strings.Join(ScenariosFor(opts.Playbook), ", "))
 	}
-	o := s.build()
-	o.now = opts.Now
-	if o.now == nil {
-		o.now = time.Now
-	}
-	o.m365.anchor(o.now())
-	o.complete()
-	return &Lab{scenario: scenario, latency: opts.Latency, org: o}, nil
+	return NewOrg(scenario, opts)
 }
 
 // Scenario names the lab's scenario (an organisation file's base name).
@@ -153,8 +147,8 @@ const eopTarget = "eop"
 // A probe target without endpoints is, as with the real probe executor, the bot's
 // own vantage point (probe.VantagePoint) — except eop, which stands for the EOP
 // endpoint its default configuration names.
-func (l *Lab) Target(name, kind string, endpoints []string) executors.Executor {
-	t := &target{lab: l, name: name, kind: kind}
+func (l *Lab) Target(name, kind string, endpoints []string) *Target {
+	t := &Target{lab: l, name: name, kind: kind}
 	switch kind {
 	case "probe":
 		t.hosts = slices.Clone(endpoints)
@@ -176,19 +170,21 @@ func (l *Lab) Target(name, kind string, endpoints []string) executors.Executor {
 	return t
 }
 
-type target struct {
+// Target is one simulated target group: an executor for steps, and Invoke for the
+// protocol fakes that put the organisation behind a PSRP or WS-Man server.
+type Target struct {
 	lab   *Lab
 	name  string
 	kind  string
 	hosts []string
 }
 
-var _ executors.Executor = (*target)(nil)
+var _ executors.Executor = (*Target)(nil)
 
-func (t *target) Kind() string    { return "lab" }
-func (t *target) Hosts() []string { return slices.Clone(t.hosts) }
+func (t *Target) Kind() string    { return "lab" }
+func (t *Target) Hosts() []string { return slices.Clone(t.hosts) }
 
-func (t *target) Run(ctx context.Context, host string, a executors.Action) (executors.Output, error) {
+func (t *Target) Run(ctx context.Context, host string, a executors.Action) (executors.Output, error) {
 	start := time.Now()
 	if t.lab.latency > 0 {
 		timer := time.NewTimer(t.lab.latency)
@@ -202,13 +198,10 @@ func (t *target) Run(ctx context.Context, host string, a executors.Action) (exec
 	if !slices.Contains(t.hosts, host) {
 		return executors.Output{Host: host}, fmt.Errorf("lab %s: %w: not a host of target %q", host, executors.ErrUnreachable, t.name)
 	}
-	if a.Cmdlet != "" || t.kind == "exchange" || t.kind == "jea" {
+	if a.Check == "" {
 		return t.runCmdlet(host, a, start)
 	}
 	cmdlet := a.Check
-	if cmdlet == "" {
-		cmdlet = recognise(a.Script)
-	}
 	if host == probe.VantagePoint && (cmdlet == probe.CheckSMTP || cmdlet == probe.CheckTCP) {
 		return executors.Output{Host: host}, fmt.Errorf("lab %s: step %q: check %q: %w", t.name, a.Step, cmdlet, probe.NoEndpointsError(t.name))
 	}
@@ -226,10 +219,23 @@ func (t *target) Run(ctx context.Context, host string, a executors.Action) (exec
 	return o, err
 }
 
+// Invoke answers one cmdlet with the PowerShell objects themselves, as a server
+// would serialize them: what the protocol fakes (PSRP, WS-Man) put on the wire
+// when a test backs them with the lab. The call is recorded like Run's.
+func (t *Target) Invoke(host string, a executors.Action) (items []any, warnings []string, err error) {
+	if !slices.Contains(t.hosts, host) {
+		return nil, nil, fmt.Errorf("lab %s: %w: not a host of target %q", host, executors.ErrUnreachable, t.name)
+	}
+	t.lab.mu.Lock()
+	defer t.lab.mu.Unlock()
+	t.lab.calls = append(t.lab.calls, Call{Target: t.name, Host: host, Step: a.Step, Cmdlet: a.Cmdlet, Args: slices.Clone(a.Args), Params: a.Params})
+	return t.lab.org.runCmdlet(host, t.kind, a)
+}
+
 // runCmdlet answers a cmdlet step from the organisation model. Exchange's
 // runspace and the JEA endpoint are no-language: script text sent there fails
 // as it would on a server.
-func (t *target) runCmdlet(host string, a executors.Action, start time.Time) (executors.Output, error) {
+func (t *Target) runCmdlet(host string, a executors.Action, start time.Time) (executors.Output, error) {
 	t.lab.mu.Lock()
 	t.lab.calls = append(t.lab.calls, Call{Target: t.name, Host: host, Step: a.Step, Cmdlet: a.Cmdlet, Args: slices.Clone(a.Args), Params: a.Params})
 	var (
@@ -237,9 +243,12 @@ func (t *target) runCmdlet(host string, a executors.Action, start time.Time) (ex
 		warnings []string
 		err      error
 	)
-	if a.Cmdlet == "" {
+	switch {
+	case a.Cmdlet == "" && (t.kind == "exchange" || t.kind == "jea"):
 		err = noLanguage()
-	} else {
+	case a.Cmdlet == "":
+		err = errors.New("the lab simulates cmdlet steps and checks, not scripts: write the step as cmdlet, args and select")
+	default:
 		items, warnings, err = t.lab.org.runCmdlet(host, t.kind, a)
 	}
 	t.lab.mu.Unlock()
@@ -257,48 +266,6 @@ func (t *target) runCmdlet(host string, a executors.Action, start time.Time) (ex
 	}
 	o.Stdout, err = psobj.JSON(items, a.Select)
 	return o, err
-}
-
-// Operations the lab recognises in a script, most specific first. A relief also
-// reads what it changes (Retry-Queue after Get-TransportService) and may name its
-// own undo in its output (Suspend-Queue returns "Resume-Queue -Identity …"), so the
-// queue reliefs are recognised by the call itself; a health check calls both
-// Get-Service and Get-ServerComponentState; the smtp-421 queue steps are Get-Queue
-// filtered on the destination domain, or on the queue identities handed over as data.
-var operations = []struct{ marker, cmdlet string }{
-	{"Set-TransportService", "Set-TransportService"},
-	{"Retry-Queue -Identity $id -Confirm", "Retry-Queue"},
-	{"Suspend-Queue -Identity $id -Confirm", "Suspend-Queue"},
-	{"Resume-Queue -Identity $id -Confirm", "Resume-Queue"},
-	{"Set-ThrottlingPolicy", "Set-ThrottlingPolicy"},
-	{"Restart-Service", "Restart-Service"},
-	{"Get-ServerComponentState", "Get-ServerComponentState"},
-	{"Get-MessageTrackingLog", "Get-MessageTrackingLog"},
-	{"Get-Mailbox -Identity", "Get-Mailbox -Identity"},
-	{"Get-ThrottlingPolicy", "Get-ThrottlingPolicy"},
-	{"Get-Service", "Get-Service"},
-	{"Get-SendConnector", "Get-SendConnector"},
-	{"Get-AcceptedDomain", "Get-AcceptedDomain"},
-	{"Get-TransportService", "Get-TransportService"},
-	{"$_.NextHopDomain -eq $P.domain", cmdletDomainQueues},
-	{"$P.queues", cmdletQueuesByIdentity},
-	{"Get-Queue", "Get-Queue"},
-}
-
-// Names of the Get-Queue variants of the smtp-421 playbook.
-const (
-	cmdletDomainQueues     = "Get-Queue (NextHopDomain)"
-	cmdletQueuesByIdentity = "Get-Queue (Identity)"
-)
-
-// recognise names the simulated operation behind a script by the cmdlets it calls.
-func recognise(script string) string {
-	for _, op := range operations {
-		if strings.Contains(script, op.marker) {
-			return op.cmdlet
-		}
-	}
-	return "unknown"
 }
 
 // Targets simulates every target group with the lab, for tests and demos that

@@ -2,6 +2,8 @@ package lab
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -15,15 +17,15 @@ import (
 
 func TestScenariosBelongToPlaybooks(t *testing.T) {
 	assert.Equal(t, []string{"concurrency-too-high", "destination-overloaded", "healthy", "ip-listed", "queue-suspended"}, ScenariosFor("smtp-421"))
-	assert.Equal(t, []string{"connector-unhealthy", "eop-side", "healthy", "network-down", "overloaded-queue", "relief-fails", "throttled-sender"},
-		ScenariosFor("ndr-5.5.4"))
+	assert.Equal(t, []string{"component-maintenance", "connector-unhealthy", "eop-side", "healthy", "network-down", "overloaded-queue",
+		"relief-fails", "retry-transient", "shadow-redundancy-big", "throttled-sender", "tls-cert-expired"}, ScenariosFor("ndr-5.5.4"))
 	assert.Equal(t, "smtp-421", ScenarioPlaybook("ip-listed"))
 	assert.Empty(t, ScenarioPlaybook("healthy"), "healthy serves every playbook")
 
 	_, err := New("concurrency-too-high", Options{Playbook: "ndr-5.5.4"})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `scenario "concurrency-too-high" simulates a smtp-421 incident, not ndr-5.5.4`)
-	assert.Contains(t, err.Error(), "scenarios for ndr-5.5.4: connector-unhealthy, eop-side, healthy,")
+	assert.Contains(t, err.Error(), "scenarios for ndr-5.5.4: component-maintenance, connector-unhealthy, eop-side, healthy,")
 
 	for _, ok := range []struct{ scenario, playbook string }{
 		{"concurrency-too-high", "smtp-421"}, {"healthy", "smtp-421"}, {"healthy", "ndr-5.5.4"}, {"overloaded-queue", ""},
@@ -53,27 +55,26 @@ func TestProbeTargetsWithoutEndpoints(t *testing.T) {
 	assert.Contains(t, string(out.Stdout), `"Exchange":"mx1.fabrikam.com"`)
 }
 
-// Each script of the smtp-421 playbook is recognised as the operation it performs —
-// a relief that names its own undo in its output is still recognised by its call.
-func TestRecognisesSMTP421Scripts(t *testing.T) {
+// Every cmdlet and parameter the built-in playbooks call is simulated: a
+// playbook step the lab cannot answer would fail every lab run.
+func TestLabSimulatesEveryBuiltinCmdlet(t *testing.T) {
 	cat, err := playbooks.Load("", nil)
 	require.NoError(t, err)
-	pb, err := cat.Resolve("smtp-421")
-	require.NoError(t, err)
-	steps := map[string]string{"queues": cmdletDomainQueues, "limits": "Get-TransportService",
-		"connectors": "Get-SendConnector", "domains": "Get-AcceptedDomain"}
-	for id, want := range steps {
-		assert.Equal(t, want, recognise(pb.Step(id).PowerShell), id)
+	known := map[string]*cmdlet{}
+	for _, c := range cmdlets() {
+		known[c.name] = c
 	}
-	reliefs := map[string][2]string{
-		"lower-per-domain-connections": {"Set-TransportService", "Get-TransportService"},
-		"retry-queue":                  {"Retry-Queue", cmdletQueuesByIdentity},
-		"suspend-queue":                {"Suspend-Queue", cmdletQueuesByIdentity},
-		"resume-queue":                 {"Resume-Queue", cmdletQueuesByIdentity},
-	}
-	for id, want := range reliefs {
-		r := pb.Relief(id)
-		assert.Equal(t, want[0], recognise(r.PowerShell), id)
-		assert.Equal(t, want[1], recognise(r.Preview), id+" preview")
+	for _, pb := range cat.All() {
+		for _, perm := range pb.Permissions() {
+			c, ok := known[perm.Cmdlet]
+			if !assert.True(t, ok, "%s: %s is not simulated", pb.ID, perm.Cmdlet) {
+				continue
+			}
+			for _, name := range perm.Params {
+				found := slices.ContainsFunc(c.params, func(p param) bool { return strings.EqualFold(p.name, name) }) ||
+					slices.ContainsFunc(commonParams, func(p string) bool { return strings.EqualFold(p, name) })
+				assert.True(t, found, "%s: %s -%s is not simulated", pb.ID, perm.Cmdlet, name)
+			}
+		}
 	}
 }

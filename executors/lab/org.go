@@ -19,11 +19,9 @@ type org struct {
 	topSender string
 	// restartHelps: a transport restart drains the queues and stops the failures
 	// (false in relief-fails).
-	restartHelps bool
 	// throttlingHelps: raising the sender's policy stops the failures.
-	throttlingHelps bool
-	mailboxes       []*userMailbox
-	policies        []*policy
+	mailboxes []*userMailbox
+	policies  []*policy
 	// eop is the SMTP outcome of the EOP endpoint.
 	eop smtpOutcome
 
@@ -127,22 +125,6 @@ type smtpOutcome struct {
 
 func i64(v int64) *int64 { return &v }
 
-// nilIfEmpty renders an empty string as the $null the playbooks' projections write.
-func nilIfEmpty(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
-// timeOrNil renders a time as RFC 3339 UTC, zero as $null.
-func timeOrNil(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return utc(t)
-}
-
 func (o *org) mailbox(address string) *userMailbox {
 	for _, m := range o.mailboxes {
 		if strings.EqualFold(m.address, address) || strings.EqualFold(m.name, address) || strings.EqualFold(m.alias, address) {
@@ -166,30 +148,6 @@ func (o *org) findPolicy(id string) *policy {
 		}
 	}
 	return nil
-}
-
-// defaultPolicy is the policy of a mailbox without one: the Organization-scope
-// policy when there is one, else the Global one.
-func (o *org) defaultPolicy() *policy {
-	var global *policy
-	for _, p := range o.policies {
-		switch p.scope {
-		case "Organization":
-			return p
-		case "Global":
-			global = p
-		}
-	}
-	return global
-}
-
-func (o *org) defaultDomain() string {
-	for _, d := range o.acceptedDomains {
-		if d.isDefault {
-			return d.domain
-		}
-	}
-	return ""
 }
 
 // complete fills what a scenario left out with Exchange 2019's defaults, and
@@ -235,96 +193,17 @@ func (o *org) server(host string) *server {
 	return nil
 }
 
-func (o *org) answer(host, cmdlet string, p map[string]any) (any, error) {
-	switch cmdlet {
+func (o *org) answer(host, check string, p map[string]any) (any, error) {
+	switch check {
 	case probe.CheckSMTP, probe.CheckTCP:
-		return o.probe(host, cmdlet), nil
+		return o.probe(host, check), nil
 	case probe.CheckSMTPMX, probe.CheckMX, probe.CheckDNS, probe.CheckDNSBL:
-		return o.network(cmdlet, p)
+		return o.network(check, p)
 	}
 	if host == Tenant {
-		return o.answerGraph(cmdlet, p)
+		return o.answerGraph(check, p)
 	}
-	s := o.server(host)
-	if s == nil {
-		return nil, fmt.Errorf("%s is not an Exchange server of the lab", host)
-	}
-	if out, ok, err := o.answer421(s, cmdlet, p); ok {
-		return out, err
-	}
-	switch cmdlet {
-	case "Get-Queue":
-		var rows []map[string]any
-		for _, q := range s.queues {
-			rows = append(rows, map[string]any{"Identity": q.Identity, "DeliveryType": q.DeliveryType,
-				"NextHopDomain": q.NextHopDomain, "Status": q.Status, "MessageCount": q.MessageCount, "LastError": nilIfEmpty(q.LastError)})
-		}
-		return rows, nil
-	case "Get-ServerComponentState":
-		retry := 0
-		var lastErr any
-		for _, q := range s.queues {
-			if q.Status == "Retry" {
-				retry++
-				if lastErr == nil {
-					lastErr = nilIfEmpty(q.LastError)
-				}
-			}
-		}
-		return map[string]any{"Server": s.name, "TransportService": s.transport().status, "HubTransport": s.component("HubTransport").state(), "RetryQueues": retry, "LastError": lastErr}, nil
-	case "Get-MessageTrackingLog":
-		return o.tracking(s, p), nil
-	case "Get-Mailbox -Identity":
-		return o.throttling(p)
-	case "Get-ThrottlingPolicy":
-		pol, err := o.policy(p)
-		if err != nil {
-			return nil, err
-		}
-		return map[string]any{"ThrottlingPolicy": pol.name, "RecipientRateLimit": limit(pol.recipient), "MessageRateLimit": limit(pol.message), "Mailboxes": o.onPolicy(pol.name)}, nil
-	case "Get-Service":
-		total := 0
-		for _, q := range s.queues {
-			total += q.MessageCount
-		}
-		return map[string]any{"Server": s.name, "TransportService": s.transport().status, "StartType": "Automatic", "Queued": total}, nil
-	case "Restart-Service":
-		o.restart(s)
-		return map[string]any{"Server": s.name, "TransportService": s.transport().status}, nil
-	case "Set-ThrottlingPolicy":
-		pol, err := o.policy(p)
-		if err != nil {
-			return nil, err
-		}
-		pol.recipient = number(p["recipient_rate_limit"])
-		pol.message = number(p["message_rate_limit"])
-		if o.throttlingHelps {
-			o.failing = false
-		}
-		return map[string]any{"ThrottlingPolicy": pol.name, "RecipientRateLimit": limit(pol.recipient), "MessageRateLimit": limit(pol.message)}, nil
-	}
-	return nil, fmt.Errorf("the lab has no simulation for this script (%s)", cmdlet)
-}
-
-// tracking splits the organisation's 5.5.4 events over the servers.
-func (o *org) tracking(s *server, p map[string]any) map[string]any {
-	since, _ := p["since"].(string)
-	row := map[string]any{"Server": s.name, "Since": since, "Failures": 0, "Deferrals": 0, "TopSender": nil, "LastSeen": nil, "Sample": nil}
-	if o.failing {
-		n := len(o.servers)
-		idx := 0
-		for i, x := range o.servers {
-			if x == s {
-				idx = i
-			}
-		}
-		share := func(total int) int { return total/n + boolInt(idx < total%n) }
-		row["Failures"], row["Deferrals"] = share(o.failures), share(o.deferrals)
-		row["TopSender"] = o.topSender
-		row["LastSeen"] = o.now().UTC().Format(time.RFC3339)
-		row["Sample"] = "{[{LRT=};{LED=550 5.5.4 Service Unavailable};{FQDN=};{IP=}]}"
-	}
-	return row
+	return nil, fmt.Errorf("the lab has no simulation for check %q", check)
 }
 
 func boolInt(b bool) int {
@@ -332,69 +211,6 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-func (o *org) throttling(p map[string]any) (any, error) {
-	sender, _ := p["sender"].(string)
-	mb := o.mailbox(sender)
-	if mb == nil {
-		return nil, fmt.Errorf("The operation couldn't be performed because object '%s' couldn't be found on '%s'.", sender, o.dc)
-	}
-	pol := o.findPolicy(mb.policy)
-	if mb.policy == "" || pol == nil {
-		pol = o.defaultPolicy()
-	}
-	return map[string]any{"Mailbox": sender, "ThrottlingPolicy": pol.name, "Scope": pol.scope, "Custom": mb.policy != "",
-		"RecipientRateLimit": limit(pol.recipient), "MessageRateLimit": limit(pol.message)}, nil
-}
-
-func (o *org) policy(p map[string]any) (*policy, error) {
-	name, _ := p["policy"].(string)
-	pol := o.findPolicy(name)
-	if pol == nil {
-		return nil, fmt.Errorf("Couldn't find object \"%s\". Please make sure that it was spelled correctly or specify a different object.", name)
-	}
-	return pol, nil
-}
-
-func (o *org) onPolicy(name string) int {
-	n := 0
-	for _, m := range o.mailboxes {
-		if p := o.findPolicy(m.policy); p != nil && p.name == name {
-			n++
-		}
-	}
-	return n
-}
-
-func (o *org) restart(s *server) {
-	// The script path's restart (kept as the playbooks' scripts expect it): it
-	// also brings HubTransport back and, when restartHelps, drains the queues.
-	s.transport().status = "Running"
-	for _, r := range s.component("HubTransport").requesters {
-		r.state = "Active"
-	}
-	if !o.restartHelps {
-		for _, q := range s.queues {
-			q.MessageCount += 87 // mail kept arriving while it restarted
-		}
-		return
-	}
-	for _, q := range s.queues {
-		if q.MessageCount > 50 {
-			q.MessageCount = 3
-		}
-		q.Status, q.LastError = "Ready", ""
-	}
-	healthy := true
-	for _, x := range o.servers {
-		for _, q := range x.queues {
-			healthy = healthy && q.MessageCount <= 1000 && q.Status != "Retry"
-		}
-	}
-	if healthy {
-		o.failing = false
-	}
 }
 
 // probe answers the smtp and tcp checks of the EOP endpoint with the probe
@@ -425,14 +241,6 @@ func (so smtpOutcome) result(host, addr string, port int) probe.SMTPResult {
 		r.BannerMs = 29
 	}
 	return r
-}
-
-// limit renders an Exchange Unlimited<T> the way the playbook's projection does.
-func limit(v *int64) any {
-	if v == nil {
-		return nil
-	}
-	return *v
 }
 
 func number(v any) *int64 {

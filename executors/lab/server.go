@@ -213,20 +213,25 @@ func (st *stream) events(until time.Time) []*trackingEvent {
 	}
 	n := 0
 	for t := st.since; !t.After(until); t = t.Add(st.every) {
-		ev := st.event
-		ev.Timestamp = t
-		ev.Recipients = slices.Clone(st.event.Recipients)
-		ev.RecipientStatus = slices.Clone(st.event.RecipientStatus)
-		if ev.MessageId == "" {
-			ev.MessageId = "<lab-" + strings.ToLower(st.server) + "-" + t.UTC().Format("20060102T150405") + "@contoso.com>"
-		}
-		out = append(out, &ev)
+		out = append(out, st.at(t))
 		n++
 		if n > 100000 { // a runaway "every" cannot exhaust memory
 			break
 		}
 	}
 	return out
+}
+
+// at is the stream's occurrence at t.
+func (st *stream) at(t time.Time) *trackingEvent {
+	ev := st.event
+	ev.Timestamp = t
+	ev.Recipients = slices.Clone(st.event.Recipients)
+	ev.RecipientStatus = slices.Clone(st.event.RecipientStatus)
+	if ev.MessageId == "" {
+		ev.MessageId = "<lab-" + strings.ToLower(st.server) + "-" + t.UTC().Format("20060102T150405.000") + "@contoso.com>"
+	}
+	return &ev
 }
 
 type receiveConnector struct {

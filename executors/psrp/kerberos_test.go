@@ -104,7 +104,7 @@ func newKrbExecutor(t *testing.T, fake *psrpfake.Server, tgt config.Target) (*Ex
 	t.Helper()
 	u, _ := url.Parse(fake.URL)
 	d := &net.Dialer{}
-	e, err := New("mail", tgt, withDialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+	e, err := New("mail", tgt, WithDialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
 		return d.DialContext(ctx, network, u.Host)
 	}), WithCleanupTimeout(2*time.Second))
 	if err != nil {

@@ -136,8 +136,9 @@ func WithSenderFactory(f SenderFactory) Option {
 	return func(e *Executor) { e.factory = f }
 }
 
-// withDialer routes every connection through dial (tests: real-looking names).
-func withDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+// WithDialer routes every connection through dial (a jump host, a SOCKS proxy;
+// tests: real-looking names on loopback).
+func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
 	return func(e *Executor) { e.dial = dial }
 }
 

@@ -38,7 +38,7 @@ func setup(t testing.TB, h psrpfake.Handler, mutate func(*config.Target), opts .
 		mutate(&tgt)
 	}
 	d := &net.Dialer{}
-	opts = append([]Option{withDialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+	opts = append([]Option{WithDialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
 		return d.DialContext(ctx, network, addr)
 	}), WithCleanupTimeout(2 * time.Second)}, opts...)
 	e, err := New("mail", tgt, opts...)
@@ -292,7 +292,7 @@ func TestPoolHygiene(t *testing.T) {
 		Kind: "exchange", Endpoints: []string{"https://ex01.test/PowerShell", "https://ex02.test/PowerShell"},
 		Auth: "basic", Username: psrpfake.User, Password: psrpfake.Password, InsecureSkipVerify: true,
 		MaxConcurrency: conc,
-	}, withDialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+	}, WithDialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
 		return d.DialContext(ctx, network, u.Host)
 	}))
 	if err != nil {

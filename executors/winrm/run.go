@@ -104,8 +104,10 @@ func (e *Executor) Run(ctx context.Context, host string, a executors.Action) (ex
 // arguments come from $P, so they are data here as on a PSRP endpoint; the output
 // is serialized the way remoting serializes it (objects one level deep), so the
 // rows are mapped by psobj exactly as for the exchange kind. Keys start with '@',
-// which no playbook parameter name can.
-const cmdletScript = `$ndrArgs = @{}
+// which no playbook parameter name can. Warnings are silenced: a plain shell
+// prints them into stdout, among the CLIXML.
+const cmdletScript = `$WarningPreference = 'SilentlyContinue'
+$ndrArgs = @{}
 foreach ($ndrArg in $P.'@args') { $ndrArgs[$ndrArg.n] = $ndrArg.v }
 $ndrOut = @(& $P.'@cmdlet' @ndrArgs)
 [System.Management.Automation.PSSerializer]::Serialize($ndrOut, 2)`

@@ -95,9 +95,9 @@ func WithCleanupTimeout(d time.Duration) Option {
 	}
 }
 
-// withDialer routes every connection through dial; tests use it to give the fake
-// server real-looking host names.
-func withDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+// WithDialer routes every connection through dial (a jump host, a SOCKS proxy);
+// tests use it to give the fake server real-looking host names.
+func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
 	return func(e *Executor) { e.dial = dial }
 }
 

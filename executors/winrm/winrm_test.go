@@ -55,7 +55,7 @@ func fakeTarget(mods ...func(*config.Target)) config.Target {
 // executor is an executor of fakeTarget whose every connection goes to f.
 func executor(t *testing.T, f *winrmfake.Server, mods ...func(*config.Target)) *Executor {
 	t.Helper()
-	e, err := New("exchange", fakeTarget(mods...), withDialer(f.DialContext), WithCleanupTimeout(2*time.Second))
+	e, err := New("exchange", fakeTarget(mods...), WithDialer(f.DialContext), WithCleanupTimeout(2*time.Second))
 	require.NoError(t, err)
 	return e
 }

@@ -182,6 +182,14 @@ func New(h Handler, opts ...Option) *Server {
 	return s
 }
 
+// DialContext connects to the fake whatever address is asked for, so a client
+// can address it by real-looking host names (ex01.contoso.com), one fake
+// serving every host (tell them apart by the Host header, as the handler does).
+func (s *Server) DialContext(ctx context.Context, network, _ string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, s.Listener.Addr().String())
+}
+
 // Acceptor is the Kerberos side of a fake made WithKerberos (handshakes, the
 // decrypted envelopes, the raw bytes on the wire), or nil.
 func (s *Server) Acceptor() *krbtest.Acceptor { return s.acceptor }

@@ -31,7 +31,6 @@ func executor(t *testing.T, srv *winrmfake.Server) *winrm.Executor {
 	return e
 }
 
-const queueScript = `@(Get-Queue -Server $env:COMPUTERNAME | Select-Object @{n='Identity';e={"$($_.Identity)"}}, MessageCount) | ConvertTo-Json -Compress`
 
 func TestLabAnswersAsTheMappedHost(t *testing.T) {
 	l, err := lab.New("overloaded-queue", lab.Options{})
@@ -43,7 +42,8 @@ func TestLabAnswersAsTheMappedHost(t *testing.T) {
 	queues := func(srv *winrmfake.Server) map[string]float64 {
 		t.Helper()
 		e := executor(t, srv)
-		out, err := e.Run(t.Context(), e.Hosts()[0], executors.Action{Step: "queues", Script: queueScript})
+		out, err := e.Run(t.Context(), e.Hosts()[0], executors.Action{Step: "queues", Cmdlet: "Get-Queue",
+			Args: []executors.Arg{{Name: "ResultSize", Value: "Unlimited"}}, Select: []string{"Identity", "MessageCount"}})
 		require.NoError(t, err)
 		var rows []map[string]any
 		require.NoError(t, json.Unmarshal(out.Stdout, &rows), "%s", out.Stdout)
@@ -58,8 +58,8 @@ func TestLabAnswersAsTheMappedHost(t *testing.T) {
 
 	// A relief through one server changes the one organisation.
 	e := executor(t, ex01)
-	_, err = e.Run(t.Context(), e.Hosts()[0], executors.Action{Step: "restart",
-		Script: "Restart-Service -Name MSExchangeTransport\n$svc = Get-Service -Name MSExchangeTransport"})
+	_, err = e.Run(t.Context(), e.Hosts()[0], executors.Action{Step: "restart", Cmdlet: "Restart-Service",
+		Args: []executors.Arg{{Name: "Name", Value: "MSExchangeTransport"}}})
 	require.NoError(t, err)
 	assert.Equal(t, 3.0, queues(ex01)[`EX01\7`])
 
@@ -82,17 +82,17 @@ func TestLabErrorsExitOne(t *testing.T) {
 	srv := winrmfake.New(t, winrmfake.Lab(t, l.Target("exchange", "winrm", nil), "ex01.lab.contoso.com"))
 	e := executor(t, srv)
 
-	out, err := e.Run(t.Context(), e.Hosts()[0], executors.Action{Step: "throttling",
-		Script: "$mbx = Get-Mailbox -Identity $P.sender", Params: map[string]any{"sender": "nobody@contoso.com"}})
+	out, err := e.Run(t.Context(), e.Hosts()[0], executors.Action{Step: "mailbox", Cmdlet: "Get-Mailbox",
+		Args: []executors.Arg{{Name: "Identity", Value: "nobody@contoso.com"}}})
 
 	require.ErrorIs(t, err, executors.ErrExit)
 	assert.Equal(t, 1, out.ExitCode)
 	assert.Contains(t, out.Stderr, "object 'nobody@contoso.com' couldn't be found")
 	call := srv.Calls()[0]
 	assert.Equal(t, "127.0.0.1", call.Host)
-	assert.Equal(t, "$mbx = Get-Mailbox -Identity $P.sender", call.Script)
-	assert.Equal(t, map[string]any{"sender": "nobody@contoso.com"}, call.Params)
-	assert.Equal(t, map[string]any{"sender": "nobody@contoso.com"}, l.Calls()[0].Params)
+	assert.Equal(t, "Get-Mailbox", call.Params["@cmdlet"])
+	assert.Equal(t, []any{map[string]any{"n": "Identity", "v": "nobody@contoso.com"}}, call.Params["@args"])
+	assert.Equal(t, []executors.Arg{{Name: "Identity", Value: "nobody@contoso.com"}}, l.Calls()[0].Args)
 }
 
 func TestServerLogsRequestsItRefuses(t *testing.T) {
