@@ -20,7 +20,7 @@ import (
 	"github.com/ndrbot/ndrbot/store/sqlite"
 )
 
-var kinds = map[string]string{"exchange": "winrm", "eop": "probe", "net": "probe", "graph": "graph"}
+var kinds = map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph"}
 
 // thread records what the service published, by key, keeping every version.
 type thread struct {
@@ -124,7 +124,7 @@ func TestIncidentThroughTheService(t *testing.T) {
 
 	root, ok := f.thread.last(channel + "/" + commands.KeyRoot)
 	require.True(t, ok)
-	assert.Len(t, root.Root.Steps, 6) // tracking, queues, connector, network, health, throttling
+	assert.Len(t, root.Root.Steps, 9) // failures, deferrals, queues, component, transport, network, health, mailbox, policies
 	findings, ok := f.thread.last(channel + "/" + commands.KeyFindings)
 	require.True(t, ok)
 	assert.NotEmpty(t, findings.Findings.Findings)
@@ -287,7 +287,7 @@ func TestApprovalVoidWhenTargetsChange(t *testing.T) {
 
 	cat, err := playbooks.Load("", kinds)
 	require.NoError(t, err)
-	edited := onlyHosts{Targets: f.lab.Targets(kinds), target: "exchange", hosts: []string{"ex02.lab.contoso.com"}}
+	edited := onlyHosts{Targets: f.lab.Targets(kinds), target: "jea", hosts: []string{"ex02.lab.contoso.com"}} // the restart runs on the JEA target
 	other := commands.New(commands.Options{
 		Catalog: func() *playbooks.Catalog { return cat },
 		Engine:  playbooks.NewEngine(edited, playbooks.Options{WaitScale: 3000, History: store.ReliefHistory{Store: f.st}}),

@@ -3,6 +3,7 @@
 package playbooks
 
 import (
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -124,9 +125,16 @@ func (c *Cmdlet) Text() string {
 	return b.String()
 }
 
+// barewordRE matches what PowerShell reads as a plain string argument, shown
+// without quotes (MSExchangeTransport, EX01\7, alice@contoso.com).
+var barewordRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@\\-]*$`)
+
 func literalText(v any) string {
 	switch x := v.(type) {
 	case string:
+		if barewordRE.MatchString(x) {
+			return x
+		}
 		return "'" + strings.ReplaceAll(x, "'", "''") + "'"
 	case []any:
 		parts := make([]string, len(x))

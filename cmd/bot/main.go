@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -41,6 +42,9 @@ type stdio struct {
 	interactive bool
 	getenv      func(string) (string, bool)
 	environ     func() []string
+	// dial, when set, is how executors reach remote PowerShell endpoints (tests
+	// give the fakes real-looking names); nil is the system's resolver and dialer.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // exitError carries an exit code through cobra.

@@ -108,7 +108,7 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 
 	disp := &outbox.Dispatcher{Queue: st, Sender: slack.NewSender(st, poster, slack.Renderer{}, log), Owner: owner, Log: log}
 	thread := slack.NewThread(st, slack.ThreadOptions{Notify: disp.Notify, Log: log})
-	tg := newTargets(cfg, simulated, log)
+	tg := newTargets(cfg, simulated, log, g.io)
 	defer closeTargets(tg, log)
 	eng := playbooks.NewEngine(tg, playbooks.Options{WaitScale: scale, Logger: log,
 		History: store.ReliefHistory{Store: st}})

@@ -202,10 +202,10 @@ func TestServeIncidentEndToEnd(t *testing.T) {
 	s.waitFor(t, "the escalation summary", func() bool {
 		inThread, inChannel := false, false
 		for _, m := range fake.Thread(incChannel, card.ThreadTS) {
-			inThread = inThread || strings.Contains(string(m.Blocks), "persists after the queue was cleared")
+			inThread = inThread || strings.Contains(string(m.Blocks), "persists after MSExchangeTransport was restarted")
 		}
 		for _, m := range fake.Messages(escChannel) {
-			inChannel = inChannel || strings.Contains(string(m.Blocks), "persists after the queue was cleared")
+			inChannel = inChannel || strings.Contains(string(m.Blocks), "persists after MSExchangeTransport was restarted")
 		}
 		return inThread && inChannel
 	})
@@ -376,7 +376,7 @@ func TestServeReliefOverWinRM(t *testing.T) {
 	}
 	s.waitFor(t, "the escalation summary", func() bool {
 		for _, m := range fake.Messages(escChannel) {
-			if strings.Contains(string(m.Blocks), "persists after the queue was cleared") {
+			if strings.Contains(string(m.Blocks), "persists after MSExchangeTransport was restarted") {
 				return true
 			}
 		}

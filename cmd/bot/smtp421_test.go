@@ -19,9 +19,9 @@ func TestDiagnose421LabScenarios(t *testing.T) {
 			[]string{"mx1.fabrikam.com (best MX of fabrikam.com) answered the bot's single connection with 220", "result: healthy (exit 0)"}},
 		{"our concurrency is named and both reliefs proposed", []string{"diagnose", "421", "domain=fabrikam.com", "--lab", "concurrency-too-high"}, exitFindings,
 			[]string{"Our concurrency is above what fabrikam.com accepts: EX01 opens up to 20 connections per destination domain",
-				"Proposed relief: lower-per-domain-connections", "-MaxPerDomainOutboundConnections $P.connections",
-				"data:     connections=5 (handed to the script as $P", `"MaxPerDomainOutboundConnections":20`,
-				"Proposed relief: retry-queue", `data:     connections=5 queues=[EX01\18]`,
+				"Proposed relief: lower-per-domain-connections", "-MaxPerDomainOutboundConnections {{ args.connections }}",
+				"data:     connections=5 (passed as values, never spliced into the command)", `"MaxPerDomainOutboundConnections":20`,
+				"Proposed relief: retry-queue", `data:     connections=5 queues=[map[Host:ex01.lab.contoso.com Identity:EX01\18]]`,
 				"lower-per-domain-connections not approved: nothing was changed"}},
 		{"lowering and retrying verifies", []string{"diagnose", "421", "domain=fabrikam.com", "--lab", "concurrency-too-high",
 			"--approve", "lower-per-domain-connections", "--approve", "retry-queue"}, exitFindings,
@@ -66,10 +66,12 @@ func TestDiagnose421JSONRecordsRollbackValue(t *testing.T) {
 	assert.Equal(t, "smtp-421", rep.Playbook)
 	require.Len(t, rep.Reliefs, 1)
 	assert.Equal(t, "lower-per-domain-connections", rep.Reliefs[0].Relief)
-	assert.Contains(t, rep.Reliefs[0].Output, `"Previous":"20"`)
-	assert.Contains(t, rep.Reliefs[0].Output, `"Rollback":"Set-TransportService -Identity EX01 -MaxPerDomainOutboundConnections 20"`)
+	// The value to restore is in the preview, recorded before approval; the
+	// relief's output is the value read back after the change.
 	require.NotEmpty(t, rep.Proposals)
 	assert.Contains(t, rep.Proposals[0].Preview, `"MaxPerDomainOutboundConnections":20`)
+	assert.Contains(t, rep.Proposals[0].Rollback, "Set-TransportService -Identity <server> -MaxPerDomainOutboundConnections <value shown in the preview>")
+	assert.Contains(t, rep.Reliefs[0].Output, `"MaxPerDomainOutboundConnections":5`)
 }
 
 func TestPlaybooksListHas421(t *testing.T) {

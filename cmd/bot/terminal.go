@@ -128,7 +128,7 @@ func (t *terminal) summary(run *playbooks.Run) {
 				as = append(as, fmt.Sprintf("%s=%v", k, v))
 			}
 			sort.Strings(as)
-			t.printf("  data:     %s (handed to the script as $P, never spliced into it)\n", strings.Join(as, " "))
+			t.printf("  data:     %s (passed as values, never spliced into the command)\n", strings.Join(as, " "))
 		}
 		if p.Preview != "" {
 			t.printf("  preview:\n%s\n", indent(p.Preview, "    "))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -20,16 +21,17 @@ import (
 // targets builds each configured target's executor on first use and keeps it, so
 // its per-endpoint concurrency caps hold across steps and runs.
 type targets struct {
-	cfg config.Config
-	lab *lab.Lab // every target is simulated when set
-	log *slog.Logger
+	cfg  config.Config
+	lab  *lab.Lab // every target is simulated when set
+	log  *slog.Logger
+	dial func(ctx context.Context, network, addr string) (net.Conn, error) // nil: the system's
 
 	mu    sync.Mutex
 	built map[string]executors.Executor
 }
 
-func newTargets(cfg config.Config, l *lab.Lab, log *slog.Logger) *targets {
-	return &targets{cfg: cfg, lab: l, log: log, built: map[string]executors.Executor{}}
+func newTargets(cfg config.Config, l *lab.Lab, log *slog.Logger, io stdio) *targets {
+	return &targets{cfg: cfg, lab: l, log: log, dial: io.dial, built: map[string]executors.Executor{}}
 }
 
 // Close closes every executor that holds connections (PSRP runspace pools), so
@@ -64,14 +66,22 @@ func (t *targets) Executor(name string) (executors.Executor, error) {
 	case t.lab != nil:
 		e = t.lab.Target(name, tc.Kind, tc.Endpoints)
 	case tc.Kind == config.KindWinRM:
-		e, err = winrm.New(name, tc)
+		var opts []winrm.Option
+		if t.dial != nil {
+			opts = append(opts, winrm.WithDialer(t.dial))
+		}
+		e, err = winrm.New(name, tc, opts...)
 	case tc.Kind == config.KindJEA && len(tc.Endpoints) == 0:
 		// Optional: without it the service steps are skipped with this note and a
 		// restart cannot be proposed, but the Exchange diagnosis still runs.
 		err = executors.NotConfigured(fmt.Errorf("JEA endpoint %q not set up: service state and restarts need it (deploy/jea, then set %s)",
 			name, config.EnvName("targets."+name+".endpoints")))
 	case tc.Kind == config.KindExchange || tc.Kind == config.KindJEA:
-		e, err = psrp.New(name, tc, psrp.WithLogger(t.log))
+		opts := []psrp.Option{psrp.WithLogger(t.log)}
+		if t.dial != nil {
+			opts = append(opts, psrp.WithDialer(t.dial))
+		}
+		e, err = psrp.New(name, tc, opts...)
 	case tc.Kind == "probe":
 		e, err = probe.New(name, tc)
 	case tc.Kind == "graph":
