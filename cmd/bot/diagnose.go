@@ -23,7 +23,7 @@ import (
 
 type diagnoseFlags struct {
 	lease   time.Duration
-	lab     string
+	lab     labFlags
 	approve []string
 	json    bool
 	noInput bool
@@ -51,7 +51,7 @@ Lab scenarios (--lab): ` + strings.Join(lab.ScenarioNames(), ", ") + `.`,
 			return g.diagnose(cmd.Context(), f, args)
 		},
 	}
-	c.Flags().StringVar(&f.lab, "lab", "", "run against the simulated organisation in this scenario instead of real servers")
+	f.lab.register(c.Flags(), "run against a simulated organisation instead of real servers")
 	c.Flags().StringSliceVar(&f.approve, "approve", nil, "approve this relief id without asking (repeatable)")
 	c.Flags().BoolVar(&f.json, "json", false, "print the run as JSON for machines (no prompts, no progress)")
 	c.Flags().BoolVar(&f.noInput, "no-input", false, "never prompt, even on a terminal")
@@ -152,7 +152,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		return fmt.Errorf("store: %w", err)
 	}
 	if _, err := st.Append(ctx, audit.Record{Actor: actor, RunID: stored.ID, Kind: audit.KindCommand, Payload: map[string]any{
-		"command": "diagnose", "args": args, "lab": f.lab, "approve": f.approve}}); err != nil {
+		"command": "diagnose", "args": args, "lab": f.lab.name(), "approve": f.approve}}); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	run := playbooks.NewRun(stored.ID, pb, params, started, nil)
@@ -160,7 +160,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	// nature, and holds the bot's credentials anyway. The approval records it.
 	rec := commands.NewRecorder(st, run, actor, commands.RecorderOptions{FourEyes: false, Log: g.logger(cfg)})
 	run.Observer = commands.Fanout{rec, out}
-	out.header(run, f.lab)
+	out.header(run, f.lab.name())
 	if err := eng.Diagnose(ctx, run); err != nil {
 		return err
 	}
@@ -183,8 +183,8 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		}
 		if !approved {
 			again := strings.Join(args, " ")
-			if f.lab != "" {
-				again += " --lab " + f.lab
+			if f.lab.set() {
+				again += " " + f.lab.flag()
 			}
 			out.printf("\n%s not approved: nothing was changed. To run it: bot diagnose %s --approve %s\n", p.Relief, again, p.Relief)
 			continue
@@ -210,7 +210,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	code := exitCode(run)
 	out.footer(run, code)
 	if f.json {
-		rep := runReport{RunID: run.ID, Playbook: pb.ID, Version: pb.Version, Lab: f.lab, Params: params, Started: started,
+		rep := runReport{RunID: run.ID, Playbook: pb.ID, Version: pb.Version, Lab: f.lab.name(), Params: params, Started: started,
 			Duration: time.Since(started), Steps: run.Steps(), Findings: run.Findings(), Proposals: run.Proposals(),
 			Reliefs: run.Reliefs(), Escalations: run.Escalations(), ExitCode: code}
 		enc := json.NewEncoder(g.io.out)

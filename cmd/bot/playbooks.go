@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ndrbot/ndrbot/playbooks"
+	"github.com/ndrbot/ndrbot/playbooks/cases"
 )
 
 func newPlaybooksCmd(g *globals) *cobra.Command {
@@ -64,7 +66,7 @@ configuration. Every problem is printed as file:line: message; exit 2 when any.`
 			return nil
 		},
 	})
-	c.AddCommand(newPermissionsCmd(g))
+	c.AddCommand(newPermissionsCmd(g), newCasesCmd(g))
 	return c
 }
 
@@ -140,4 +142,87 @@ func printPermissions(w io.Writer, pbs []*playbooks.Playbook, asJSON bool) error
 		}
 	}
 	return nil
+}
+
+func newCasesCmd(g *globals) *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "test [DIR|FILE]",
+		Short: "Run playbook cases against the lab: an organisation file, parameters, and the findings, proposals and escalations expected",
+		Long: `Runs each case (a YAML file: playbook, org, params, expect, and optionally reliefs
+to approve and what must hold after their verification) against a fresh lab built
+from its organisation file, with the playbook's waits scaled down. Without DIR it
+runs the built-in playbooks' own cases. Playbooks come from the built-ins and
+playbooks.dir, as for diagnose. The case format is in playbooks/cases/README.md.
+Exit 0 when every case passes, 1 when one fails, 2 on a bad case file.`,
+		Example: "  bot playbooks test\n  bot playbooks test ./cases\n  bot playbooks test ./cases/ndr-5.5.4/overloaded-queue.yaml -v",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, _, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			cat, err := g.catalog(cfg)
+			if err != nil {
+				return err
+			}
+			var all []cases.Case
+			if len(args) == 0 {
+				all, err = cases.Builtin()
+			} else {
+				all, err = cases.Load(args[0])
+			}
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			if len(all) == 0 {
+				return usageErr("no cases (*.yaml) in %s", args[0])
+			}
+			opts := cases.Options{Kinds: cfg.TargetKinds()}
+			passed := 0
+			for _, c := range all {
+				res := cases.Run(cmd.Context(), c, cat, opts)
+				mark := "PASS"
+				if res.Passed {
+					passed++
+				} else {
+					mark = "FAIL"
+				}
+				fmt.Fprintf(g.io.out, "%s %s (%s)\n", mark, c.Name, shortDuration(res.Duration))
+				for _, f := range res.Failures {
+					fmt.Fprintf(g.io.out, "     %s\n", f)
+				}
+				if verbose && res.Run != nil {
+					for _, f := range res.Run.Findings() {
+						fmt.Fprintf(g.io.out, "     found %s: %s\n", f.Rule, f.Text)
+					}
+					for _, p := range res.Run.Proposals() {
+						fmt.Fprintf(g.io.out, "     proposed %s on %s\n", p.Relief, strings.Join(p.Hosts, ", "))
+					}
+					for _, e := range res.Run.Escalations() {
+						fmt.Fprintf(g.io.out, "     escalated %s\n", e.Rule)
+					}
+				}
+			}
+			fmt.Fprintf(g.io.out, "cases: %d of %d passed\n", passed, len(all))
+			if passed < len(all) {
+				return &exitError{code: exitFindings, err: fmt.Errorf("%d case(s) failed", len(all)-passed)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also list what each case's run found, proposed and escalated")
+	return cmd
+}
+
+// shortDuration prints 1.2s, 35ms, 12µs.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(time.Millisecond).String()
+	default:
+		return d.Round(time.Microsecond).String()
+	}
 }

@@ -27,7 +27,7 @@ import (
 )
 
 type serveFlags struct {
-	lab   string
+	lab   labFlags
 	lease time.Duration
 	// sweep is how often expired approvals are looked for.
 	sweep time.Duration
@@ -50,7 +50,7 @@ taking commands, finishes in-flight work and delivers what is queued.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return g.serve(cmd.Context(), f) },
 	}
-	c.Flags().StringVar(&f.lab, "lab", "", "simulate every target with this lab scenario (demos)")
+	f.lab.register(c.Flags(), "simulate every target (demos)")
 	c.Flags().DurationVar(&f.lease, "lease", 30*time.Second, "")
 	c.Flags().DurationVar(&f.sweep, "sweep", 30*time.Second, "")
 	_ = c.Flags().MarkHidden("lease")
@@ -136,7 +136,7 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	if err := g.recoverServe(ctx, st, svc, owner, log); err != nil {
 		return err
 	}
-	nw, err := newNDRWatch(cfg, f.lab != "", cat, st, thread, log)
+	nw, err := newNDRWatch(cfg, f.lab.set(), cat, st, thread, log)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
@@ -164,7 +164,7 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	})
 	intakeErr := make(chan error, 1)
 	go func() { intakeErr <- ad.Run(intakeCtx) }()
-	log.Info("serving", "mode", opts.Mode, "owner", owner, "lab", f.lab)
+	log.Info("serving", "mode", opts.Mode, "owner", owner, "lab", f.lab.name())
 	if f.ready != nil {
 		f.ready()
 	}

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 
 	"github.com/ndrbot/ndrbot/audit"
+	"github.com/spf13/pflag"
+
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/incident"
@@ -53,15 +57,57 @@ func (g *globals) withStore(ctx context.Context, fn func(st store.Store, auditKe
 
 // simulation builds the lab for --lab (nil without it) and the wait scale that
 // goes with it. playbook, when set, must be the scenario's playbook.
-func simulation(cfg config.Config, scenario, playbook string) (*lab.Lab, float64, error) {
-	if scenario == "" {
+func simulation(cfg config.Config, lf labFlags, playbook string) (*lab.Lab, float64, error) {
+	opts := lab.Options{Latency: cfg.Lab.Latency, Playbook: playbook}
+	var (
+		l   *lab.Lab
+		err error
+	)
+	switch {
+	case lf.scenario != "" && lf.file != "":
+		return nil, 0, usageErr("--lab and --lab-file: give one (a built-in scenario, or an organisation file)")
+	case lf.scenario != "":
+		l, err = lab.New(lf.scenario, opts)
+	case lf.file != "":
+		var data []byte
+		if data, err = os.ReadFile(lf.file); err != nil {
+			err = fmt.Errorf("--lab-file: %w", err)
+		} else {
+			opts.Bases = os.DirFS(filepath.Dir(lf.file))
+			l, err = lab.ParseOrg(lf.file, data, opts)
+		}
+	default:
 		return nil, 1, nil
 	}
-	l, err := lab.New(scenario, lab.Options{Latency: cfg.Lab.Latency, Playbook: playbook})
 	if err != nil {
 		return nil, 0, usageErr("%v", err)
 	}
 	return l, cfg.Lab.TimeScale, nil
+}
+
+// labFlags choose a simulated organisation instead of real servers: a built-in
+// scenario (--lab) or an organisation file (--lab-file).
+type labFlags struct {
+	scenario, file string
+}
+
+func (lf *labFlags) register(fs *pflag.FlagSet, what string) {
+	fs.StringVar(&lf.scenario, "lab", "", what+": a built-in lab scenario (bot diagnose --help lists them)")
+	fs.StringVar(&lf.file, "lab-file", "", what+": an organisation file (executors/lab/ORGFILE.md)")
+}
+
+// set reports whether a lab was asked for.
+func (lf labFlags) set() bool { return lf.scenario != "" || lf.file != "" }
+
+// name is the scenario or the file, for headers and the audit trail.
+func (lf labFlags) name() string { return cmp.Or(lf.scenario, lf.file) }
+
+// flag repeats the choice as a command-line flag.
+func (lf labFlags) flag() string {
+	if lf.file != "" {
+		return "--lab-file " + lf.file
+	}
+	return "--lab " + lf.scenario
 }
 
 // secretValues collects every secret of the configuration — set directly or read

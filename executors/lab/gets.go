@@ -139,8 +139,10 @@ func (o *org) trackingEvents(s *server, now time.Time) []*trackingEvent {
 		// A failure that has not stopped has just happened again: the lab's clock
 		// is real while playbook waits are scaled down, so a re-check after a
 		// "5-minute" wait would otherwise find nothing new in its window.
-		if o.stoppedAt.IsZero() && len(evs) > 0 && evs[len(evs)-1].Timestamp.Before(now) {
-			evs = append(evs, st.at(now))
+		// At the clock's own precision: a query's now is rounded to the
+		// millisecond, and a re-check right after a relief must still see it.
+		if at := o.now().UTC(); o.stoppedAt.IsZero() && len(evs) > 0 && evs[len(evs)-1].Timestamp.Before(at) {
+			evs = append(evs, st.at(at))
 		}
 		out = append(out, evs...)
 	}

@@ -175,7 +175,7 @@ func TestEachExpectationFailsClearly(t *testing.T) {
 		{name: "approve not proposed", org: "network-down", body: "expect:\n  findings: [network-down]\napprove: [restart-transport]\n",
 			line: 5, want: "approve[0]: restart-transport not proposed, so it cannot be approved (proposed: none; findings: still-failing, queues-healthy, network-down)"},
 		{name: "after verified", org: "relief-fails", body: "expect: {findings: [queue-overloaded]}\napprove: [restart-transport]\nafter:\n  verified: true\n",
-			line: 6, want: "after.verified: restart-transport verification: expected verified, got not verified (after: findings: queue-overloaded)"},
+			line: 6, want: "after.verified: restart-transport verification: expected verified, got not verified (after: findings: still-failing, queue-overloaded)"},
 		{name: "after escalation", org: "overloaded", body: "expect: {findings: [queue-overloaded]}\napprove: [restart-transport]\nafter:\n  escalations: [persists-after-relief]\n",
 			line: 6, want: "after.escalations: persists-after-relief not raised (raised: none; findings: queues-healthy)"},
 		{name: "after failed", org: "overloaded", body: "expect: {findings: [queue-overloaded]}\napprove: [restart-transport]\nafter: {failed: true}\n",

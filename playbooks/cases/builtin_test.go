@@ -1,0 +1,29 @@
+package cases_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ndrbot/ndrbot/playbooks"
+	"github.com/ndrbot/ndrbot/playbooks/cases"
+)
+
+// The built-in playbooks pass their own cases on the built-in organisations.
+func TestBuiltinCasesPass(t *testing.T) {
+	kinds := map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph"}
+	cat, err := playbooks.Load("", kinds)
+	require.NoError(t, err)
+	all, err := cases.Builtin()
+	require.NoError(t, err)
+	require.NotEmpty(t, all)
+	for _, c := range all {
+		t.Run(c.Name, func(t *testing.T) {
+			res := cases.Run(context.Background(), c, cat, cases.Options{Kinds: kinds})
+			for _, f := range res.Failures {
+				t.Error(f)
+			}
+		})
+	}
+}
