@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,6 +27,12 @@ type result struct {
 // bot runs the command tree in-process with its own environment and stdin.
 func bot(t *testing.T, env []string, stdin string, interactive bool, args ...string) result {
 	t.Helper()
+	return botDial(t, env, nil, stdin, interactive, args...)
+}
+
+// botDial is bot with the executors' dialer (nil: the system's).
+func botDial(t *testing.T, env []string, dial func(ctx context.Context, network, addr string) (net.Conn, error), stdin string, interactive bool, args ...string) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	lookup := func(k string) (string, bool) {
 		for _, kv := range env {
@@ -37,7 +44,7 @@ func bot(t *testing.T, env []string, stdin string, interactive bool, args ...str
 	}
 	code := run(context.Background(), args, stdio{
 		in: strings.NewReader(stdin), out: &out, err: &errb, interactive: interactive,
-		getenv: lookup, environ: func() []string { return env },
+		getenv: lookup, environ: func() []string { return env }, dial: dial,
 	})
 	return result{code: code, out: out.String(), err: errb.String()}
 }

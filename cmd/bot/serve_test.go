@@ -55,12 +55,18 @@ func startServe(t *testing.T, fake *slackfake.Server, args ...string) *served {
 // connections in all.
 func startServeEnv(t *testing.T, fake *slackfake.Server, nth int, extra []string, args ...string) *served {
 	t.Helper()
+	return startServeDial(t, fake, nth, extra, nil, args...)
+}
+
+// startServeDial is startServeEnv with the executors' dialer (nil: the system's).
+func startServeDial(t *testing.T, fake *slackfake.Server, nth int, extra []string, dial func(ctx context.Context, network, addr string) (net.Conn, error), args ...string) *served {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &served{fake: fake, cancel: cancel, done: make(chan int, 1), out: &lockedBuffer{}}
 	env := append(serveEnv(fake), extra...)
 	go func() {
 		s.done <- run(ctx, append([]string{"serve"}, args...), stdio{in: strings.NewReader(""), out: s.out, err: s.out,
-			getenv: lookupIn(env), environ: func() []string { return env }})
+			getenv: lookupIn(env), environ: func() []string { return env }, dial: dial})
 	}()
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer wcancel()
@@ -356,19 +362,19 @@ func TestTerminalAndSlackAgree(t *testing.T) {
 	assert.Equal(t, rep.Proposals[0].Hosts, props[0].Hosts)
 }
 
-// From Slack, the approved relief reaches the real WinRM executor: Restart-Service
-// arrives at the fake EX01 exactly once, even under a double click, and never at
-// EX02; the failed verification escalates.
-func TestServeReliefOverWinRM(t *testing.T) {
-	site := newWinRMSiteIn(t, "relief-fails", true)
+// From Slack, the approved relief reaches the real PSRP executor: Restart-Service
+// arrives at EX01's JEA endpoint exactly once, even under a double click, and
+// never at EX02 (nor at Exchange's /PowerShell); the failed verification escalates.
+func TestServeReliefOverPSRP(t *testing.T) {
+	site := newPSRPSiteIn(t, "relief-fails", true)
 	fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
 	defer fake.Close()
-	s := startServeEnv(t, fake, 1, site.env)
+	s := startServeDial(t, fake, 1, site.env, site.dial)
 	ctx := context.Background()
 	_, err := fake.SlashCommand(ctx, slackfake.SlashCommand{UserID: requesterU, ChannelID: incChannel, ChannelName: "inc-mail", Text: "diagnose 5.5.4"})
 	require.NoError(t, err)
 	card, approval := s.card(t)
-	assert.Empty(t, calling(site.ex01, "Restart-Service"), "nothing runs before approval")
+	assert.Empty(t, calling(site.jea, ex01Host, "Restart-Service"), "nothing runs before approval")
 
 	for range 2 {
 		_, err = fake.Click(ctx, slackfake.Click{UserID: approverU, ChannelID: incChannel, MessageTS: card.TS, ActionID: "approve", Value: approval})
@@ -382,9 +388,18 @@ func TestServeReliefOverWinRM(t *testing.T) {
 		}
 		return false
 	})
-	assert.Len(t, calling(site.ex01, "Restart-Service"), 1)
-	assert.Empty(t, calling(site.ex02, "Restart-Service"))
+	restarts := calling(site.jea, ex01Host, "Restart-Service")
+	require.Len(t, restarts, 1)
+	assert.Equal(t, []string{"Name=MSExchangeTransport"}, paramsOf(restarts[0]))
+	assert.Empty(t, calling(site.jea, ex02Host, "Restart-Service"))
+	for _, h := range []string{ex01Host, ex02Host} {
+		assert.Empty(t, calling(site.exchange, h, "Restart-Service"))
+	}
 	assert.Equal(t, 0, s.stop(t))
+	// Stopped: every runspace pool was closed on the way out.
+	assert.Zero(t, site.exchange.OpenPools())
+	assert.Zero(t, site.jea.OpenPools())
+	site.assertOnlyCmdlets(t)
 }
 
 // HTTP mode through `bot serve`: a signed slash command starts a run; a bad
