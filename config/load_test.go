@@ -480,7 +480,10 @@ func TestExampleConfig(t *testing.T) {
 		WorkDir: wd,
 		Env: []string{
 			"NDRBOT_TARGETS_EXCHANGE_PASSWORD=example-password",
-			"NDRBOT_TARGETS_EXCHANGE_CA_FILE=testdata/ca.pem",
+			"NDRBOT_TARGETS_EXCHANGE_KRB5_CONF=testdata/krb5.conf",
+			"NDRBOT_TARGETS_JEA_PASSWORD=example-password",
+			"NDRBOT_TARGETS_JEA_KRB5_CONF=testdata/krb5.conf",
+			"NDRBOT_TARGETS_JEA_CA_FILE=testdata/ca.pem",
 			"NDRBOT_PLAYBOOKS_DIR=testdata/playbooks",
 		},
 	})
@@ -494,11 +497,20 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("source = %+v", src)
 	}
 	ex := cfg.Targets["exchange"]
-	if len(ex.Endpoints) != 2 || ex.Auth != "ntlm" || ex.MaxConcurrency != 4 || ex.Username == "" ||
-		!strings.Contains(ex.Preamble, "Add-PSSnapin Microsoft.Exchange.Management.PowerShell.SnapIn") {
+	if ex.Kind != KindExchange || len(ex.Endpoints) != 2 || ex.Auth != "kerberos" || ex.MaxConcurrency != 4 || ex.Username == "" ||
+		ex.ConfigurationName != "Microsoft.Exchange" || ex.Preamble != "" {
 		t.Errorf("exchange = %+v", ex)
 	}
 	for _, ep := range ex.Endpoints {
+		if !strings.HasSuffix(ep, "/PowerShell") {
+			t.Errorf("endpoint %q is not Exchange's /PowerShell", ep)
+		}
+	}
+	jea := cfg.Targets["jea"]
+	if jea.Kind != KindJEA || jea.ConfigurationName != "ndrbot" || len(jea.Endpoints) != 2 {
+		t.Errorf("jea = %+v", jea)
+	}
+	for _, ep := range jea.Endpoints {
 		if !strings.HasPrefix(ep, "https://") || !strings.Contains(ep, ":5986/") {
 			t.Errorf("endpoint %q is not HTTPS on 5986", ep)
 		}
@@ -509,7 +521,8 @@ func TestExampleConfig(t *testing.T) {
 	// Without the password the example must fail, naming the variable to set.
 	cfg, _, err = Load(LoadOptions{
 		File: filepath.Join("..", "ndrbot.example.yaml"), WorkDir: wd,
-		Env: []string{"NDRBOT_TARGETS_EXCHANGE_CA_FILE=testdata/ca.pem", "NDRBOT_PLAYBOOKS_DIR=testdata/playbooks"},
+		Env: []string{"NDRBOT_TARGETS_EXCHANGE_KRB5_CONF=testdata/krb5.conf", "NDRBOT_TARGETS_JEA_PASSWORD=example-password",
+			"NDRBOT_TARGETS_JEA_KRB5_CONF=testdata/krb5.conf", "NDRBOT_TARGETS_JEA_CA_FILE=testdata/ca.pem", "NDRBOT_PLAYBOOKS_DIR=testdata/playbooks"},
 	})
 	if err != nil {
 		t.Fatal(err)
