@@ -31,7 +31,6 @@ func executor(t *testing.T, srv *winrmfake.Server) *winrm.Executor {
 	return e
 }
 
-
 func TestLabAnswersAsTheMappedHost(t *testing.T) {
 	l, err := lab.New("overloaded-queue", lab.Options{})
 	require.NoError(t, err)
