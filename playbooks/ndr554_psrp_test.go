@@ -3,6 +3,7 @@ package playbooks_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/executors/psrp"
+	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/executors/psrp/psrpfake"
 )
 
@@ -150,5 +152,34 @@ func TestNDR554SenderArrivesAsOneParameter(t *testing.T) {
 	require.NotEmpty(t, mailbox, "the throttling branch reads the sender's mailbox")
 	for _, c := range mailbox {
 		assert.Equal(t, []executors.Arg{{Name: "Identity", Value: sender}}, c.Args)
+	}
+}
+
+// Pool hygiene under load: 50 diagnoses at once against two servers share one
+// runspace pool per endpoint, never run more than max_concurrency pipelines on
+// one, and leave no pool and no goroutine behind once the executors close.
+func TestFiftyDiagnosesShareOnePoolPerEndpoint(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) }) // runs last, after the executors close
+	l, err := lab.New("overloaded-queue", lab.Options{})
+	require.NoError(t, err)
+	o := newOverPSRP(t, l)
+	pb := builtin(t, "5.5.4")
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			eng := playbooks.NewEngine(o, playbooks.Options{WaitScale: 3000})
+			run := playbooks.NewRun(fmt.Sprintf("r-%d", i), pb, map[string]any{}, time.Now(), nil)
+			assert.NoError(t, eng.Diagnose(context.Background(), run))
+			assert.Contains(t, rules(run.Findings()), "queue-overloaded", "run %d", i)
+		})
+	}
+	wg.Wait()
+	for kind, fake := range o.fakes {
+		for _, h := range []string{ex01, ex02} {
+			st := fake.Stats(h)
+			assert.Equal(t, 1, st.PoolsOpened, "%s %s: one runspace pool for all 50 diagnoses", kind, h)
+			assert.LessOrEqual(t, st.PipelinesMax, 2, "%s %s: at most max_concurrency pipelines at once", kind, h)
+			assert.GreaterOrEqual(t, st.Pipelines, 50, "%s %s: every diagnosis ran its steps there", kind, h)
+		}
 	}
 }
