@@ -15,8 +15,8 @@ import (
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/executors/psrp"
-	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/executors/psrp/psrpfake"
+	"github.com/ndrbot/ndrbot/playbooks"
 )
 
 // overPSRP is a lab organisation behind the real psrp executor, the way the bot
