@@ -322,16 +322,7 @@ func (v *validator) winrm(prefix string, t Target) {
 	if t.Auth != "ntlm" && t.Auth != "basic" {
 		v.add(prefix+".auth", "must be ntlm or basic, not %q", t.Auth)
 	}
-	if t.MaxConcurrency < 1 || t.MaxConcurrency > MaxWinRMConcurrency {
-		v.add(prefix+".max_concurrency", "%d is out of range 1..%d (Exchange allows %d concurrent remote PowerShell connections per user; the bot must stay within it)",
-			t.MaxConcurrency, MaxWinRMConcurrency, MaxWinRMConcurrency)
-	}
-	if t.OperationTimeout < time.Second {
-		v.add(prefix+".operation_timeout", "%s must be at least 1s (WS-Management counts in seconds)", t.OperationTimeout)
-	}
-	if t.MaxOutputBytes < 1 {
-		v.add(prefix+".max_output_bytes", "%d must be positive", t.MaxOutputBytes)
-	}
+	v.wsmanLimits(prefix, t)
 	v.tls(prefix, t)
 
 	if len(t.Endpoints) == 0 {
@@ -344,12 +335,7 @@ func (v *validator) winrm(prefix string, t Target) {
 		v.add(prefix+".password", "required when endpoints are set: set %s or %s.password_file",
 			EnvName(prefix+".password"), prefix)
 	}
-	if t.Auth == "basic" && !t.AllowUnencrypted {
-		if i := firstHTTP(t.Endpoints); i >= 0 {
-			v.add(prefix+".allow_unencrypted", "basic auth over http (endpoints[%d] %q) sends the password unencrypted: use https, or set allow_unencrypted: true to accept that",
-				i, t.Endpoints[i])
-		}
-	}
+	v.basicOverHTTP(prefix, t)
 }
 
 // psrp checks an exchange or jea target: remote PowerShell with Kerberos (the
@@ -361,16 +347,7 @@ func (v *validator) psrp(prefix string, t Target) {
 	default:
 		v.add(prefix+".auth", "must be kerberos, basic or ntlm, not %q", t.Auth)
 	}
-	if t.MaxConcurrency < 1 || t.MaxConcurrency > MaxWinRMConcurrency {
-		v.add(prefix+".max_concurrency", "%d is out of range 1..%d (Exchange allows %d concurrent remote PowerShell connections per user; the bot must stay within it)",
-			t.MaxConcurrency, MaxWinRMConcurrency, MaxWinRMConcurrency)
-	}
-	if t.OperationTimeout < time.Second {
-		v.add(prefix+".operation_timeout", "%s must be at least 1s (WS-Management counts in seconds)", t.OperationTimeout)
-	}
-	if t.MaxOutputBytes < 1 {
-		v.add(prefix+".max_output_bytes", "%d must be positive", t.MaxOutputBytes)
-	}
+	v.wsmanLimits(prefix, t)
 	if t.IdleTimeout < time.Second {
 		v.add(prefix+".idle_timeout", "%s must be at least 1s", t.IdleTimeout)
 	}
@@ -410,6 +387,25 @@ func (v *validator) psrp(prefix string, t Target) {
 	case t.Auth != "kerberos" && !hasPassword:
 		v.add(prefix+".password", "required when endpoints are set: set %s or %s.password_file", EnvName(prefix+".password"), prefix)
 	}
+	v.basicOverHTTP(prefix, t)
+}
+
+// wsmanLimits checks what every WS-Management target (winrm, exchange, jea) bounds.
+func (v *validator) wsmanLimits(prefix string, t Target) {
+	if t.MaxConcurrency < 1 || t.MaxConcurrency > MaxWinRMConcurrency {
+		v.add(prefix+".max_concurrency", "%d is out of range 1..%d (Exchange allows %d concurrent remote PowerShell connections per user; the bot must stay within it)",
+			t.MaxConcurrency, MaxWinRMConcurrency, MaxWinRMConcurrency)
+	}
+	if t.OperationTimeout < time.Second {
+		v.add(prefix+".operation_timeout", "%s must be at least 1s (WS-Management counts in seconds)", t.OperationTimeout)
+	}
+	if t.MaxOutputBytes < 1 {
+		v.add(prefix+".max_output_bytes", "%d must be positive", t.MaxOutputBytes)
+	}
+}
+
+// basicOverHTTP refuses a clear-text password unless the operator accepted it.
+func (v *validator) basicOverHTTP(prefix string, t Target) {
 	if t.Auth == "basic" && !t.AllowUnencrypted {
 		if i := firstHTTP(t.Endpoints); i >= 0 {
 			v.add(prefix+".allow_unencrypted", "basic auth over http (endpoints[%d] %q) sends the password unencrypted: use https, or set allow_unencrypted: true to accept that",

@@ -79,11 +79,7 @@ type runReport struct {
 }
 
 func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string) error {
-	cfg, _, err := g.loadConfig()
-	if err != nil {
-		return err
-	}
-	cat, err := g.catalog(cfg)
+	cfg, cat, err := g.configAndCatalog()
 	if err != nil {
 		return err
 	}

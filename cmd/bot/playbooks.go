@@ -22,11 +22,7 @@ func newPlaybooksCmd(g *globals) *cobra.Command {
 		Example: "  bot playbooks list",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, _, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			cat, err := g.catalog(cfg)
+			_, cat, err := g.configAndCatalog()
 			if err != nil {
 				return err
 			}
@@ -82,11 +78,7 @@ relief role (deploy/rbac) or JEA role capability (deploy/jea). Use it to audit
 the grant: nothing the bot runs is missing from this list.`,
 		Example: "  bot playbooks permissions\n  bot playbooks permissions ndr-5.5.4 --json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, _, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			cat, err := g.catalog(cfg)
+			_, cat, err := g.configAndCatalog()
 			if err != nil {
 				return err
 			}
@@ -158,11 +150,7 @@ Exit 0 when every case passes, 1 when one fails, 2 on a bad case file.`,
 		Example: "  bot playbooks test\n  bot playbooks test ./cases\n  bot playbooks test ./cases/ndr-5.5.4/overloaded-queue.yaml -v",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, _, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			cat, err := g.catalog(cfg)
+			cfg, cat, err := g.configAndCatalog()
 			if err != nil {
 				return err
 			}

@@ -53,6 +53,17 @@ func (g *globals) loadConfig() (config.Config, string, error) {
 	return cfg, src.String(), nil
 }
 
+// configAndCatalog loads the configuration and the playbooks it names, as most
+// commands need both.
+func (g *globals) configAndCatalog() (config.Config, *playbooks.Catalog, error) {
+	cfg, _, err := g.loadConfig()
+	if err != nil {
+		return cfg, nil, err
+	}
+	cat, err := g.catalog(cfg)
+	return cfg, cat, err
+}
+
 func (g *globals) catalog(cfg config.Config) (*playbooks.Catalog, error) {
 	cat, err := playbooks.Load(cfg.Playbooks.Dir, cfg.TargetKinds())
 	if err != nil {

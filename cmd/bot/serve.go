@@ -76,11 +76,7 @@ func slackOptions(cfg config.Config, log *slog.Logger) (slack.Options, error) {
 }
 
 func (g *globals) serve(ctx context.Context, f *serveFlags) error {
-	cfg, _, err := g.loadConfig()
-	if err != nil {
-		return err
-	}
-	cat, err := g.catalog(cfg)
+	cfg, cat, err := g.configAndCatalog()
 	if err != nil {
 		return err
 	}
