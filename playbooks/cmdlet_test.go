@@ -200,3 +200,34 @@ rules:
 	}
 	assert.Equal(t, []string{`ex02.contoso.com\7`}, texts)
 }
+
+// derive adds computed columns after where, in order, for every rule to read.
+func TestCmdletDeriveAddsColumns(t *testing.T) {
+	pb, err := playbooks.Parse("derive.yaml", []byte(`
+id: derive-demo
+title: derive
+steps:
+  queues:
+    target: exchange
+    cmdlet: Get-Queue
+    args: {Server: "{{ host }}"}
+    derive:
+      Big: it.MessageCount > 1000
+      Label: '(it.Big ? "big " : "small ") + it.Identity'
+rules:
+  - id: seen
+    each: filter(steps.queues, .Big)
+    when: "true"
+    severity: info
+    finding: "{{ it.Label }}"
+`), map[string]string{"exchange": "exchange"})
+	require.NoError(t, err)
+	exec := &cmdletExec{got: map[string][]executors.Action{}, kind: "exchange"}
+	run := playbooks.NewRun("r3", pb, map[string]any{}, time.Now(), nil)
+	require.NoError(t, playbooks.NewEngine(oneTarget{exec}, playbooks.Options{}).Diagnose(context.Background(), run))
+	var texts []string
+	for _, f := range run.Findings() {
+		texts = append(texts, f.Text)
+	}
+	assert.Equal(t, []string{`big ex01.contoso.com\7`, `big ex02.contoso.com\7`}, texts)
+}

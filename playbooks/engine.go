@@ -347,6 +347,9 @@ func (e *Engine) runStep(ctx context.Context, run *Run, s *Step, phase string) i
 		if err == nil && s.Cmdlet != nil && s.Cmdlet.where != nil {
 			rows, err = keepRows(s.Cmdlet.where, env, rows)
 		}
+		if err == nil && s.Cmdlet != nil && len(s.Cmdlet.Derive) > 0 {
+			err = deriveColumns(s.Cmdlet.Derive, env, rows)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", o.host, err))
 			continue
@@ -438,6 +441,23 @@ func keepRows(where *vm.Program, env map[string]any, rows []map[string]any) ([]m
 		}
 	}
 	return kept, nil
+}
+
+// deriveColumns adds a step's computed columns to each row, in order: a later
+// column may read an earlier one (it.Kind in it.Toward).
+func deriveColumns(derive []Arg, env map[string]any, rows []map[string]any) error {
+	denv := maps.Clone(env)
+	for _, r := range rows {
+		denv["it"] = r
+		for _, d := range derive {
+			v, err := runExpr(d.prog, denv)
+			if err != nil {
+				return fmt.Errorf("derive.%s: %w", d.Name, err)
+			}
+			r[d.Name] = v
+		}
+	}
+	return nil
 }
 
 // joinRows appends the rows of one JSON output to another's.

@@ -118,6 +118,23 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 				refsOK(c.Line, where+".foreach", r, allowed)
 			}
 		}
+		for i := range c.Derive {
+			d := &c.Derive[i]
+			if relief {
+				pr.add(c.Line, "%s.derive: only steps add columns", where)
+				break
+			}
+			if !argNameRE.MatchString(d.Name) {
+				pr.add(c.Line, "%s.derive: %q is not a column name", where, d.Name)
+			}
+			prog, r, err := compile(d.Expr, false)
+			if err != nil {
+				pr.add(c.Line, "%s.derive.%s: %v", where, d.Name, err)
+				continue
+			}
+			d.prog = prog
+			refsOK(c.Line, where+".derive."+d.Name, r, allowed)
+		}
 		if c.Where != "" {
 			if relief {
 				pr.add(c.Line, "%s.where: only steps filter their rows", where)

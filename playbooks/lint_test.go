@@ -42,7 +42,7 @@ func TestLintErrorsHaveLines(t *testing.T) {
 		{"cmdlet-errors.yaml", 21, `a cmdlet needs an exchange, jea or winrm target`},
 		{"cmdlet-errors.yaml", 24, `powershell scripts run only on winrm targets`},
 		{"cmdlet-errors.yaml", 30, `unknown name params.sendr`},
-		{"cmdlet-errors.yaml", 31, `args, select, where and foreach go with cmdlet`},
+		{"cmdlet-errors.yaml", 31, `args, select, where, derive and foreach go with cmdlet`},
 		{"cmdlet-errors.yaml", 45, `a relief's arguments read params, args (its with) and host, not steps`},
 	}
 	for _, tc := range tests {

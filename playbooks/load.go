@@ -227,12 +227,12 @@ var (
 func parseCmdlet(pr *problems, where string, line int, f map[string]*yaml.Node) *Cmdlet {
 	name := str(pr, f["cmdlet"])
 	if name == "" {
-		if f["args"] != nil || f["select"] != nil || f["foreach"] != nil || f["where"] != nil {
-			pr.add(line, "%s: args, select, where and foreach go with cmdlet", where)
+		if f["args"] != nil || f["select"] != nil || f["foreach"] != nil || f["where"] != nil || f["derive"] != nil {
+			pr.add(line, "%s: args, select, where, derive and foreach go with cmdlet", where)
 		}
 		return nil
 	}
-	c := &Cmdlet{Name: name, Select: strs(pr, f["select"]), ForEach: str(pr, f["foreach"]), Where: str(pr, f["where"]), Line: f["cmdlet"].Line}
+	c := &Cmdlet{Name: name, Select: strs(pr, f["select"]), ForEach: str(pr, f["foreach"]), Where: str(pr, f["where"]), Derive: parseArgs(pr, f["derive"]), Line: f["cmdlet"].Line}
 	if !cmdletNameRE.MatchString(name) {
 		pr.add(c.Line, "%s.cmdlet: %q is not a cmdlet name (Verb-Noun, letters and digits)", where, name)
 	}
@@ -313,7 +313,7 @@ func argValue(pr *problems, where string, n *yaml.Node) (any, string) {
 
 func parseSteps(pr *problems, pb *Playbook, n *yaml.Node) {
 	for _, kv := range entries(pr, n) {
-		f := fields(pr, kv[1], "title", "target", "powershell", "check", "cmdlet", "args", "select", "where", "foreach", "needs", "when", "with", "timeout", "run_on")
+		f := fields(pr, kv[1], "title", "target", "powershell", "check", "cmdlet", "args", "select", "where", "derive", "foreach", "needs", "when", "with", "timeout", "run_on")
 		s := &Step{
 			ID:         kv[0].Value,
 			Line:       kv[0].Line,

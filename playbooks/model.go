@@ -78,7 +78,11 @@ type Cmdlet struct {
 	// a script block, and an OPATH -Filter would splice text into a string.
 	Where string
 	where *vm.Program
-	Line  int
+	// Derive adds computed columns to every row (it), in order, after where:
+	// a classification written once and read by every rule (a queue's Kind,
+	// its LastError's class).
+	Derive []Arg
+	Line   int
 }
 
 // CmdletArg is one named parameter: a YAML literal (Value) or, when the whole
