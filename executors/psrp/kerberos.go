@@ -3,13 +3,13 @@ package psrp
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/masterzen/winrm/soap"
 
 	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/executors/wsman"
 	"github.com/ndrbot/ndrbot/executors/wsman/kerberos"
 )
 
@@ -33,11 +33,11 @@ func (e *Executor) kerberos(t config.Target) (SenderFactory, error) {
 	}
 	cfg := kerberos.Config{Username: user, Realm: strings.ToUpper(realm), KeytabFile: t.KeytabFile, Krb5Conf: t.Krb5Conf, SPN: t.SPN}
 	if cfg.KeytabFile == "" {
-		pw, err := config.ResolveSecret(t.Password, t.PasswordFile)
+		pw, err := wsman.Password(t)()
 		if err != nil {
-			return nil, fmt.Errorf("password_file: %w", err)
+			return nil, err
 		}
-		cfg.Password = config.Secret(pw)
+		cfg.Password = pw
 	}
 	tlsConf, err := t.ClientTLS(false)
 	if err != nil {
@@ -53,7 +53,7 @@ func (e *Executor) kerberos(t config.Target) (SenderFactory, error) {
 			body, err := krb.Post(ctx, ep.URL, []byte(msg.String()))
 			var re *kerberos.ReplyError
 			if errors.As(err, &re) && re.StatusCode == http.StatusInternalServerError {
-				if f := parseFault(string(re.Body)); f != nil {
+				if f := wsman.ParseFault(string(re.Body)); f != nil {
 					return "", f
 				}
 			}

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/masterzen/winrm/soap"
 
 	"github.com/ndrbot/ndrbot/executors/psrp/internal/wire"
+	"github.com/ndrbot/ndrbot/executors/wsman"
 )
 
 // post sends one request and returns the reply body, a fault as *FaultError.
@@ -18,15 +18,7 @@ func (c *conn) post(ctx context.Context, msg *soap.SoapMessage) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	// Some senders hand back a 500's body as if it were a reply: every body is
-	// checked, so a fault never passes for an answer.
-	if f := parseFault(body); f != nil {
-		return "", f
-	}
-	if !strings.Contains(body, "Envelope") {
-		return "", fmt.Errorf("reply is not a SOAP envelope: %s", snippet(body))
-	}
-	return body, nil
+	return wsman.CheckReply(body)
 }
 
 // cleanupCtx is the fresh, short deadline of a Signal or Delete: it must reach
@@ -97,7 +89,7 @@ func (c *conn) open(ctx context.Context) (*pool, error) {
 	for range 20 {
 		body, err := c.post(ctx, receiveRequest(c, p.shellID, ""))
 		var f *FaultError
-		if errors.As(err, &f) && f.local() == "TimedOut" {
+		if errors.As(err, &f) && f.Local() == "TimedOut" {
 			continue
 		}
 		if err != nil {

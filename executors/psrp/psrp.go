@@ -18,22 +18,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/url"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	ntlmssp "github.com/Azure/go-ntlmssp"
-	wsman "github.com/masterzen/winrm"
-
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/psrp/internal/wire"
+	"github.com/ndrbot/ndrbot/executors/wsman"
 )
 
 // Defaults for target keys left empty.
@@ -54,9 +49,6 @@ const (
 	// maxFragment is the largest fragment we send: base64 of it plus the envelope
 	// must stay under maxEnvelope.
 	maxFragment = 100_000
-	// headerSlack: a Receive legitimately long-polls for the whole
-	// OperationTimeout before the server answers, so HTTP waits a little longer.
-	headerSlack = 15 * time.Second
 	// ExchangeResourceURI is Exchange's remote PowerShell configuration.
 	ExchangeResourceURI = "http://schemas.microsoft.com/powershell/Microsoft.Exchange"
 )
@@ -184,13 +176,13 @@ func (e *Executor) GoString() string { return e.String() }
 var configNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 func (e *Executor) configure(t config.Target) error {
-	var defaultPath string
+	var defaults wsman.URLDefaults
 	e.configName = cmp(e.configName, t.ConfigurationName)
 	switch t.Kind {
 	case "exchange":
-		e.configName, defaultPath = cmp(e.configName, "Microsoft.Exchange"), "/PowerShell"
+		e.configName, defaults = cmp(e.configName, "Microsoft.Exchange"), wsman.Exchange
 	case "jea":
-		defaultPath = "/wsman"
+		defaults = wsman.JEA
 	default:
 		return fmt.Errorf("kind is %q, not exchange or jea", t.Kind)
 	}
@@ -224,60 +216,37 @@ func (e *Executor) configure(t config.Target) error {
 		default:
 			return fmt.Errorf("auth: %q is not supported (ntlm, basic or kerberos)", t.Auth)
 		}
-		if t.Username == "" {
-			return errors.New("username: required")
-		}
-		if t.Password == "" && t.PasswordFile == "" {
-			return errors.New("password or password_file: required")
+		if err := wsman.CheckCredentials(t); err != nil {
+			return err
 		}
 	}
-	password := func() (config.Secret, error) {
-		pw, err := config.ResolveSecret(t.Password, t.PasswordFile)
-		if err != nil {
-			return "", fmt.Errorf("password_file: %w", err)
-		}
-		return config.Secret(pw), nil
-	}
+	password := wsman.Password(t)
 	if t.Password != "" || t.PasswordFile != "" {
 		if _, err := password(); err != nil { // fail at start, not at the first incident
 			return err
 		}
 	}
-	conc := t.MaxConcurrency
-	switch {
-	case conc < 0:
-		return fmt.Errorf("max_concurrency: %d is negative", conc)
-	case conc == 0:
-		conc = DefaultMaxConcurrency
+	lim, err := wsman.Limits{
+		MaxConcurrency:   DefaultMaxConcurrency,
+		OperationTimeout: DefaultOperationTimeout,
+		MaxOutputBytes:   DefaultMaxOutputBytes,
+	}.Resolve(t)
+	if err != nil {
+		return err
 	}
-	op := t.OperationTimeout
-	switch {
-	case op < 0:
-		return fmt.Errorf("operation_timeout: %s is negative", op)
-	case op == 0:
-		op = DefaultOperationTimeout
-	case op < time.Second:
-		return fmt.Errorf("operation_timeout: %s is below WinRM's minimum of 1s", op)
-	}
-	e.maxOut = t.MaxOutputBytes
-	switch {
-	case e.maxOut < 0:
-		return fmt.Errorf("max_output_bytes: %d is negative", e.maxOut)
-	case e.maxOut == 0:
-		e.maxOut = DefaultMaxOutputBytes
-	}
+	e.maxOut = lim.MaxOutputBytes
 	tlsConf, err := t.ClientTLS(false)
 	if err != nil {
 		return err
 	}
 	for i, raw := range t.Endpoints {
-		c, err := e.endpoint(raw, defaultPath, auth, t, tlsConf, conc, op, password)
+		c, err := e.endpoint(raw, defaults, auth, t, tlsConf, lim, password)
 		if err != nil {
-			return fmt.Errorf("endpoints[%d] %s: %w", i, redact(raw), err)
+			return fmt.Errorf("endpoints[%d] %s: %w", i, wsman.Redact(raw), err)
 		}
 		c.resourceURI = resourceURI
 		if _, dup := e.byHost[c.host]; dup {
-			return fmt.Errorf("endpoints[%d] %s: host %s is listed twice", i, redact(raw), c.host)
+			return fmt.Errorf("endpoints[%d] %s: host %s is listed twice", i, wsman.Redact(raw), c.host)
 		}
 		e.byHost[c.host] = c
 		e.hosts = append(e.hosts, c.host)
@@ -285,65 +254,34 @@ func (e *Executor) configure(t config.Target) error {
 	return nil
 }
 
-func (e *Executor) endpoint(raw, defaultPath, auth string, t config.Target, tlsConf *tls.Config, conc int, op time.Duration,
+func (e *Executor) endpoint(raw string, defaults wsman.URLDefaults, auth string, t config.Target, tlsConf *tls.Config, lim wsman.Limits,
 	password func() (config.Secret, error)) (*conn, error) {
-	u, err := url.Parse(raw)
+	u, err := wsman.ParseURL(raw, defaults)
 	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err // url.Error repeats the URL, password and all
-		}
-		return nil, fmt.Errorf("not a URL: %w", err)
-	}
-	scheme := strings.ToLower(u.Scheme)
-	if scheme != "http" && scheme != "https" {
-		return nil, errors.New("want a URL like https://ex01.contoso.example/PowerShell (scheme http or https)")
-	}
-	if u.User != nil {
-		return nil, errors.New("credentials do not belong in the URL; use username and password_file")
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, errors.New("query and fragment are not allowed")
-	}
-	host := u.Hostname()
-	if host == "" {
-		return nil, errors.New("no host")
-	}
-	https := scheme == "https"
-	// Exchange's /PowerShell lives in IIS (80/443); WinRM listeners (JEA) on 5985/5986.
-	port := map[string]map[bool]int{"/PowerShell": {false: 80, true: 443}, "/wsman": {false: 5985, true: 5986}}[defaultPath][https]
-	if p := u.Port(); p != "" {
-		if port, err = strconv.Atoi(p); err != nil || port < 1 || port > 65535 {
-			return nil, fmt.Errorf("bad port %q", p)
-		}
-	}
-	path := u.Path
-	if path == "" || path == "/" {
-		path = defaultPath
+		return nil, err
 	}
 	c := &conn{
 		e:         e,
-		host:      host,
-		url:       scheme + "://" + net.JoinHostPort(host, strconv.Itoa(port)) + path,
-		opTimeout: fmt.Sprintf("PT%.3fS", op.Seconds()),
-		slots:     make(chan struct{}, conc),
+		host:      u.Host,
+		url:       u.URL,
+		opTimeout: wsman.Timeout(lim.OperationTimeout),
+		slots:     make(chan struct{}, lim.MaxConcurrency),
 		lock:      make(chan struct{}, 1),
 	}
-	wep := &wsman.Endpoint{Host: host, Port: port, HTTPS: https, Timeout: op + headerSlack}
-	if strings.Contains(host, ":") {
-		wep.Host = "[" + host + "]" // the library formats host:port itself
-	}
-	ep := Endpoint{Host: host, URL: c.url, Username: t.Username, Password: password, WSMan: wep}
+	ep := Endpoint{Host: u.Host, URL: c.url, Username: t.Username, Password: password, WSMan: u.Endpoint(lim.OperationTimeout)}
 	switch {
 	case e.factory != nil:
 		c.sender, err = e.factory(ep)
 		if err != nil {
 			return nil, err
 		}
-	case https || auth == "basic" && t.AllowUnencrypted:
-		c.sender = &httpSender{url: c.url, user: t.Username, password: password, client: e.httpClient(auth, https, tlsConf, conc, op)}
+	case u.HTTPS || auth == "basic" && t.AllowUnencrypted:
+		// One pool's pipelines poll concurrently: one connection each, plus the
+		// pool's own requests.
+		client := wsman.HTTPClient(e.dial, auth == "ntlm", u.HTTPS, tlsConf, lim.MaxConcurrency+1, lim.OperationTimeout)
+		c.sender = &wsman.HTTPSender{URL: c.url, User: t.Username, Password: password, Client: client}
 	case auth == "ntlm":
-		if path != "/wsman" {
+		if u.Path != "/wsman" {
 			return nil, errors.New("NTLM message encryption (http with auth ntlm) only reaches /wsman; use https, or Kerberos for Exchange's /PowerShell")
 		}
 		c.sender = encryptedSender{ep: ep}
@@ -352,35 +290,6 @@ func (e *Executor) endpoint(raw, defaultPath, auth string, t config.Target, tlsC
 			"use https, auth ntlm (encrypted), or set allow_unencrypted: true")
 	}
 	return c, nil
-}
-
-func (e *Executor) httpClient(auth string, https bool, tlsConf *tls.Config, conc int, op time.Duration) *http.Client {
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           e.dial,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: op + headerSlack,
-		// One pool's pipelines poll concurrently: one connection each, plus the
-		// pool's own requests.
-		MaxIdleConnsPerHost: conc + 1,
-		IdleConnTimeout:     90 * time.Second,
-	}
-	if https {
-		tr.TLSClientConfig = tlsConf.Clone()
-	}
-	var rt http.RoundTripper = tr
-	if auth == "ntlm" {
-		rt = ntlmssp.Negotiator{RoundTripper: tr}
-	}
-	return &http.Client{Transport: rt}
-}
-
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return strconv.Quote(u.Redacted())
 }
 
 // conn is one endpoint: its sender, its concurrency slots and its pool.

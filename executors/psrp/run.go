@@ -215,7 +215,7 @@ func (c *conn) pipeline(ctx context.Context, p *pool, cmdlet string, params []wi
 		case ctx.Err() != nil:
 			stop()
 			return finish(ctxError(ctx, "waiting for output; pipeline stopped"))
-		case errors.As(err, &f) && f.local() == "TimedOut":
+		case errors.As(err, &f) && f.Local() == "TimedOut":
 			continue // nothing within OperationTimeout: poll again
 		case err != nil:
 			p.broken.Store(true) // the pool's transport failed mid-pipeline

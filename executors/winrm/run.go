@@ -15,10 +15,11 @@ import (
 	"sync"
 	"time"
 
-	wsman "github.com/masterzen/winrm"
+	mwinrm "github.com/masterzen/winrm"
 
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/psobj"
+	"github.com/ndrbot/ndrbot/executors/wsman"
 )
 
 // MaxCommandLine is the longest command line Run sends. WinRS starts
@@ -157,14 +158,14 @@ func (e *Executor) execute(ctx context.Context, ep *endpoint, cmdline string) (r
 	ctx, stop := context.WithCancel(ctx) // stop ends the command when its output overflows
 	defer stop()
 
-	pw, err := e.secret()
+	pw, err := e.password()
 	if err != nil {
 		return res, err
 	}
 	tr := &transport{ctx: ctx, cleanup: e.cleanup, sender: ep.sender(e.user, pw)}
 	params := e.params // a copy per run: the decorator carries this run's context
-	params.TransportDecorator = func() wsman.Transporter { return tr }
-	client, err := wsman.NewClientWithParameters(ep.wep, e.user, pw.Reveal(), &params)
+	params.TransportDecorator = func() mwinrm.Transporter { return tr }
+	client, err := mwinrm.NewClientWithParameters(ep.wep, e.user, pw.Reveal(), &params)
 	if err != nil {
 		return res, err
 	}
@@ -219,19 +220,19 @@ func (e *Executor) execute(ctx context.Context, ep *endpoint, cmdline string) (r
 
 // openShell creates the shell by hand rather than with Client.CreateShell, which
 // hides the shell id we need for logging and does not notice a reply without one.
-func openShell(c *wsman.Client, tr *transport, url string, params *wsman.Parameters) (string, error) {
-	req := wsman.NewOpenShellRequest(url, params)
+func openShell(c *mwinrm.Client, tr *transport, url string, params *mwinrm.Parameters) (string, error) {
+	req := mwinrm.NewOpenShellRequest(url, params)
 	defer req.Free()
 	body, err := tr.Post(c, req)
 	if err != nil {
 		return "", err
 	}
-	id, err := wsman.ParseOpenShellResponse(body)
+	id, err := mwinrm.ParseOpenShellResponse(body)
 	if err != nil {
 		return "", err
 	}
 	if id == "" {
-		return "", fmt.Errorf("reply carries no ShellId: %s", snippet(body))
+		return "", fmt.Errorf("reply carries no ShellId: %s", wsman.Snippet(body))
 	}
 	return id, nil
 }
@@ -337,7 +338,7 @@ func CommandLine(preamble, script string, params map[string]any) (string, error)
 	if err != nil {
 		return "", err
 	}
-	line := wsman.Powershell(s)
+	line := mwinrm.Powershell(s)
 	if line == "" {
 		return "", errors.New("cannot encode the script as UTF-16")
 	}

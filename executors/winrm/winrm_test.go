@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -741,41 +740,6 @@ func TestCommandLine(t *testing.T) {
 	call, err = winrmfake.ParseCommandLine(noParams)
 	require.NoError(t, err)
 	assert.Equal(t, "{}", string(call.ParamsJSON), "no parameters must still decode to an object")
-}
-
-func TestParseFault(t *testing.T) {
-	tests := []struct {
-		fault                 winrmfake.Fault
-		subcode, code, reason string
-		is                    error
-	}{
-		{winrmfake.FaultQuota, "w:QuotaLimit", "2150859173", "The maximum number of concurrent shells for this user has been exceeded.", nil},
-		{winrmfake.FaultTimedOut, "w:TimedOut", "2150858793", "within the time specified in OperationTimeout.", nil},
-		{winrmfake.FaultAccessDenied, "w:AccessDenied", "5", "Access is denied.", executors.ErrAuth},
-		{winrmfake.FaultInternal, "w:InternalError", "2147942606", "The filename or extension is too long.", nil},
-	}
-	for _, tt := range tests {
-		t.Run(string(tt.fault), func(t *testing.T) {
-			f := parseFault(tt.fault.Body())
-			require.NotNil(t, f)
-			assert.Equal(t, tt.subcode, f.Subcode)
-			assert.Equal(t, tt.code, f.Code)
-			assert.Contains(t, f.Reason, tt.reason)
-			assert.Contains(t, f.Error(), tt.subcode)
-			if tt.is != nil {
-				assert.ErrorIs(t, f, tt.is)
-			} else {
-				assert.False(t, errors.Is(f, executors.ErrAuth))
-			}
-		})
-	}
-	t.Run("a reply is no fault", func(t *testing.T) {
-		assert.Nil(t, parseFault(winrmfake.SignalResponse("uuid:1")))
-	})
-	t.Run("TimedOut keeps the word the library polls on", func(t *testing.T) {
-		f := &FaultError{Subcode: "w:TimedOut", Reason: "Zeitüberschreitung"}
-		assert.Contains(t, f.Error(), "OperationTimeout")
-	})
 }
 
 func filter(log []string, prefix string) []string {
