@@ -264,7 +264,9 @@ func TestNeedsOrdersSteps(t *testing.T) {
 		}
 		run := playbooks.NewRun("r-needs", parse(t, needsPlaybook), map[string]any{}, time.Now(), nil)
 		done := make(chan error, 1)
-		go func() { done <- playbooks.NewEngine(oneTarget{exec}, playbooks.Options{}).Diagnose(context.Background(), run) }()
+		go func() {
+			done <- playbooks.NewEngine(oneTarget{exec}, playbooks.Options{}).Diagnose(context.Background(), run)
+		}()
 
 		synctest.Wait() // a and x started and wait at their gates; nothing else may start
 		assert.ElementsMatch(t, []string{"start a", "start x"}, seen())
