@@ -172,8 +172,24 @@ func TestRunStopsOnCancel(t *testing.T) {
 	}
 }
 
+// polledQueue tells the test each time the dispatcher has asked for due posts and
+// been answered: after the first answer, an idle Run waits for Notify or Poll.
+type polledQueue struct {
+	*memQueue
+	polled chan int // the number of posts each NextPosts returned
+}
+
+func (q polledQueue) NextPosts(ctx context.Context, owner string, limit int, now time.Time) ([]store.Post, error) {
+	ps, err := q.memQueue.NextPosts(ctx, owner, limit, now)
+	q.polled <- len(ps)
+	return ps, err
+}
+
+// Notify wakes an idle dispatcher: the post enqueued after its last poll is sent
+// at once, not after the hour-long poll interval. The test waits for that poll
+// (an event, not a sleep), so it cannot pass by the post being there all along.
 func TestNotifyWakesRun(t *testing.T) {
-	q := newQueue()
+	q := polledQueue{memQueue: newQueue(), polled: make(chan int, 16)}
 	delivered := make(chan string, 1)
 	d := &outbox.Dispatcher{Queue: q, Owner: "t", Poll: time.Hour,
 		Sender: outbox.SenderFunc(func(_ context.Context, p store.Post) (string, error) {
@@ -183,7 +199,13 @@ func TestNotifyWakesRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go d.Run(ctx)
-	time.Sleep(20 * time.Millisecond) // Run is idle, polling hourly
+	select {
+	case n := <-q.polled:
+		require.Zero(t, n, "nothing is due yet")
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run never polled")
+	}
+	// Run is idle now (or about to be), polling hourly.
 	q.mu.Lock()
 	q.posts = append(q.posts, store.Post{ID: 1, Channel: "C1", Key: "late", State: store.PostPending})
 	q.mu.Unlock()
