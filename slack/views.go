@@ -347,8 +347,13 @@ func (r Renderer) approval(b *builder, v *commands.ApprovalView) {
 		}
 		line := strings.Join(args, ", ")
 		if runes(line) > 500 {
-			line = strings.Join(args[:1], ", ") + fmt.Sprintf(", +%d more", len(args)-1) + " " +
-				attachedNote(b.attach("arguments", "Arguments", strings.Join(plain, "\n")))
+			// The first argument, itself cut to fit, then the file with them all.
+			first, _ := excerpt(fmt.Sprint(p.Args[keys[0]]), 300, code)
+			line = code(keys[0]) + " = " + first
+			if len(args) > 1 {
+				line += fmt.Sprintf(", +%d more", len(args)-1)
+			}
+			line += " " + attachedNote(b.attach("arguments", "Arguments", strings.Join(plain, "\n")))
 		}
 		run += "\nArguments: " + line
 	}
