@@ -116,31 +116,44 @@ type branch554 struct {
 // branches554 are every branch of the seed runbook's 5.5.4 tree, as lab scenarios.
 func branches554() []branch554 {
 	return []branch554{
-		{scenario: "healthy", findings: []string{"not-failing", "queues-healthy", "m365-clear"}},
+		{scenario: "healthy", findings: []string{"not-failing", "queues-healthy", "port25-open", "m365-clear"}},
 		{scenario: "overloaded-queue",
-			findings:  []string{"still-failing", "still-failing", "queue-overloaded", "queue-elevated", "m365-clear"},
+			findings:  []string{"still-failing", "still-failing", "queue-overloaded", "queue-elevated", "port25-open", "m365-clear"},
 			proposals: []string{"restart-transport"}, hosts: []string{"ex01.lab.contoso.com"}},
 		{scenario: "throttled-sender",
-			findings: []string{"still-failing", "still-failing", "queues-healthy", "throttled-sender", "m365-clear"},
+			findings: []string{"still-failing", "still-failing", "queues-healthy", "port25-open", "m365-clear", "throttled-sender"},
 			// Set-ThrottlingPolicy is organisation-wide: once, where the evidence came from.
 			proposals: []string{"adjust-throttling"}, hosts: []string{"ex01.lab.contoso.com"}},
 		{scenario: "throttled-sender", params: map[string]any{"sender": "bob@contoso.com"},
-			findings:    []string{"still-failing", "still-failing", "queues-healthy", "m365-clear"},
+			findings:    []string{"still-failing", "still-failing", "queues-healthy", "port25-open", "m365-clear"},
 			escalations: []string{"eop-side"}},
-		// The failures come from EX02 only, whose queue is stuck.
+		// EX02's transport service stopped: its queues cannot be read (a failed
+		// step), and starting it is the fix — on EX02 only.
 		{scenario: "connector-unhealthy",
-			findings:  []string{"still-failing", "queues-healthy", "connector-unhealthy", "m365-clear"},
+			findings:  []string{"step-failed", "still-failing", "transport-down", "port25-open", "m365-clear"},
 			proposals: []string{"restart-transport"}, hosts: []string{"ex02.lab.contoso.com"}},
+		// Port 25 fails from both servers (JEA) and from the bot: the network team.
 		{scenario: "network-down",
-			findings:    []string{"still-failing", "still-failing", "queues-healthy", "network-down", "m365-clear"},
+			findings:    []string{"still-failing", "still-failing", "queues-healthy", "port25-blocked", "port25-blocked", "network-down", "m365-clear"},
 			escalations: []string{"network"}},
-		// Microsoft's own incident is evidence for the EOP side.
+		// Microsoft's own mail-flow incident: wait for Microsoft, no support case.
 		{scenario: "eop-side",
-			findings:    []string{"still-failing", "still-failing", "queues-healthy", "m365-incident"},
-			escalations: []string{"eop-side"}},
+			findings:    []string{"still-failing", "still-failing", "queues-healthy", "port25-open", "m365-incident"},
+			escalations: []string{"microsoft-incident"}},
 		{scenario: "relief-fails",
-			findings:  []string{"still-failing", "still-failing", "queue-overloaded", "queue-elevated", "m365-clear"},
+			findings:  []string{"still-failing", "still-failing", "queue-overloaded", "queue-elevated", "port25-open", "m365-clear"},
 			proposals: []string{"restart-transport"}, hosts: []string{"ex01.lab.contoso.com"}},
+		// States where a restart is tempting but wrong.
+		{scenario: "component-maintenance",
+			findings:  []string{"not-failing", "queues-healthy", "component-inactive", "port25-open", "m365-clear"},
+			proposals: []string{"set-component-active"}, hosts: []string{"ex01.lab.contoso.com"}},
+		{scenario: "shadow-redundancy-big",
+			findings: []string{"not-failing", "queues-healthy", "shadow-large", "shadow-large", "port25-open", "m365-clear"}},
+		{scenario: "tls-cert-expired",
+			findings:    []string{"not-failing", "queues-healthy", "queue-tls", "queue-tls", "port25-open", "m365-clear"},
+			escalations: []string{"tls-certificate"}},
+		{scenario: "retry-transient",
+			findings: []string{"not-failing", "queues-healthy", "queue-retry-external", "port25-open", "m365-clear"}},
 	}
 }
 

@@ -25,16 +25,17 @@ func diagnose554On(t *testing.T, l *lab.Lab, targets playbooks.Targets) labRun {
 	return labRun{run: run, eng: eng, lab: l, obs: obs}
 }
 
-// An active Exchange Online incident is evidence for the EOP side: a finding, and
-// quoted in the escalation's reason.
-func TestNDR554EOPSideQuotesMicrosoftsIncident(t *testing.T) {
+// Microsoft's open mail-flow incident is the explanation: it is quoted, and the
+// admin is told to follow it and wait — not sent to Microsoft support.
+func TestNDR554MicrosoftIncidentMeansWait(t *testing.T) {
 	r := diagnose(t, "eop-side", nil)
-	require.Equal(t, []string{"eop-side"}, escalationIDs(r.run.Escalations()))
-	reason := r.run.Escalations()[0].Reason
-	assert.True(t, strings.HasPrefix(reason, "All queues are healthy but 5.5.4 continues — the problem is on the EOP side. "), reason)
-	assert.Contains(t, reason, "Microsoft reports EX1093441 (incident, serviceDegradation since ")
-	assert.Contains(t, reason, "): Some users' messages are delayed or rejected with 451 4.4.0 and 550 5.5.4 errors.")
-	assert.Contains(t, r.run.Escalations()[0].Next, "quote its id")
+	require.Equal(t, []string{"microsoft-incident"}, escalationIDs(r.run.Escalations()))
+	esc := r.run.Escalations()[0]
+	assert.True(t, strings.HasPrefix(esc.Reason, "5.5.4 continues and Microsoft reports an open Exchange Online mail-flow incident: EX1093441 (serviceDegradation since "), esc.Reason)
+	assert.Contains(t, esc.Reason, "): Some users' messages are delayed or rejected with 451 4.4.0 and 550 5.5.4 errors.")
+	assert.Contains(t, esc.Owner, "no support case needed")
+	assert.NotContains(t, esc.Owner, "support (")
+	assert.Contains(t, esc.Next, "resend once it is resolved")
 
 	var incidentFinding incident.Finding
 	for _, f := range r.run.Findings() {
@@ -43,13 +44,14 @@ func TestNDR554EOPSideQuotesMicrosoftsIncident(t *testing.T) {
 		}
 	}
 	assert.Equal(t, incident.SeverityWarning, incidentFinding.Severity)
-	assert.Contains(t, incidentFinding.Text, "Microsoft reports EX1093441, an active Exchange Online incident (serviceDegradation since ")
+	assert.Contains(t, incidentFinding.Text, "Microsoft reports EX1093441, an open Exchange Online mail-flow incident (serviceDegradation since ")
 	assert.Contains(t, incidentFinding.Evidence, "E-Mail and calendar access: Users may see delays")
 
-	// Without Microsoft's incident the escalation says service health is clear.
+	// Without Microsoft's incident it is the EOP side, and a support case.
 	r = diagnose(t, "throttled-sender", map[string]any{"sender": "bob@contoso.com"})
 	require.Equal(t, []string{"eop-side"}, escalationIDs(r.run.Escalations()))
-	assert.Contains(t, r.run.Escalations()[0].Reason, "Microsoft 365 service health shows no active Exchange Online incident or advisory.")
+	assert.Contains(t, r.run.Escalations()[0].Reason, "Microsoft 365 service health shows no open Exchange Online mail-flow incident.")
+	assert.Equal(t, "Microsoft support (EOP side)", r.run.Escalations()[0].Owner)
 }
 
 // Without a Graph app registration the service-health step fails with a finding
@@ -64,10 +66,10 @@ func TestNDR554WithoutGraphApp(t *testing.T) {
 		escalations []string
 		reason      string
 	}{
-		{scenario: "healthy", findings: []string{"step-failed", "not-failing", "queues-healthy"}},
-		{scenario: "eop-side", findings: []string{"step-failed", "still-failing", "still-failing", "queues-healthy"},
+		{scenario: "healthy", findings: []string{"step-failed", "not-failing", "queues-healthy", "port25-open"}},
+		{scenario: "eop-side", findings: []string{"step-failed", "still-failing", "still-failing", "queues-healthy", "port25-open"},
 			escalations: []string{"eop-side"}, reason: "the problem is on the EOP side. Microsoft 365 service health was not read (see the health step)."},
-		{scenario: "network-down", findings: []string{"step-failed", "still-failing", "still-failing", "queues-healthy", "network-down"},
+		{scenario: "network-down", findings: []string{"step-failed", "still-failing", "still-failing", "queues-healthy", "port25-blocked", "port25-blocked", "network-down"},
 			escalations: []string{"network"}},
 	}
 	for _, tc := range tests {

@@ -261,7 +261,8 @@ func TestDiagnose554EOPSideOverPSRPAndGraph(t *testing.T) {
 	assert.Equal(t, findingsOf(want), findingsOf(got))
 	require.Len(t, got.Escalations, 1)
 	assert.Equal(t, timestamp.ReplaceAllString(want.Escalations[0].Reason, "<time>"), timestamp.ReplaceAllString(got.Escalations[0].Reason, "<time>"))
-	assert.Contains(t, got.Escalations[0].Reason, "Microsoft reports EX1093441 (incident, serviceDegradation since 2026-05-15T00:01:00Z)")
+	assert.Contains(t, got.Escalations[0].Reason, "Microsoft reports an open Exchange Online mail-flow incident: EX1093441 (serviceDegradation since 2026-05-15T00:01:00Z)")
+	assert.Equal(t, "microsoft-incident", got.Escalations[0].Rule)
 }
 
 // graph-503 against the fake Graph gives the same findings and proposals from the

@@ -59,17 +59,17 @@ func TestDiagnoseLabScenarios(t *testing.T) {
 		want []string
 	}{
 		{"overloaded queue is named and restart proposed", []string{"diagnose", "5.5.4", "--lab", "overloaded-queue"}, exitFindings,
-			[]string{`Queue EX01\7 holds 1523 messages (> 1000): connector overloaded`, "Proposed relief: restart-transport", "Restart-Service -Name MSExchangeTransport", "restart-transport not approved: nothing was changed"}},
-		{"eop side escalates", []string{"diagnose", "5.5.4", "--lab", "eop-side"}, exitEscalation,
-			[]string{"ESCALATE to Microsoft support (EOP side)", "the problem is on the EOP side"}},
+			[]string{`Queue EX01\7 toward Exchange Online holds 1523 messages (> 1000): connector overloaded`, "Proposed relief: restart-transport", "Restart-Service -Name MSExchangeTransport", "restart-transport not approved: nothing was changed"}},
+		{"Microsoft's open incident: follow it, no support case", []string{"diagnose", "5.5.4", "--lab", "eop-side"}, exitEscalation,
+			[]string{"ESCALATE to Microsoft (an open incident) — follow it; no support case needed", "Microsoft reports an open Exchange Online mail-flow incident: EX1093441"}},
 		{"healthy exits 0", []string{"diagnose", "4.4.0", "--lab", "healthy"}, exitHealthy,
-			[]string{"All 8 queues are below 500 messages", "result: healthy (exit 0)"}},
+			[]string{"All 2 delivery queues are below 500 messages", "result: healthy (exit 0)"}},
 		{"network down escalates to the network team", []string{"diagnose", "5.5.4", "--lab", "network-down"}, exitEscalation,
 			[]string{"ESCALATE to Network team"}},
 		{"approved relief runs and verifies", []string{"diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport"}, exitFindings,
 			[]string{"restart-transport approved by cli:tester", "✓ restart-transport ran on ex01.lab.contoso.com", "✓ verified: restart-transport worked"}},
 		{"relief that does not help escalates", []string{"diagnose", "5.5.4", "--lab", "relief-fails", "--approve", "restart-transport"}, exitEscalation,
-			[]string{"not verified", "5.5.4 persists after MSExchangeTransport was restarted and the queue re-checked"}},
+			[]string{"not verified", "5.5.4 persists after the transport restart"}},
 		{"throttled sender gets a two-approver relief", []string{"diagnose", "5.5.4", "--lab", "throttled-sender"}, exitFindings,
 			[]string{"alice@contoso.com is on custom throttling policy LowVolumeSenders", "Proposed relief: adjust-throttling", "approval: 2 approver(s)"}},
 	}
@@ -111,7 +111,7 @@ func TestDiagnoseJSON(t *testing.T) {
 	assert.Equal(t, "ndr-5.5.4", rep.Playbook)
 	assert.Equal(t, "restart-transport", rep.Proposals[0].Relief)
 	assert.Equal(t, exitFindings, rep.ExitCode)
-	assert.Len(t, rep.Steps, 9)
+	assert.Len(t, rep.Steps, 11)
 }
 
 // Bad input is refused with exit 2 before any executor is called, whatever the

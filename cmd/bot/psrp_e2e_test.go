@@ -264,7 +264,7 @@ func TestDiagnoseOverPSRPFindsWhatTheLabFinds(t *testing.T) {
 
 	assert.Equal(t, findingsOf(want), findingsOf(got))
 	assert.Contains(t, findingsOf(got),
-		`diagnose critical queue-overloaded step="" host=`+ex01Host+` | Queue EX01\7 holds 1523 messages (> 1000): connector overloaded | EX01\7 Active 1523 msgs, last error: `+
+		`diagnose critical queue-overloaded step="" host=`+ex01Host+` | Queue EX01\7 toward Exchange Online holds 1523 messages (> 1000): connector overloaded | EX01\7 Active 1523 msgs to outbound to office 365, last error: `+
 			`451 4.4.0 Primary target IP address responded with: "451 5.5.4 Service Unavailable" Attempted failover to alternate host, but that did not succeed.`)
 	assert.Equal(t, stepsOf(want), stepsOf(got))
 
@@ -308,7 +308,7 @@ func TestDiagnoseOverPSRPRestartsOnlyEX01(t *testing.T) {
 	r := s.bot(t, "diagnose", "5.5.4", "--approve", "restart-transport")
 	require.Equal(t, exitFindings, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
 	for _, w := range []string{
-		`Queue EX01\7 holds 1523 messages (> 1000): connector overloaded`,
+		`Queue EX01\7 toward Exchange Online holds 1523 messages (> 1000): connector overloaded`,
 		"restart-transport approved by cli:tester — running on " + ex01Host,
 		"✓ restart-transport ran on " + ex01Host,
 		"✓ verified: restart-transport worked",

@@ -208,10 +208,10 @@ func TestServeIncidentEndToEnd(t *testing.T) {
 	s.waitFor(t, "the escalation summary", func() bool {
 		inThread, inChannel := false, false
 		for _, m := range fake.Thread(incChannel, card.ThreadTS) {
-			inThread = inThread || strings.Contains(string(m.Blocks), "persists after MSExchangeTransport was restarted")
+			inThread = inThread || strings.Contains(string(m.Blocks), "persists after the transport restart")
 		}
 		for _, m := range fake.Messages(escChannel) {
-			inChannel = inChannel || strings.Contains(string(m.Blocks), "persists after MSExchangeTransport was restarted")
+			inChannel = inChannel || strings.Contains(string(m.Blocks), "persists after the transport restart")
 		}
 		return inThread && inChannel
 	})
@@ -382,7 +382,7 @@ func TestServeReliefOverPSRP(t *testing.T) {
 	}
 	s.waitFor(t, "the escalation summary", func() bool {
 		for _, m := range fake.Messages(escChannel) {
-			if strings.Contains(string(m.Blocks), "persists after MSExchangeTransport was restarted") {
+			if strings.Contains(string(m.Blocks), "persists after the transport restart") {
 				return true
 			}
 		}

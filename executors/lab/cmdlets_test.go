@@ -270,7 +270,10 @@ func TestReliefBehaviours(t *testing.T) {
 		assert.Equal(t, "Inactive", hub(l, "EX01")["State"])
 	})
 	t.Run("Set-ServerComponentState changes only its requester", func(t *testing.T) {
-		l := orgLab(t, "connector-unhealthy")
+		// Managed Availability (HealthAPI) holds EX02's HubTransport Inactive.
+		l, err := ParseOrg("held.yaml", []byte("extends: base\nservers:\n  EX02:\n    components:\n      HubTransport: {Functional: Active, HealthAPI: Inactive}\n"),
+			Options{Now: func() time.Time { return labNow }})
+		require.NoError(t, err)
 		rows(t, l, "exchange", "Set-ServerComponentState", nil, "Identity", "EX02", "Component", "HubTransport", "State", "Active", "Requester", "Maintenance")
 		h := hub(l, "EX02")
 		assert.Equal(t, "Inactive", h["State"], "HealthAPI still holds it")
