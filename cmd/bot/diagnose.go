@@ -61,21 +61,109 @@ Lab scenarios (--lab): ` + strings.Join(lab.ScenarioNames(), ", ") + `.`,
 	return c
 }
 
-// runReport is the --json document.
+// runReport is the --json document. Every duration in it is whole milliseconds
+// in a field named *_ms (the run's, each step's, each relief's, an approval's
+// expiry); times are RFC 3339; parameters are written as they are typed
+// (window=15m). The store keeps incident.StepResult, Proposal and ReliefResult
+// as JSON in their own encoding (durations in nanoseconds, read back by other
+// replicas), so the report has types of its own rather than changing theirs.
 type runReport struct {
-	RunID       string                  `json:"run_id"`
-	Playbook    string                  `json:"playbook"`
-	Version     string                  `json:"playbook_version"`
-	Lab         string                  `json:"lab,omitempty"`
-	Params      map[string]any          `json:"params"`
-	Started     time.Time               `json:"started"`
-	Duration    time.Duration           `json:"duration_ns"`
-	Steps       []incident.StepResult   `json:"steps"`
-	Findings    []incident.Finding      `json:"findings"`
-	Proposals   []incident.Proposal     `json:"proposals"`
-	Reliefs     []incident.ReliefResult `json:"reliefs"`
-	Escalations []incident.Escalation   `json:"escalations"`
-	ExitCode    int                     `json:"exit_code"`
+	RunID       string                `json:"run_id"`
+	Playbook    string                `json:"playbook"`
+	Version     string                `json:"playbook_version"`
+	Lab         string                `json:"lab,omitempty"`
+	Params      map[string]string     `json:"params"`
+	Started     time.Time             `json:"started"`
+	DurationMS  int64                 `json:"duration_ms"`
+	Steps       []reportStep          `json:"steps"`
+	Findings    []incident.Finding    `json:"findings"`
+	Proposals   []reportProposal      `json:"proposals"`
+	Reliefs     []reportRelief        `json:"reliefs"`
+	Escalations []incident.Escalation `json:"escalations"`
+	ExitCode    int                   `json:"exit_code"`
+}
+
+type reportStep struct {
+	Step       string              `json:"step"`
+	Title      string              `json:"title"`
+	Target     string              `json:"target"`
+	Executor   string              `json:"executor"`
+	Hosts      []string            `json:"hosts"`
+	Status     incident.StepStatus `json:"status"`
+	Rows       []map[string]any    `json:"rows,omitempty"`
+	Error      string              `json:"error,omitempty"`
+	ExitCode   int                 `json:"exit_code"`
+	Digest     string              `json:"script_digest,omitempty"`
+	Started    time.Time           `json:"started"`
+	DurationMS int64               `json:"duration_ms"`
+	Verifying  bool                `json:"verifying,omitempty"`
+}
+
+type reportApproval struct {
+	Role      string `json:"role"`
+	Approvers int    `json:"approvers"`
+	FourEyes  bool   `json:"four_eyes"`
+	ExpiresMS int64  `json:"expires_ms"`
+}
+
+type reportProposal struct {
+	ID       string             `json:"id"`
+	Relief   string             `json:"relief"`
+	Title    string             `json:"title"`
+	Target   string             `json:"target"`
+	Hosts    []string           `json:"hosts"`
+	Command  string             `json:"command"`
+	Args     map[string]any     `json:"args,omitempty"`
+	Risk     string             `json:"risk"`
+	Rollback string             `json:"rollback,omitempty"`
+	Preview  string             `json:"preview,omitempty"`
+	Approval reportApproval     `json:"approval"`
+	Because  []incident.Finding `json:"because"`
+	Blocked  string             `json:"blocked,omitempty"`
+}
+
+type reportRelief struct {
+	Relief     string    `json:"relief"`
+	Hosts      []string  `json:"hosts"`
+	OK         bool      `json:"ok"`
+	Error      string    `json:"error,omitempty"`
+	Output     string    `json:"output,omitempty"`
+	Started    time.Time `json:"started"`
+	DurationMS int64     `json:"duration_ms"`
+	Verified   *bool     `json:"verified,omitempty"`
+}
+
+func newRunReport(run *playbooks.Run, lab string, took time.Duration, code int) runReport {
+	rep := runReport{RunID: run.ID, Playbook: run.Playbook.ID, Version: run.Playbook.Version, Lab: lab,
+		Params: map[string]string{}, Started: run.Started, DurationMS: took.Milliseconds(),
+		Steps: []reportStep{}, Findings: run.Findings(), Proposals: []reportProposal{}, Reliefs: []reportRelief{},
+		Escalations: run.Escalations(), ExitCode: code}
+	for k, v := range run.Params {
+		rep.Params[k] = paramText(v)
+	}
+	for _, s := range run.Steps() {
+		rep.Steps = append(rep.Steps, reportStep{Step: s.Step, Title: s.Title, Target: s.Target, Executor: s.Executor,
+			Hosts: s.Hosts, Status: s.Status, Rows: s.Rows, Error: s.Error, ExitCode: s.ExitCode, Digest: s.Digest,
+			Started: s.Started, DurationMS: s.Duration.Milliseconds(), Verifying: s.Verifying})
+	}
+	for _, p := range run.Proposals() {
+		rep.Proposals = append(rep.Proposals, reportProposal{ID: p.ID, Relief: p.Relief, Title: p.Title, Target: p.Target,
+			Hosts: p.Hosts, Command: p.Command, Args: p.Args, Risk: p.Risk, Rollback: p.Rollback, Preview: p.Preview,
+			Approval: reportApproval{Role: p.Approval.Role, Approvers: p.Approval.Approvers, FourEyes: p.Approval.FourEyes,
+				ExpiresMS: p.Approval.Expires.Milliseconds()},
+			Because: p.Because, Blocked: p.Blocked})
+	}
+	for _, r := range run.Reliefs() {
+		rep.Reliefs = append(rep.Reliefs, reportRelief{Relief: r.Relief, Hosts: r.Hosts, OK: r.OK, Error: r.Error,
+			Output: r.Output, Started: r.Started, DurationMS: r.Duration.Milliseconds(), Verified: r.Verified})
+	}
+	if rep.Findings == nil {
+		rep.Findings = []incident.Finding{}
+	}
+	if rep.Escalations == nil {
+		rep.Escalations = []incident.Escalation{}
+	}
+	return rep
 }
 
 func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string) error {
@@ -123,7 +211,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		return err
 	}
 	defer st.Close()
-	out := &terminal{w: g.io.out, quiet: f.json}
+	out := &terminal{w: g.io.out, quiet: f.json, live: g.io.interactive, progress: g.io.err, scale: scale}
 	owner := processOwner(g.io)
 	actor := incident.CLIActor(cliUser(g.io))
 	if err := g.recover(ctx, st, owner, out); err != nil {
@@ -206,9 +294,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	code := exitCode(run)
 	out.footer(run, code)
 	if f.json {
-		rep := runReport{RunID: run.ID, Playbook: pb.ID, Version: pb.Version, Lab: f.lab.name(), Params: params, Started: started,
-			Duration: time.Since(started), Steps: run.Steps(), Findings: run.Findings(), Proposals: run.Proposals(),
-			Reliefs: run.Reliefs(), Escalations: run.Escalations(), ExitCode: code}
+		rep := newRunReport(run, f.lab.name(), time.Since(started), code)
 		enc := json.NewEncoder(g.io.out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
