@@ -138,10 +138,12 @@ func TestGraph503E2EServiceIncident(t *testing.T) {
 	s.fake.AddFault(graphfake.Fault{Method: http.MethodPatch, Path: "/subscriptions/", Times: -1, OmitHeaders: true})
 
 	run := s.diagnose(t, map[string]string{})
-	assert.Equal(t, []string{"m365-incident", "m365-advisory", "m365-advisory", "subscription-expiring", "renewal-fails", "wait-for-microsoft"},
+	// 95 minutes before expiry with renewals failing, the replacement is proposed
+	// now, not after the lapse.
+	assert.Equal(t, []string{"m365-incident", "m365-advisory", "m365-advisory", "subscription-expiring", "renewal-fails", "recreate-before-expiry", "wait-for-microsoft"},
 		rules(run.Findings()))
 	assert.Empty(t, run.Escalations(), "Microsoft's incident: wait, do not escalate as ours")
-	assert.Equal(t, []string{"renew-subscription"}, reliefIDs(run.Proposals()))
+	assert.Equal(t, []string{"renew-subscription", "recreate-subscription"}, reliefIDs(run.Proposals()))
 	text := strings.Join(texts(run.Findings()), "\n")
 	assert.Contains(t, text, "Microsoft reports EX1093441, an active Exchange Online incident (serviceDegradation since 2026-05-15T00:01:00Z)")
 	assert.Contains(t, text, "Subscription sub-1 to "+postmasterInbox+" expires in 95 minutes (2026-05-15T01:40:19Z)")
@@ -189,7 +191,7 @@ func TestGraph503E2ERenewalsKeepFailing(t *testing.T) {
 	s.fake.AddFault(graphfake.Fault{Method: http.MethodPatch, Path: "/subscriptions/", Times: -1})
 
 	run := s.diagnose(t, map[string]string{})
-	assert.Equal(t, []string{"m365-clear", "subscription-expiring", "renewal-fails"}, rules(run.Findings()))
+	assert.Equal(t, []string{"m365-clear", "subscription-expiring", "renewal-fails", "recreate-before-expiry"}, rules(run.Findings()))
 	assert.Empty(t, run.Escalations(), "renew first")
 
 	res, err := s.eng.Relieve(context.Background(), run, "renew-subscription")
@@ -289,4 +291,65 @@ func TestGraph503E2ERecreateReconcilesTheLapse(t *testing.T) {
 			assert.NotEqual(t, incident.SeverityCritical, f.Severity, f.Text)
 		}
 	}
+}
+
+// Renewals keep failing 40 minutes before expiry: the playbook says so with what it
+// measured, and the approved recreate creates the replacement while the old one
+// still lives, then deletes the old one — nothing lapses, nothing to reconcile.
+func TestGraph503E2ERecreateBeforeExpiry(t *testing.T) {
+	t0 := time.Date(2026, 5, 15, 0, 5, 19, 0, time.UTC)
+	s := newGraphSite(t, t0)
+	s.noIssues(t)
+	const notify = "https://ndr-hooks.contoso.com/graph/notify"
+	s.fake.PutSubscription(graphfake.Subscription{ID: "sub-1", Resource: postmasterInbox, ChangeType: "created",
+		NotificationURL: notify, LifecycleNotificationURL: notify, Expiration: t0.Add(40 * time.Minute)})
+	s.fake.AddFault(graphfake.Fault{Method: http.MethodPatch, Path: "/subscriptions/", Times: -1})
+
+	run := s.diagnose(t, map[string]string{})
+	require.Contains(t, rules(run.Findings()), "recreate-before-expiry")
+	assert.Contains(t, strings.Join(texts(run.Findings()), "\n"),
+		"Subscription sub-1 expires in 40 minutes and its renewal still fails (503 ExtensionError after 5 attempts): inside the 360-minute recreate margin")
+	p, ok := run.Proposal("recreate-subscription")
+	require.True(t, ok)
+	assert.Equal(t, "sub-1", p.Args["subscription_id"])
+	assert.Equal(t, true, p.Args["replace_live"])
+
+	res, err := s.eng.Relieve(context.Background(), run, "recreate-subscription")
+	require.NoError(t, err)
+	require.True(t, res.OK, res.Error)
+	var rec graph.Recreation
+	require.NoError(t, json.Unmarshal([]byte(res.Output), &rec))
+	assert.True(t, rec.Replaced)
+	assert.True(t, rec.OldDeleted)
+	assert.False(t, rec.Reconciled)
+	subs := s.fake.Subscriptions()
+	require.Len(t, subs, 1)
+	assert.Equal(t, rec.SubscriptionID, subs[0].ID)
+	assert.NotEqual(t, "sub-1", subs[0].ID)
+	assert.Equal(t, notify, subs[0].LifecycleNotificationURL, "lifecycle notifications keep flowing to the same receiver")
+	posts := s.fake.GraphRequests(http.MethodPost, "/subscriptions")
+	deletes := s.fake.GraphRequests(http.MethodDelete, "/subscriptions/sub-1")
+	require.Len(t, posts, 1)
+	require.Len(t, deletes, 1)
+	assert.True(t, posts[0].Time.Before(deletes[0].Time), "the replacement exists before the old one goes")
+}
+
+// A users/{id}/messages subscription watches every folder of the mailbox, not the
+// Inbox: the lapse counts what inbox rules moved elsewhere too, and says how.
+func TestGraph503E2EWholeMailboxLapse(t *testing.T) {
+	t0 := time.Date(2026, 5, 15, 0, 5, 0, 0, time.UTC)
+	s := newGraphSite(t, t0.Add(30*time.Minute))
+	s.noIssues(t)
+	s.fake.Deliver(e2eMailbox, "Inbox", "m-inbox", t0.Add(5*time.Minute))
+	s.fake.Deliver(e2eMailbox, "Archive", "m-archive", t0.Add(6*time.Minute))
+	s.fake.Deliver(e2eMailbox, "DeletedItems", "m-deleted-items", t0.Add(7*time.Minute))
+	run := s.diagnose(t, map[string]string{"subscription": "old-sub", "resource": "users/" + e2eMailbox + "/messages",
+		"notification_url": "https://ndr-hooks.contoso.com/graph/notify", "expired_at": t0.Format(time.RFC3339)})
+	assert.Equal(t, []string{"m365-clear", "subscription-gone", "nothing-to-probe", "lapse-missed"}, rules(run.Findings()))
+	lapse := stepRows(run, "lapse")
+	require.Len(t, lapse, 1)
+	assert.EqualValues(t, 3, lapse[0]["MissedCount"], "every folder, not the Inbox alone")
+	text := strings.Join(texts(run.Findings()), "\n")
+	assert.Contains(t, text, "3 message(s) reached postmaster@contoso.com's mailbox (every folder) since the subscription lapsed at 2026-05-15T00:05:00Z (listed with GET /users/{id}/messages")
+	assert.Contains(t, text, "GET /subscriptions/old-sub answered 404, so Graph deleted it")
 }

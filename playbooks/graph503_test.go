@@ -83,33 +83,42 @@ func branches503() []branch503 {
 	tenant := []string{lab.Tenant}
 	return []branch503{
 		{name: "healthy", scenario: "healthy",
-			findings: []string{"m365-clear", "subscriptions-ok", "renewal-works"}, skipped: []string{"lapse"}},
-		{name: "Microsoft's incident: renew and keep retrying, no escalation", scenario: "service-incident",
-			findings: []string{"m365-incident", "subscription-expiring", "renewal-fails", "wait-for-microsoft"},
-			hosts:    map[string][]string{"renew-subscription": tenant}, skipped: []string{"lapse"}},
-		{name: "Microsoft's incident and nothing to renew yet: still wait, no escalation", scenario: "service-incident",
+			findings: []string{"m365-clear", "subscriptions-ok", "renewal-works"}, skipped: []string{"lookup", "lapse"}},
+		// Renewals still fail 95 (40) minutes before expiry: the replacement is
+		// proposed now, before the lapse (it used to wait for the lapse).
+		{name: "Microsoft's incident: renew and keep retrying, recreate before the lapse, no escalation", scenario: "service-incident",
+			findings: []string{"m365-incident", "subscription-expiring", "renewal-fails", "recreate-before-expiry", "wait-for-microsoft"},
+			hosts:    map[string][]string{"renew-subscription": tenant, "recreate-subscription": tenant}, skipped: []string{"lookup", "lapse"}},
+		{name: "Microsoft's incident, outside the renewal window but inside the recreate margin: still wait, no escalation", scenario: "service-incident",
 			params:   map[string]string{"renewal_window": "30m"},
-			findings: []string{"m365-incident", "subscriptions-ok", "renewal-fails", "wait-for-microsoft"}, skipped: []string{"lapse"}},
-		{name: "renewals fail, service health clean: renew first", scenario: "renewal-failing",
-			findings: []string{"m365-clear", "subscription-expiring", "renewal-fails"},
-			hosts:    map[string][]string{"renew-subscription": tenant}, skipped: []string{"lapse"}},
+			findings: []string{"m365-incident", "subscriptions-ok", "renewal-fails", "recreate-before-expiry", "wait-for-microsoft"},
+			hosts:    map[string][]string{"recreate-subscription": tenant}, skipped: []string{"lookup", "lapse"}},
+		{name: "Microsoft's incident and nothing to renew or recreate yet: still wait, no escalation", scenario: "service-incident",
+			params:   map[string]string{"renewal_window": "30m", "recreate_before": "30m"},
+			findings: []string{"m365-incident", "subscriptions-ok", "renewal-fails", "wait-for-microsoft"}, skipped: []string{"lookup", "lapse"}},
+		{name: "renewals fail, service health clean: renew first, recreate before the lapse", scenario: "renewal-failing",
+			findings: []string{"m365-clear", "subscription-expiring", "renewal-fails", "recreate-before-expiry"},
+			hosts:    map[string][]string{"renew-subscription": tenant, "recreate-subscription": tenant}, skipped: []string{"lookup", "lapse"}},
 		{name: "renewals fail, nothing of ours to retry: Microsoft support at once", scenario: "renewal-failing",
-			params:   map[string]string{"renewal_window": "30m"},
+			params:   map[string]string{"renewal_window": "30m", "recreate_before": "30m"},
 			findings: []string{"m365-clear", "subscriptions-ok", "renewal-fails"}, escalations: []string{"renewals-keep-failing"},
-			skipped: []string{"lapse"}},
+			skipped: []string{"lookup", "lapse"}},
 		{name: "an expired subscription Graph still lists: recreate and reconcile", scenario: "subscription-expired",
 			findings: []string{"m365-clear", "subscription-expired", "renewal-works", "lapse-missed"},
-			hosts:    map[string][]string{"recreate-subscription": tenant}},
-		{name: "a subscription Graph deleted, named by the parameters", scenario: "healthy", params: gone(),
+			hosts:    map[string][]string{"recreate-subscription": tenant}, skipped: []string{"lookup"}},
+		{name: "a subscription Graph deleted (GET answered 404), named by the parameters", scenario: "healthy", params: gone(),
 			findings: []string{"m365-clear", "subscription-gone", "subscriptions-ok", "renewal-works", "lapse-missed"},
 			hosts:    map[string][]string{"recreate-subscription": tenant}},
+		{name: "no id, the resource unlisted: not called deleted, recreate looks first", scenario: "healthy", params: gone("subscription", ""),
+			findings: []string{"m365-clear", "subscription-unlisted", "subscriptions-ok", "renewal-works", "lapse-missed"},
+			hosts:    map[string][]string{"recreate-subscription": tenant}, skipped: []string{"lookup"}},
 		{name: "a deleted subscription without its resource: say what to pass", scenario: "healthy",
 			params:   map[string]string{"subscription": "0f9e8d7c-6b5a-4d3c-8b2a-190817161514"},
 			findings: []string{"m365-clear", "subscription-gone-unknown", "subscriptions-ok", "renewal-works"}, skipped: []string{"lapse"}},
 		{name: "the named subscription is live: probe that one", scenario: "renewal-failing",
 			params:   map[string]string{"subscription": postmasterSub},
-			findings: []string{"m365-clear", "subscription-expiring", "renewal-fails"},
-			hosts:    map[string][]string{"renew-subscription": tenant}, skipped: []string{"lapse"}},
+			findings: []string{"m365-clear", "subscription-expiring", "renewal-fails", "recreate-before-expiry"},
+			hosts:    map[string][]string{"renew-subscription": tenant, "recreate-subscription": tenant}, skipped: []string{"lookup", "lapse"}},
 	}
 }
 
@@ -219,7 +228,8 @@ func reliefs503() []relief503 {
 			after: []string{"m365-clear", "subscriptions-ok", "renewal-works"}},
 		{name: "recreate a deleted subscription from the parameters", scenario: "healthy", params: gone(), relief: "recreate-subscription",
 			ok: true, verified: true,
-			output: []string{`"OldSubscriptionId":"0f9e8d7c-6b5a-4d3c-8b2a-190817161514"`, `"Folder":"inbox"`, `"MissedCount":11`,
+			// users/{id}/messages: every folder (it used to be the Inbox alone).
+			output: []string{`"OldSubscriptionId":"0f9e8d7c-6b5a-4d3c-8b2a-190817161514"`, `"Scope":"mailbox"`, `"MissedCount":11`,
 				`"ChangeType":"created"`, `"Note":`},
 			after: []string{"m365-clear", "subscriptions-ok", "renewal-works"}},
 	}
@@ -341,11 +351,13 @@ func TestGraph503ArgsAreData(t *testing.T) {
 	assert.Equal(t, map[string]any{
 		"subscription_id": raw["subscription"], "resource": raw["resource"], "change_type": "created",
 		"notification_url": raw["notification_url"], "since": raw["expired_at"], "reconcile": true,
+		"replace_live": nil, "lifecycle_notification_url": nil,
 	}, recreate.Args)
 	for _, c := range r.lab.Calls() {
 		byStep[c.Step] = c.Params
 	}
-	assert.Equal(t, map[string]any{"mailbox": "postmaster@contoso.com", "folder": "inbox", "since": raw["expired_at"]},
+	// users/{id}/messages is every folder of the mailbox (it used to be read as the Inbox).
+	assert.Equal(t, map[string]any{"mailbox": "postmaster@contoso.com", "folder": nil, "all_folders": true, "since": raw["expired_at"]},
 		withoutParams(byStep["lapse"], r.run.Params))
 
 	r = diagnose503(t, "healthy", gone("expired_at", "yesterday"))
@@ -370,7 +382,7 @@ func withoutParams(p map[string]any, params map[string]any) map[string]any {
 // counted in, in each shape Graph accepts.
 func TestGraph503LapseMailboxFromResource(t *testing.T) {
 	for resource, want := range map[string][2]string{
-		"users/journal@contoso.com/messages":                        {"journal@contoso.com", "inbox"},
+		"users/journal@contoso.com/messages":                        {"journal@contoso.com", ""}, // every folder
 		"Users/journal@contoso.com/mailFolders('Archive')/messages": {"journal@contoso.com", "Archive"},
 		"/users/journal@contoso.com/mailfolders/inbox/messages":     {"journal@contoso.com", "inbox"},
 		"users/journal@contoso.com/events":                          {"", ""},
@@ -390,7 +402,13 @@ func TestGraph503LapseMailboxFromResource(t *testing.T) {
 			}
 			require.NotNil(t, got)
 			assert.Equal(t, want[0], got["mailbox"])
+			if want[1] == "" {
+				assert.Nil(t, got["folder"])
+				assert.Equal(t, true, got["all_folders"])
+				return
+			}
 			assert.Equal(t, want[1], got["folder"])
+			assert.Nil(t, got["all_folders"])
 		})
 	}
 }

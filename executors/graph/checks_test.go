@@ -546,7 +546,8 @@ func TestMailResource(t *testing.T) {
 	for resource, want := range map[string]mailbox{
 		"users/postmaster@contoso.com/mailFolders('Inbox')/messages": {user: "postmaster@contoso.com", folder: "Inbox"},
 		"/users/abc/mailfolders/AAMkAGI2=/messages":                  {user: "abc", folder: "AAMkAGI2="},
-		"users/journal@contoso.com/messages":                         {user: "journal@contoso.com", folder: "inbox", note: "the subscription covers every folder; the inbox, where new mail arrives, was reconciled"},
+		// Every folder of the mailbox, not the Inbox (the old, imprecise reading).
+		"users/journal@contoso.com/messages": {user: "journal@contoso.com"},
 	} {
 		got, ok := mailResource(resource)
 		assert.True(t, ok, resource)

@@ -60,6 +60,7 @@ const (
 	CheckRenewSubscription    = "renew-subscription"
 	CheckRecreateSubscription = "recreate-subscription"
 	CheckDeltaReconcile       = "delta-reconcile"
+	CheckSubscriptionLookup   = "subscription-lookup"
 )
 
 // DefaultTimeout bounds an action when neither the action nor the target's timeout
@@ -216,6 +217,8 @@ func (e *Executor) Run(ctx context.Context, host string, a executors.Action) (ex
 		}
 	case CheckDeltaReconcile:
 		result, err = e.deltaReconcile(cctx, s, a.Params)
+	case CheckSubscriptionLookup:
+		result, err = e.lookup(cctx, s, a.Params)
 	default:
 		return fail(executors.ErrUnsupported)
 	}

@@ -161,6 +161,13 @@ func (e *RequestError) Unwrap() []error {
 	return out
 }
 
+// MaybeProcessed reports a failure that leaves the request's effect unknown: no
+// answer arrived (a reset, or the deadline during the attempt), or the gateway gave
+// up waiting for the backend (504). Graph may have acted on it.
+func (e *RequestError) MaybeProcessed() bool {
+	return e.Status == 0 || e.Status == http.StatusGatewayTimeout
+}
+
 func plural(n int) string {
 	if n == 1 {
 		return ""
@@ -221,8 +228,8 @@ type callInfo struct {
 }
 
 // call runs fn, one Graph request, under the retry policy. idempotent says whether
-// the request may be repeated after a connection reset (a reset POST may have been
-// processed; a 429/503/504 was not). The error is a *RequestError for every failure
+// the request may be repeated after an answer that leaves its effect unknown: a
+// connection reset or a 504 (a POST may have been processed; a 429/503 was not). The error is a *RequestError for every failure
 // Graph or the network caused, or fn's own error otherwise (token acquisition,
 // decoding, a cancelled context).
 func (e *Executor) call(ctx context.Context, op string, idempotent bool, fn func(ctx context.Context) error) (callInfo, error) {
@@ -355,7 +362,11 @@ func (e *Executor) classify(op string, err error, ex *exchange, idempotent bool)
 		if v := header(h, "retry-after"); v != "" {
 			retryAfter = parseRetryAfter(v, time.Now())
 		}
-		return re, retriableStatus(re.Status), retryAfter
+		// A 504 is the gateway giving up on the backend, not the backend refusing:
+		// a request that is not idempotent (POST /subscriptions) may have taken
+		// effect, so its caller looks before it asks again.
+		retriable := retriableStatus(re.Status) && (idempotent || re.Status != http.StatusGatewayTimeout)
+		return re, retriable, retryAfter
 	}
 	if isConnReset(err) {
 		re := &RequestError{Op: op, Code: "ConnectionReset", Message: "the connection was reset before a response arrived",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -165,8 +166,11 @@ func isOutlook(r string) bool {
 	return false
 }
 
-// getSubscription reads one subscription; a 404 (expired subscriptions are deleted
-// by Graph) comes back as a *RequestError wrapping incident.ErrNotFound.
+// getSubscription reads one subscription; a 404 comes back as a *RequestError
+// wrapping incident.ErrNotFound. That 404 is the one evidence this package takes
+// for "Graph deleted it": a subscription missing from GET /subscriptions may be
+// another app's, or beyond a page (Get subscription,
+// https://learn.microsoft.com/en-us/graph/api/subscription-get).
 func (e *Executor) getSubscription(ctx context.Context, s *session, id string) (models.Subscriptionable, error) {
 	var sub models.Subscriptionable
 	_, err := e.call(ctx, "GET /subscriptions/{id}", true, func(ctx context.Context) error {
@@ -178,6 +182,59 @@ func (e *Executor) getSubscription(ctx context.Context, s *session, id string) (
 		err = fmt.Errorf("GET /subscriptions/%s: empty answer", id)
 	}
 	return sub, err
+}
+
+// SubscriptionLookup is the row of the subscription-lookup check: one subscription
+// read by id.
+type SubscriptionLookup struct {
+	SubscriptionID string `json:"SubscriptionId"`
+	// Status is live, expired (Graph still has it, past its expiry) or deleted
+	// (GET /subscriptions/{id} answered 404: Graph no longer has it).
+	Status             string `json:"Status"`
+	HTTPStatus         int    `json:"HTTPStatus"`
+	Resource           string `json:"Resource"`
+	ExpirationDateTime string `json:"ExpirationDateTime"`
+	ExpiresInMinutes   int    `json:"ExpiresInMinutes"`
+	NotificationHost   string `json:"NotificationHost"`
+	RequestID          string `json:"RequestId"`
+	ClientRequestID    string `json:"ClientRequestId"`
+	Date               string `json:"Date"`
+}
+
+// lookup reads one subscription by id (GET /subscriptions/{id}). A 404 is an
+// answer, the row with Status deleted; any other failure is the check's error, so
+// nothing is called deleted on a 503.
+//
+// Params: subscription_id (required).
+func (e *Executor) lookup(ctx context.Context, s *session, p map[string]any) (SubscriptionLookup, error) {
+	id, ok, err := idParam(p, "subscription_id")
+	if err != nil {
+		return SubscriptionLookup{}, err
+	}
+	if !ok {
+		return SubscriptionLookup{}, invalid("parameter %q is required", "subscription_id")
+	}
+	row := SubscriptionLookup{SubscriptionID: id}
+	sub, err := e.getSubscription(ctx, s, id)
+	var re *RequestError
+	switch {
+	case errors.As(err, &re) && re.Status == http.StatusNotFound:
+		row.Status, row.HTTPStatus = "deleted", re.Status
+		row.RequestID, row.ClientRequestID, row.Date = re.RequestID, re.ClientRequestID, rfc3339(re.Date)
+		return row, nil
+	case err != nil:
+		return SubscriptionLookup{}, err
+	}
+	now := e.now()
+	row.Status, row.HTTPStatus, row.Resource = "live", http.StatusOK, deref(sub.GetResource())
+	row.NotificationHost = urlHost(deref(sub.GetNotificationUrl()))
+	if exp := sub.GetExpirationDateTime(); exp != nil {
+		row.ExpirationDateTime, row.ExpiresInMinutes = rfc3339(*exp), minutesUntil(*exp, now)
+		if !exp.After(now) {
+			row.Status = "expired"
+		}
+	}
+	return row, nil
 }
 
 // patchExpiry sets a subscription's expirationDateTime (PATCH /subscriptions/{id}):
@@ -312,7 +369,7 @@ func (e *Executor) renew(ctx context.Context, s *session, p map[string]any) (Ren
 	if err != nil {
 		var re *RequestError
 		if errors.As(err, &re) && re.Status == 404 {
-			return Renewal{}, fmt.Errorf("subscription %s no longer exists (Graph deletes expired subscriptions): recreate it: %w", id, err)
+			return Renewal{}, fmt.Errorf("subscription %s no longer exists (GET /subscriptions/%s answered 404: Graph deleted it): recreate it: %w", id, id, err)
 		}
 		return Renewal{}, err
 	}
@@ -365,6 +422,13 @@ type Recreation struct {
 	Attempts           int    `json:"Attempts"`
 	RequestID          string `json:"RequestId"`
 	ClientRequestID    string `json:"ClientRequestId"`
+	// Adopted: a POST answered 504 or lost its connection, and the subscription it
+	// created was found by resource and notification URL instead of posting again.
+	Adopted bool `json:"Adopted"`
+	// Replaced: the old subscription was still live (renewals failing before its
+	// expiry); the new one was created first, then the old one deleted (OldDeleted).
+	Replaced   bool `json:"Replaced"`
+	OldDeleted bool `json:"OldDeleted"`
 	// Reconcile is the delta query over the lapse, when the resource is a mail folder
 	// and reconcile was not turned off.
 	Reconciled bool            `json:"Reconciled"`
@@ -376,10 +440,19 @@ type Recreation struct {
 // change types and notification URL, with a fresh clientState, then reconciles the
 // lapse with a delta query so the messages whose notifications were lost are found.
 //
+// The POST is never repeated blindly. Before it, a live subscription of the app to
+// the same resource and notification URL makes the relief refuse (it would double
+// every notification). After a 504 or a lost connection — Graph may have created
+// it — the subscriptions are listed again and one that was not there before is
+// adopted; only when none appeared is the POST tried again.
+//
 // Params:
 //   - subscription_id: the lapsed subscription; when Graph still has it (not yet
-//     expired) the relief refuses — renew it instead — and when it is gone the rest
-//     must come from params;
+//     expired) the relief refuses — renew it instead — unless replace_live, and
+//     when it is gone the rest must come from params;
+//   - replace_live (default false): renewals keep failing before expiry, so create
+//     the new subscription while the old one still lives, then delete the old one;
+//     nothing lapsed, so nothing is reconciled;
 //   - resource, change_type, notification_url, lifecycle_notification_url: the
 //     subscription to create (default: the old one's, if Graph still has it);
 //   - client_state (required, ≤ 128 characters): the new shared secret the
@@ -427,17 +500,25 @@ func (e *Executor) recreate(ctx context.Context, s *session, p map[string]any) (
 	if err != nil {
 		return Recreation{}, err
 	}
+	replaceLive, err := executors.BoolParam(p, "replace_live", false)
+	if err != nil {
+		return Recreation{}, err
+	}
 
 	now := e.now()
 	row := Recreation{OldSubscriptionID: oldID}
+	oldLive := false
 	if hasOld {
 		old, err := e.getSubscription(ctx, s, oldID)
 		var re *RequestError
 		switch {
 		case err == nil:
 			if exp := old.GetExpirationDateTime(); exp != nil && exp.After(now) {
-				return Recreation{}, fmt.Errorf("subscription %s is still live (expires %s): renew it instead of creating a duplicate: %w",
-					oldID, rfc3339(*exp), incident.ErrConflict)
+				if !replaceLive {
+					return Recreation{}, fmt.Errorf("subscription %s is still live (expires %s): renew it instead of creating a duplicate: %w",
+						oldID, rfc3339(*exp), incident.ErrConflict)
+				}
+				oldLive = true
 			}
 			resource = cmpOr(resource, deref(old.GetResource()))
 			changeType = cmpOr(changeType, deref(old.GetChangeType()))
@@ -446,8 +527,8 @@ func (e *Executor) recreate(ctx context.Context, s *session, p map[string]any) (
 			if exp := old.GetExpirationDateTime(); exp != nil && !hasSince {
 				since, hasSince = *exp, true
 			}
-		case errors.As(err, &re) && re.Status == 404:
-			// Expired and deleted by Graph, as expected after a lapse.
+		case errors.As(err, &re) && re.Status == http.StatusNotFound:
+			// GET answered 404: Graph deleted it, as it does after a lapse.
 		default:
 			return Recreation{}, err
 		}
@@ -469,16 +550,24 @@ func (e *Executor) recreate(ctx context.Context, s *session, p map[string]any) (
 		}
 	}
 	mb, hasMailbox := mailResource(resource)
-	if reconcile && hasMailbox && !hasSince {
+	if reconcile && hasMailbox && !hasSince && !oldLive {
 		return Recreation{}, invalid("parameter %q is required to reconcile: when did the lapse start (the old subscription's expiry)?", "since")
+	}
+
+	// Look before creating: the app (or an earlier attempt of this relief) may
+	// already have a live subscription here.
+	before, err := e.matching(ctx, s, resource, notifyURL, oldID)
+	if err != nil {
+		return Recreation{}, fmt.Errorf("looking for an existing subscription to %s before creating one: %w", resource, err)
+	}
+	if len(before) > 0 {
+		return Recreation{}, fmt.Errorf("subscription %s to %s → %s already exists (expires %s): adopt it, or delete it before creating another: %w",
+			deref(before[0].GetId()), resource, urlHost(notifyURL), rfc3339(*before[0].GetExpirationDateTime()), incident.ErrConflict)
 	}
 
 	mins, _ := lifetime(minutes, MaxLifetimeMinutes(resource))
 	exp := now.UTC().Truncate(time.Second).Add(time.Duration(mins) * time.Minute)
-	var created models.Subscriptionable
-	// Not repeated after a connection reset: Graph may have created it already, and
-	// a second one would double every notification. 429/503/504 are retried.
-	info, err := e.call(ctx, "POST /subscriptions", false, func(ctx context.Context) error {
+	created, info, adopted, err := e.createOnce(ctx, s, func() models.Subscriptionable {
 		body := models.NewSubscription()
 		body.SetResource(&resource)
 		body.SetChangeType(&changeType)
@@ -488,10 +577,8 @@ func (e *Executor) recreate(ctx context.Context, s *session, p map[string]any) (
 		}
 		body.SetClientState(&clientState)
 		body.SetExpirationDateTime(&exp)
-		var err error
-		created, err = e.subscriptionsBuilder(s).Post(ctx, body, nil)
-		return err
-	})
+		return body
+	}, oldID)
 	if err != nil {
 		return Recreation{}, err
 	}
@@ -499,27 +586,147 @@ func (e *Executor) recreate(ctx context.Context, s *session, p map[string]any) (
 	until := e.now()
 	row.SubscriptionID, row.Resource, row.ChangeType = deref(created.GetId()), resource, changeType
 	row.NotificationHost = urlHost(notifyURL)
+	row.Adopted = adopted
 	confirmed := exp
 	if c := created.GetExpirationDateTime(); c != nil {
 		confirmed = *c
 	}
 	row.ExpirationDateTime, row.ExpiresInMinutes = rfc3339(confirmed), minutesUntil(confirmed, now.Truncate(time.Second))
 	row.Attempts, row.RequestID, row.ClientRequestID = info.Attempts, info.RequestID, info.ClientRequestID
+	if adopted {
+		row.Note = "POST /subscriptions answered without a result (504 or connection lost); the subscription it created was found by resource and notification URL and adopted, not posted again"
+	}
+
+	if oldLive {
+		// The new subscription exists: the old one only doubles notifications now.
+		// A failed delete is reported, not fatal: it lapses at its expiry anyway.
+		row.Replaced = true
+		_, derr := e.call(ctx, "DELETE /subscriptions/{id}", true, func(ctx context.Context) error {
+			return e.subscriptionsBuilder(s).BySubscriptionId(oldID).Delete(ctx, nil)
+		})
+		var re *RequestError
+		switch {
+		case derr == nil, errors.As(derr, &re) && re.Status == http.StatusNotFound:
+			row.OldDeleted = true
+		default:
+			row.Note = joinNote(row.Note, fmt.Sprintf("deleting the old subscription failed (%v): until it expires, notifications arrive twice", derr))
+		}
+		row.Note = joinNote(row.Note, "the old subscription was still live: no lapse, nothing to reconcile")
+		return row, nil
+	}
 
 	switch {
 	case !reconcile:
-		row.Note = "reconcile turned off"
+		row.Note = joinNote(row.Note, "reconcile turned off")
 	case !hasMailbox:
-		row.Note = "the resource is not a mailbox folder's messages: nothing to reconcile by delta query"
+		row.Note = joinNote(row.Note, "the resource is not a mailbox's messages: nothing to reconcile")
 	default:
 		rec, err := e.reconcile(ctx, s, mb.user, mb.folder, since, until, "")
 		if err != nil {
 			return Recreation{}, fmt.Errorf("subscription %s created, but reconciling the lapse failed: %w", row.SubscriptionID, err)
 		}
-		rec.Note = mb.note
 		row.Reconciled, row.Reconcile = true, &rec
 	}
 	return row, nil
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// matching lists the app's live subscriptions to resource that notify notifyURL,
+// other than except.
+func (e *Executor) matching(ctx context.Context, s *session, resource, notifyURL, except string) ([]models.Subscriptionable, error) {
+	subs, err := e.listSubscriptions(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	now := e.now()
+	var out []models.Subscriptionable
+	for _, sub := range subs {
+		exp := sub.GetExpirationDateTime()
+		if deref(sub.GetId()) == except || exp == nil || !exp.After(now) ||
+			!SameResource(deref(sub.GetResource()), resource) || deref(sub.GetNotificationUrl()) != notifyURL {
+			continue
+		}
+		out = append(out, sub)
+	}
+	return out, nil
+}
+
+// SameResource compares subscription resources as Graph treats them: case and a
+// leading slash do not matter.
+func SameResource(a, b string) bool {
+	return strings.EqualFold(strings.Trim(a, "/"), strings.Trim(b, "/"))
+}
+
+// createOnce POSTs a subscription so that at most one comes of it. 429 and 503 are
+// retried inside call (Graph did not act). A 504 or a lost connection may have
+// created it: the app's subscriptions to the same resource and notification URL
+// are listed, and a new one (not there before, not except) is adopted. Only when
+// none appeared is the POST sent again, after a backoff, up to the retry policy's
+// attempts. When the listing fails too, nothing is retried: the error says to look.
+func (e *Executor) createOnce(ctx context.Context, s *session, body func() models.Subscriptionable, except string) (models.Subscriptionable, callInfo, bool, error) {
+	for try := 1; ; try++ {
+		var created models.Subscriptionable
+		b := body()
+		info, err := e.call(ctx, "POST /subscriptions", false, func(ctx context.Context) error {
+			var err error
+			created, err = e.subscriptionsBuilder(s).Post(ctx, b, nil)
+			return err
+		})
+		if err == nil {
+			if created == nil {
+				return nil, info, false, errors.New("POST /subscriptions: empty answer")
+			}
+			return created, info, false, nil
+		}
+		var re *RequestError
+		if !errors.As(err, &re) || !re.MaybeProcessed() {
+			return nil, info, false, err
+		}
+		e.log.Warn("subscription create may have been processed; looking for it before trying again", "status", re.Status,
+			"code", re.Code, "request_id", re.RequestID, "client_request_id", re.ClientRequestID)
+		lctx := ctx
+		if ctx.Err() != nil {
+			// The step deadline ended the POST; the look gets a moment of its own, as
+			// leaving a possible duplicate unchecked costs more than a few seconds.
+			var cancel context.CancelFunc
+			lctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+			defer cancel()
+		}
+		found, lerr := e.matching(lctx, s, deref(b.GetResource()), deref(b.GetNotificationUrl()), except)
+		if lerr != nil {
+			return nil, info, false, fmt.Errorf("%w; and listing the subscriptions to see whether Graph created it failed (%v): check GET /subscriptions before creating again", err, lerr)
+		}
+		if len(found) > 0 {
+			// The one this POST created: its expiry is the one it asked for.
+			pick := found[0]
+			for _, f := range found {
+				if f.GetExpirationDateTime() != nil && b.GetExpirationDateTime() != nil && f.GetExpirationDateTime().Equal(*b.GetExpirationDateTime()) {
+					pick = f
+				}
+			}
+			return pick, callInfo{Attempts: re.Attempts, Status: re.Status, RequestID: re.RequestID, ClientRequestID: re.ClientRequestID}, true, nil
+		}
+		if try >= e.retry.MaxAttempts || ctx.Err() != nil {
+			return nil, info, false, fmt.Errorf("%w; Graph lists no subscription it created", err)
+		}
+		wait := e.retry.backoff(try, e.rand)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+e.retry.MinAttemptTime {
+			return nil, info, false, fmt.Errorf("%w; Graph lists no subscription it created, and the step deadline leaves no time to create it again", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, info, false, fmt.Errorf("%w; Graph lists no subscription it created", err)
+		case <-t.C:
+		}
+	}
 }
 
 func cmpOr(a, b string) string {

@@ -117,6 +117,7 @@ func (o *org) answerGraph(check string, p map[string]any) (any, error) {
 	case graph.CheckDeltaReconcile:
 		mailbox, _ := p["mailbox"].(string)
 		folder, _ := p["folder"].(string)
+		all, _ := p["all_folders"].(bool)
 		if mailbox == "" {
 			return nil, invalidf("parameter %q is required (user id or principal name)", "mailbox")
 		}
@@ -124,7 +125,16 @@ func (o *org) answerGraph(check string, p map[string]any) (any, error) {
 		if err != nil || since.IsZero() {
 			return nil, invalidf("parameter %q is required without delta_link", "since")
 		}
-		return m.reconcile(mailbox, either(folder, "inbox"), since, now), nil
+		if !all {
+			folder = either(folder, "inbox")
+		}
+		return m.reconcile(mailbox, folder, since, now), nil
+	case graph.CheckSubscriptionLookup:
+		id, _ := p["subscription_id"].(string)
+		if id == "" {
+			return nil, invalidf("parameter %q is required", "subscription_id")
+		}
+		return m.lookup(id, now), nil
 	}
 	return nil, fmt.Errorf("the lab has no simulation for the graph check %q", check)
 }
@@ -168,6 +178,23 @@ func (m *m365) live(id string, now time.Time) (*subscription, error) {
 			m.requestID(), incident.ErrNotFound)
 	}
 	return s, nil
+}
+
+// lookup is GET /subscriptions/{id}: Graph answers 404 once it deleted a
+// subscription; until then an expired one is still there.
+func (m *m365) lookup(id string, now time.Time) graph.SubscriptionLookup {
+	row := graph.SubscriptionLookup{SubscriptionID: id, RequestID: m.requestID(), ClientRequestID: m.clientRequestID(), Date: utc(now)}
+	s := m.find(id)
+	if s == nil {
+		row.Status, row.HTTPStatus = "deleted", 404
+		return row
+	}
+	row.Status, row.HTTPStatus, row.Resource, row.NotificationHost = "live", 200, s.resource, s.notifyHost
+	row.ExpirationDateTime, row.ExpiresInMinutes = utc(s.expires), minutesUntil(s.expires, now)
+	if !s.expires.After(now) {
+		row.Status = "expired"
+	}
+	return row
 }
 
 // The 503 of the seed incident, as the executor reports it once its retries are spent.
@@ -278,15 +305,16 @@ var (
 	allMailRE        = regexp.MustCompile(`(?i)^/?users/([^/]+)/messages/?$`)
 )
 
-// mailbox is where a mail subscription's resource points, as the executor reads it.
-func mailbox(resource string) (user, folder, note string, ok bool) {
+// mailbox is where a mail subscription's resource points, as the executor reads
+// it: users/{id}/messages is every folder of the mailbox (folder "").
+func mailbox(resource string) (user, folder string, ok bool) {
 	if m := folderResourceRE.FindStringSubmatch(resource); m != nil {
-		return m[1], either(m[2], m[3]), "", true
+		return m[1], either(m[2], m[3]), true
 	}
 	if m := allMailRE.FindStringSubmatch(resource); m != nil {
-		return m[1], "inbox", "the subscription covers every folder; the inbox, where new mail arrives, was reconciled", true
+		return m[1], "", true
 	}
-	return "", "", "", false
+	return "", "", false
 }
 
 func (m *m365) recreate(now time.Time, p map[string]any) (graph.Recreation, error) {
@@ -302,29 +330,44 @@ func (m *m365) recreate(now time.Time, p map[string]any) (graph.Recreation, erro
 	if b, ok := p["reconcile"].(bool); ok {
 		reconcile = b
 	}
+	replaceLive, _ := p["replace_live"].(bool)
 	row := graph.Recreation{OldSubscriptionID: oldID}
 	host := ""
 	if u, err := url.Parse(notifyURL); err == nil {
 		host = u.Hostname()
 	}
+	var live *subscription // the old one, replaced before it lapses
 	if old := m.find(oldID); old != nil && oldID != "" {
 		if old.expires.After(now) {
-			return graph.Recreation{}, fmt.Errorf("subscription %s is still live (expires %s): renew it instead of creating a duplicate: %w",
-				oldID, utc(old.expires), incident.ErrConflict)
+			if !replaceLive {
+				return graph.Recreation{}, fmt.Errorf("subscription %s is still live (expires %s): renew it instead of creating a duplicate: %w",
+					oldID, utc(old.expires), incident.ErrConflict)
+			}
+			live = old
 		}
 		resource, changeType, host = either(resource, old.resource), either(changeType, old.changeType), either(host, old.notifyHost)
 		if since.IsZero() {
 			since = old.expires
 		}
-		// Graph deletes the expired subscription.
-		m.subs = slices.DeleteFunc(m.subs, func(s *subscription) bool { return s == old })
+		if live == nil {
+			// Graph deletes the expired subscription.
+			m.subs = slices.DeleteFunc(m.subs, func(s *subscription) bool { return s == old })
+		}
 	}
 	if resource == "" || changeType == "" || host == "" {
 		return graph.Recreation{}, invalidf("resource, change_type and notification_url are required (Graph deletes an expired subscription, so they cannot be read back)")
 	}
-	user, folder, note, isMail := mailbox(resource)
+	user, folder, isMail := mailbox(resource)
 	if reconcile && isMail && since.IsZero() {
 		return graph.Recreation{}, invalidf("parameter %q is required to reconcile: when did the lapse start (the old subscription's expiry)?", "since")
+	}
+	// Look before creating, as the executor does: a live one to the same resource
+	// and receiver would double every notification.
+	for _, s := range m.subs {
+		if s != live && s.expires.After(now) && graph.SameResource(s.resource, resource) && s.notifyHost == host {
+			return graph.Recreation{}, fmt.Errorf("subscription %s to %s → %s already exists (expires %s): adopt it, or delete it before creating another: %w",
+				s.id, resource, host, utc(s.expires), incident.ErrConflict)
+		}
 	}
 	if m.renewal == renewalFailing {
 		return graph.Recreation{}, m.unavailable("POST /subscriptions", now)
@@ -341,31 +384,53 @@ func (m *m365) recreate(now time.Time, p map[string]any) (graph.Recreation, erro
 	row.SubscriptionID, row.Resource, row.ChangeType, row.NotificationHost = s.id, resource, changeType, host
 	row.ExpirationDateTime, row.ExpiresInMinutes = utc(s.expires), minutes
 	row.Attempts, row.RequestID, row.ClientRequestID = 1, m.requestID(), m.clientRequestID()
+	if live != nil {
+		m.subs = slices.DeleteFunc(m.subs, func(s *subscription) bool { return s == live })
+		row.Replaced, row.OldDeleted = true, true
+		row.Note = "the old subscription was still live: no lapse, nothing to reconcile"
+		return row, nil
+	}
 	switch {
 	case !reconcile:
 		row.Note = "reconcile turned off"
 	case !isMail:
-		row.Note = "the resource is not a mailbox folder's messages: nothing to reconcile by delta query"
+		row.Note = "the resource is not a mailbox's messages: nothing to reconcile"
 	default:
 		rec := m.reconcile(user, folder, since, now)
-		rec.Note = note
 		row.Reconciled, row.Reconcile = true, &rec
 	}
 	return row, nil
 }
 
 // reconcile lists the messages a folder received in [since, until), as the delta
-// query over a lapse does.
+// query over a lapse does; folder "" is every folder of the mailbox, as the
+// executor lists them for a users/{id}/messages subscription.
 func (m *m365) reconcile(user, folder string, since, until time.Time) graph.Reconciliation {
-	rec := graph.Reconciliation{Mailbox: user, Folder: folder, Since: utc(since), Until: utc(until), Missed: []graph.MissedMessage{}}
-	for _, msg := range m.mail[strings.ToLower(user+"/"+folder)] {
-		if !msg.received.Before(since) && msg.received.Before(until) {
-			rec.Missed = append(rec.Missed, graph.MissedMessage{ID: msg.id, ReceivedDateTime: utc(msg.received)})
+	rec := graph.Reconciliation{Mailbox: user, Folder: folder, Scope: "folder", Since: utc(since), Until: utc(until), Missed: []graph.MissedMessage{}}
+	boxes := []string{strings.ToLower(user + "/" + folder)}
+	if folder == "" {
+		rec.Scope = "mailbox"
+		rec.Note = "the subscription's resource users/{id}/messages covers every folder of the mailbox: every folder was listed"
+		boxes = boxes[:0]
+		for key := range m.mail {
+			if strings.HasPrefix(key, strings.ToLower(user)+"/") {
+				boxes = append(boxes, key)
+			}
+		}
+	}
+	for _, box := range boxes {
+		for _, msg := range m.mail[box] {
+			if !msg.received.Before(since) && msg.received.Before(until) {
+				rec.Missed = append(rec.Missed, graph.MissedMessage{ID: msg.id, ReceivedDateTime: utc(msg.received)})
+			}
 		}
 	}
 	slices.SortStableFunc(rec.Missed, func(a, b graph.MissedMessage) int { return strings.Compare(a.ReceivedDateTime, b.ReceivedDateTime) })
 	rec.MissedCount = len(rec.Missed)
 	rec.Pages = rec.MissedCount/100 + 1
+	if folder == "" {
+		return rec // a list, not a sync: no deltaLink
+	}
 	m.seq++
 	rec.DeltaLink = fmt.Sprintf("https://graph.microsoft.com/v1.0/users/%s/mailFolders/%s/messages/delta()?$deltatoken=lab-%d",
 		url.PathEscape(user), url.PathEscape(folder), m.seq)

@@ -113,6 +113,11 @@ type Fault struct {
 	OmitHeaders bool
 	// Reset drops the connection (TCP RST) instead of answering.
 	Reset bool
+	// AfterProcessing serves the request first — a POST /subscriptions creates its
+	// subscription — and only then answers with the fault or drops the connection:
+	// a gateway that timed out (504) or a connection lost after the backend acted,
+	// so the client cannot tell whether its request took effect.
+	AfterProcessing bool
 
 	hits int
 }
@@ -383,6 +388,14 @@ func (s *Server) Remove(user, folder, id string) {
 	}
 }
 
+// RemoveSubscription deletes a subscription as Graph does when it removes one on
+// its own (the subscriptionRemoved lifecycle event): GET answers 404 from then on.
+func (s *Server) RemoveSubscription(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.subs, id)
+}
+
 // SetTrace sets the message trace rows.
 func (s *Server) SetTrace(rows []TraceRow) {
 	s.mu.Lock()
@@ -620,6 +633,9 @@ func (s *Server) matchFault(r *http.Request, graphPath string) *Fault {
 func (s *Server) graph(w http.ResponseWriter, r *http.Request, rec Request) {
 	path := rec.GraphPath()
 	if f := s.matchFault(r, path); f != nil {
+		if f.AfterProcessing {
+			s.route(httptest.NewRecorder(), r, rec)
+		}
 		if f.Reset {
 			resetConnection(w)
 			return
@@ -640,6 +656,12 @@ func (s *Server) graph(w http.ResponseWriter, r *http.Request, rec Request) {
 		graphError(w, r, status, code, msg, f.OmitHeaders, extra)
 		return
 	}
+	s.route(w, r, rec)
+}
+
+// route serves an authorised Graph request.
+func (s *Server) route(w http.ResponseWriter, r *http.Request, rec Request) {
+	path := rec.GraphPath()
 	auth := r.Header.Get("Authorization")
 	s.mu.Lock()
 	valid := strings.HasPrefix(auth, "Bearer ") && s.tokens[strings.TrimPrefix(auth, "Bearer ")]
@@ -660,6 +682,8 @@ func (s *Server) graph(w http.ResponseWriter, r *http.Request, rec Request) {
 		s.createSubscription(w, r, rec.Body)
 	case r.Method == http.MethodGet && path == "/admin/exchange/tracing/messageTraces":
 		s.messageTraces(w, r)
+	case r.Method == http.MethodGet && mailboxMessagesRE.MatchString(path):
+		s.mailboxMessages(w, r, mailboxMessagesRE.FindStringSubmatch(path)[1])
 	case r.Method == http.MethodGet && deltaRE.MatchString(path):
 		m := deltaRE.FindStringSubmatch(path)
 		s.delta(w, r, m[1], m[2])
@@ -667,6 +691,8 @@ func (s *Server) graph(w http.ResponseWriter, r *http.Request, rec Request) {
 		graphError(w, r, http.StatusBadRequest, "BadRequest", "Resource not found for the segment '"+strings.Trim(path, "/")+"'.", false, nil)
 	}
 }
+
+var mailboxMessagesRE = regexp.MustCompile(`(?i)^/users/([^/]+)/messages$`)
 
 var deltaRE = regexp.MustCompile(`(?i)^/users/([^/]+)/mailFolders/([^/]+)/messages/delta\(\)$`)
 
@@ -927,6 +953,64 @@ func (s *Server) messageTraces(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	writeJSON(w, http.StatusOK, r, s.pageOf(r, "https://graph.microsoft.com/v1.0/$metadata#admin/exchange/tracing/messageTraces", items))
+}
+
+var (
+	listGeRE = regexp.MustCompile(`receivedDateTime ge (\S+)`)
+	listLtRE = regexp.MustCompile(`receivedDateTime lt (\S+)`)
+)
+
+// mailboxMessages serves GET /users/{id}/messages: the messages of every folder of
+// the mailbox (Deleted Items included, as Graph's "List messages" does), filtered on
+// receivedDateTime ge / lt, newest first, with parentFolderId set to the folder.
+func (s *Server) mailboxMessages(w http.ResponseWriter, r *http.Request, user string) {
+	filter := r.URL.Query().Get("$filter")
+	var ge, lt time.Time
+	if m := listGeRE.FindStringSubmatch(filter); m != nil {
+		t, err := time.Parse(time.RFC3339, m[1])
+		if err != nil {
+			graphError(w, r, http.StatusBadRequest, "ErrorInvalidUrlQueryFilter", "bad date", false, nil)
+			return
+		}
+		ge = t
+	}
+	if m := listLtRE.FindStringSubmatch(filter); m != nil {
+		t, err := time.Parse(time.RFC3339, m[1])
+		if err != nil {
+			graphError(w, r, http.StatusBadRequest, "ErrorInvalidUrlQueryFilter", "bad date", false, nil)
+			return
+		}
+		lt = t
+	}
+	type found struct {
+		m      *Message
+		folder string
+	}
+	var all []found
+	s.mu.Lock()
+	prefix := strings.ToLower(user) + "/"
+	for key, box := range s.folders {
+		folder, ok := strings.CutPrefix(key, prefix)
+		if !ok {
+			continue
+		}
+		for _, m := range box {
+			if m.removed || (!ge.IsZero() && m.Received.Before(ge)) || (!lt.IsZero() && !m.Received.Before(lt)) {
+				continue
+			}
+			all = append(all, found{m, folder})
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(all, func(i, j int) bool { return all[i].m.seq > all[j].m.seq })
+	items := make([]any, 0, len(all))
+	for _, f := range all {
+		items = append(items, map[string]any{
+			"@odata.type": "#microsoft.graph.message", "id": f.m.ID,
+			"receivedDateTime": f.m.Received.Format(time.RFC3339), "parentFolderId": f.folder,
+		})
+	}
+	writeJSON(w, http.StatusOK, r, s.pageOf(r, "https://graph.microsoft.com/v1.0/$metadata#users('"+user+"')/messages", items))
 }
 
 var deltaFilterRE = regexp.MustCompile(`^receivedDateTime (ge|gt) (\S+)$`)
