@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +53,10 @@ type SubscriberOptions struct {
 	// when less than this is left (default a quarter of the lifetime, at most 24h).
 	RenewBefore time.Duration
 	AlertBefore time.Duration
+	// RecreateBefore: when renewals still fail with less than this left, a new
+	// subscription replaces the old one before it lapses (default half AlertBefore),
+	// rather than after.
+	RecreateBefore time.Duration
 	// Check is how often the subscription is looked at (default 1m); failed renewals
 	// are retried with backoff from RetryMin to RetryMax (default 1m, 15m).
 	Check    time.Duration
@@ -63,15 +68,20 @@ type SubscriberOptions struct {
 
 // Subscriber keeps the watch's subscription alive: it creates one, renews it well
 // before expiry with retries, says so in the alert channel when renewal keeps failing
-// as expiry approaches, and recreates it (then reconciles by delta) after a lapse.
+// as expiry approaches, replaces it before it lapses when renewals still fail near
+// expiry, and recreates it (then reconciles by delta) after a lapse. It never posts a
+// subscription without first looking for one it already made (a 504 or a lost
+// connection may have created it), and calls one deleted only when GET
+// /subscriptions/{id} answers 404.
 type Subscriber struct {
 	src      *Source
 	o        SubscriberOptions
 	resource string
 	wake     chan struct{}
 
-	mu    sync.Mutex
-	force string // "renew" or "recreate", asked by a lifecycle notification
+	mu      sync.Mutex
+	force   string // "renew" or "removed", asked by a lifecycle notification
+	current string // the subscription id in the store, for lifecycle notifications
 }
 
 // NewSubscriber returns the subscription keeper of the source's folder.
@@ -96,6 +106,9 @@ func (s *Source) NewSubscriber(o SubscriberOptions) (*Subscriber, error) {
 	}
 	if o.AlertBefore <= 0 {
 		o.AlertBefore = min(o.Lifetime/4, 24*time.Hour)
+	}
+	if o.RecreateBefore <= 0 {
+		o.RecreateBefore = o.AlertBefore / 2
 	}
 	if o.Check <= 0 {
 		o.Check = time.Minute
@@ -122,22 +135,43 @@ func (s *Source) NewSubscriber(o SubscriberOptions) (*Subscriber, error) {
 // Resource is what the subscription watches.
 func (m *Subscriber) Resource() string { return m.resource }
 
-// Lifecycle handles a lifecycle notification: reauthorizationRequired renews now,
-// subscriptionRemoved recreates, missed runs a delta round.
-func (m *Subscriber) Lifecycle(event string) {
+// Lifecycle handles a lifecycle notification for subscriptionID, as "Reduce
+// missing subscriptions and change notifications" asks
+// (https://learn.microsoft.com/en-us/graph/change-notifications-lifecycle-events):
+//   - reauthorizationRequired: renew now (a PATCH of expirationDateTime also
+//     reauthorizes);
+//   - subscriptionRemoved: read the subscription (GET /subscriptions/{id}); on 404
+//     recreate it and reconcile, otherwise renew it;
+//   - missed: resynchronise — a delta round now.
+//
+// A notification about another subscription than the watch's own (an old one it
+// replaced) changes nothing but a delta round for missed.
+func (m *Subscriber) Lifecycle(event, subscriptionID string) {
+	m.mu.Lock()
+	current := m.current
+	m.mu.Unlock()
+	other := subscriptionID != "" && current != "" && subscriptionID != current
 	switch event {
-	case "reauthorizationRequired":
-		m.ask("renew")
-	case "subscriptionRemoved":
-		m.ask("recreate")
 	case "missed":
 		m.o.Poke()
+	case "reauthorizationRequired", "subscriptionRemoved":
+		if other {
+			m.o.Log.Info("lifecycle notification for another subscription ignored", "event", event, "subscription", subscriptionID, "current", current)
+			return
+		}
+		if event == "subscriptionRemoved" {
+			m.ask("removed")
+		} else {
+			m.ask("renew")
+		}
+	default:
+		m.o.Log.Warn("unknown lifecycle event ignored", "event", event, "subscription", subscriptionID)
 	}
 }
 
 func (m *Subscriber) ask(what string) {
 	m.mu.Lock()
-	if m.force != "recreate" {
+	if m.force != "removed" {
 		m.force = what
 	}
 	m.mu.Unlock()
@@ -145,6 +179,12 @@ func (m *Subscriber) ask(what string) {
 	case m.wake <- struct{}{}:
 	default:
 	}
+}
+
+func (m *Subscriber) setCurrent(id string) {
+	m.mu.Lock()
+	m.current = id
+	m.mu.Unlock()
 }
 
 // Run keeps the subscription until ctx ends.
@@ -179,18 +219,25 @@ func (m *Subscriber) Tick(ctx context.Context) error {
 		return m.create(ctx, store.WatchSubscription{Watch: m.o.Key}, false)
 	case err != nil:
 		return err
-	case force == "recreate" || rec.State == store.SubscriptionLapsed || !now.Before(rec.ExpiresAt):
+	}
+	m.setCurrent(rec.SubscriptionID)
+	if force == "removed" && rec.State != store.SubscriptionLapsed && now.Before(rec.ExpiresAt) {
+		// Graph says it removed the subscription: believe the 404, not the message.
+		gone, err := m.gone(ctx, rec.SubscriptionID)
+		switch {
+		case err != nil:
+			m.ask("removed") // look again next tick
+			return fmt.Errorf("reading the subscription after a subscriptionRemoved notification: %w", err)
+		case gone:
+			return m.lapse(ctx, rec, "deleted by Graph: GET /subscriptions/"+rec.SubscriptionID+" answered 404 after a subscriptionRemoved lifecycle notification")
+		}
+		m.o.Log.Info("subscriptionRemoved, but Graph still has the subscription: renewing it", "subscription", rec.SubscriptionID)
+		force = "renew"
+	}
+	switch {
+	case rec.State == store.SubscriptionLapsed || !now.Before(rec.ExpiresAt):
 		if rec.State != store.SubscriptionLapsed {
-			// A lapse is recreated at once, whatever renewals failed before it.
-			rec.State, rec.Failures = store.SubscriptionLapsed, 0
-			rec.LastError = "expired " + rec.ExpiresAt.UTC().Format(time.RFC3339)
-			if force == "recreate" {
-				rec.LastError = "removed by Graph (lifecycle notification)"
-			}
-			m.o.Log.Warn("subscription lapsed; recreating it and reconciling by delta", "subscription", rec.SubscriptionID, "why", rec.LastError)
-			if err := m.o.Store.PutWatchSubscription(ctx, rec); err != nil {
-				return err
-			}
+			return m.lapse(ctx, rec, "expired "+rec.ExpiresAt.UTC().Format(time.RFC3339))
 		}
 		if rec.Failures > 0 && now.Before(m.retryAt(rec)) {
 			return nil
@@ -205,6 +252,64 @@ func (m *Subscriber) Tick(ctx context.Context) error {
 	return nil
 }
 
+// lapse records the subscription as lapsed for why, then recreates it at once,
+// whatever renewals failed before.
+func (m *Subscriber) lapse(ctx context.Context, rec store.WatchSubscription, why string) error {
+	rec.State, rec.Failures, rec.LastError = store.SubscriptionLapsed, 0, why
+	m.o.Log.Warn("subscription lapsed; recreating it and reconciling by delta", "subscription", rec.SubscriptionID, "why", why)
+	if err := m.o.Store.PutWatchSubscription(ctx, rec); err != nil {
+		return err
+	}
+	return m.create(ctx, rec, true)
+}
+
+// gone reads the subscription by id: true only when Graph answers 404.
+func (m *Subscriber) gone(ctx context.Context, id string) (bool, error) {
+	var sub subscription
+	err := m.src.send(ctx, abs.GET, "/subscriptions/"+url.PathEscape(id), nil, &sub)
+	var ge *graphError
+	switch {
+	case errors.As(err, &ge) && ge.status == http.StatusNotFound:
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return false, nil
+}
+
+// existing finds a live subscription of the app to the watch's resource that
+// notifies the watch's URL (with the watch's clientState, when Graph shows it),
+// other than except: one an earlier create made although its answer was lost.
+func (m *Subscriber) existing(ctx context.Context, except string) (*subscription, error) {
+	now := m.o.Now()
+	path := "/subscriptions"
+	for range 20 {
+		var page struct {
+			Value    []subscription `json:"value"`
+			NextLink string         `json:"@odata.nextLink"`
+		}
+		if err := m.src.send(ctx, abs.GET, path, nil, &page); err != nil {
+			return nil, err
+		}
+		for _, sub := range page.Value {
+			if sub.ID == except || !sub.expiry(time.Time{}).After(now) || !graph.SameResource(sub.Resource, m.resource) ||
+				sub.NotificationURL != m.o.NotificationURL || (sub.ClientState != "" && sub.ClientState != m.o.ClientState) {
+				continue
+			}
+			return &sub, nil
+		}
+		if page.NextLink == "" {
+			return nil, nil
+		}
+		u, err := m.src.client.CheckLink(page.NextLink)
+		if err != nil {
+			return nil, err
+		}
+		path = strings.TrimPrefix(u.String(), m.src.ep.GraphURL)
+	}
+	return nil, nil
+}
+
 // retryAt is when the next attempt after rec.Failures failures may run.
 func (m *Subscriber) retryAt(rec store.WatchSubscription) time.Time {
 	d := m.o.RetryMin
@@ -216,15 +321,9 @@ func (m *Subscriber) retryAt(rec store.WatchSubscription) time.Time {
 
 func (m *Subscriber) create(ctx context.Context, rec store.WatchSubscription, lapsed bool) error {
 	now := m.o.Now()
-	exp := now.Add(m.o.Lifetime)
-	body := map[string]any{
-		"changeType": "created", "notificationUrl": m.o.NotificationURL, "lifecycleNotificationUrl": m.o.NotificationURL,
-		"resource": m.resource, "expirationDateTime": exp.UTC().Format("2006-01-02T15:04:05Z"), "clientState": m.o.ClientState,
-	}
-	var sub subscription
-	err := m.src.send(ctx, abs.POST, "/subscriptions", body, &sub)
+	was := rec.SubscriptionID
 	rec.Watch, rec.Resource = m.o.Key, m.resource
-	if err != nil {
+	fail := func(err error) error {
 		rec.Failures++
 		rec.LastError = err.Error()
 		if rec.State == "" {
@@ -240,18 +339,69 @@ func (m *Subscriber) create(ctx context.Context, rec store.WatchSubscription, la
 		}
 		return fmt.Errorf("creating the subscription: %w", err)
 	}
-	was := rec.SubscriptionID
-	rec = store.WatchSubscription{Watch: m.o.Key, SubscriptionID: sub.ID, Resource: m.resource, ExpiresAt: sub.expiry(exp),
+	// Look before posting: an earlier create whose answer was lost (504, reset)
+	// may have made one, and a second would double every notification.
+	sub, err := m.existing(ctx, was)
+	if err != nil {
+		return fail(fmt.Errorf("looking for an existing subscription before creating one: %w", err))
+	}
+	adopted := sub != nil
+	if sub == nil {
+		exp := now.Add(m.o.Lifetime)
+		body := map[string]any{
+			"changeType": "created", "notificationUrl": m.o.NotificationURL, "lifecycleNotificationUrl": m.o.NotificationURL,
+			"resource": m.resource, "expirationDateTime": exp.UTC().Format("2006-01-02T15:04:05Z"), "clientState": m.o.ClientState,
+		}
+		var created subscription
+		err := m.src.send(ctx, abs.POST, "/subscriptions", body, &created)
+		var ge *graphError
+		if errors.As(err, &ge) && (ge.status == 0 || ge.status == http.StatusGatewayTimeout) {
+			// The answer was lost, not the request: Graph may have created it.
+			if found, lerr := m.existing(ctx, was); lerr == nil && found != nil {
+				sub, adopted, err = found, true, nil
+			}
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if sub == nil {
+			created.ExpirationDateTime = created.expiry(exp).Format(time.RFC3339)
+			sub = &created
+		}
+	}
+	rec = store.WatchSubscription{Watch: m.o.Key, SubscriptionID: sub.ID, Resource: m.resource, ExpiresAt: sub.expiry(now.Add(m.o.Lifetime)),
 		State: store.SubscriptionActive, RenewedAt: now}
 	if err := m.o.Store.PutWatchSubscription(ctx, rec); err != nil {
 		return err
 	}
-	m.o.Log.Info("subscription created", "subscription", sub.ID, "expires", rec.ExpiresAt, "replaces", was)
+	m.setCurrent(sub.ID)
+	m.o.Log.Info("subscription created", "subscription", sub.ID, "expires", rec.ExpiresAt, "replaces", was, "adopted", adopted)
 	// Reconcile: what arrived while there was no subscription comes with the delta.
 	m.o.Poke()
 	if lapsed && was != "" {
 		m.o.Log.Info("reconciling the lapse by delta", "old_subscription", was)
 	}
+	return nil
+}
+
+// replace creates the successor of a live subscription whose renewals keep failing
+// close to its expiry, then deletes the old one: a lapse costs notifications, an
+// overlap only a duplicate "look now".
+func (m *Subscriber) replace(ctx context.Context, rec store.WatchSubscription) error {
+	old := rec.SubscriptionID
+	if err := m.create(ctx, rec, false); err != nil {
+		return fmt.Errorf("replacing subscription %s before it lapses: %w", old, err)
+	}
+	if err := m.src.send(ctx, abs.DELETE, "/subscriptions/"+url.PathEscape(old), nil, nil); err != nil {
+		var ge *graphError
+		if !errors.As(err, &ge) || ge.status != http.StatusNotFound {
+			m.o.Log.Warn("deleting the replaced subscription failed; it lapses at its expiry", "subscription", old, "err", err)
+		}
+	}
+	now := m.o.Now()
+	m.notice(ctx, &rec, "info", "NDR watch: Graph subscription replaced before expiry",
+		fmt.Sprintf("Renewals of subscription %s kept failing (%d attempts; last error: %s) with %s left, so a new subscription replaced it before it lapsed. No notification was lost.",
+			old, rec.Failures, rec.LastError, rec.ExpiresAt.Sub(now).Round(time.Minute)))
 	return nil
 }
 
@@ -263,12 +413,12 @@ func (m *Subscriber) renew(ctx context.Context, rec store.WatchSubscription) err
 		map[string]any{"expirationDateTime": exp.UTC().Format("2006-01-02T15:04:05Z")}, &sub)
 	var ge *graphError
 	if errors.As(err, &ge) && ge.status == http.StatusNotFound {
-		// Gone (expired, deleted): recreate now and reconcile.
-		rec.State, rec.LastError = store.SubscriptionLapsed, "not found at renewal: "+ge.Error()
-		if perr := m.o.Store.PutWatchSubscription(ctx, rec); perr != nil {
-			return perr
+		// The PATCH's 404 is confirmed by a GET before the subscription is called
+		// deleted: recreating a live one would double every notification.
+		gone, gerr := m.gone(ctx, rec.SubscriptionID)
+		if gerr == nil && gone {
+			return m.lapse(ctx, rec, "deleted by Graph: PATCH and GET /subscriptions/"+rec.SubscriptionID+" answered 404")
 		}
-		return m.create(ctx, rec, true)
 	}
 	if err != nil {
 		rec.Failures++
@@ -285,6 +435,16 @@ func (m *Subscriber) renew(ctx context.Context, rec store.WatchSubscription) err
 		}
 		if perr := m.o.Store.PutWatchSubscription(ctx, rec); perr != nil {
 			return errors.Join(err, perr)
+		}
+		if left <= m.o.RecreateBefore && left > 0 {
+			// Renewals still fail this close to expiry: replace it now rather than
+			// recreate it after the lapse.
+			m.o.Log.Warn("renewals keep failing near expiry; replacing the subscription before it lapses",
+				"subscription", rec.SubscriptionID, "expires_in", left.Round(time.Minute))
+			if rerr := m.replace(ctx, rec); rerr != nil {
+				return errors.Join(fmt.Errorf("renewing the subscription: %w", err), rerr)
+			}
+			return nil
 		}
 		return fmt.Errorf("renewing the subscription: %w", err)
 	}
@@ -320,6 +480,9 @@ func (m *Subscriber) notice(ctx context.Context, rec *store.WatchSubscription, s
 type subscription struct {
 	ID                 string `json:"id"`
 	ExpirationDateTime string `json:"expirationDateTime"`
+	Resource           string `json:"resource"`
+	NotificationURL    string `json:"notificationUrl"`
+	ClientState        string `json:"clientState"`
 }
 
 func (s subscription) expiry(asked time.Time) time.Time {
@@ -384,9 +547,9 @@ func (s *Source) send(ctx context.Context, method abs.HttpMethod, path string, b
 //     text/plain, at once (Graph waits at most 10 s);
 //   - POST {"value":[…]}: every notification's clientState is checked (in constant
 //     time) against clientState, others are ignored; a valid change notification
-//     calls onChange, a lifecycle notification onLifecycle(event). Both must not
-//     block; the answer is 202 Accepted within Graph's 3 s.
-func NotificationHandler(clientState string, onChange func(), onLifecycle func(event string), log *slog.Logger) http.Handler {
+//     calls onChange, a lifecycle notification onLifecycle(event, subscriptionID).
+//     Both must not block; the answer is 202 Accepted within Graph's 3 s.
+func NotificationHandler(clientState string, onChange func(), onLifecycle func(event, subscriptionID string), log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -433,7 +596,7 @@ func NotificationHandler(clientState string, onChange func(), onLifecycle func(e
 			if n.LifecycleEvent != "" {
 				log.Info("lifecycle notification", "event", n.LifecycleEvent, "subscription", n.SubscriptionID)
 				if onLifecycle != nil {
-					onLifecycle(n.LifecycleEvent)
+					onLifecycle(n.LifecycleEvent, n.SubscriptionID)
 				}
 				continue
 			}

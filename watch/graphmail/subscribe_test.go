@@ -30,9 +30,9 @@ func TestNotificationHandler(t *testing.T) {
 	var changes atomic.Int32
 	var mu sync.Mutex
 	var events []string
-	h := graphmail.NotificationHandler(clientState, func() { changes.Add(1) }, func(e string) {
+	h := graphmail.NotificationHandler(clientState, func() { changes.Add(1) }, func(e, id string) {
 		mu.Lock()
-		events = append(events, e)
+		events = append(events, e+" "+id)
 		mu.Unlock()
 	}, nil)
 	post := func(query, body string) *httptest.ResponseRecorder {
@@ -70,7 +70,7 @@ func TestNotificationHandler(t *testing.T) {
 	w = post("", note(clientState, "reauthorizationRequired"))
 	assert.Equal(t, http.StatusAccepted, w.Code)
 	assert.EqualValues(t, 1, changes.Load())
-	assert.Equal(t, []string{"reauthorizationRequired"}, events)
+	assert.Equal(t, []string{"reauthorizationRequired 7f105c7d-2dc5-4530-97cd-4e7ae6534c07"}, events, "with the subscription it is about")
 	post("", note("forged", "subscriptionRemoved"))
 	assert.Len(t, events, 1, "forged lifecycle events are ignored too")
 
@@ -270,22 +270,165 @@ func TestSubscriptionLapseRecreateAndReconcile(t *testing.T) {
 	assert.Zero(t, res.New)
 }
 
-// Lifecycle notifications: reauthorizationRequired renews now, subscriptionRemoved
-// recreates.
+// Lifecycle notifications, handled as
+// https://learn.microsoft.com/en-us/graph/change-notifications-lifecycle-events
+// asks, for the watch's own subscription only; subscriptionRemoved recreates only
+// once GET /subscriptions/{id} answers 404 (it used to recreate on the word of the
+// notification alone).
 func TestSubscriptionLifecycle(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		event     string
+		other     bool // about another subscription than the watch's
+		removed   bool // Graph really deleted it
+		patches   int
+		recreated bool
+		pokes     int32
+	}{
+		{name: "reauthorizationRequired renews now", event: "reauthorizationRequired", patches: 1},
+		{name: "reauthorizationRequired for another subscription: nothing", event: "reauthorizationRequired", other: true},
+		{name: "subscriptionRemoved, GET answers 404: recreated and reconciled", event: "subscriptionRemoved", removed: true, recreated: true, pokes: 1},
+		{name: "subscriptionRemoved, Graph still has it: renewed, not duplicated", event: "subscriptionRemoved", patches: 1},
+		{name: "subscriptionRemoved for another subscription: nothing", event: "subscriptionRemoved", other: true, removed: true},
+		{name: "missed resynchronises by delta", event: "missed", pokes: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newSubRig(t)
+			ctx := context.Background()
+			require.NoError(t, r.sub.Tick(ctx))
+			id := r.record(t).SubscriptionID
+			pokes := r.pokes.Load()
+			if tc.removed {
+				r.fake.RemoveSubscription(id)
+			}
+			about := id
+			if tc.other {
+				about = "00000000-dead-4bee-8f00-000000000000"
+			}
+			r.sub.Lifecycle(tc.event, about)
+			require.NoError(t, r.sub.Tick(ctx))
+			assert.Equal(t, tc.patches, r.patches())
+			rec := r.record(t)
+			if tc.recreated {
+				assert.NotEqual(t, id, rec.SubscriptionID)
+				assert.Len(t, r.fake.Subscriptions(), 1)
+			} else {
+				assert.Equal(t, id, rec.SubscriptionID)
+			}
+			assert.Equal(t, store.SubscriptionActive, rec.State)
+			assert.Equal(t, pokes+tc.pokes, r.pokes.Load())
+			if tc.event == "subscriptionRemoved" && !tc.other {
+				assert.Len(t, r.fake.GraphRequests(http.MethodGet, "/subscriptions/"+id), 1, "read by id before deciding")
+			}
+		})
+	}
+}
+
+// A PATCH answering 404 is not "deleted": the GET decides.
+func TestSubscriptionRenewal404IsConfirmed(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		removed   bool
+		recreated bool
+	}{
+		{name: "GET finds it: a failed renewal, no duplicate"},
+		{name: "GET answers 404: recreated", removed: true, recreated: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newSubRig(t)
+			ctx := context.Background()
+			require.NoError(t, r.sub.Tick(ctx))
+			id := r.record(t).SubscriptionID
+			if tc.removed {
+				r.fake.RemoveSubscription(id)
+			}
+			r.fake.AddFault(graphfake.Fault{Method: http.MethodPatch, Path: "/subscriptions/", Times: 1, Status: http.StatusNotFound, Code: "ResourceNotFound"})
+			r.clock.Advance(4 * 24 * time.Hour) // renewal due
+			err := r.sub.Tick(ctx)
+			rec := r.record(t)
+			if tc.recreated {
+				require.NoError(t, err)
+				assert.NotEqual(t, id, rec.SubscriptionID)
+				return
+			}
+			require.Error(t, err)
+			assert.Equal(t, id, rec.SubscriptionID)
+			assert.Equal(t, store.SubscriptionFailing, rec.State)
+			assert.Len(t, r.fake.Subscriptions(), 1)
+		})
+	}
+}
+
+// A create whose answer was lost (504, a dropped connection) is not posted again
+// blindly: the subscription it made is found by resource and notification URL and
+// adopted; when Graph made none, the next attempt looks first, then posts.
+func TestSubscriptionCreateNeverBlind(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		fault   graphfake.Fault
+		adopted bool
+	}{
+		{name: "504 after Graph created it", adopted: true,
+			fault: graphfake.Fault{Method: http.MethodPost, Path: "/subscriptions", Times: 1, Status: http.StatusGatewayTimeout, AfterProcessing: true}},
+		{name: "connection lost after Graph created it", adopted: true,
+			fault: graphfake.Fault{Method: http.MethodPost, Path: "/subscriptions", Times: 1, Reset: true, AfterProcessing: true}},
+		{name: "504 before Graph acted",
+			fault: graphfake.Fault{Method: http.MethodPost, Path: "/subscriptions", Times: 1, Status: http.StatusGatewayTimeout}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newSubRig(t)
+			ctx := context.Background()
+			r.fake.AddFault(tc.fault)
+			err := r.sub.Tick(ctx)
+			posts := func() int { return len(r.fake.GraphRequests(http.MethodPost, "/subscriptions")) }
+			if tc.adopted {
+				require.NoError(t, err)
+				assert.Equal(t, 1, posts())
+				subs := r.fake.Subscriptions()
+				require.Len(t, subs, 1)
+				assert.Equal(t, subs[0].ID, r.record(t).SubscriptionID, "adopted")
+				return
+			}
+			require.Error(t, err)
+			assert.Empty(t, r.fake.Subscriptions())
+			r.clock.Advance(2 * time.Minute)
+			require.NoError(t, r.sub.Tick(ctx))
+			assert.Equal(t, 2, posts())
+			require.Len(t, r.fake.Subscriptions(), 1)
+			var seq []string
+			for _, q := range r.fake.GraphRequests("", "/subscriptions") {
+				seq = append(seq, q.Method)
+			}
+			assert.Equal(t, []string{"GET", "POST", "GET", "GET", "POST"}, seq, "looked before each POST, and after the lost answer")
+		})
+	}
+}
+
+// Renewals keep failing as the expiry nears: the subscription is replaced before
+// it lapses (it used to wait for the lapse, then recreate), the old one deleted, and
+// the channel told.
+func TestSubscriptionReplacedBeforeExpiry(t *testing.T) {
 	r := newSubRig(t)
 	ctx := context.Background()
 	require.NoError(t, r.sub.Tick(ctx))
-	id := r.record(t).SubscriptionID
-	r.sub.Lifecycle("reauthorizationRequired")
-	require.NoError(t, r.sub.Tick(ctx))
-	assert.Equal(t, 1, r.patches(), "renewed though not due")
-	r.sub.Lifecycle("subscriptionRemoved")
-	require.NoError(t, r.sub.Tick(ctx))
-	assert.NotEqual(t, id, r.record(t).SubscriptionID)
-	pokes := r.pokes.Load()
-	r.sub.Lifecycle("missed")
-	assert.Equal(t, pokes+1, r.pokes.Load())
+	first := r.record(t)
+	r.fake.AddFault(graphfake.Fault{Method: http.MethodPatch, Path: "/subscriptions/", Times: -1})
+	for r.clock.Now().Before(first.ExpiresAt) && r.record(t).SubscriptionID == first.SubscriptionID {
+		r.clock.Advance(30 * time.Minute)
+		_ = r.sub.Tick(ctx)
+	}
+	rec := r.record(t)
+	require.NotEqual(t, first.SubscriptionID, rec.SubscriptionID, "replaced")
+	assert.True(t, r.clock.Now().Before(first.ExpiresAt), "before the old one lapsed")
+	assert.LessOrEqual(t, first.ExpiresAt.Sub(r.clock.Now()), 12*time.Hour, "inside the recreate margin (half the alert margin)")
+	assert.Equal(t, store.SubscriptionActive, rec.State)
+	subs := r.fake.Subscriptions()
+	require.Len(t, subs, 1, "the old one deleted")
+	assert.Equal(t, rec.SubscriptionID, subs[0].ID)
+	ns := r.out.list()
+	require.NotEmpty(t, ns)
+	assert.Contains(t, ns[len(ns)-1].Title, "replaced before expiry")
+	assert.Contains(t, ns[len(ns)-1].Text, "No notification was lost")
 }
 
 func TestSubscriberRejects(t *testing.T) {
