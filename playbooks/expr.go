@@ -2,6 +2,7 @@ package playbooks
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"strconv"
@@ -26,8 +27,9 @@ import (
 //	since     start of the observation window: now − params.window while
 //	          diagnosing, the end of the relief while verifying
 //	ok(step), done(relief), failed(relief), proposed(relief), found(rule)
+//	smtpClass(text), queueKind(row)   the shared classifications (classify.go)
 func compileEnv() map[string]any {
-	return map[string]any{
+	env := map[string]any{
 		"params":   map[string]any{},
 		"steps":    map[string]any{},
 		"status":   map[string]string{},
@@ -43,6 +45,8 @@ func compileEnv() map[string]any {
 		"proposed": func(string) bool { return false },
 		"found":    func(string) bool { return false },
 	}
+	maps.Copy(env, classifiers())
+	return env
 }
 
 // refs names what an expression refers to, so the linter can check each name.

@@ -206,7 +206,7 @@ func (r *Run) envLocked(phase string, it any, args map[string]any) map[string]an
 	if args == nil {
 		args = map[string]any{}
 	}
-	return map[string]any{
+	env := map[string]any{
 		"params":   params,
 		"steps":    steps,
 		"status":   status,
@@ -220,6 +220,8 @@ func (r *Run) envLocked(phase string, it any, args map[string]any) map[string]an
 		"proposed": func(id string) bool { return proposed[id] },
 		"found":    func(id string) bool { return found[id] },
 	}
+	maps.Copy(env, classifiers())
+	return env
 }
 
 func (r *Run) rule(id string) *Rule {

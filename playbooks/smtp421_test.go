@@ -39,7 +39,7 @@ func diagnose421(t *testing.T, scenario string, raw map[string]string) labRun {
 
 func diagnose421On(t *testing.T, l *lab.Lab, targets playbooks.Targets, raw map[string]string) labRun {
 	t.Helper()
-	pb := builtin(t, "421")
+	pb := builtin(t, "smtp-421")
 	if raw == nil {
 		raw = map[string]string{"domain": "fabrikam.com"}
 	}

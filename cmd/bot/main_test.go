@@ -150,13 +150,13 @@ func TestDiagnoseRefusesBadInputWithoutCallingExecutors(t *testing.T) {
 		{"unknown lab scenario", []string{"diagnose", "5.5.4", "--lab", "nope"}, `unknown scenario "nope"`},
 		{"no code", []string{"diagnose"}, "requires at least 1 arg"},
 		// smtp-421: the destination domain, our IP and sending domain are typed too.
-		{"injection in domain", []string{"diagnose", "421", "domain=x; Remove-Item"}, "is not a domain name"},
-		{"subexpression in domain", []string{"diagnose", "421", "domain=$(Remove-Item C:\\)"}, "domain:"},
-		{"missing domain", []string{"diagnose", "421"}, "domain: missing"},
-		{"not an IP", []string{"diagnose", "421", "domain=fabrikam.com", "ip=203.0.113.25;whoami"}, "ip:"},
-		{"connections below 1", []string{"diagnose", "421", "domain=fabrikam.com", "connections=0"}, "connections:"},
-		{"injection in sending domain", []string{"diagnose", "421", "domain=fabrikam.com", "sending_domain=contoso.com'|iex"}, "sending_domain:"},
-		{"unknown relief", []string{"diagnose", "421", "domain=fabrikam.com", "--approve", "Set-TransportService"},
+		{"injection in domain", []string{"diagnose", "4.3.2", "domain=x; Remove-Item"}, "is not a domain name"},
+		{"subexpression in domain", []string{"diagnose", "4.3.2", "domain=$(Remove-Item C:\\)"}, "domain:"},
+		{"missing domain", []string{"diagnose", "4.3.2"}, "domain: missing"},
+		{"not an IP", []string{"diagnose", "4.3.2", "domain=fabrikam.com", "ip=203.0.113.25;whoami"}, "ip:"},
+		{"connections below 1", []string{"diagnose", "4.3.2", "domain=fabrikam.com", "connections=0"}, "connections:"},
+		{"injection in sending domain", []string{"diagnose", "4.3.2", "domain=fabrikam.com", "sending_domain=contoso.com'|iex"}, "sending_domain:"},
+		{"unknown relief", []string{"diagnose", "4.3.2", "domain=fabrikam.com", "--approve", "Set-TransportService"},
 			`--approve "Set-TransportService": playbook smtp-421 has no such relief`},
 	}
 	for _, tc := range tests {

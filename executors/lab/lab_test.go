@@ -16,7 +16,7 @@ import (
 )
 
 func TestScenariosBelongToPlaybooks(t *testing.T) {
-	assert.Equal(t, []string{"concurrency-too-high", "destination-overloaded", "healthy", "ip-listed", "queue-suspended"}, ScenariosFor("smtp-421"))
+	assert.Equal(t, []string{"concurrency-too-high", "connection-timed-out", "destination-overloaded", "healthy", "ip-listed", "queue-suspended"}, ScenariosFor("smtp-421"))
 	assert.Equal(t, []string{"component-maintenance", "connector-unhealthy", "eop-side", "healthy", "network-down", "overloaded-queue",
 		"relief-fails", "retry-transient", "shadow-redundancy-big", "throttled-sender", "tls-cert-expired"}, ScenariosFor("ndr-5.5.4"))
 	assert.Equal(t, "smtp-421", ScenarioPlaybook("ip-listed"))
