@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -212,6 +213,9 @@ func (e *Engine) propose(ctx context.Context, run *Run) {
 			p.Blocked = "arguments could not be computed: " + err.Error()
 		}
 		p.Args = scriptData(nil, args)
+		// A value the run did not have (an optional parameter left out) is no
+		// argument: the card and the terminal show what is passed, nothing else.
+		maps.DeleteFunc(p.Args, func(_ string, v any) bool { return v == nil })
 		p.Hosts = hostsFromRows
 		props = append(props, p)
 	}
