@@ -172,17 +172,17 @@ func TestServeIncidentEndToEnd(t *testing.T) {
 		}
 		return false
 	})
-	// Let the coalesced checklist edits land before counting.
-	quiet := 0
-	for last := -1; quiet < 3; time.Sleep(500 * time.Millisecond) {
-		n := len(fake.Calls("chat.postMessage", "chat.update"))
-		if n == last {
-			quiet++
-		} else {
-			quiet, last = 0, n
-		}
-	}
+	// Count once the diagnosis's last message has landed: its final edit of the
+	// root, which names the state it left the run in. The outbox delivers a
+	// channel's posts in the order they were stored, so by then every post and
+	// coalesced checklist edit of the diagnosis has been delivered too — an event,
+	// not a quiet interval that a slow machine can mistake for the end.
+	s.waitFor(t, "the root to show the diagnosis finished", func() bool {
+		m, ok := fake.Message(incChannel, card.ThreadTS)
+		return ok && strings.Contains(m.Text, "· "+string(incident.RunAwaitingApproval)+" ·")
+	})
 	before := len(fake.Calls("chat.postMessage", "chat.update"))
+	assert.GreaterOrEqual(t, before, 3, "root, findings and card at least")
 	t.Logf("Slack Web API calls for the diagnosis before approval: %d", before)
 	assert.LessOrEqual(t, before, 8)
 
