@@ -124,7 +124,7 @@ func TestIncidentThroughTheService(t *testing.T) {
 
 	root, ok := f.thread.last(channel + "/" + commands.KeyRoot)
 	require.True(t, ok)
-	assert.Len(t, root.Root.Steps, 11) // failures, deferrals, queues, component, transport, connectors, port25, network, health, policies, mailbox
+	assert.Len(t, root.Root.Steps, 12) // failures, deferrals, queues, component, transport, connectors, port25, network, health, policies, associations, mailbox
 	findings, ok := f.thread.last(channel + "/" + commands.KeyFindings)
 	require.True(t, ok)
 	assert.NotEmpty(t, findings.Findings.Findings)

@@ -222,6 +222,11 @@ func (a action) forHost(host string) ([]executors.Action, error) {
 				if v, err = runExpr(arg.prog, env); err != nil {
 					return nil, fmt.Errorf("%s: %s -%s: %w", a.Step, a.cmdlet.Name, arg.Name, err)
 				}
+				if v == nil {
+					// No value, no parameter: "raise only the limit that is low"
+					// leaves the other one out rather than setting it.
+					continue
+				}
 				v = cmdletValue(v)
 			}
 			one.Args = append(one.Args, executors.Arg{Name: arg.Name, Value: v})

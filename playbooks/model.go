@@ -87,7 +87,8 @@ type Cmdlet struct {
 
 // CmdletArg is one named parameter: a YAML literal (Value) or, when the whole
 // value is "{{ expression }}", the expression's value at run time (Expr), which
-// may read params, args (the step's with), steps, since and host.
+// may read params, args (the step's with), steps, since and host. An expression
+// that yields nothing (nil) leaves the parameter out.
 type CmdletArg struct {
 	Name  string
 	Value any

@@ -71,7 +71,7 @@ func TestDiagnoseLabScenarios(t *testing.T) {
 		{"relief that does not help escalates", []string{"diagnose", "5.5.4", "--lab", "relief-fails", "--approve", "restart-transport"}, exitEscalation,
 			[]string{"not verified", "5.5.4 persists after the transport restart"}},
 		{"throttled sender gets a two-approver relief", []string{"diagnose", "5.5.4", "--lab", "throttled-sender"}, exitFindings,
-			[]string{"alice@contoso.com is on custom throttling policy LowVolumeSenders", "Proposed relief: adjust-throttling", "approval: 2 approver(s)"}},
+			[]string{"alice@contoso.com sends under low throttling limits: RecipientRateLimit 100 recipients per 24 hours (set by LowVolumeSenders)", "Proposed relief: adjust-throttling", "approval: 2 approver(s)"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,7 +111,7 @@ func TestDiagnoseJSON(t *testing.T) {
 	assert.Equal(t, "ndr-5.5.4", rep.Playbook)
 	assert.Equal(t, "restart-transport", rep.Proposals[0].Relief)
 	assert.Equal(t, exitFindings, rep.ExitCode)
-	assert.Len(t, rep.Steps, 11)
+	assert.Len(t, rep.Steps, 12)
 }
 
 // Bad input is refused with exit 2 before any executor is called, whatever the

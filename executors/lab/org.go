@@ -99,9 +99,21 @@ type queue struct {
 type policy struct {
 	name      string
 	scope     string // Regular, Organization, Global
-	recipient *int64
+	recipient *int64 // nil: Unlimited
 	message   *int64
 	forwardee *int64
+	// unset names the limits a Regular or Organization policy leaves unset: they
+	// read as $null and are inherited from the next level (Microsoft Learn "User
+	// workload management in Exchange Server"). Global sets every limit.
+	unset map[string]bool
+}
+
+// limit is a policy's value for Get-ThrottlingPolicy: $null when unset.
+func (p *policy) limit(name string, v *int64) any {
+	if p.unset[name] {
+		return nil
+	}
+	return unlimitedInt(v, "System.UInt32")
 }
 
 type userMailbox struct {

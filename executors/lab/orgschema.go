@@ -372,13 +372,18 @@ func (ld *loader) build(f *fileOrg, now time.Time) (*org, error) {
 		if err := oneOf(it.node, "ThrottlingPolicyScope", pv.ThrottlingPolicyScope, policyScopes); err != nil {
 			return nil, err
 		}
-		pol := &policy{name: it.key, scope: either(pv.ThrottlingPolicyScope, "Regular")}
+		pol := &policy{name: it.key, scope: either(pv.ThrottlingPolicyScope, "Regular"), unset: map[string]bool{}}
 		for _, l := range []struct {
-			src *unlimitedVal
-			dst **int64
-		}{{pv.RecipientRateLimit, &pol.recipient}, {pv.MessageRateLimit, &pol.message}, {pv.ForwardeeLimit, &pol.forwardee}} {
-			if l.src != nil {
+			name string
+			src  *unlimitedVal
+			dst  **int64
+		}{{"RecipientRateLimit", pv.RecipientRateLimit, &pol.recipient}, {"MessageRateLimit", pv.MessageRateLimit, &pol.message},
+			{"ForwardeeLimit", pv.ForwardeeLimit, &pol.forwardee}} {
+			switch {
+			case l.src != nil:
 				*l.dst = l.src.v
+			case pol.scope != "Global":
+				pol.unset[l.name] = true // left out: inherited from the next level
 			}
 		}
 		o.policies = append(o.policies, pol)

@@ -266,6 +266,7 @@ func setThrottlingPolicy(c *call) ([]any, error) {
 	for name, dst := range map[string]**int64{"RecipientRateLimit": &pol.recipient, "MessageRateLimit": &pol.message, "ForwardeeLimit": &pol.forwardee} {
 		if v, ok := c.args[name]; ok {
 			*dst = v.(*int64)
+			delete(pol.unset, name)
 		}
 	}
 	return nil, c.react(c.local, pol.name, objSubject(policyObj(pol)))

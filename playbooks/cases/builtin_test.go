@@ -27,3 +27,22 @@ func TestBuiltinCasesPass(t *testing.T) {
 		})
 	}
 }
+
+// Throttling as Exchange applies it: precedence (own, Organization, Global),
+// inherited values, raise only what is low, Global never changed, 554 5.2.0 seen.
+func TestThrottlingPrecedenceCases(t *testing.T) {
+	kinds := map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph"}
+	cat, err := playbooks.Load("", kinds)
+	require.NoError(t, err)
+	all, err := cases.Load("testdata/throttling")
+	require.NoError(t, err)
+	require.Len(t, all, 3)
+	for _, c := range all {
+		t.Run(c.Name, func(t *testing.T) {
+			res := cases.Run(context.Background(), c, cat, cases.Options{Kinds: kinds})
+			for _, f := range res.Failures {
+				t.Error(f)
+			}
+		})
+	}
+}
