@@ -285,6 +285,16 @@ func testApprovals(t *testing.T, open Opener) {
 		{name: "expiry is exact", required: 1, votes: []vote{
 			{voter: bob, d: incident.Approve, at: 30 * time.Minute, wantErr: []error{store.ErrExpired}},
 		}, want: incident.ApprovalExpired, decidedBy: incident.BotActor},
+		// Votes are cast at t0+1m+at; the approval expires at t0+30m.
+		{name: "a vote at the very instant of expiry is refused", required: 1, votes: []vote{
+			{voter: bob, d: incident.Approve, at: 29 * time.Minute, wantErr: []error{store.ErrExpired, incident.ErrConflict}},
+		}, want: incident.ApprovalExpired, decidedBy: incident.BotActor},
+		{name: "a vote a microsecond before expiry counts", required: 1, votes: []vote{
+			{voter: bob, d: incident.Approve, at: 29*time.Minute - time.Microsecond, want: store.OutcomeApproved, wantVote: 1},
+		}, want: incident.ApprovalApproved, decidedBy: bob},
+		{name: "a vote without a voter", required: 1, votes: []vote{
+			{voter: incident.Actor{}, d: incident.Approve, wantErr: []error{incident.ErrInvalidInput}},
+		}, want: incident.ApprovalPending},
 		{name: "digest mismatch voids", required: 2, votes: []vote{
 			{voter: bob, d: incident.Approve, want: store.OutcomeWaiting, wantVote: 1},
 			{voter: carol, d: incident.Approve, digest: "0000changed", wantErr: []error{store.ErrVoid, incident.ErrConflict}},
@@ -492,6 +502,16 @@ func testClaims(t *testing.T, open Opener) {
 
 	_, err = s.ClaimRelief(ctx, "a-nope", "bot-1", digest)
 	assert.ErrorIs(t, err, incident.ErrNotFound)
+
+	// A claim names its owner: recovery tells a live owner's relief from a dead one's.
+	anon := newApproval(t, s, r.ID, 1, false, t0.Add(time.Hour))
+	_, err = s.Vote(ctx, anon.ID, bob, incident.Approve, digest, t0)
+	require.NoError(t, err)
+	_, err = s.ClaimRelief(ctx, anon.ID, "", digest)
+	assert.ErrorIs(t, err, incident.ErrInvalidInput, "a claim without an owner")
+	xs, err := s.Executions(ctx, r.ID)
+	require.NoError(t, err)
+	assert.Empty(t, xs, "nothing claimed")
 
 	ok := newApproval(t, s, r.ID, 1, false, t0.Add(time.Hour))
 	_, err = s.Vote(ctx, ok.ID, bob, incident.Approve, digest, t0)
