@@ -259,6 +259,19 @@ func (e *Engine) prepareProposal(ctx context.Context, run *Run, p *incident.Prop
 		p.Blocked = fmt.Sprintf("target %q has no endpoints", relief.Target)
 		return
 	}
+	if b := relief.Block; b != nil {
+		env := run.env(PhaseDiagnose, nil, p.Args)
+		env["hosts"] = hosts
+		blocked, err := runBool(b.when, env)
+		switch {
+		case err != nil:
+			p.Blocked = "could not be checked: " + err.Error()
+			return
+		case blocked:
+			p.Blocked = b.reason.render(env)
+			return
+		}
+	}
 	for _, h := range hosts {
 		last, ok, err := e.history.LastRelief(ctx, relief.ID, h)
 		if err != nil {

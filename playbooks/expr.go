@@ -23,6 +23,7 @@ import (
 //	args      a step's computed `with` arguments (inside its `when` and cmdlet args)
 //	host      the host a cmdlet runs on (inside cmdlet args and foreach)
 //	item      the current item of a cmdlet's foreach (inside its args)
+//	hosts     the hosts a relief would run on (inside its block)
 //	phase     "diagnose" or "verify"
 //	since     start of the observation window: now − params.window while
 //	          diagnosing, the end of the relief while verifying
@@ -37,6 +38,7 @@ func compileEnv() map[string]any {
 		"args":     map[string]any{},
 		"host":     "",
 		"item":     map[string]any{},
+		"hosts":    []string{},
 		"phase":    "",
 		"since":    time.Time{},
 		"ok":       func(string) bool { return false },

@@ -264,6 +264,31 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 		compileCmdlet(where, r.Cmdlet, nil, true)
 		compileCmdlet(where+".preview", r.PreviewCmdlet, nil, true)
 		compileCmdlet(where+".readback", r.Readback, nil, true)
+		if g := r.Gate; g != nil {
+			for _, id := range g.Steps {
+				if stepIDs[id] == nil {
+					pr.add(g.Line, "%s.gate.steps: unknown step %q", where, id)
+				}
+			}
+			if prog, rf, err := compile(g.OK, true); err != nil {
+				pr.add(g.Line, "%s.gate.ok: %v", where, err)
+			} else {
+				g.ok = prog
+				refsOK(g.Line, where+".gate.ok", rf, nil)
+			}
+		}
+		if b := r.Block; b != nil {
+			if prog, rf, err := compile(b.When, true); err != nil {
+				pr.add(b.Line, "%s.block.when: %v", where, err)
+			} else {
+				b.when = prog
+				refsOK(b.Line, where+".block.when", rf, nil)
+			}
+			var err error
+			if b.reason, _, err = compileTemplate(b.Reason); err != nil {
+				pr.add(b.Line, "%s.block.reason: %v", where, err)
+			}
+		}
 		if g := r.Guard; g != nil && g.Cmdlet != nil {
 			compileCmdlet(where+".guard", g.Cmdlet, nil, true)
 			if prog, rf, err := compile(g.When, true); err != nil {

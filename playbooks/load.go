@@ -379,7 +379,7 @@ func parseRules(pr *problems, pb *Playbook, n *yaml.Node) {
 
 func parseReliefs(pr *problems, pb *Playbook, n *yaml.Node) {
 	for _, kv := range entries(pr, n) {
-		f := fields(pr, kv[1], "title", "target", "powershell", "check", "cmdlet", "args", "select", "foreach", "with", "preview", "guard", "readback", "risk", "rollback", "approval", "cooldown", "verify", "timeout")
+		f := fields(pr, kv[1], "title", "target", "powershell", "check", "cmdlet", "args", "select", "foreach", "with", "preview", "guard", "readback", "gate", "block", "risk", "rollback", "approval", "cooldown", "verify", "timeout")
 		r := &Relief{
 			ID:         kv[0].Value,
 			Line:       kv[0].Line,
@@ -401,6 +401,26 @@ func parseReliefs(pr *problems, pb *Playbook, n *yaml.Node) {
 			rf := fields(pr, rb, "cmdlet", "args", "select", "foreach")
 			if r.Readback = parseCmdlet(pr, "reliefs."+r.ID+".readback", rb.Line, rf); r.Readback == nil {
 				pr.add(rb.Line, "reliefs.%s.readback: name a cmdlet", r.ID)
+			}
+		}
+		if g := f["gate"]; g != nil {
+			gf := fields(pr, g, "steps", "ok", "every", "within")
+			r.Gate = &Gate{Steps: strs(pr, gf["steps"]), OK: str(pr, gf["ok"]), Every: duration(pr, gf["every"]), Within: duration(pr, gf["within"]), Line: g.Line}
+			if len(r.Gate.Steps) == 0 || r.Gate.OK == "" {
+				pr.add(g.Line, "reliefs.%s.gate: name the steps to re-read and ok (true when the host just changed is healthy again)", r.ID)
+			}
+			if r.Gate.Every == 0 {
+				r.Gate.Every = 30 * time.Second
+			}
+			if r.Gate.Within == 0 {
+				r.Gate.Within = 10 * time.Minute
+			}
+		}
+		if b := f["block"]; b != nil {
+			bf := fields(pr, b, "when", "reason")
+			r.Block = &Block{When: str(pr, bf["when"]), Reason: str(pr, bf["reason"]), Line: b.Line}
+			if r.Block.When == "" || r.Block.Reason == "" {
+				pr.add(b.Line, "reliefs.%s.block: when and reason are required", r.ID)
 			}
 		}
 		if g := f["guard"]; g != nil {

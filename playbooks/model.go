@@ -205,6 +205,13 @@ type Relief struct {
 	// Readback is read on each host right after the relief: its rows are the
 	// relief's output (what the setting is now). A Set-* cmdlet returns nothing.
 	Readback *Cmdlet
+	// Gate holds a rolling relief between hosts: after each host but the last,
+	// its steps are re-read until OK holds for the host just changed (host), or
+	// the relief stops there and the later hosts are left untouched.
+	Gate *Gate
+	// Block, when its expression holds at proposal time, keeps the relief from
+	// being offered at all, saying why (no other healthy server in the site).
+	Block    *Block
 	Risk     string
 	Rollback string
 	Approval incident.ApprovalPolicy
@@ -213,6 +220,28 @@ type Relief struct {
 	Verify   *Verify
 	Timeout  time.Duration
 	Line     int
+}
+
+// Gate is what a rolling relief waits for between hosts.
+type Gate struct {
+	Steps []string
+	// OK decides on the re-read steps; host is the host just changed.
+	OK string
+	// Every is the pause between reads; Within bounds the wait for one host.
+	Every, Within time.Duration
+	Line          int
+
+	ok *vm.Program
+}
+
+// Block is a condition under which a relief is not offered.
+type Block struct {
+	When   string
+	Reason string
+	Line   int
+
+	when   *vm.Program
+	reason template
 }
 
 // Guard is a relief's precondition, checked on each host at execution time.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"time"
 
 	"github.com/ndrbot/ndrbot/executors"
 
@@ -47,7 +48,13 @@ func (e *Engine) Relieve(ctx context.Context, run *Run, reliefID string) (incide
 		env := run.env(PhaseDiagnose, nil, p.Args)
 		data := scriptData(run.Params, p.Args)
 		a := newAction(reliefID, relief.PowerShell, relief.Check, relief.Cmdlet, data, relief.Timeout, env)
-		for _, h := range p.Hosts {
+		for i, h := range p.Hosts {
+			if i > 0 && relief.Gate != nil {
+				// Rolling: the next host only once the previous one is healthy again.
+				if err = e.awaitGate(ctx, run, relief, p.Hosts[i-1]); err != nil {
+					break
+				}
+			}
 			if err = e.checkGuard(ctx, exec, h, relief, data, env); err != nil {
 				break
 			}
@@ -117,6 +124,39 @@ func (e *Engine) Relieve(ctx context.Context, run *Run, reliefID string) (incide
 	}
 	e.escalate(ctx, run, PhaseVerify)
 	return res, nil
+}
+
+// awaitGate re-reads a rolling relief's gate steps until its condition holds for
+// host (the one just changed), or gives up after Within: the relief then stops
+// and the later hosts are left as they are.
+func (e *Engine) awaitGate(ctx context.Context, run *Run, relief *Relief, host string) error {
+	g := relief.Gate
+	var steps []*Step
+	for _, id := range g.Steps {
+		steps = append(steps, run.Playbook.Step(id))
+	}
+	deadline := e.now().Add(time.Duration(float64(g.Within) / e.scale))
+	for {
+		if err := e.wait(ctx, g.Every); err != nil {
+			return err
+		}
+		if err := e.runSteps(ctx, run, steps, PhaseVerify); err != nil {
+			return err
+		}
+		env := run.env(PhaseVerify, nil, nil)
+		env["host"] = host
+		ok, err := runBool(g.ok, env)
+		if err != nil {
+			return fmt.Errorf("%s: gate before the next server: %w", relief.ID, err)
+		}
+		if ok {
+			return nil
+		}
+		if !e.now().Before(deadline) {
+			return fmt.Errorf("%s halted: %s was not healthy again within %s (gate: %s); the servers after it were left untouched",
+				relief.ID, host, g.Within, g.OK)
+		}
+	}
 }
 
 // checkGuard reads a relief's guard on host right before the relief runs there
