@@ -127,6 +127,11 @@ func cmdlets() []*cmdlet {
 		{name: "Get-ThrottlingPolicyAssociation", params: []param{s("Identity"), k("ResultSize", kUnlimited)}, run: getThrottlingPolicyAssociation},
 		{name: "Get-AcceptedDomain", params: []param{s("Identity")}, run: getAcceptedDomain},
 		{name: "Get-ExchangeServer", params: []param{s("Identity")}, unsimulated: []string{"Status", "Domain"}, run: getExchangeServer},
+		{name: "Test-Mailflow", params: []param{s("Identity"), s("TargetEmailAddress"), k("ExecutionTimeout", kInt)},
+			unsimulated: []string{"TargetMailboxServer", "TargetDatabase", "AutoDiscoverTargetMailboxServer", "CrossPremises",
+				"CrossPremisesExpirationTimeout", "CrossPremisesPendingErrorCount", "ErrorLatency", "ActiveDirectoryTimeout",
+				"MonitoringContext", "TargetEmailAddressDisplayName"},
+			run: testMailflow},
 
 		{name: "Get-Service", jea: true, params: []param{k("Name", kStrings)}, run: getService},
 		{name: "Restart-Service", jea: true, params: []param{must(k("Name", kStrings)), k("Force", kBool), k("PassThru", kBool)}, run: restartService},

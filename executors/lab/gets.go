@@ -662,11 +662,15 @@ func testSmtpPort(c *call) ([]any, error) {
 }
 
 // portView is what port host:port looks like from server s: as the org file
-// says, else as the world answers the bot's own probes (the EOP endpoint, a
-// destination's MX), else an unknown name.
+// says, else a lab server's own SMTP listener (selfSMTP), else as the world
+// answers the bot's own probes (the EOP endpoint, a destination's MX), else an
+// unknown name.
 func (o *org) portView(s *server, host string, port int64) portView {
 	if v, ok := s.ports[strings.ToLower(fmt.Sprintf("%s:%d", host, port))]; ok {
 		return *v
+	}
+	if self := o.serverByID(host); self != nil && port == 25 {
+		return o.selfSMTP(self)
 	}
 	h := strings.ToLower(host)
 	outcome := func(so smtpOutcome) portView {

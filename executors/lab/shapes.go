@@ -111,7 +111,8 @@ func unlimitedOf(t string) string {
 	return "Microsoft.Exchange.Data.Unlimited`1[[" + t + ", Microsoft.Exchange.Data, Version=15.0.0.0, Culture=neutral, PublicKeyToken=31bf3856ad364e35]]"
 }
 
-// span is an EnhancedTimeSpan: ToString as .NET's TimeSpan ("00:10:00", "2.00:00:00").
+// span is an EnhancedTimeSpan: ToString as .NET's TimeSpan ("00:10:00", "2.00:00:00",
+// "00:00:04.2130000").
 func span(d time.Duration) *psobj.Object {
 	return &psobj.Object{TypeNames: chain(typeSpan, "System.ValueType"), ToString: timeSpanString(d), HasToString: true}
 }
@@ -125,6 +126,9 @@ func timeSpanString(d time.Duration) string {
 	d -= days * 24 * time.Hour
 	h, m, s := d/time.Hour, (d%time.Hour)/time.Minute, (d%time.Minute)/time.Second
 	out := fmt.Sprintf("%02d:%02d:%02d", h, m, s)
+	if ticks := (d % time.Second) / 100; ticks != 0 { // .NET prints 100 ns ticks: "00:00:04.2130000"
+		out += fmt.Sprintf(".%07d", ticks)
+	}
 	if days > 0 {
 		out = fmt.Sprintf("%d.%s", days, out)
 	}
