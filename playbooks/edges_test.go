@@ -157,6 +157,7 @@ func TestReliefStopsAtFirstFailingHost(t *testing.T) {
 		fail    string // host whose Restart-Service fails
 		late    string // host whose Restart-Service answers after its deadline, without error
 		stopped string // host whose transport service is stopped: its guard refuses
+		unread  string // host whose guard cannot be read
 		calls   []string
 		err     string
 	}{
@@ -168,6 +169,8 @@ func TestReliefStopsAtFirstFailingHost(t *testing.T) {
 		{name: "answers late on the first host", late: "ex01.contoso.com", calls: []string{"ex01 guard", "ex01 restart"}, err: "timed out"},
 		{name: "guard refuses on the second host", stopped: "ex02.contoso.com",
 			calls: []string{"ex01 guard", "ex01 restart", "ex01 readback", "ex02 guard"}, err: "MSExchangeTransport is Stopped"},
+		{name: "guard cannot be read on the first host", unread: "ex01.contoso.com",
+			calls: []string{"ex01 guard"}, err: "its guard could not be read"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -190,6 +193,8 @@ func TestReliefStopsAtFirstFailingHost(t *testing.T) {
 					case a.Step == "restart" && host == tc.late:
 						time.Sleep(2 * a.Timeout)
 						return out, nil
+					case a.Step == "restart.guard" && host == tc.unread:
+						return out, fmt.Errorf("%s: Get-Service: %w", host, executors.ErrTimeout)
 					case a.Step == "restart.guard" && host == tc.stopped:
 						out.Stdout = []byte(`[{"Name":"MSExchangeTransport","Status":"Stopped"}]`)
 					case a.Step == "restart.guard" || a.Step == "restart.readback":
