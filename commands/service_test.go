@@ -124,7 +124,11 @@ func TestIncidentThroughTheService(t *testing.T) {
 
 	root, ok := f.thread.last(channel + "/" + commands.KeyRoot)
 	require.True(t, ok)
-	assert.Len(t, root.Root.Steps, 12) // failures, deferrals, queues, component, transport, connectors, port25, network, health, policies, associations, mailbox
+	cat, err := playbooks.Load("", kinds)
+	require.NoError(t, err)
+	pb, err := cat.Resolve("5.5.4")
+	require.NoError(t, err)
+	assert.Len(t, root.Root.Steps, len(pb.Steps), "one checklist line per step of the playbook")
 	findings, ok := f.thread.last(channel + "/" + commands.KeyFindings)
 	require.True(t, ok)
 	assert.NotEmpty(t, findings.Findings.Findings)

@@ -130,7 +130,7 @@ func branches554() []branch554 {
 		// EX02's transport service stopped: its queues cannot be read (a failed
 		// step), and starting it is the fix — on EX02 only.
 		{scenario: "connector-unhealthy",
-			findings:  []string{"step-failed", "still-failing", "transport-down", "port25-open", "m365-clear"},
+			findings:  []string{"step-failed", "still-failing", "transport-down", "listener-not-ready", "port25-open", "m365-clear"},
 			proposals: []string{"restart-transport"}, hosts: []string{"ex02.lab.contoso.com"}},
 		// Port 25 fails from both servers (JEA) and from the bot: the network team.
 		{scenario: "network-down",
@@ -145,7 +145,7 @@ func branches554() []branch554 {
 			proposals: []string{"restart-transport"}, hosts: []string{"ex01.lab.contoso.com"}},
 		// States where a restart is tempting but wrong.
 		{scenario: "component-maintenance",
-			findings:  []string{"not-failing", "queues-healthy", "component-inactive", "port25-open", "m365-clear"},
+			findings:  []string{"not-failing", "queues-healthy", "component-inactive", "listener-not-ready", "port25-open", "m365-clear"},
 			proposals: []string{"set-component-active"}, hosts: []string{"ex01.lab.contoso.com"}},
 		{scenario: "shadow-redundancy-big",
 			findings: []string{"not-failing", "queues-healthy", "shadow-large", "shadow-large", "port25-open", "m365-clear"}},

@@ -171,9 +171,9 @@ func TestDiagnoseLiveProgressAndCountdown(t *testing.T) {
 	r := bot(t, []string{"USER=tester", "NDRBOT_LAB_TIME_SCALE=300"}, "", true,
 		"diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
 	require.Equal(t, exitFindings, r.code, r.err)
-	assert.Contains(t, r.out, "running steps: 12 of 12 done")
-	assert.Contains(t, r.out, "⧗ verifying restart-transport: waiting 5m for it to take effect, then re-checking failures, deferrals, queues, component, transport\n")
-	assert.Regexp(t, `\r\x1b\[K  ⧗ [1-4]m\d+s left, then re-checking failures, deferrals, queues, component, transport`, r.out)
+	assert.Contains(t, r.out, "running steps: 15 of 15 done")
+	assert.Contains(t, r.out, "⧗ verifying restart-transport: waiting 5m for it to take effect, then re-checking failures, deferrals, queues, component, transport, mailflow\n")
+	assert.Regexp(t, `\r\x1b\[K  ⧗ [1-4]m\d+s left, then re-checking failures, deferrals, queues, component, transport, mailflow`, r.out)
 	assert.Empty(t, r.err, "on a terminal, progress is the live line, not stderr")
 	// What stays on screen: every live line is cleared before the report goes on.
 	var screen []string

@@ -129,6 +129,7 @@ $ParentCandidates = @{
     'Get-ThrottlingPolicyAssociation' = @('View-Only Recipients', 'View-Only Configuration', 'Recipient Policies')  # UNSURE which
     'Get-AcceptedDomain'              = @('View-Only Configuration', 'Remote and Accepted Domains')  # likely
     'Get-ExchangeServer'              = @('View-Only Configuration', 'Exchange Servers')      # likely
+    'Test-Mailflow'                   = @('Monitoring', 'Exchange Servers')                   # UNSURE which; sends a test message, changes no setting
     # Relief
     'Set-ThrottlingPolicy'            = @('Recipient Policies')                               # per the role's description
     'Retry-Queue'                     = @('Transport Queues')                                 # sure

@@ -24,6 +24,7 @@
         'Get-ThrottlingPolicyAssociation' = @('Identity', 'ResultSize')
         'Get-AcceptedDomain' = @()
         'Get-ExchangeServer' = @('Identity')
+        'Test-Mailflow' = @('Identity', 'TargetEmailAddress', 'ExecutionTimeout')
     }
     Relief = @{
         'Set-ThrottlingPolicy' = @('Identity', 'RecipientRateLimit', 'MessageRateLimit')

@@ -46,3 +46,32 @@ func TestThrottlingPrecedenceCases(t *testing.T) {
 		})
 	}
 }
+
+// Restarting safely: not offered when it would leave the site without a healthy
+// transport server; verified by a test message through the path that failed.
+func TestRestartSafetyCases(t *testing.T) {
+	kinds := map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph"}
+	cat, err := playbooks.Load("", kinds)
+	require.NoError(t, err)
+	all, err := cases.Load("testdata/restart")
+	require.NoError(t, err)
+	require.Len(t, all, 3)
+	for _, c := range all {
+		t.Run(c.Name, func(t *testing.T) {
+			res := cases.Run(context.Background(), c, cat, cases.Options{Kinds: kinds})
+			for _, f := range res.Failures {
+				t.Error(f)
+			}
+			if c.Name == "delivery-test-fails" && res.Run != nil {
+				var texts []string
+				for _, f := range res.Run.Findings() {
+					if f.Rule == "delivery-test" {
+						texts = append(texts, f.Text)
+					}
+				}
+				require.NotEmpty(t, texts)
+				require.Contains(t, texts[0], "NOT delivered (*FAILURE*)")
+			}
+		})
+	}
+}
