@@ -131,20 +131,27 @@ func (o *org) trackingEvents(s *server, now time.Time) []*trackingEvent {
 	if !o.stoppedAt.IsZero() && o.stoppedAt.Before(until) {
 		until = o.stoppedAt
 	}
+	// A failure that has not stopped has just happened again: the lab's clock
+	// is real while playbook waits are scaled down, so a re-check after a
+	// "5-minute" wait would otherwise find nothing new in its window.
+	// At the clock's own precision: a query's now is rounded to the
+	// millisecond, and a re-check right after a relief must still see it.
+	// Only the server's most recent stream recurs, so which failure came last
+	// does not depend on which query (FAIL or DEFER, run concurrently) came last.
+	var recurring *stream
+	var latest time.Time
 	for _, st := range o.streams {
 		if !strings.EqualFold(st.server, s.name) {
 			continue
 		}
 		evs := st.events(until)
-		// A failure that has not stopped has just happened again: the lab's clock
-		// is real while playbook waits are scaled down, so a re-check after a
-		// "5-minute" wait would otherwise find nothing new in its window.
-		// At the clock's own precision: a query's now is rounded to the
-		// millisecond, and a re-check right after a relief must still see it.
-		if at := o.now().UTC(); o.stoppedAt.IsZero() && len(evs) > 0 && evs[len(evs)-1].Timestamp.Before(at) {
-			evs = append(evs, st.at(at))
+		if len(evs) > 0 && (recurring == nil || evs[len(evs)-1].Timestamp.After(latest)) {
+			recurring, latest = st, evs[len(evs)-1].Timestamp
 		}
 		out = append(out, evs...)
+	}
+	if at := o.now().UTC(); recurring != nil && o.stoppedAt.IsZero() && latest.Before(at) {
+		out = append(out, recurring.at(at))
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Timestamp.Before(out[j].Timestamp) })
 	return out
