@@ -10,12 +10,13 @@ import (
 	"github.com/ndrbot/ndrbot/playbooks/cases"
 )
 
-// The built-in playbooks pass their own cases on the built-in organisations.
-func TestBuiltinCasesPass(t *testing.T) {
+// runAll runs each case against the built-in playbooks, as `bot playbooks test`
+// does, failing a subtest per case with every mismatch it reports; each returns
+// the case's result for checks beyond the expectations its file states.
+func runAll(t *testing.T, all []cases.Case, each func(*testing.T, cases.Case, cases.Result)) {
+	t.Helper()
 	kinds := map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph"}
 	cat, err := playbooks.Load("", kinds)
-	require.NoError(t, err)
-	all, err := cases.Builtin()
 	require.NoError(t, err)
 	require.NotEmpty(t, all)
 	for _, c := range all {
@@ -24,54 +25,46 @@ func TestBuiltinCasesPass(t *testing.T) {
 			for _, f := range res.Failures {
 				t.Error(f)
 			}
+			if each != nil {
+				each(t, c, res)
+			}
 		})
 	}
+}
+
+// The built-in playbooks pass their own cases on the built-in organisations.
+func TestBuiltinCasesPass(t *testing.T) {
+	all, err := cases.Builtin()
+	require.NoError(t, err)
+	runAll(t, all, nil)
 }
 
 // Throttling as Exchange applies it: precedence (own, Organization, Global),
 // inherited values, raise only what is low, Global never changed, 554 5.2.0 seen.
 func TestThrottlingPrecedenceCases(t *testing.T) {
-	kinds := map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph"}
-	cat, err := playbooks.Load("", kinds)
-	require.NoError(t, err)
 	all, err := cases.Load("testdata/throttling")
 	require.NoError(t, err)
 	require.Len(t, all, 3)
-	for _, c := range all {
-		t.Run(c.Name, func(t *testing.T) {
-			res := cases.Run(context.Background(), c, cat, cases.Options{Kinds: kinds})
-			for _, f := range res.Failures {
-				t.Error(f)
-			}
-		})
-	}
+	runAll(t, all, nil)
 }
 
 // Restarting safely: not offered when it would leave the site without a healthy
 // transport server; verified by a test message through the path that failed.
 func TestRestartSafetyCases(t *testing.T) {
-	kinds := map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph"}
-	cat, err := playbooks.Load("", kinds)
-	require.NoError(t, err)
 	all, err := cases.Load("testdata/restart")
 	require.NoError(t, err)
 	require.Len(t, all, 3)
-	for _, c := range all {
-		t.Run(c.Name, func(t *testing.T) {
-			res := cases.Run(context.Background(), c, cat, cases.Options{Kinds: kinds})
-			for _, f := range res.Failures {
-				t.Error(f)
+	runAll(t, all, func(t *testing.T, c cases.Case, res cases.Result) {
+		if c.Name != "delivery-test-fails" || res.Run == nil {
+			return
+		}
+		var texts []string
+		for _, f := range res.Run.Findings() {
+			if f.Rule == "delivery-test" {
+				texts = append(texts, f.Text)
 			}
-			if c.Name == "delivery-test-fails" && res.Run != nil {
-				var texts []string
-				for _, f := range res.Run.Findings() {
-					if f.Rule == "delivery-test" {
-						texts = append(texts, f.Text)
-					}
-				}
-				require.NotEmpty(t, texts)
-				require.Contains(t, texts[0], "NOT delivered (*FAILURE*)")
-			}
-		})
-	}
+		}
+		require.NotEmpty(t, texts)
+		require.Contains(t, texts[0], "NOT delivered (*FAILURE*)")
+	})
 }
