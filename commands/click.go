@@ -66,6 +66,18 @@ func (s *Service) vote(ctx context.Context, c Click, d incident.Decision) Reply 
 	if err != nil {
 		return s.internal("loading the run", err)
 	}
+	// A relief may ask for more than an approver (setting a component state
+	// another team set needs an admin); the policy is the one its card showed.
+	if p, found := live.run.Proposal(a.ReliefID); found && p.Approval.Role != "" && p.Approval.Role != RoleApprover {
+		ok, err := s.auth.allowed(ctx, c.User.ID, p.Approval.Role)
+		if err != nil {
+			return s.internal("authorising", err)
+		}
+		if !ok {
+			s.refused(ctx, c.User, a.RunID, "click", map[string]any{"approval": a.ID, "why": "not " + p.Approval.Role, "role": p.Approval.Role})
+			return Reply{Text: fmt.Sprintf("%s needs the %s role (access.%ss); your click was recorded and nothing was run.", a.ReliefID, p.Approval.Role, p.Approval.Role)}
+		}
+	}
 	digest := s.digestNow(live, a.ReliefID)
 	out, err := live.rec.Vote(ctx, a.ReliefID, c.User, d, digest)
 	var ve *store.VoteError

@@ -62,6 +62,7 @@ const (
 	approver  = "U0APP"
 	approver2 = "U0APP2"
 	stranger  = "U0NOPE"
+	admin     = "U0ADM"
 	channel   = "C0INC"
 )
 
@@ -80,7 +81,7 @@ func newFixture(t *testing.T, scenario string, now func() time.Time) *fixture {
 		Engine:  playbooks.NewEngine(l.Targets(kinds), playbooks.Options{WaitScale: 3000, History: store.ReliefHistory{Store: st}}),
 		Store:   st, Thread: th, Owner: "test-replica",
 		Access: commands.Access{Responders: []string{requester}, Approvers: []string{approver, approver2, requester},
-			Channels: []string{"inc-*"}, FourEyes: true},
+			Admins: []string{admin}, Channels: []string{"inc-*"}, FourEyes: true},
 		EscalationChannel: "C0ESC", Now: now,
 	})
 	t.Cleanup(svc.Close)
@@ -116,6 +117,24 @@ func (f *fixture) reliefCalls(relief string) int {
 		}
 	}
 	return n
+}
+
+// A relief whose policy asks for an admin (setting HubTransport Active over a
+// requester another team set) refuses an approver's click and runs for an admin's.
+func TestAdminReliefRefusesAnApprover(t *testing.T) {
+	f := newFixture(t, "component-maintenance", time.Now)
+	f.diagnose(t, "diagnose 5.5.4")
+	card := f.card(t, "set-component-active")
+	require.Equal(t, "admin", card.Proposal.Approval.Role)
+
+	assert.Contains(t, f.click("approve", card.ApprovalID, approver, channel).Text,
+		"set-component-active needs the admin role (access.admins)")
+	assert.Zero(t, f.reliefCalls("set-component-active"))
+	assert.Equal(t, commands.ApprovalPending, f.card(t, "set-component-active").State)
+
+	assert.Contains(t, f.click("approve", card.ApprovalID, admin, channel).Text, "Approved: running set-component-active")
+	f.svc.Wait()
+	assert.Equal(t, 1, f.reliefCalls("set-component-active"))
 }
 
 func TestIncidentThroughTheService(t *testing.T) {

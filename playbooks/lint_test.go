@@ -32,6 +32,7 @@ func TestLintErrorsHaveLines(t *testing.T) {
 		{"unknown-refs.yaml", 15, `unknown relief "restart-transport"`},
 		{"bad-expr.yaml", 8, `rules.broken.when: expression`},
 		{"no-approval.yaml", 8, `an approval policy is required`},
+		{"bad-role.yaml", 13, `approval.role: "approvers" is not a role (approver or admin)`},
 		{"cycle.yaml", 4, `needs form a cycle: a → c → b → a`},
 		{"misspelt.yaml", 6, `unknown key "powershel"`},
 		{"bad-yaml.yaml", 2, `yaml:`},

@@ -449,8 +449,12 @@ func parseReliefs(pr *problems, pb *Playbook, n *yaml.Node) {
 				FourEyes:  boolean(pr, af["four_eyes"], true),
 				Expires:   duration(pr, af["expires"]),
 			}
-			if r.Approval.Role == "" {
+			switch r.Approval.Role {
+			case "":
 				r.Approval.Role = "approver"
+			case "approver", "admin":
+			default:
+				pr.add(a.Line, "reliefs.%s.approval.role: %q is not a role (approver or admin)", r.ID, r.Approval.Role)
 			}
 			if r.Approval.Approvers == 0 {
 				r.Approval.Approvers = 1

@@ -301,6 +301,20 @@ func TestRenderApprovalButtons(t *testing.T) {
 	}
 }
 
+// A relief that needs an admin says so where the approver looks first.
+func TestRenderApprovalNamesAdminRole(t *testing.T) {
+	v := approval(commands.ApprovalPending, nil, nil)
+	v.Proposal.Approval.Role = commands.RoleAdmin
+	r, err := renderer.Render(commands.Message{RunID: "r-7f3a", Key: "approval:x", Approval: v})
+	require.NoError(t, err)
+	assert.Contains(t, mustJSON(t, r), "of 2 approvals from an admin")
+
+	v.Proposal.Approval.Role = "approver"
+	r, err = renderer.Render(commands.Message{RunID: "r-7f3a", Key: "approval:x", Approval: v})
+	require.NoError(t, err)
+	assert.NotContains(t, mustJSON(t, r), "from an admin")
+}
+
 func TestRenderLimits(t *testing.T) {
 	huge := func(n int, line string) string {
 		var b strings.Builder

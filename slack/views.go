@@ -251,6 +251,9 @@ func (r Renderer) approval(b *builder, v *commands.ApprovalView) {
 	if needed != 1 {
 		tally += "s"
 	}
+	if p.Approval.Role == commands.RoleAdmin {
+		tally += " from an admin"
+	}
 	now := r.now()
 	expires := ""
 	if !v.ExpiresAt.IsZero() {
