@@ -5,8 +5,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"sync"
-	"time"
 )
 
 // Access says who may do what, and where: chat user ids or user-group ids (a
@@ -29,27 +27,19 @@ const (
 	RoleAdmin     = "admin"
 )
 
-// Groups resolves a user group to its members' ids.
+// Groups resolves a user group to its members' ids. GroupMembers may answer
+// from a cache (who may run a command); GroupMembersNow asks the chat platform,
+// and is what decisions on reliefs are taken on.
 type Groups interface {
 	GroupMembers(ctx context.Context, groupID string) ([]string, error)
+	GroupMembersNow(ctx context.Context, groupID string) ([]string, error)
 }
 
 // authorizer answers "may this user act in this role", resolving user groups
-// through Groups and caching each group's members for a while: group membership
-// changes rarely, and a lookup per click would hit the chat API's rate limits.
+// through Groups.
 type authorizer struct {
 	access Access
 	groups Groups
-	ttl    time.Duration
-	now    func() time.Time
-
-	mu    sync.Mutex
-	cache map[string]cachedGroup
-}
-
-type cachedGroup struct {
-	members []string
-	at      time.Time
 }
 
 func (a *authorizer) list(role string) []string {
@@ -64,9 +54,21 @@ func (a *authorizer) list(role string) []string {
 	return nil
 }
 
-// allowed reports whether user holds role. An empty list allows nobody: access is
-// granted by configuration, never by its absence.
+// allowed reports whether user holds role, with group membership as recent as
+// the chat platform's cache. An empty list allows nobody: access is granted by
+// configuration, never by its absence.
 func (a *authorizer) allowed(ctx context.Context, user, role string) (bool, error) {
+	return a.holds(ctx, user, role, false)
+}
+
+// decides is allowed for approving or rejecting a relief: group membership is
+// read live at the click, so a member removed from the group a moment ago is
+// refused (the bound is one usergroups.users.list round-trip).
+func (a *authorizer) decides(ctx context.Context, user, role string) (bool, error) {
+	return a.holds(ctx, user, role, true)
+}
+
+func (a *authorizer) holds(ctx context.Context, user, role string, live bool) (bool, error) {
 	if role == RoleAnyone {
 		return true, nil
 	}
@@ -74,10 +76,13 @@ func (a *authorizer) allowed(ctx context.Context, user, role string) (bool, erro
 		if id == user {
 			return true, nil
 		}
-		if !isGroup(id) {
+		if !isGroup(id) || a.groups == nil {
 			continue
 		}
-		members, err := a.members(ctx, id)
+		members, err := a.groups.GroupMembers(ctx, id)
+		if live {
+			members, err = a.groups.GroupMembersNow(ctx, id)
+		}
 		if err != nil {
 			return false, err
 		}
@@ -89,26 +94,6 @@ func (a *authorizer) allowed(ctx context.Context, user, role string) (bool, erro
 }
 
 func isGroup(id string) bool { return strings.HasPrefix(id, "S") }
-
-func (a *authorizer) members(ctx context.Context, group string) ([]string, error) {
-	a.mu.Lock()
-	c, ok := a.cache[group]
-	a.mu.Unlock()
-	if ok && a.now().Sub(c.at) < a.ttl {
-		return c.members, nil
-	}
-	if a.groups == nil {
-		return nil, nil
-	}
-	m, err := a.groups.GroupMembers(ctx, group)
-	if err != nil {
-		return nil, err
-	}
-	a.mu.Lock()
-	a.cache[group] = cachedGroup{members: m, at: a.now()}
-	a.mu.Unlock()
-	return m, nil
-}
 
 // channelAllowed reports whether commands may run in the channel. No configured
 // channels means every channel the bot is in.

@@ -54,7 +54,7 @@ func (s *Service) vote(ctx context.Context, c Click, d incident.Decision) Reply 
 		s.refused(ctx, c.User, a.RunID, "click", map[string]any{"approval": a.ID, "channel": c.ChannelID, "why": "not the run's channel"})
 		return Reply{Text: "This approval belongs to another channel; nothing was run."}
 	}
-	ok, err := s.auth.allowed(ctx, c.User.ID, RoleApprover)
+	ok, err := s.auth.decides(ctx, c.User.ID, RoleApprover)
 	if err != nil {
 		return s.internal("authorising", err)
 	}
@@ -69,7 +69,7 @@ func (s *Service) vote(ctx context.Context, c Click, d incident.Decision) Reply 
 	// A relief may ask for more than an approver (setting a component state
 	// another team set needs an admin); the policy is the one its card showed.
 	if p, found := live.run.Proposal(a.ReliefID); found && p.Approval.Role != "" && p.Approval.Role != RoleApprover {
-		ok, err := s.auth.allowed(ctx, c.User.ID, p.Approval.Role)
+		ok, err := s.auth.decides(ctx, c.User.ID, p.Approval.Role)
 		if err != nil {
 			return s.internal("authorising", err)
 		}

@@ -38,7 +38,6 @@ type Options struct {
 	Owner string
 	// EscalationChannel receives a copy of every escalation summary.
 	EscalationChannel string
-	GroupTTL          time.Duration
 	Now               func() time.Time
 	Log               *slog.Logger
 }
@@ -88,12 +87,9 @@ func New(opts Options) *Service {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	if opts.GroupTTL == 0 {
-		opts.GroupTTL = 5 * time.Minute
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{opts: opts, log: opts.Log, ctx: ctx, cancel: cancel, runs: map[string]*liveRun{},
-		auth: &authorizer{access: opts.Access, groups: opts.Groups, ttl: opts.GroupTTL, now: opts.Now, cache: map[string]cachedGroup{}}}
+		auth: &authorizer{access: opts.Access, groups: opts.Groups}}
 	s.verbs = []verb{
 		{"diagnose", "diagnose CODE|PLAYBOOK [key=value…]", "run a playbook's diagnosis in a new thread", RoleResponder, s.diagnose},
 		{"status", "status [RUN]", "recent runs, or one run's state", RoleAnyone, s.status},

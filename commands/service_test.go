@@ -68,6 +68,13 @@ const (
 
 func newFixture(t *testing.T, scenario string, now func() time.Time) *fixture {
 	t.Helper()
+	return newFixtureWith(t, scenario, now, nil)
+}
+
+// newFixtureWith lets a test adjust the service's options (its groups, its
+// access lists) before the service is built.
+func newFixtureWith(t *testing.T, scenario string, now func() time.Time, adjust func(*commands.Options)) *fixture {
+	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ndrbot.db"), store.Options{Now: now})
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
@@ -76,14 +83,18 @@ func newFixture(t *testing.T, scenario string, now func() time.Time) *fixture {
 	cat, err := playbooks.Load("", kinds)
 	require.NoError(t, err)
 	th := &thread{}
-	svc := commands.New(commands.Options{
+	opts := commands.Options{
 		Catalog: func() *playbooks.Catalog { return cat },
 		Engine:  playbooks.NewEngine(l.Targets(kinds), playbooks.Options{WaitScale: 3000, History: store.ReliefHistory{Store: st}}),
 		Store:   st, Thread: th, Owner: "test-replica",
 		Access: commands.Access{Responders: []string{requester}, Approvers: []string{approver, approver2, requester},
 			Admins: []string{admin}, Channels: []string{"inc-*"}, FourEyes: true},
 		EscalationChannel: "C0ESC", Now: now,
-	})
+	}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	svc := commands.New(opts)
 	t.Cleanup(svc.Close)
 	return &fixture{svc: svc, st: st, lab: l, thread: th}
 }

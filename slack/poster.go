@@ -213,7 +213,7 @@ func (p *Poster) trustedResponseURL(raw string) bool {
 }
 
 // GroupMembers lists the user IDs of a user group (usergroups.users.list), cached
-// for Options.GroupTTL.
+// for Options.GroupTTL: good enough to show who may act, never to decide.
 func (p *Poster) GroupMembers(ctx context.Context, groupID string) ([]string, error) {
 	p.mu.Lock()
 	e, ok := p.groups[groupID]
@@ -221,6 +221,13 @@ func (p *Poster) GroupMembers(ctx context.Context, groupID string) ([]string, er
 	if ok && p.now().Sub(e.at) < p.groupTTL {
 		return slices.Clone(e.members), nil
 	}
+	return p.GroupMembersNow(ctx, groupID)
+}
+
+// GroupMembersNow asks Slack for a user group's members now, and refreshes the
+// cache with the answer: an approval is decided on who is in the group at the
+// click, not five minutes earlier.
+func (p *Poster) GroupMembersNow(ctx context.Context, groupID string) ([]string, error) {
 	members, err := p.api.GetUserGroupMembersContext(ctx, groupID)
 	if err != nil {
 		return nil, apiError("usergroups.users.list", err)
