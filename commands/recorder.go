@@ -23,6 +23,7 @@ type Recorder struct {
 	run       *playbooks.Run
 	requester incident.Actor
 	fourEyes  bool
+	terminal  bool
 	now       func() time.Time
 	log       *slog.Logger
 
@@ -35,16 +36,19 @@ type Recorder struct {
 
 // RecorderOptions tune a Recorder.
 type RecorderOptions struct {
-	// FourEyes is recorded on approval requests; the CLI waives it because the
-	// person at the terminal is both requester and approver by nature.
+	// FourEyes is the configured floor (access.four_eyes): a playbook may ask
+	// for four eyes where it is off, never waive it where it is on.
 	FourEyes bool
+	// Terminal waives four-eyes: the person at the terminal is both requester
+	// and approver by nature.
+	Terminal bool
 	Now      func() time.Time
 	Log      *slog.Logger
 }
 
 // NewRecorder records run for requester.
 func NewRecorder(st store.Store, run *playbooks.Run, requester incident.Actor, opts RecorderOptions) *Recorder {
-	r := &Recorder{store: st, run: run, requester: requester, fourEyes: opts.FourEyes, now: opts.Now, log: opts.Log,
+	r := &Recorder{store: st, run: run, requester: requester, fourEyes: opts.FourEyes, terminal: opts.Terminal, now: opts.Now, log: opts.Log,
 		approvals: map[string]store.Approval{}, executions: map[string]store.Execution{}}
 	if r.now == nil {
 		r.now = time.Now
@@ -129,7 +133,7 @@ func (r *Recorder) proposal(ctx context.Context, p incident.Proposal) {
 	a, err := r.store.RequestApproval(ctx, store.NewApproval{
 		RunID: r.run.ID, ProposalID: p.ID, ReliefID: p.Relief, Hosts: p.Hosts,
 		Digest:   incident.ProposalDigest(r.run.Playbook.Version, p),
-		Required: p.Approval.Approvers, FourEyes: r.fourEyes && p.Approval.FourEyes,
+		Required: p.Approval.Approvers, FourEyes: !r.terminal && (r.fourEyes || p.Approval.FourEyes),
 		Requester: r.requester, ExpiresAt: r.now().Add(p.Approval.Expires),
 	})
 	if err != nil {

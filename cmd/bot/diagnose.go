@@ -242,7 +242,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	run := playbooks.NewRun(stored.ID, pb, params, started, nil)
 	// The terminal waives four-eyes: the person at it is requester and approver by
 	// nature, and holds the bot's credentials anyway. The approval records it.
-	rec := commands.NewRecorder(st, run, actor, commands.RecorderOptions{FourEyes: false, Log: g.logger(cfg)})
+	rec := commands.NewRecorder(st, run, actor, commands.RecorderOptions{Terminal: true, Log: g.logger(cfg)})
 	run.Observer = commands.Fanout{rec, out}
 	out.header(run, f.lab.name())
 	if err := eng.Diagnose(ctx, run); err != nil {

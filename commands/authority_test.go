@@ -2,6 +2,9 @@ package commands_test
 
 import (
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ndrbot/ndrbot/commands"
+	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/slack"
 	"github.com/ndrbot/ndrbot/slack/slackfake"
 )
@@ -45,4 +49,48 @@ func TestRevokedGroupMemberCannotDecide(t *testing.T) {
 	assert.Contains(t, f.click("approve", card.ApprovalID, "U0BOB", channel).Text, "Approved: running restart-transport")
 	f.svc.Wait()
 	assert.Equal(t, 1, f.reliefCalls("restart-transport"))
+}
+
+// access.four_eyes is a floor: a playbook may ask for four eyes where the
+// configuration does not, and may not waive them where it does.
+func TestFourEyesIsAFloor(t *testing.T) {
+	builtin, err := os.ReadFile(filepath.Join("..", "playbooks", "builtin", "ndr-5.5.4.yaml"))
+	require.NoError(t, err)
+	const asked = "approval: {role: approver, approvers: 1, four_eyes: true, expires: 30m}"
+	require.Contains(t, string(builtin), asked, "restart-transport's policy moved: update this test")
+	waived := strings.Replace(string(builtin), asked, strings.Replace(asked, "four_eyes: true", "four_eyes: false", 1), 1)
+
+	tests := []struct {
+		name            string
+		config          bool
+		playbook        string
+		requesterMayRun bool
+	}{
+		{"configured on, playbook waives", true, waived, false},
+		{"configured off, playbook asks", false, string(builtin), false},
+		{"both off", false, waived, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "ndr-5.5.4.yaml"), []byte(tt.playbook), 0o600))
+			cat, err := playbooks.Load(dir, kinds)
+			require.NoError(t, err)
+			f := newFixtureWith(t, "overloaded-queue", time.Now, func(o *commands.Options) {
+				o.Catalog = func() *playbooks.Catalog { return cat }
+				o.Access.FourEyes = tt.config
+			})
+			f.diagnose(t, "diagnose 5.5.4")
+			card := f.card(t, "restart-transport")
+			reply := f.click("approve", card.ApprovalID, requester, channel).Text
+			f.svc.Wait()
+			if tt.requesterMayRun {
+				assert.Contains(t, reply, "Approved: running restart-transport")
+				assert.Equal(t, 1, f.reliefCalls("restart-transport"))
+			} else {
+				assert.Contains(t, reply, "Four-eyes")
+				assert.Zero(t, f.reliefCalls("restart-transport"))
+			}
+		})
+	}
 }
