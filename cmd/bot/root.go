@@ -35,7 +35,7 @@ and every key from the environment as NDRBOT_<SECTION>_<KEY>.`,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.configFile, "config", "", "configuration file (YAML)")
-	root.AddCommand(newDiagnoseCmd(g), newServeCmd(g), newPlaybooksCmd(g), newConfigCmd(g), newAuditCmd(g), newVersionCmd(g))
+	root.AddCommand(newDiagnoseCmd(g), newServeCmd(g), newPlaybooksCmd(g), newConfigCmd(g), newAuditCmd(g), newStoreCmd(g), newVersionCmd(g))
 	return root
 }
 

@@ -69,10 +69,28 @@ func Open(ctx context.Context, path string, opt store.Options) (*Store, error) {
 	if path == "" {
 		path = store.DefaultSQLitePath()
 	}
+	s, err := open(ctx, path, opt)
+	if err != nil && !errors.Is(err, ErrCorrupt) && damaged(err) {
+		// SQLite may find the damage before quick_check does (reading the
+		// schema, setting the journal mode): the verdict is the same.
+		return nil, fmt.Errorf("%w (%w); restore it from a backup (the audit trail is in it)", ErrCorrupt, err)
+	}
+	return s, err
+}
+
+func open(ctx context.Context, path string, opt store.Options) (*Store, error) {
 	if dir := filepath.Dir(path); dir != "." {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("sqlite store: %w", err)
 		}
+	}
+	// The database holds the audit trail and what the reliefs ran: created
+	// readable by its owner only. SQLite gives the -wal and -shm files the
+	// database file's mode, so they follow.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		return nil, fmt.Errorf("sqlite store: %w", err)
+	} else if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("sqlite store: %w", err)
 	}
 	w, err := sql.Open("sqlite", DSN(path, false))
 	if err != nil {
@@ -91,6 +109,11 @@ func Open(ctx context.Context, path string, opt store.Options) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite store %s: journal mode is %s, want wal", path, mode)
 	}
+	// A damaged file is refused before anything is diagnosed or approved on it.
+	if err := check(ctx, w, "quick_check"); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
+	}
 	r, err := sql.Open("sqlite", DSN(path, true))
 	if err != nil {
 		w.Close()
@@ -104,6 +127,63 @@ func Open(ctx context.Context, path string, opt store.Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
 	}
 	return &Store{Store: core.New(db, Dialect, opt), path: path}, nil
+}
+
+// ErrCorrupt says the database file failed SQLite's own integrity check.
+var ErrCorrupt = errors.New("database file is damaged")
+
+// Check runs SQLite's full integrity_check (every index against its table),
+// slower than the quick_check Open runs.
+func (s *Store) Check(ctx context.Context) error {
+	db, err := sql.Open("sqlite", DSN(s.path, true))
+	if err != nil {
+		return fmt.Errorf("sqlite store %s: %w", s.path, err)
+	}
+	defer db.Close()
+	if err := check(ctx, db, "integrity_check"); err != nil {
+		return fmt.Errorf("sqlite store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// check runs an integrity pragma; SQLite answers the single row "ok", or one
+// row per problem found.
+func check(ctx context.Context, db *sql.DB, pragma string) error {
+	rows, err := db.QueryContext(ctx, "PRAGMA "+pragma)
+	if err != nil {
+		if damaged(err) {
+			return fmt.Errorf("%w: %s: %w", ErrCorrupt, pragma, err)
+		}
+		return fmt.Errorf("%s: %w", pragma, err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return fmt.Errorf("%s: %w", pragma, err)
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrCorrupt, pragma, err)
+	}
+	if len(problems) > 0 {
+		if len(problems) > 5 {
+			problems = append(problems[:5], fmt.Sprintf("… %d more", len(problems)-5))
+		}
+		return fmt.Errorf("%w: %s: %s; restore it from a backup (the audit trail is in it)", ErrCorrupt, pragma, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// damaged reports SQLite's own words for a damaged file: SQLITE_CORRUPT
+// ("database disk image is malformed") and SQLITE_NOTADB.
+func damaged(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "malformed") || strings.Contains(msg, "not a database")
 }
 
 func mustSub(f fs.FS, dir string) fs.FS {

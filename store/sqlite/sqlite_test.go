@@ -6,11 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ndrbot/ndrbot/audit"
+	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/store"
 	"github.com/ndrbot/ndrbot/store/sqlite"
 	"github.com/ndrbot/ndrbot/store/storetest"
@@ -104,3 +107,50 @@ func TestProcessRaceChild(t *testing.T) {
 }
 
 func BenchmarkStore(b *testing.B) { storetest.Bench(b, fresh) }
+
+// The database, its WAL and shared-memory files are readable by the owner only,
+// in a directory only the owner can enter, whatever the umask.
+func TestFileModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ndrbot")
+	path := filepath.Join(dir, "ndrbot.db")
+	s, err := sqlite.Open(context.Background(), path, store.Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = s.Append(context.Background(), audit.Record{Kind: "command", Actor: incident.Actor{ID: "cli:alice"}})
+	require.NoError(t, err)
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(f)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), f)
+	}
+	st, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), st.Mode().Perm(), dir)
+}
+
+// A damaged file is refused when the store opens, with a verdict that says so,
+// and Check's full integrity check agrees.
+func TestDamagedFileIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ndrbot.db")
+	s, err := sqlite.Open(context.Background(), path, store.Options{})
+	require.NoError(t, err)
+	for i := range 300 {
+		_, err = s.Append(context.Background(), audit.Record{Kind: "command", Actor: incident.Actor{ID: "cli:alice"},
+			Payload: map[string]any{"n": i, "pad": strings.Repeat("x", 200)}})
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Check(context.Background()))
+	require.NoError(t, s.Close())
+
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Greater(t, len(data), 16*4096, "the events fill pages past the schema")
+	for i := 8 * 4096; i < 12*4096; i++ { // four pages in the middle of the events
+		data[i] = 0xA5
+	}
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+
+	_, err = sqlite.Open(context.Background(), path, store.Options{})
+	require.ErrorIs(t, err, sqlite.ErrCorrupt)
+	assert.Contains(t, err.Error(), path)
+}
