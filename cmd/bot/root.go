@@ -50,6 +50,9 @@ func (g *globals) loadConfig() (config.Config, string, error) {
 	if err := cfg.Validate(); err != nil {
 		return cfg, "", &exitError{code: exitUsage, err: fmt.Errorf("invalid configuration (%s):\n%w", src, err)}
 	}
+	for _, w := range cfg.LooseSecretFiles() {
+		fmt.Fprintln(g.io.err, "warning: "+w)
+	}
 	return cfg, src.String(), nil
 }
 

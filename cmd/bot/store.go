@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 
 	"github.com/ndrbot/ndrbot/audit"
 	"github.com/spf13/pflag"
@@ -111,49 +110,22 @@ func (lf labFlags) flag() string {
 }
 
 // secretValues collects every secret of the configuration — set directly or read
-// from its *_file — by walking the Config for Secret fields, so a secret added to
-// a new section is covered without editing this list.
+// from its *_file — for redaction.
 func secretValues(cfg config.Config) ([]string, error) {
 	var out []string
-	var walk func(v reflect.Value) error
-	walk = func(v reflect.Value) error {
-		switch v.Kind() {
-		case reflect.Map:
-			for _, k := range v.MapKeys() {
-				if err := walk(v.MapIndex(k)); err != nil {
-					return err
-				}
-			}
-		case reflect.Struct:
-			t := v.Type()
-			for i := range t.NumField() {
-				if !t.Field(i).IsExported() {
-					continue
-				}
-				f := v.Field(i)
-				if s, ok := f.Interface().(config.Secret); ok {
-					file := v.FieldByName(t.Field(i).Name + "File")
-					path := ""
-					if file.IsValid() && file.Kind() == reflect.String {
-						path = file.String()
-					}
-					val, err := config.ResolveSecret(s, path)
-					if err != nil {
-						return err
-					}
-					if val != "" {
-						out = append(out, val)
-					}
-					continue
-				}
-				if err := walk(f); err != nil {
-					return err
-				}
-			}
+	for _, r := range cfg.Secrets() {
+		if r.KeyFile {
+			continue // binary key material: nothing a log line could echo
 		}
-		return nil
+		val, err := config.ResolveSecret(r.Value, r.File)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", r.Key, err)
+		}
+		if val != "" {
+			out = append(out, val)
+		}
 	}
-	return out, walk(reflect.ValueOf(cfg))
+	return out, nil
 }
 
 // processOwner names this process for leases and claims.
