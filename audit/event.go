@@ -42,6 +42,7 @@ const (
 	KindVoid            Kind = "void"             // (store) what would run changed: approval void
 	KindVoteRefused     Kind = "vote-refused"     // (store) a vote was refused (four-eyes)
 	KindRelief          Kind = "relief"           // (store) a relief execution started/finished
+	KindClaimRefused    Kind = "claim-refused"    // (store) a relief's claim met another execution on a host (running, or in cooldown)
 	KindEscalation      Kind = "escalation"
 	KindVerification    Kind = "verification" // a relief's verification and its verdict
 	KindChatPost        Kind = "chat-post"    // (store) a chat post was delivered

@@ -93,6 +93,8 @@ func Summary(e Event) string {
 		return join(s("relief"), "approval", s("approval_id"), "void:", s("reason"))
 	case KindVoteRefused:
 		return join("vote on", s("approval_id"), "refused:", s("reason"))
+	case KindClaimRefused:
+		return join("claim of", s("approval_id"), "refused:", s("reason"))
 	case KindRelief:
 		return join(s("relief"), "on", "["+s("hosts")+"]", s("state"), opt("exec", s("execution_id")), s("error"))
 	case KindChatPost:

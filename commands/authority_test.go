@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ndrbot/ndrbot/commands"
+	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/slack"
 	"github.com/ndrbot/ndrbot/slack/slackfake"
@@ -93,4 +94,35 @@ func TestFourEyesIsAFloor(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Two diagnoses of one outage in two channels, approved by two people: one
+// restart runs; the other click is told who ran what, where, and nothing runs.
+func TestTwoChannelsOneRestart(t *testing.T) {
+	f := newFixture(t, "overloaded-queue", time.Now)
+	const other = "C0INC2"
+	for _, ch := range []struct{ id, name string }{{channel, "inc-mail"}, {other, "inc-mail-2"}} {
+		r := f.svc.Command(t.Context(), commands.Request{Text: "diagnose 5.5.4", User: incident.Actor{ID: requester, Name: "req"},
+			ChannelID: ch.id, ChannelName: ch.name})
+		require.Contains(t, r.Text, "Started", r.Text)
+	}
+	f.svc.Wait()
+	first, ok := f.thread.last(channel + "/" + commands.ApprovalKey("restart-transport"))
+	require.True(t, ok)
+	second, ok := f.thread.last(other + "/" + commands.ApprovalKey("restart-transport"))
+	require.True(t, ok)
+
+	assert.Contains(t, f.click("approve", first.Approval.ApprovalID, approver, channel).Text, "Approved: running restart-transport")
+	reply := f.click("approve", second.Approval.ApprovalID, approver2, other).Text
+	f.svc.Wait()
+	assert.Contains(t, reply, "restart-transport not run:")
+	assert.Contains(t, reply, "ex01.lab.contoso.com")
+	assert.Contains(t, reply, "nothing was run")
+	assert.Equal(t, 1, f.reliefCalls("restart-transport"), "one restart of ex01")
+
+	card, ok := f.thread.last(other + "/" + commands.ApprovalKey("restart-transport"))
+	require.True(t, ok)
+	assert.Equal(t, commands.ApprovalFailed, card.Approval.State)
+	require.NotNil(t, card.Approval.Result)
+	assert.Contains(t, card.Approval.Result.Error, "restart-transport not run:")
 }

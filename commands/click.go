@@ -105,6 +105,16 @@ func (s *Service) vote(ctx context.Context, c Click, d incident.Decision) Reply 
 		if errors.Is(err, store.ErrVoid) {
 			return Reply{Text: "What would run changed since the approval was asked; the approval is void and must be asked again."}
 		}
+		var ge *store.GuardError
+		if errors.As(err, &ge) {
+			// Another run got there first (or its cooldown holds): the card says
+			// so for everyone in the thread, not only for the one who clicked.
+			live.thread.updateCard(ctx, a.ReliefID, func(c *ApprovalView) {
+				c.State = ApprovalFailed
+				c.Result = &incident.ReliefResult{Relief: a.ReliefID, Hosts: a.Hosts, Error: ge.Error(), Started: s.opts.Now()}
+			})
+			return Reply{Text: ge.Error() + "; nothing was run."}
+		}
 		return s.internal("claiming the relief", err)
 	}
 	s.goBackground(func(ctx context.Context) { s.relieve(ctx, live, a.ReliefID) })

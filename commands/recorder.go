@@ -134,7 +134,7 @@ func (r *Recorder) proposal(ctx context.Context, p incident.Proposal) {
 		RunID: r.run.ID, ProposalID: p.ID, ReliefID: p.Relief, Hosts: p.Hosts,
 		Digest:   incident.ProposalDigest(r.run.Playbook.Version, p),
 		Required: p.Approval.Approvers, FourEyes: !r.terminal && (r.fourEyes || p.Approval.FourEyes),
-		Requester: r.requester, ExpiresAt: r.now().Add(p.Approval.Expires),
+		Requester: r.requester, ExpiresAt: r.now().Add(p.Approval.Expires), Cooldown: p.Cooldown,
 	})
 	if err != nil {
 		r.fail("approval request", err)

@@ -97,6 +97,9 @@ type Proposal struct {
 	Because  []Finding      `json:"because"`
 	// Blocked explains why the relief may not run now (e.g. a cooldown); empty when it may.
 	Blocked string `json:"blocked,omitempty"`
+	// Cooldown is the relief's cooldown per host, as this run applies it (the lab
+	// scales it); the claim enforces it again across runs.
+	Cooldown time.Duration `json:"cooldown,omitempty"`
 }
 
 // ReliefResult is the outcome of an approved relief and of its verification.

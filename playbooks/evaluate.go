@@ -272,14 +272,15 @@ func (e *Engine) prepareProposal(ctx context.Context, run *Run, p *incident.Prop
 			return
 		}
 	}
+	// The lab scales cooldowns like waits, so demos can be repeated.
+	cooldown := time.Duration(float64(relief.Cooldown) / e.scale)
+	p.Cooldown = cooldown
 	for _, h := range hosts {
 		last, ok, err := e.history.LastRelief(ctx, relief.ID, h)
 		if err != nil {
 			p.Blocked = "cooldown could not be checked: " + err.Error()
 			break
 		}
-		// The lab scales cooldowns like waits, so demos can be repeated.
-		cooldown := time.Duration(float64(relief.Cooldown) / e.scale)
 		if ok && cooldown > 0 && e.now().Sub(last) < cooldown {
 			p.Blocked = fmt.Sprintf("%s already ran on %s at %s; cooldown %s lasts until %s", relief.ID, h,
 				last.UTC().Format("15:04:05Z"), cooldown, last.Add(cooldown).UTC().Format("15:04:05Z"))

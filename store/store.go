@@ -213,6 +213,9 @@ type NewApproval struct {
 	FourEyes  bool
 	Requester incident.Actor
 	ExpiresAt time.Time
+	// Cooldown forbids claiming this relief on a host where it started less
+	// than this long ago, from any run (0: none).
+	Cooldown time.Duration
 }
 
 // Vote is one recorded vote.
@@ -240,6 +243,7 @@ type Approval struct {
 	Reason     string                  `json:"reason,omitempty"` // why void/expired
 	Votes      []Vote                  `json:"votes"`
 	CreatedAt  time.Time               `json:"created_at"`
+	Cooldown   time.Duration           `json:"cooldown,omitempty"`
 }
 
 // Approvers returns the distinct actors who voted approve, in vote order.
@@ -365,6 +369,30 @@ func (e *ClaimError) Error() string {
 
 // Unwrap lets errors.Is match incident.ErrConflict.
 func (e *ClaimError) Unwrap() error { return incident.ErrConflict }
+
+// GuardError is a claim refused because of another execution on one of its
+// hosts, from any run or replica: a relief still running there (Until is zero),
+// or this relief's cooldown since it last started there (until Until).
+// errors.Is(err, incident.ErrNotAllowed).
+type GuardError struct {
+	Relief string
+	Host   string
+	Other  Execution
+	Until  time.Time
+}
+
+func (e *GuardError) Error() string {
+	x := e.Other
+	if e.Until.IsZero() {
+		return fmt.Sprintf("%s not run: %s is running on %s since %s (run %s, %s)", e.Relief, x.ReliefID, e.Host,
+			x.StartedAt.UTC().Format("15:04:05Z"), x.RunID, x.Owner)
+	}
+	return fmt.Sprintf("%s not run: it ran on %s at %s (run %s, %s); its cooldown lasts until %s", e.Relief, e.Host,
+		x.StartedAt.UTC().Format("15:04:05Z"), x.RunID, x.Owner, e.Until.UTC().Format("15:04:05Z"))
+}
+
+// Unwrap lets errors.Is match incident.ErrNotAllowed.
+func (e *GuardError) Unwrap() error { return incident.ErrNotAllowed }
 
 // ReliefOutcome is what FinishRelief records.
 type ReliefOutcome struct {

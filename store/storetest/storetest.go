@@ -48,6 +48,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Approvals", func(t *testing.T) { testApprovals(t, open) })
 	t.Run("VoteRace", func(t *testing.T) { testVoteRace(t, open) })
 	t.Run("Claims", func(t *testing.T) { testClaims(t, open) })
+	t.Run("ClaimGuards", func(t *testing.T) { testClaimGuards(t, open) })
 	t.Run("Recovery", func(t *testing.T) { testRecovery(t, open) })
 	t.Run("Outbox", func(t *testing.T) { testOutbox(t, open) })
 	t.Run("Dispatcher", func(t *testing.T) { testDispatcher(t, open) })
@@ -579,7 +580,10 @@ func testRecovery(t *testing.T, open Opener) {
 	// A live replica's work must not be taken over.
 	require.NoError(t, s.Heartbeat(ctx, "live", now.Add(time.Minute)))
 	liveRun := newRun(t, s, "live")
-	liveA := newApproval(t, s, liveRun.ID, 1, false, now.Add(time.Hour))
+	// On another server: one relief at a time per host holds across replicas.
+	liveA, err := s.RequestApproval(ctx, store.NewApproval{RunID: liveRun.ID, ReliefID: "restart-transport",
+		Hosts: []string{"ex03.contoso.com"}, Digest: digest, Required: 1, Requester: alice, ExpiresAt: now.Add(time.Hour)})
+	require.NoError(t, err)
 	_, err = s.Vote(ctx, liveA.ID, bob, incident.Approve, digest, now)
 	require.NoError(t, err)
 	liveX, err := s.ClaimRelief(ctx, liveA.ID, "live", digest)
@@ -996,7 +1000,7 @@ func testSchema(t *testing.T, open Opener) {
 	var tooNew *store.SchemaTooNewError
 	require.ErrorAs(t, err, &tooNew)
 	assert.Equal(t, 7, tooNew.DB)
-	assert.Contains(t, err.Error(), "database schema v7 is newer than this ndrbot (knows v2); upgrade ndrbot")
+	assert.Contains(t, err.Error(), "database schema v7 is newer than this ndrbot (knows v3); upgrade ndrbot")
 }
 
 // ---- processes racing ---------------------------------------------------------

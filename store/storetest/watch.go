@@ -42,7 +42,10 @@ func testWatch(t *testing.T, open Opener) {
 		for _, table := range []string{"watch_cursors", "watch_messages", "ndr_events", "watch_alert_heads", "watch_alerts", "watch_subscriptions"} {
 			inst.Exec(t, "DROP TABLE "+table)
 		}
-		inst.Exec(t, `DELETE FROM schema_version WHERE version = 2`)
+		// And before the claim guards (v3): migrating re-applies both.
+		inst.Exec(t, `DROP INDEX execution_hosts_host`)
+		inst.Exec(t, `ALTER TABLE approvals DROP COLUMN cooldown_us`)
+		inst.Exec(t, `DELETE FROM schema_version WHERE version IN (2, 3)`)
 		s, err := inst.Reopen(t, store.Options{})
 		require.NoError(t, err)
 		defer s.Close()

@@ -13,15 +13,15 @@ import (
 )
 
 const approvalCols = `id, run_id, proposal_id, relief_id, hosts, digest, required, four_eyes, requester_id, requester_name,
-	expires_us, status, decided_by_id, decided_by_name, decided_us, reason, created_us`
+	expires_us, status, decided_by_id, decided_by_name, decided_us, reason, created_us, cooldown_us`
 
 func scanApproval(r Row) (store.Approval, error) {
 	var a store.Approval
 	var hosts, status string
-	var expires, decided, created int64
+	var expires, decided, created, cooldown int64
 	var dID, dName, reason sql.NullString
 	err := r.Scan(&a.ID, &a.RunID, &a.ProposalID, &a.ReliefID, &hosts, &a.Digest, &a.Required, &a.FourEyes,
-		&a.Requester.ID, &a.Requester.Name, &expires, &status, &dID, &dName, &decided, &reason, &created)
+		&a.Requester.ID, &a.Requester.Name, &expires, &status, &dID, &dName, &decided, &reason, &created, &cooldown)
 	if err != nil {
 		return a, err
 	}
@@ -29,6 +29,7 @@ func scanApproval(r Row) (store.Approval, error) {
 	a.DecidedBy = incident.Actor{ID: dID.String, Name: dName.String}
 	a.ExpiresAt, a.DecidedAt, a.CreatedAt = fromUS(expires), fromUS(decided), fromUS(created)
 	a.Reason = reason.String
+	a.Cooldown = time.Duration(cooldown) * time.Microsecond
 	return a, json.Unmarshal([]byte(hosts), &a.Hosts)
 }
 
@@ -86,13 +87,13 @@ func (s *Store) RequestApproval(ctx context.Context, na store.NewApproval) (stor
 	now := s.now()
 	a := store.Approval{RunID: na.RunID, ProposalID: na.ProposalID, ReliefID: na.ReliefID, Hosts: na.Hosts,
 		Digest: na.Digest, Required: na.Required, FourEyes: na.FourEyes, Requester: na.Requester,
-		ExpiresAt: audit.TimeUS(na.ExpiresAt), Status: incident.ApprovalPending, CreatedAt: now}
+		ExpiresAt: audit.TimeUS(na.ExpiresAt), Status: incident.ApprovalPending, CreatedAt: now, Cooldown: na.Cooldown.Truncate(time.Microsecond)}
 	err := s.db.Write(ctx, func(tx Q) error {
 		id, err := s.newID("a", func(id string) (int64, error) {
-			n, err := tx.Exec(ctx, `INSERT INTO approvals (`+approvalCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, 0, NULL, ?)
+			n, err := tx.Exec(ctx, `INSERT INTO approvals (`+approvalCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, 0, NULL, ?, ?)
 				ON CONFLICT (id) DO NOTHING`,
 				id, a.RunID, a.ProposalID, a.ReliefID, string(hosts), a.Digest, a.Required, a.FourEyes,
-				a.Requester.ID, a.Requester.Name, us(a.ExpiresAt), string(a.Status), us(now))
+				a.Requester.ID, a.Requester.Name, us(a.ExpiresAt), string(a.Status), us(now), a.Cooldown.Microseconds())
 			if isFK(err) {
 				return 0, notFound("run", a.RunID)
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ndrbot/ndrbot/audit"
@@ -78,6 +79,15 @@ func (s *Store) ClaimRelief(ctx context.Context, approvalID, owner, digestNow st
 			refusal = &store.VoteError{Refusal: store.RefusedVoid, Approval: a}
 			return nil
 		}
+		if g, err := s.guard(ctx, tx, a, now); err != nil {
+			return err
+		} else if g != nil {
+			refusal = g
+			_, err := s.appendTx(ctx, tx, audit.Record{Actor: incident.BotActor, RunID: a.RunID, Kind: audit.KindClaimRefused, Time: now,
+				Payload: map[string]any{"approval_id": a.ID, "relief": a.ReliefID, "host": g.Host, "owner": owner,
+					"other_execution": g.Other.ID, "other_run": g.Other.RunID, "reason": g.Error()}})
+			return err
+		}
 		hosts, _ := json.Marshal(a.Hosts)
 		x = store.Execution{ApprovalID: a.ID, RunID: a.RunID, ReliefID: a.ReliefID, Hosts: a.Hosts, Digest: a.Digest,
 			Owner: owner, State: incident.ExecRunning, StartedAt: now}
@@ -110,6 +120,54 @@ func (s *Store) ClaimRelief(ctx context.Context, approvalID, owner, digestNow st
 		return store.Execution{}, refusal
 	}
 	return x, nil
+}
+
+// guard checks, inside the claim's transaction, what no single run can see: a
+// relief running on one of the hosts, or this relief's cooldown there, from any
+// run, channel or replica. Claims are serialised first — SQLite's write
+// transaction holds the database; PostgreSQL locks the audit head row every
+// claim appends to — so two claims on one host cannot both pass.
+func (s *Store) guard(ctx context.Context, tx Q, a store.Approval, now time.Time) (*store.GuardError, error) {
+	if s.d.ForUpdate != "" {
+		var seq int64
+		if err := tx.QueryRow(ctx, `SELECT seq FROM audit_head WHERE id = 1`+s.d.ForUpdate).Scan(&seq); err != nil {
+			return nil, fmt.Errorf("serialising the claim: %w", err)
+		}
+	}
+	for _, h := range a.Hosts {
+		other, err := scanExec(tx.QueryRow(ctx, `SELECT `+prefixed("e.", execCols)+` FROM execution_hosts h JOIN executions e ON e.id = h.execution_id
+			WHERE h.host = ? AND e.state = ? ORDER BY e.started_us DESC LIMIT 1`, h, string(incident.ExecRunning)))
+		switch {
+		case err == nil:
+			return &store.GuardError{Relief: a.ReliefID, Host: h, Other: other}, nil
+		case !s.d.IsNoRows(err):
+			return nil, err
+		}
+		if a.Cooldown <= 0 {
+			continue
+		}
+		last, err := scanExec(tx.QueryRow(ctx, `SELECT `+prefixed("e.", execCols)+` FROM execution_hosts h JOIN executions e ON e.id = h.execution_id
+			WHERE h.relief_id = ? AND h.host = ? ORDER BY h.started_us DESC LIMIT 1`, a.ReliefID, h))
+		switch {
+		case s.d.IsNoRows(err):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		if until := last.StartedAt.Add(a.Cooldown); now.Before(until) {
+			return &store.GuardError{Relief: a.ReliefID, Host: h, Other: last, Until: until}, nil
+		}
+	}
+	return nil, nil
+}
+
+// prefixed qualifies each column of a column list with a table alias.
+func prefixed(alias, cols string) string {
+	parts := strings.Split(cols, ",")
+	for i, c := range parts {
+		parts[i] = alias + strings.TrimSpace(c)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func approverNames(a store.Approval) []string {
