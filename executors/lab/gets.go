@@ -136,8 +136,10 @@ func (o *org) trackingEvents(s *server, now time.Time) []*trackingEvent {
 	// "5-minute" wait would otherwise find nothing new in its window.
 	// At the clock's own precision: a query's now is rounded to the
 	// millisecond, and a re-check right after a relief must still see it.
-	// Only the server's most recent stream recurs, so which failure came last
-	// does not depend on which query (FAIL or DEFER, run concurrently) came last.
+	// Only the server's first stream (in the organisation file's order) recurs,
+	// so which failure came last depends neither on which query (FAIL or DEFER,
+	// run concurrently) came last nor on where the clock falls in each stream's
+	// period.
 	var recurring *stream
 	var latest time.Time
 	for _, st := range o.streams {
@@ -145,8 +147,11 @@ func (o *org) trackingEvents(s *server, now time.Time) []*trackingEvent {
 			continue
 		}
 		evs := st.events(until)
-		if len(evs) > 0 && (recurring == nil || evs[len(evs)-1].Timestamp.After(latest)) {
-			recurring, latest = st, evs[len(evs)-1].Timestamp
+		if len(evs) > 0 && recurring == nil {
+			recurring = st
+		}
+		for _, ev := range evs {
+			latest = maxTime(latest, ev.Timestamp)
 		}
 		out = append(out, evs...)
 	}
@@ -703,4 +708,11 @@ func (o *org) portView(s *server, host string, port int64) portView {
 		}
 	}
 	return portView{err: "No such host is known"}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
