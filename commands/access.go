@@ -79,10 +79,11 @@ func (a *authorizer) holds(ctx context.Context, user, role string, live bool) (b
 		if !isGroup(id) || a.groups == nil {
 			continue
 		}
-		members, err := a.groups.GroupMembers(ctx, id)
+		lookup := a.groups.GroupMembers
 		if live {
-			members, err = a.groups.GroupMembersNow(ctx, id)
+			lookup = a.groups.GroupMembersNow
 		}
+		members, err := lookup(ctx, id)
 		if err != nil {
 			return false, err
 		}

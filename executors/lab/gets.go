@@ -320,12 +320,19 @@ func transportObj(s *server) *psobj.Object {
 }
 
 func getSendConnector(c *call) ([]any, error) {
+	return byIdentity(c, c.o.connectors, func(sc *sendConnector, id string) bool { return strings.EqualFold(sc.identity, id) },
+		sendConnectorObj)
+}
+
+// byIdentity answers a Get- cmdlet over items: all of them, or the ones its
+// -Identity names; naming none is the cmdlet's not-found error, as in Exchange.
+func byIdentity[T any](c *call, items []T, named func(T, string) bool, obj func(T) *psobj.Object) ([]any, error) {
 	var out []any
-	for _, sc := range c.o.connectors {
-		if c.has("Identity") && !strings.EqualFold(sc.identity, c.str("Identity")) {
+	for _, it := range items {
+		if c.has("Identity") && !named(it, c.str("Identity")) {
 			continue
 		}
-		out = append(out, sendConnectorObj(sc))
+		out = append(out, obj(it))
 	}
 	if c.has("Identity") && len(out) == 0 {
 		return nil, c.notFound(c.str("Identity"))
@@ -456,15 +463,9 @@ func receiveConnectorObj(s *server, rc *receiveConnector) *psobj.Object {
 }
 
 func getMailbox(c *call) ([]any, error) {
-	var out []any
-	for _, m := range c.o.mailboxes {
-		if c.has("Identity") && c.o.mailbox(c.str("Identity")) != m {
-			continue
-		}
-		out = append(out, c.o.mailboxObj(m))
-	}
-	if c.has("Identity") && len(out) == 0 {
-		return nil, c.notFound(c.str("Identity"))
+	out, err := byIdentity(c, c.o.mailboxes, func(m *userMailbox, id string) bool { return c.o.mailbox(id) == m }, c.o.mailboxObj)
+	if err != nil {
+		return nil, err
 	}
 	return c.limit(out), nil
 }
@@ -499,17 +500,7 @@ func (o *org) mailboxObj(m *userMailbox) *psobj.Object {
 }
 
 func getThrottlingPolicy(c *call) ([]any, error) {
-	var out []any
-	for _, pol := range c.o.policies {
-		if c.has("Identity") && c.o.findPolicy(c.str("Identity")) != pol {
-			continue
-		}
-		out = append(out, policyObj(pol))
-	}
-	if c.has("Identity") && len(out) == 0 {
-		return nil, c.notFound(c.str("Identity"))
-	}
-	return out, nil
+	return byIdentity(c, c.o.policies, func(pol *policy, id string) bool { return c.o.findPolicy(id) == pol }, policyObj)
 }
 
 func policyObj(pol *policy) *psobj.Object {
