@@ -1000,7 +1000,7 @@ func testSchema(t *testing.T, open Opener) {
 	var tooNew *store.SchemaTooNewError
 	require.ErrorAs(t, err, &tooNew)
 	assert.Equal(t, 7, tooNew.DB)
-	assert.Contains(t, err.Error(), "database schema v7 is newer than this ndrbot (knows v3); upgrade ndrbot")
+	assert.Contains(t, err.Error(), "database schema v7 is newer than this ndrbot (knows v4); upgrade ndrbot")
 }
 
 // ---- processes racing ---------------------------------------------------------

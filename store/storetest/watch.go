@@ -45,7 +45,12 @@ func testWatch(t *testing.T, open Opener) {
 		// And before the claim guards (v3): migrating re-applies both.
 		inst.Exec(t, `DROP INDEX execution_hosts_host`)
 		inst.Exec(t, `ALTER TABLE approvals DROP COLUMN cooldown_us`)
-		inst.Exec(t, `DELETE FROM schema_version WHERE version IN (2, 3)`)
+		// And before v4 (roles at claim, key epoch, replay cache).
+		inst.Exec(t, `DROP TABLE slack_requests`)
+		for _, col := range []string{"approvals DROP COLUMN role", "votes DROP COLUMN role", "audit_head DROP COLUMN key_id", "audit_head DROP COLUMN key_since"} {
+			inst.Exec(t, "ALTER TABLE "+col)
+		}
+		inst.Exec(t, `DELETE FROM schema_version WHERE version IN (2, 3, 4)`)
 		s, err := inst.Reopen(t, store.Options{})
 		require.NoError(t, err)
 		defer s.Close()
