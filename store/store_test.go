@@ -58,7 +58,7 @@ func TestVoteErrorKinds(t *testing.T) {
 
 func TestSchemaTooNewMessage(t *testing.T) {
 	err := &store.SchemaTooNewError{DB: 7, Known: 3}
-	assert.EqualError(t, err, "database schema v7 is newer than this ndrbot (knows v4); upgrade ndrbot")
+	assert.EqualError(t, err, "database schema v7 is newer than this ndrbot (knows v3); upgrade ndrbot")
 }
 
 func TestActor(t *testing.T) {
