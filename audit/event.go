@@ -125,8 +125,9 @@ type Source interface {
 
 // HeadSource is optionally implemented by a Source that also records the last
 // sequence number and hash written (so Verify can detect deleted tail events).
+// A missing head record is reported as ErrNoHead.
 type HeadSource interface {
-	AuditHead(ctx context.Context) (seq int64, hash string, err error)
+	AuditHead(ctx context.Context) (Head, error)
 }
 
 // TimeUS truncates t to microseconds in UTC: the precision events are stored and

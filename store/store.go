@@ -298,6 +298,11 @@ var (
 	ErrFourEyes     = errors.New("four-eyes violation")
 )
 
+// ErrAuditKeyMissing: the trail is sealed with an HMAC key but this store was
+// opened without one, so it refuses to write (unkeyed events would read as
+// forged). Nothing that needs an audit event — a vote, a relief — happens.
+var ErrAuditKeyMissing = errors.New("audit key missing")
+
 // VoteError is a refused vote (or claim). errors.Is matches incident.ErrConflict
 // (decided, expired, void, already voted) or incident.ErrNotAllowed (four-eyes,
 // not approved), and the specific sentinel. Approval is the approval as stored

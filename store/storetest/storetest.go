@@ -54,6 +54,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Dispatcher", func(t *testing.T) { testDispatcher(t, open) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
 	t.Run("Tamper", func(t *testing.T) { testTamper(t, open) })
+	t.Run("Anchors", func(t *testing.T) { testAnchors(t, open) })
 	t.Run("Schema", func(t *testing.T) { testSchema(t, open) })
 	t.Run("Watch", func(t *testing.T) { testWatch(t, open) })
 }
@@ -823,10 +824,10 @@ func testAudit(t *testing.T, open Opener) {
 		rep := verify(t, s, nil)
 		require.True(t, rep.OK, rep.String())
 		assert.EqualValues(t, 200, rep.Events)
-		seq, hash, err := s.AuditHead(ctx)
+		head, err := s.AuditHead(ctx)
 		require.NoError(t, err)
-		assert.EqualValues(t, 200, seq)
-		assert.Equal(t, rep.LastHash, hash)
+		assert.EqualValues(t, 200, head.Seq)
+		assert.Equal(t, rep.LastHash, head.Hash)
 	})
 
 	t.Run("redaction before append", func(t *testing.T) {
@@ -859,7 +860,7 @@ func testAudit(t *testing.T, open Opener) {
 		assert.True(t, rep.OK, rep.String())
 		assert.Zero(t, rep.Unkeyed)
 		assert.Equal(t, audit.ReasonNeedKey, verify(t, s, nil).Reason)
-		assert.Equal(t, audit.ReasonAltered, verify(t, s, []byte("wrong key")).Reason)
+		assert.Equal(t, audit.ReasonWrongKey, verify(t, s, []byte("wrong key")).Reason)
 	})
 
 	t.Run("filters and export", func(t *testing.T) {
@@ -924,20 +925,20 @@ func testTamper(t *testing.T, open Opener) {
 			inst.Exec(t, `UPDATE audit_events SET payload = ?, hash = ? WHERE seq = 3`, string(e.Payload), e.Hash)
 		}, wantSeq: 3, wantWhy: audit.ReasonReplaced},
 		{name: "append a forged event without the key", key: key, tamper: func(t *testing.T, inst Instance) {
-			last := storedEvent(t, inst.Store, 10)
-			forged := audit.Event{Seq: 11, Time: time.Now(), Actor: bob, Kind: audit.KindApproved,
+			last := storedEvent(t, inst.Store, 11) // 10 commands after the key's epoch event
+			forged := audit.Event{Seq: 12, Time: time.Now(), Actor: bob, Kind: audit.KindApproved,
 				Payload: json.RawMessage(`{"approval_id":"a-x","approvers":["bob"]}`)}
 			require.NoError(t, audit.Seal(&forged, last.Hash, nil))
 			insertEvent(t, inst, forged)
-		}, wantSeq: 11, wantWhy: audit.ReasonForged},
+		}, wantSeq: 12, wantWhy: audit.ReasonForged},
 		{name: "insert a forged event labelled hmac", key: key, tamper: func(t *testing.T, inst Instance) {
-			last := storedEvent(t, inst.Store, 10)
-			forged := audit.Event{Seq: 11, Time: time.Now(), Actor: bob, Kind: audit.KindApproved,
+			last := storedEvent(t, inst.Store, 11)
+			forged := audit.Event{Seq: 12, Time: time.Now(), Actor: bob, Kind: audit.KindApproved,
 				Payload: json.RawMessage(`{"approval_id":"a-x"}`)}
 			require.NoError(t, audit.Seal(&forged, last.Hash, []byte("guessed key")))
 			insertEvent(t, inst, forged)
-			inst.Exec(t, `UPDATE audit_head SET seq = 11, hash = ?`, forged.Hash)
-		}, wantSeq: 11, wantWhy: audit.ReasonAltered, wantText: "forged without the HMAC key"},
+			inst.Exec(t, `UPDATE audit_head SET seq = 12, hash = ?`, forged.Hash)
+		}, wantSeq: 12, wantWhy: audit.ReasonAltered, wantText: "forged without the HMAC key"},
 		{name: "untouched", tamper: func(*testing.T, Instance) {}},
 	}
 	for _, tc := range cases {

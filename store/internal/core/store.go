@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"strings"
@@ -147,12 +148,39 @@ func (s *Store) appendTx(ctx context.Context, tx Q, recs ...audit.Record) ([]aud
 		}
 		events[i] = audit.Event{Time: t, Actor: r.Actor, RunID: r.RunID, Kind: r.Kind, Payload: p}
 	}
-	var last int64
-	var prev string
-	if err := tx.QueryRow(ctx, `UPDATE audit_head SET seq = seq + ? WHERE id = 1 RETURNING seq, hash`, int64(len(recs))).Scan(&last, &prev); err != nil {
+	var (
+		last     int64
+		prev     string
+		headKey  string
+		keySince int64
+	)
+	if err := tx.QueryRow(ctx, `UPDATE audit_head SET seq = seq + ? WHERE id = 1 RETURNING seq, hash, key_id, key_since`, int64(len(recs))).
+		Scan(&last, &prev, &headKey, &keySince); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("audit: %w: refusing to write (run bot audit verify)", audit.ErrNoHead)
+		}
 		return nil, fmt.Errorf("audit head: %w", err)
 	}
-	seq := last - int64(len(recs))
+	keyID := audit.KeyID(s.opt.AuditKey)
+	switch {
+	case headKey != "" && keyID == "":
+		return nil, fmt.Errorf("%w: the audit trail is sealed with key id %s since event %d and no audit key is configured (store.audit_key_file): refusing to write unkeyed events",
+			store.ErrAuditKeyMissing, headKey, keySince)
+	case keyID != "" && headKey != keyID:
+		// First write with this key: the epoch event goes first, so every event
+		// after it is keyed and a trail later stripped of its keys is told apart.
+		since := last - int64(len(recs)) + 1
+		if err := tx.QueryRow(ctx, `UPDATE audit_head SET seq = seq + 1, key_id = ?, key_since = ? WHERE id = 1 RETURNING seq`, keyID, since).Scan(&last); err != nil {
+			return nil, fmt.Errorf("audit head: %w", err)
+		}
+		payload, err := json.Marshal(audit.KeyEpoch{KeyID: keyID, Since: since})
+		if err != nil {
+			return nil, err
+		}
+		epoch := audit.Event{Time: s.now(), Actor: incident.BotActor, Kind: audit.KindKeyEpoch, Payload: payload}
+		events = append([]audit.Event{epoch}, events...)
+	}
+	seq := last - int64(len(events))
 	for i := range events {
 		seq++
 		e := &events[i]
@@ -228,12 +256,15 @@ func (s *Store) Events(ctx context.Context, f audit.Filter) iter.Seq2[audit.Even
 	}
 }
 
-// AuditHead returns the last seq and hash written.
-func (s *Store) AuditHead(ctx context.Context) (int64, string, error) {
-	var seq int64
-	var hash string
-	err := s.db.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&seq, &hash)
-	return seq, hash, err
+// AuditHead returns the last seq and hash written and the key the trail is
+// sealed with; audit.ErrNoHead when the head record is gone.
+func (s *Store) AuditHead(ctx context.Context) (audit.Head, error) {
+	var h audit.Head
+	err := s.db.QueryRow(ctx, `SELECT seq, hash, key_id, key_since FROM audit_head WHERE id = 1`).Scan(&h.Seq, &h.Hash, &h.KeyID, &h.KeySince)
+	if errors.Is(err, sql.ErrNoRows) {
+		return h, audit.ErrNoHead
+	}
+	return h, err
 }
 
 // ---- runs -----------------------------------------------------------------
