@@ -103,6 +103,8 @@ func Summary(e Event) string {
 		return join(s("what"), s("id"), s("from"), "→", s("to"), s("note"))
 	case KindEscalation:
 		return join(s("reason"), opt("owner:", s("owner")))
+	case KindKeyEpoch:
+		return join("sealed with audit key", s("key_id"), "from here on")
 	}
 	for _, k := range []string{"text", "summary", "reason", "command"} {
 		if v := s(k); v != "" {

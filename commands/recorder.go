@@ -24,6 +24,7 @@ type Recorder struct {
 	requester incident.Actor
 	fourEyes  bool
 	terminal  bool
+	after     func()
 	now       func() time.Time
 	log       *slog.Logger
 
@@ -42,13 +43,15 @@ type RecorderOptions struct {
 	// Terminal waives four-eyes: the person at the terminal is both requester
 	// and approver by nature.
 	Terminal bool
-	Now      func() time.Time
-	Log      *slog.Logger
+	// AfterRelief is called once a relief's outcome or verification is recorded.
+	AfterRelief func()
+	Now         func() time.Time
+	Log         *slog.Logger
 }
 
 // NewRecorder records run for requester.
 func NewRecorder(st store.Store, run *playbooks.Run, requester incident.Actor, opts RecorderOptions) *Recorder {
-	r := &Recorder{store: st, run: run, requester: requester, fourEyes: opts.FourEyes, terminal: opts.Terminal, now: opts.Now, log: opts.Log,
+	r := &Recorder{store: st, run: run, requester: requester, fourEyes: opts.FourEyes, terminal: opts.Terminal, after: opts.AfterRelief, now: opts.Now, log: opts.Log,
 		approvals: map[string]store.Approval{}, executions: map[string]store.Execution{}}
 	if r.now == nil {
 		r.now = time.Now
@@ -57,6 +60,12 @@ func NewRecorder(st store.Store, run *playbooks.Run, requester incident.Actor, o
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	return r
+}
+
+func (r *Recorder) afterRelief() {
+	if r.after != nil {
+		r.after()
+	}
 }
 
 // Err is the first store write that failed, if any.
@@ -112,10 +121,12 @@ func (r *Recorder) Observe(ctx context.Context, ev incident.Event) {
 		if ok {
 			_, err := r.store.FinishRelief(ctx, x.ID, store.ReliefOutcome{OK: ev.Relief.OK, Output: ev.Relief.Output, Error: ev.Relief.Error})
 			r.fail("relief outcome", err)
+			r.afterRelief()
 		}
 	case incident.EventReliefVerified:
 		_, err := r.store.Append(ctx, audit.Record{Actor: incident.BotActor, RunID: r.run.ID, Kind: audit.KindVerification, Payload: ev.Relief})
 		r.fail("verification", err)
+		r.afterRelief()
 	case incident.EventEscalation:
 		_, err := r.store.Append(ctx, audit.Record{Actor: incident.BotActor, RunID: r.run.ID, Kind: audit.KindEscalation, Payload: ev.Escalation})
 		r.fail("escalation", err)

@@ -38,8 +38,11 @@ type Options struct {
 	Owner string
 	// EscalationChannel receives a copy of every escalation summary.
 	EscalationChannel string
-	Now               func() time.Time
-	Log               *slog.Logger
+	// AfterRelief is called when a relief's outcome or verification has been
+	// recorded (the audit checkpointer's nudge); nil for none.
+	AfterRelief func()
+	Now         func() time.Time
+	Log         *slog.Logger
 }
 
 // Service handles `/ndr …` commands and button clicks without knowing the chat
@@ -232,7 +235,7 @@ func (s *Service) diagnose(ctx context.Context, req Request, args Args) Reply {
 
 // track wires a run's observers and keeps it in memory.
 func (s *Service) track(run *playbooks.Run, requester incident.Actor, channel string) *liveRun {
-	rec := NewRecorder(s.opts.Store, run, requester, RecorderOptions{FourEyes: s.opts.Access.FourEyes, Now: s.opts.Now, Log: s.log})
+	rec := NewRecorder(s.opts.Store, run, requester, RecorderOptions{FourEyes: s.opts.Access.FourEyes, AfterRelief: s.opts.AfterRelief, Now: s.opts.Now, Log: s.log})
 	live := &liveRun{run: run, rec: rec, requester: requester, channel: channel}
 	live.thread = &threadObserver{svc: s, live: live}
 	run.Observer = Fanout{rec, live.thread}

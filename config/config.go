@@ -177,6 +177,23 @@ type Store struct {
 	// write access to the database cannot recompute the chain.
 	AuditKey     Secret `mapstructure:"audit_key" yaml:"audit_key"`
 	AuditKeyFile string `mapstructure:"audit_key_file" yaml:"audit_key_file" config:"path"`
+	// Checkpoints anchor the trail outside the database (they need the audit key).
+	Checkpoints Checkpoints `mapstructure:"checkpoints" yaml:"checkpoints"`
+}
+
+// Checkpoints are signed statements of the audit trail's head, written where
+// the database's writer cannot rewrite them; `bot audit verify --checkpoints`
+// checks the trail against them (a deleted tail, a rewritten head).
+type Checkpoints struct {
+	// File is appended one line per checkpoint (make it append-only: chattr +a,
+	// or ship it to a log host).
+	File string `mapstructure:"file" yaml:"file" config:"path"`
+	// Channel is a Slack channel id (C…) the bot posts each checkpoint to; the
+	// channel's history is the copy an attacker of the database cannot reach.
+	Channel string `mapstructure:"channel" yaml:"channel"`
+	// Interval between periodic checkpoints while `bot serve` runs (one is also
+	// written after every relief and at shutdown).
+	Interval time.Duration `mapstructure:"interval" yaml:"interval"`
 }
 
 // Slack connects `bot serve` to a workspace.
@@ -288,7 +305,7 @@ func defaults() Config {
 			// graph-503 refuses to start until RequireApp is satisfied.
 			"graph": {Kind: KindGraph, Endpoints: []string{}},
 		},
-		Store:  Store{Driver: "sqlite"},
+		Store:  Store{Driver: "sqlite", Checkpoints: Checkpoints{Interval: 15 * time.Minute}},
 		Slack:  Slack{Mode: "socket", APIURL: "https://slack.com/api/", Listen: ":8080", Channels: []string{}},
 		Access: Access{FourEyes: true, Responders: []string{}, Approvers: []string{}, Admins: []string{}},
 		Lab:    Lab{TimeScale: 300},

@@ -480,7 +480,19 @@ func (v *validator) store() {
 	default:
 		v.add("store.driver", "%q must be sqlite or postgres", st.Driver)
 	}
+	cp := st.Checkpoints
+	if (cp.File != "" || cp.Channel != "") && st.AuditKey == "" && st.AuditKeyFile == "" {
+		v.add("store.checkpoints", "are signed with the audit key: set store.audit_key_file (or %s)", EnvName("store.audit_key"))
+	}
+	if cp.Channel != "" && !channelIDRE.MatchString(cp.Channel) {
+		v.add("store.checkpoints.channel", "%q is not a Slack channel id (C…/G…)", cp.Channel)
+	}
+	if cp.Interval < time.Minute {
+		v.add("store.checkpoints.interval", "%s must be at least 1m", cp.Interval)
+	}
 }
+
+var channelIDRE = regexp.MustCompile(`^[CG][A-Z0-9]{2,}$`)
 
 func (v *validator) slack() {
 	sl := v.c.Slack

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,28 +13,51 @@ import (
 
 func newAuditCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "audit", Short: "Verify, export and show the tamper-evident audit trail"}
-	c.AddCommand(&cobra.Command{
+	var checkpointFiles []string
+	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Walk the hash chain and name the first edited, deleted, inserted or reordered event",
 		Long: `Recomputes every event's hash (HMAC-SHA256 when store.audit_key is set) and its
 link to the previous event. Exit 0 when the chain is intact, 1 when it is not — the
-message names the first bad sequence number and why.`,
-		Example: "  bot audit verify\n  NDRBOT_STORE_AUDIT_KEY_FILE=/run/secrets/audit-key bot audit verify",
+message names the first bad sequence number and why.
+
+With --checkpoints (the file store.checkpoints.file wrote, syslog, or an export of
+the store.checkpoints.channel), the chain is also held against those signed
+statements of its head, kept where the database's writer cannot reach: a deleted
+tail or a rewritten head is found even when the head row was rewritten or deleted
+with it. Checkpoints need the audit key.`,
+		Example: "  bot audit verify\n  NDRBOT_STORE_AUDIT_KEY_FILE=/run/secrets/audit-key bot audit verify --checkpoints /var/log/ndrbot/checkpoints.log",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cps []audit.Checkpoint
+			for _, path := range checkpointFiles {
+				got, err := readCheckpointFile(path)
+				if err != nil {
+					return usageErr("--checkpoints: %v", err)
+				}
+				cps = append(cps, got...)
+			}
 			return g.withStore(cmd.Context(), func(st store.Store, key []byte) error {
-				rep, err := audit.Verify(cmd.Context(), st, key)
+				if len(cps) > 0 && len(key) == 0 {
+					return usageErr("--checkpoints: they are signed with the audit key: set store.audit_key_file")
+				}
+				rep, err := audit.Verify(cmd.Context(), st, key, cps...)
 				if err != nil {
 					return err
 				}
 				fmt.Fprintln(g.io.out, rep.String())
+				if len(checkpointFiles) > 0 && len(cps) == 0 {
+					fmt.Fprintln(g.io.err, "warning: the checkpoint files hold no checkpoint")
+				}
 				if !rep.OK {
 					return &exitError{code: 1}
 				}
 				return nil
 			})
 		},
-	})
+	}
+	verify.Flags().StringArrayVar(&checkpointFiles, "checkpoints", nil, "a file holding checkpoint lines (repeatable)")
+	c.AddCommand(verify)
 
 	var run, since, format string
 	export := &cobra.Command{
@@ -81,4 +105,17 @@ message names the first bad sequence number and why.`,
 		},
 	})
 	return c
+}
+
+func readCheckpointFile(path string) ([]audit.Checkpoint, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cps, err := audit.ReadCheckpoints(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cps, nil
 }

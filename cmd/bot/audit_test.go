@@ -214,3 +214,53 @@ func assertNoReliefTwice(t *testing.T) {
 		assert.LessOrEqual(t, len(xs), 1, "run %s ran its relief %d times", run.ID, len(xs))
 	}
 }
+
+// Checkpoints written by the CLI after each run anchor the trail: a tail deleted
+// together with a rewritten head row passes a plain verify and fails one given
+// the checkpoint file; a deleted head row is a verdict, not a SQL error.
+func TestAuditCheckpointsCLI(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	keyFile := filepath.Join(dir, "audit.key")
+	require.NoError(t, os.WriteFile(keyFile, []byte("cli-checkpoint-test-key-32-bytes"), 0o600))
+	cpFile := filepath.Join(dir, "log", "checkpoints.log")
+	env := []string{"USER=alice", "NDRBOT_LAB_TIME_SCALE=3000", "NDRBOT_STORE_AUDIT_KEY_FILE=" + keyFile, "NDRBOT_STORE_CHECKPOINTS_FILE=" + cpFile}
+
+	r := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
+	require.Equal(t, exitFindings, r.code, r.out+r.err)
+	r = bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "healthy")
+	require.Equal(t, 0, r.code, r.out+r.err)
+	lines, err := os.ReadFile(cpFile)
+	require.NoError(t, err)
+	require.Equal(t, 2, strings.Count(string(lines), "ndrbot-audit-checkpoint v1"), string(lines))
+	firstSeq, err := strconv.ParseInt(regexp.MustCompile(`seq=(\d+)`).FindStringSubmatch(string(lines))[1], 10, 64)
+	require.NoError(t, err)
+
+	v := bot(t, env, "", false, "audit", "verify", "--checkpoints", cpFile)
+	require.Equal(t, 0, v.code, v.out+v.err)
+	assert.Contains(t, v.out, "matches 2 checkpoint(s)")
+
+	// Cut the trail back to the first checkpoint and make the head row agree.
+	db, err := sql.Open("sqlite", "ndrbot.db")
+	require.NoError(t, err)
+	defer db.Close()
+	var hash string
+	require.NoError(t, db.QueryRow(`SELECT hash FROM audit_events WHERE seq = ?`, firstSeq).Scan(&hash))
+	_, err = db.Exec(`DELETE FROM audit_events WHERE seq > ?`, firstSeq)
+	require.NoError(t, err)
+	_, err = db.Exec(`UPDATE audit_head SET seq = ?, hash = ?`, firstSeq, hash)
+	require.NoError(t, err)
+
+	v = bot(t, env, "", false, "audit", "verify")
+	assert.Equal(t, 0, v.code, "the database alone agrees with itself: %s", v.out)
+	v = bot(t, env, "", false, "audit", "verify", "--checkpoints", cpFile)
+	assert.Equal(t, 1, v.code, v.out+v.err)
+	assert.Contains(t, v.out, "(truncated)")
+
+	_, err = db.Exec(`DELETE FROM audit_head`)
+	require.NoError(t, err)
+	v = bot(t, env, "", false, "audit", "verify")
+	assert.Equal(t, 1, v.code, v.out+v.err)
+	assert.Contains(t, v.out, "(head-missing)")
+	assert.Empty(t, v.err)
+}

@@ -206,11 +206,15 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		return usageErr("%v", err)
 	}
 
-	st, _, err := g.openStore(ctx, cfg)
+	st, key, err := g.openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	anchor, err := newCheckpointer(cfg, st, key, nil, g.logger(cfg))
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
 	out := &terminal{w: g.io.out, quiet: f.json, live: g.io.interactive, progress: g.io.err, scale: scale}
 	owner := processOwner(g.io)
 	actor := incident.CLIActor(cliUser(g.io))
@@ -289,6 +293,11 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	}
 	if err := rec.Finish(ctx); err != nil {
 		return fmt.Errorf("the audit trail of run %s is incomplete: %w", run.ID, err)
+	}
+	if anchor != nil {
+		if err := anchor.Once(ctx); err != nil {
+			fmt.Fprintf(g.io.err, "warning: %v\n", err)
+		}
 	}
 
 	code := exitCode(run)

@@ -94,11 +94,15 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 		return err
 	}
 
-	st, _, err := g.openStore(ctx, cfg)
+	st, key, err := g.openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	anchor, err := newCheckpointer(cfg, st, key, poster, g.logger(cfg))
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
 	host, _ := os.Hostname()
 	owner := fmt.Sprintf("serve@%s:%d", host, os.Getpid())
 
@@ -113,6 +117,7 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 		Access: commands.Access{Responders: cfg.Access.Responders, Approvers: cfg.Access.Approvers, Admins: cfg.Access.Admins,
 			Channels: cfg.Slack.Channels, FourEyes: cfg.Access.FourEyes},
 		Owner: owner, EscalationChannel: cfg.Slack.EscalationChannel, Log: log,
+		AfterRelief: anchor.Nudge,
 	})
 	ad, err := slack.New(opts, poster, svc)
 	if err != nil {
@@ -150,6 +155,11 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 		return nil
 	})
 	g2.Go(func() error { return sweepExpired(deliverCtx, st, svc, f.sweep, log) })
+	if anchor != nil {
+		// Stopped with delivery, after the last run's events: its final
+		// checkpoint covers everything this process wrote.
+		g2.Go(func() error { return anchor.Run(deliverCtx) })
+	}
 	// The NDR watch posts through the thread: it stops with the intake, before the
 	// thread is closed.
 	watchCtx, stopWatch := context.WithCancel(context.Background())
