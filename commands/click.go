@@ -86,7 +86,7 @@ func (s *Service) vote(ctx context.Context, c Click, d incident.Decision) Reply 
 		s.cardAfterRefusal(ctx, live, ve)
 		return Reply{Text: refusalText(ve)}
 	case err != nil:
-		return s.internal("recording the vote", err)
+		return s.writeRefused(ctx, run, a.ReliefID, "recording your vote", err)
 	}
 	switch out.Kind {
 	case store.OutcomeWaiting:
@@ -115,7 +115,11 @@ func (s *Service) vote(ctx context.Context, c Click, d incident.Decision) Reply 
 			})
 			return Reply{Text: ge.Error() + "; nothing was run."}
 		}
-		return s.internal("claiming the relief", err)
+		live.thread.updateCard(ctx, a.ReliefID, func(c *ApprovalView) {
+			c.State = ApprovalFailed
+			c.Result = &incident.ReliefResult{Relief: a.ReliefID, Hosts: a.Hosts, Error: "not run: the audit trail could not record its start", Started: s.opts.Now()}
+		})
+		return s.writeRefused(ctx, run, a.ReliefID, "recording the relief's start", err)
 	}
 	s.goBackground(func(ctx context.Context) { s.relieve(ctx, live, a.ReliefID) })
 	return Reply{Text: fmt.Sprintf("Approved: running %s on %s.", a.ReliefID, strings.Join(a.Hosts, ", "))}
@@ -239,4 +243,35 @@ func (s *Service) playbookOf(r store.Run) (*playbooks.Playbook, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: playbook %s of run %s is no longer loaded", incident.ErrNotFound, r.Playbook, r.ID)
+}
+
+// writeRefused answers a decision the store could not record (disk full, a
+// read-only database, a trail sealed with a key this process lacks): nothing
+// ran, and since the thread's posts go through the store as well, the thread is
+// told directly through the Alarm, so the channel learns it and not only the
+// clicker. The log has the whole error under the id the message names.
+func (s *Service) writeRefused(ctx context.Context, run store.Run, relief, what string, err error) Reply {
+	id := s.logError(what, err, "run", run.ID, "relief", relief)
+	text := fmt.Sprintf("%s was not run: the bot could not write to its store while %s (%s; error %s). "+
+		"Nothing changed on the servers. Fix the store, then run the diagnosis again.", relief, what, storeTrouble(err), id)
+	if s.opts.Alarm != nil && run.Chat.ThreadTS != "" {
+		if aerr := s.opts.Alarm.Alarm(ctx, run.Chat.Channel, run.Chat.ThreadTS, ":rotating_light: "+text); aerr != nil {
+			s.log.Error("alarm to the thread", "run", run.ID, "error_id", id, "err", aerr)
+		}
+	}
+	return Reply{Text: text}
+}
+
+// storeTrouble names, in an admin's words, why a store write failed.
+func storeTrouble(err error) string {
+	msg := strings.ToLower(err.Error())
+	switch {
+	case errors.Is(err, store.ErrAuditKeyMissing):
+		return "the audit trail is sealed with a key this bot was not given"
+	case strings.Contains(msg, "disk is full"), strings.Contains(msg, "disk full"), strings.Contains(msg, "no space left"):
+		return "database or disk is full"
+	case strings.Contains(msg, "read-only"), strings.Contains(msg, "readonly"):
+		return "the database is read-only"
+	}
+	return "the audit trail could not be written"
 }

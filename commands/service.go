@@ -25,6 +25,12 @@ type Thread interface {
 	Publish(ctx context.Context, m Message) error
 }
 
+// Alarm reaches a run's thread without the store: for the moment the store
+// refuses a write, when the thread's own posts (stored first) cannot go out.
+type Alarm interface {
+	Alarm(ctx context.Context, channel, threadTS, text string) error
+}
+
 // Options are a Service's dependencies.
 type Options struct {
 	// Catalog returns the current playbooks (they may be reloaded).
@@ -32,6 +38,7 @@ type Options struct {
 	Engine  *playbooks.Engine
 	Store   store.Store
 	Thread  Thread
+	Alarm   Alarm // optional
 	Groups  Groups
 	Access  Access
 	// Owner names this process for leases and relief claims.
@@ -186,11 +193,17 @@ func (s *Service) help(context.Context, Request, Args) Reply {
 // internal answers with an error id and logs the whole chain under it: the user
 // sees something safe and actionable, the log has the detail.
 func (s *Service) internal(what string, err error) Reply {
+	id := s.logError(what, err)
+	return Reply{Text: fmt.Sprintf("Something went wrong while %s (error %s); the bot's log has the details.", what, id)}
+}
+
+// logError logs err under a fresh error id and returns the id.
+func (s *Service) logError(what string, err error, attrs ...any) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	id := "E" + hex.EncodeToString(b[:])
-	s.log.Error(what, "error_id", id, "err", err)
-	return Reply{Text: fmt.Sprintf("Something went wrong while %s (error %s); the bot's log has the details.", what, id)}
+	s.log.Error(what, append([]any{"error_id", id, "err", err}, attrs...)...)
+	return id
 }
 
 // refused records a refused command or click in the audit trail.

@@ -168,6 +168,13 @@ func (p *Poster) upload(ctx context.Context, channel, threadTS, key string, f Fi
 	return nil
 }
 
+// Alarm posts text into a thread at once, bypassing the outbox: for when the
+// store (which holds the outbox) refuses writes.
+func (p *Poster) Alarm(ctx context.Context, channel, threadTS, text string) error {
+	_, err := p.Deliver(ctx, channel, threadTS, "alarm", "", Rendered{Text: text})
+	return err
+}
+
 // Permalink returns a link to the message (chat.getPermalink), e.g. the thread
 // root for the escalation channel.
 func (p *Poster) Permalink(ctx context.Context, channel, ts string) (string, error) {

@@ -113,7 +113,7 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	eng := playbooks.NewEngine(tg, playbooks.Options{WaitScale: scale, Logger: log,
 		History: store.ReliefHistory{Store: st}})
 	svc := commands.New(commands.Options{
-		Catalog: func() *playbooks.Catalog { return cat }, Engine: eng, Store: st, Thread: thread, Groups: poster,
+		Catalog: func() *playbooks.Catalog { return cat }, Engine: eng, Store: st, Thread: thread, Alarm: poster, Groups: poster,
 		Access: commands.Access{Responders: cfg.Access.Responders, Approvers: cfg.Access.Approvers, Admins: cfg.Access.Admins,
 			Channels: cfg.Slack.Channels, FourEyes: cfg.Access.FourEyes},
 		Owner: owner, EscalationChannel: cfg.Slack.EscalationChannel, Log: log,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/store"
 	"github.com/ndrbot/ndrbot/store/pgtest"
 	"github.com/ndrbot/ndrbot/store/postgres"
@@ -28,6 +29,17 @@ func instance(t testing.TB, dsn string, opt store.Options) storetest.Instance {
 			t.Helper()
 			_, err := s.Pool().Exec(context.Background(), rebind(q), args...)
 			require.NoError(t, err, q)
+		},
+		FillDisk: func(t testing.TB, kind audit.Kind) {
+			t.Helper()
+			// SQLSTATE 53100 disk_full, with the message PostgreSQL gives when
+			// extending a relation meets ENOSPC.
+			_, err := s.Pool().Exec(context.Background(), `CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN RAISE EXCEPTION 'could not extend file "base/16384/16385": No space left on device' USING ERRCODE = 'disk_full'; END $$`)
+			require.NoError(t, err)
+			_, err = s.Pool().Exec(context.Background(), `CREATE TRIGGER disk_full BEFORE INSERT ON audit_events FOR EACH ROW
+				WHEN (NEW.kind = '`+string(kind)+`') EXECUTE FUNCTION disk_full()`)
+			require.NoError(t, err)
 		},
 		Reopen: func(t testing.TB, opt store.Options) (store.Store, error) {
 			s, err := postgres.Open(context.Background(), dsn, opt)

@@ -33,6 +33,14 @@ func openAt(t testing.TB, path string, opt store.Options) storetest.Instance {
 			_, err := raw.Exec(q, args...)
 			require.NoError(t, err, q)
 		},
+		FillDisk: func(t testing.TB, kind audit.Kind) {
+			t.Helper()
+			// SQLite's own words for SQLITE_FULL; a trigger raises them with
+			// SQLITE_CONSTRAINT's code, which callers must not depend on anyway.
+			_, err := raw.Exec(`CREATE TRIGGER disk_full BEFORE INSERT ON audit_events WHEN NEW.kind = '` + string(kind) + `'
+				BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
+			require.NoError(t, err)
+		},
 		Reopen: func(t testing.TB, opt store.Options) (store.Store, error) {
 			s, err := sqlite.Open(context.Background(), path, opt)
 			if err != nil {

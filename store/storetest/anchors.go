@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -145,4 +146,32 @@ func testAnchors(t *testing.T, open Opener) {
 		_, err := inst.Store.Append(ctxT(t), audit.Record{Actor: bob, Kind: audit.KindCommand, Payload: map[string]any{}})
 		require.ErrorIs(t, err, audit.ErrNoHead)
 	})
+}
+
+// testUnwritableAudit: a relief whose start cannot be audited does not start.
+func testUnwritableAudit(t *testing.T, open Opener) {
+	inst := open(t, store.Options{})
+	if inst.FillDisk == nil {
+		t.Skip("this backend cannot simulate a full disk")
+	}
+	s, ctx := inst.Store, ctxT(t)
+	a := approved(t, s, "restart-transport", 30*time.Minute, "ex01.contoso.com")
+	before, err := s.AuditHead(ctx)
+	require.NoError(t, err)
+	inst.FillDisk(t, audit.KindRelief)
+
+	_, err = s.ClaimRelief(ctx, a.ID, "bot-1", digest)
+	require.Error(t, err)
+	assert.Regexp(t, `(?i)disk is full|no space left`, err.Error())
+	xs, err := s.Executions(ctx, a.RunID)
+	require.NoError(t, err)
+	assert.Empty(t, xs, "no execution was claimed")
+	after, err := s.AuditHead(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "nothing was written")
+	// And nothing blocks the host afterwards: the claim left no trace.
+	ge := &store.GuardError{}
+	other := approved(t, s, "restart-transport", 30*time.Minute, "ex01.contoso.com")
+	_, err = s.ClaimRelief(ctx, other.ID, "bot-1", digest)
+	assert.False(t, errors.As(err, &ge), "no guard refusal from a claim that never happened: %v", err)
 }

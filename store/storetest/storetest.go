@@ -36,6 +36,10 @@ type Instance struct {
 	// Reopen opens another store on the same database: a restart, or a second
 	// replica. The caller closes it.
 	Reopen func(t testing.TB, opt store.Options) (store.Store, error)
+	// FillDisk makes every later insert of an audit event of kind fail the way a
+	// full disk fails it on this backend (a trigger: neither test machine's disk
+	// can be filled safely).
+	FillDisk func(t testing.TB, kind audit.Kind)
 }
 
 // Opener opens a store on a fresh database for t and registers its cleanup.
@@ -55,6 +59,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
 	t.Run("Tamper", func(t *testing.T) { testTamper(t, open) })
 	t.Run("Anchors", func(t *testing.T) { testAnchors(t, open) })
+	t.Run("UnwritableAudit", func(t *testing.T) { testUnwritableAudit(t, open) })
 	t.Run("Schema", func(t *testing.T) { testSchema(t, open) })
 	t.Run("Watch", func(t *testing.T) { testWatch(t, open) })
 }
