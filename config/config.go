@@ -211,6 +211,13 @@ type Slack struct {
 	Listen string `mapstructure:"listen" yaml:"listen"`
 	// APIURL is Slack's Web API base (GovSlack, proxies, tests).
 	APIURL string `mapstructure:"api_url" yaml:"api_url"`
+	// TeamID is the only workspace (T…) or Enterprise Grid organisation (E…)
+	// whose HTTP mode requests are accepted; others get 403. Empty: the bot
+	// token's workspace, as auth.test reports it at start.
+	TeamID string `mapstructure:"team_id" yaml:"team_id"`
+	// AppID is the only app (A…, Basic Information → App Credentials) whose HTTP
+	// mode requests are accepted; others get 403. Empty: not checked.
+	AppID string `mapstructure:"app_id" yaml:"app_id"`
 	// Channels allowed for /ndr: channel ids or name patterns such as inc-*.
 	Channels []string `mapstructure:"channels" yaml:"channels"`
 	// EscalationChannel receives every escalation summary, with a link to its thread.

@@ -502,6 +502,12 @@ func (v *validator) slack() {
 	if u, err := url.Parse(sl.APIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		v.add("slack.api_url", "%q is not an http(s) URL", sl.APIURL)
 	}
+	if sl.TeamID != "" && !slackTeamRE.MatchString(sl.TeamID) {
+		v.add("slack.team_id", "%q is not a Slack workspace id (T…) or Enterprise Grid organisation id (E…)", sl.TeamID)
+	}
+	if sl.AppID != "" && !slackAppRE.MatchString(sl.AppID) {
+		v.add("slack.app_id", "%q is not a Slack app id (A…, under Basic Information → App Credentials)", sl.AppID)
+	}
 	for i, id := range append(append(slices.Clone(v.c.Access.Responders), v.c.Access.Approvers...), v.c.Access.Admins...) {
 		if !chatIDRE.MatchString(id) {
 			v.add("access", "entry %d %q is not a Slack user id (U…/W…) or user-group id (S…)", i, id)
@@ -509,7 +515,11 @@ func (v *validator) slack() {
 	}
 }
 
-var chatIDRE = regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`)
+var (
+	chatIDRE    = regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`)
+	slackTeamRE = regexp.MustCompile(`^[TE][A-Z0-9]{2,}$`)
+	slackAppRE  = regexp.MustCompile(`^A[A-Z0-9]{2,}$`)
+)
 
 func (v *validator) log() {
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, v.c.Log.Level) {

@@ -22,6 +22,8 @@ func TestValidateFixtures(t *testing.T) {
 		{fixture: "endpoint-duplicate", key: "targets.exchange.endpoints[1]", msg: "repeats endpoints[0]"},
 		{fixture: "endpoint-port", key: "targets.exchange.endpoints[0]", msg: "port 70000 out of range"},
 		{fixture: "store-driver", key: "store.driver", msg: `"mysql" must be sqlite or postgres`},
+		{fixture: "slack-team-id", key: "slack.team_id", msg: `"contoso" is not a Slack workspace id (T…) or Enterprise Grid organisation id (E…)`, origin: "slack-team-id.yaml:2"},
+		{fixture: "slack-app-id", key: "slack.app_id", msg: `"T0123" is not a Slack app id (A…`},
 		{fixture: "store-postgres-no-dsn", key: "store.dsn", msg: "driver postgres needs a DSN: set NDRBOT_STORE_DSN"},
 		{fixture: "auth", key: "targets.exchange.auth", msg: `must be ntlm or basic, not "kerberos"`},
 		{fixture: "unknown-kind", key: "targets.dmz.kind", msg: `unknown kind "foo" (exchange|jea|winrm|probe|graph|lab)`},

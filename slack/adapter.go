@@ -40,6 +40,9 @@ type Adapter struct {
 	log     *slog.Logger
 	pool    *pool
 	started atomic.Bool
+	// team is the workspace or organisation HTTP mode accepts requests from:
+	// Options.TeamID, or the bot token's as Check learned it ("" unchecked).
+	team atomic.Pointer[string]
 }
 
 // New builds an adapter. p delivers the handler's replies (nil: a Poster is made
@@ -60,14 +63,16 @@ func New(opts Options, p *Poster, h Handler) (*Adapter, error) {
 			return nil, err
 		}
 	}
-	return &Adapter{
+	a := &Adapter{
 		opts:   opts,
 		h:      h,
 		api:    opts.client(),
 		poster: p,
 		log:    opts.Logger.With("component", "slack"),
 		pool:   newPool(opts.QueueSize),
-	}, nil
+	}
+	a.team.Store(&opts.TeamID)
+	return a, nil
 }
 
 // Poster is the poster the adapter replies through.

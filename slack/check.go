@@ -98,6 +98,7 @@ func (a *Adapter) Check(ctx context.Context) error {
 		errs = append(errs, err)
 	} else {
 		a.log.Info("slack bot token ok", "team", info.Team, "team_id", info.TeamID, "bot_user", info.UserID)
+		a.learnTeam(info)
 	}
 	if a.opts.Mode == ModeSocket {
 		if _, _, err := a.api.StartSocketModeContext(ctx); err != nil {
@@ -155,4 +156,23 @@ func explainAppTokenErr(err error) error {
 		return errAppToken("could not open a Socket Mode connection (apps.connections.open not found: check slack.api_url)", err)
 	}
 	return fmt.Errorf("cannot reach the Slack Web API (check slack.api_url and the network): apps.connections.open: %w", err)
+}
+
+// learnTeam makes the bot token's workspace (its organisation for an org-wide
+// install that reports no workspace) the one HTTP mode accepts requests from,
+// unless slack.team_id names it.
+func (a *Adapter) learnTeam(info *slackgo.AuthTestResponse) {
+	if a.opts.Mode != ModeHTTP || a.opts.TeamID != "" {
+		return
+	}
+	team := info.TeamID
+	if team == "" {
+		team = info.EnterpriseID
+	}
+	if team == "" {
+		return
+	}
+	a.team.Store(&team)
+	a.log.Info("slack http mode accepts requests from the bot token's team only (auth.test); set slack.team_id to choose another",
+		"team_id", team)
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,9 +21,12 @@ import (
 // HTTPHandler serves Slack's request URLs: point the slash command, Interactivity
 // and (optionally) Event Subscriptions at it — one handler for all three, any path.
 // Every request is verified with the signing secret (timestamp within 5 minutes,
-// HMAC of the body) before it is parsed; a bad one gets 401 and reaches nothing.
-// A good one is answered 200 with an empty body at once and queued for the
-// workers. The queue runs only while Run runs (it may be started with Listen "").
+// HMAC of the body) before it is parsed; a bad one gets 401 and reaches nothing,
+// and so does a replay of a good one (Options.Replay; 503 when that check cannot
+// answer). A body over Options.MaxBodyBytes gets 413. A request from another
+// workspace or app than Options.TeamID and Options.AppID gets 403. A good one is
+// answered 200 with an empty body at once and queued for the workers. The queue
+// runs only while Run runs (it may be started with Listen "").
 func (a *Adapter) HTTPHandler() http.Handler { return http.HandlerFunc(a.serveHTTP) }
 
 func (a *Adapter) runHTTP(ctx context.Context) error {
@@ -71,10 +75,13 @@ func (a *Adapter) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, http.StatusText(status), status)
 		return
 	}
+	if !a.checkReplay(w, r) {
+		return
+	}
 
 	ctype, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ctype == "application/json" {
-		a.serveEvent(w, body)
+		a.serveEvent(w, r, body)
 		return
 	}
 	form, err := url.ParseQuery(string(body))
@@ -83,6 +90,7 @@ func (a *Adapter) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var jobs []job
+	var from origin
 	switch {
 	case form.Get("payload") != "":
 		var cb slackgo.InteractionCallback
@@ -90,11 +98,21 @@ func (a *Adapter) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "bad payload", http.StatusBadRequest)
 			return
 		}
+		enterprise := cb.Enterprise.ID
+		if enterprise == "" {
+			enterprise = cb.Team.EnterpriseID
+		}
+		from = origin{team: cb.Team.ID, enterprise: enterprise, app: cb.APIAppID}
 		jobs = clickJobs(cb)
 	case form.Get("command") != "":
-		jobs = []job{commandJob(slashCommand(form))}
+		cmd := slashCommand(form)
+		from = origin{team: cmd.TeamID, enterprise: cmd.EnterpriseID, app: cmd.APIAppID}
+		jobs = []job{commandJob(cmd)}
 	default:
 		http.Error(w, "neither a slash command nor an interaction", http.StatusBadRequest)
+		return
+	}
+	if !a.checkOrigin(w, r, from) {
 		return
 	}
 	if a.pool.isClosed() {
@@ -132,11 +150,15 @@ func (a *Adapter) verified(w http.ResponseWriter, r *http.Request) ([]byte, int,
 }
 
 // serveEvent answers the Events API: the url_verification handshake when the
-// Request URL is saved, 200 for anything else (ndrbot subscribes to no events).
-func (a *Adapter) serveEvent(w http.ResponseWriter, body []byte) {
+// Request URL is saved (it names no team), 200 for anything else from our team and
+// app (ndrbot subscribes to no events).
+func (a *Adapter) serveEvent(w http.ResponseWriter, r *http.Request, body []byte) {
 	var ev struct {
-		Type      string `json:"type"`
-		Challenge string `json:"challenge"`
+		Type         string `json:"type"`
+		Challenge    string `json:"challenge"`
+		TeamID       string `json:"team_id"`
+		EnterpriseID string `json:"enterprise_id"`
+		APIAppID     string `json:"api_app_id"`
 	}
 	if err := json.Unmarshal(body, &ev); err != nil {
 		http.Error(w, "bad event", http.StatusBadRequest)
@@ -147,7 +169,34 @@ func (a *Adapter) serveEvent(w http.ResponseWriter, body []byte) {
 		_, _ = io.WriteString(w, ev.Challenge)
 		return
 	}
+	if !a.checkOrigin(w, r, origin{team: ev.TeamID, enterprise: ev.EnterpriseID, app: ev.APIAppID}) {
+		return
+	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// origin is who a request says it comes from: workspace, Enterprise Grid
+// organisation (may be empty) and app.
+type origin struct{ team, enterprise, app string }
+
+// checkOrigin refuses with 403 a signed request from another workspace or app
+// than the configured ones (the signing secret proves only that Slack sent it
+// for our app; a distributed app is also installed elsewhere). It writes the
+// refusal and returns false.
+func (a *Adapter) checkOrigin(w http.ResponseWriter, r *http.Request, from origin) bool {
+	field, got, want := "", "", ""
+	if team := *a.team.Load(); team != "" && team != from.team && team != from.enterprise {
+		field, got, want = "team_id", from.team, team
+	} else if a.opts.AppID != "" && a.opts.AppID != from.app {
+		field, got, want = "api_app_id", from.app, a.opts.AppID
+	}
+	if field == "" {
+		return true
+	}
+	a.log.Warn("slack request refused: "+field+" does not match the configuration", "status", http.StatusForbidden,
+		"field", field, "got", got, "want", want, "enterprise_id", from.enterprise, "remote", r.RemoteAddr)
+	http.Error(w, "request from another "+strings.TrimSuffix(strings.TrimPrefix(field, "api_"), "_id"), http.StatusForbidden)
+	return false
 }
 
 func slashCommand(form url.Values) slackgo.SlashCommand {
@@ -162,5 +211,7 @@ func slashCommand(form url.Values) slackgo.SlashCommand {
 		ResponseURL: form.Get("response_url"),
 		TriggerID:   form.Get("trigger_id"),
 		APIAppID:    form.Get("api_app_id"),
+		// Enterprise Grid: the organisation of the workspace the command came from.
+		EnterpriseID: form.Get("enterprise_id"),
 	}
 }

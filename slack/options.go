@@ -45,6 +45,18 @@ type Options struct {
 	DrainTimeout time.Duration
 	// MaxBodyBytes limits an HTTP mode request body (default 1 MiB).
 	MaxBodyBytes int64
+	// Replay lets each signed HTTP mode request through once inside its 5-minute
+	// window (default: an in-process cache, enough for one replica; bot serve
+	// passes the store, shared by every replica).
+	Replay ReplayGuard
+	// TeamID is the only workspace (T…) or Enterprise Grid organisation (E…)
+	// whose HTTP mode requests are accepted: a request's team or enterprise id
+	// must equal it. Empty: the bot token's workspace, learned from auth.test when
+	// Check runs (nothing is checked before that).
+	TeamID string
+	// AppID is the only app (A…) whose HTTP mode requests are accepted (their
+	// api_app_id). Empty: not checked.
+	AppID string
 	// PingInterval: Socket Mode reconnects when Slack sent no websocket PING for
 	// this long (default 30s, slack-go's default).
 	PingInterval time.Duration
@@ -84,6 +96,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 1 << 20
+	}
+	if o.Replay == nil {
+		o.Replay = newReplayCache(replayCacheSize)
 	}
 	if o.PostInterval <= 0 {
 		o.PostInterval = time.Second

@@ -123,6 +123,12 @@ type Store interface {
 	// Posts returns a run's posts in enqueue order (all states).
 	Posts(ctx context.Context, runID string) ([]Post, error)
 
+	// FirstSighting records a signed chat request's signature until expires (the
+	// end of its validity window) and reports whether this is its first sighting:
+	// true once per signature while its entry lives, across replicas. Expired
+	// entries are forgotten, so the table holds only the last minutes' requests.
+	FirstSighting(ctx context.Context, signature string, expires time.Time) (bool, error)
+
 	// Close releases the database.
 	Close() error
 }

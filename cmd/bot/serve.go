@@ -61,7 +61,7 @@ taking commands, finishes in-flight work and delivers what is queued.`,
 // slackOptions resolves the Slack settings, naming what is missing.
 func slackOptions(cfg config.Config, log *slog.Logger) (slack.Options, error) {
 	sl := cfg.Slack
-	o := slack.Options{Mode: slack.Mode(sl.Mode), Listen: sl.Listen, APIURL: sl.APIURL, Logger: log}
+	o := slack.Options{Mode: slack.Mode(sl.Mode), Listen: sl.Listen, APIURL: sl.APIURL, TeamID: sl.TeamID, AppID: sl.AppID, Logger: log}
 	var err error
 	if o.BotToken, err = config.ResolveSecret(sl.BotToken, sl.BotTokenFile); err != nil {
 		return o, fmt.Errorf("slack.bot_token: %w", err)
@@ -119,6 +119,7 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 		Owner: owner, EscalationChannel: cfg.Slack.EscalationChannel, Log: log,
 		AfterRelief: anchor.Nudge,
 	})
+	opts.Replay = st // HTTP mode: a signed request is accepted once, across replicas
 	ad, err := slack.New(opts, poster, svc)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}

@@ -1,8 +1,9 @@
 // Package storetest is the one test suite every store.Store backend must pass:
 // runs, results, approvals and votes (including 100 racing voters), relief claims,
 // recovery, the outbox and its dispatcher, the audit chain and its tamper
-// detection, schema-version refusal, and the NDR watch (messages once, counts,
-// cursor, one alert per cooldown, button claims, subscription record).
+// detection, schema-version refusal, the NDR watch (messages once, counts,
+// cursor, one alert per cooldown, button claims, subscription record), and the
+// replay cache of signed Slack requests (one first sighting across replicas).
 // store/sqlite and store/postgres run it against real databases.
 package storetest
 
@@ -62,6 +63,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("UnwritableAudit", func(t *testing.T) { testUnwritableAudit(t, open) })
 	t.Run("Schema", func(t *testing.T) { testSchema(t, open) })
 	t.Run("Watch", func(t *testing.T) { testWatch(t, open) })
+	t.Run("Replay", func(t *testing.T) { testReplay(t, open) })
 }
 
 var (
