@@ -20,11 +20,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/ndrbot/ndrbot/commands"
+	"github.com/ndrbot/ndrbot/internal/backoff"
 	"github.com/ndrbot/ndrbot/store"
 )
 
@@ -192,7 +192,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return nil
 		case err != nil:
 			failures++
-			wait = backoff(w.o.Interval, failures, w.o.MaxBackoff)
+			// Interval·2^(failures-1), at most MaxBackoff, ±20 %.
+			wait = backoff.Policy{Base: w.o.Interval, Max: w.o.MaxBackoff, Jitter: backoff.Spread20}.Wait(failures, nil)
 			w.log.Warn("poll failed; retrying", "err", err, "failures", failures, "retry_in", wait.Round(time.Second))
 		default:
 			if failures > 0 {
@@ -223,16 +224,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
-}
-
-// backoff is base·2^(n-1) with ±20% jitter, at most limit.
-func backoff(base time.Duration, n int, limit time.Duration) time.Duration {
-	d := base
-	for i := 1; i < n && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, limit)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
 // Poll runs one delta round: fetch what changed since the stored cursor, record the

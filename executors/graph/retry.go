@@ -19,6 +19,7 @@ import (
 
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/internal/backoff"
 )
 
 // Why the retry loop is ours, around each SDK call, and not kiota's RetryHandler in
@@ -66,17 +67,12 @@ func (p RetryPolicy) valid() error {
 	return nil
 }
 
-// backoff is the wait before retry n (1 for the first retry) without Retry-After:
+// wait is the wait before retry n (1 for the first retry) without Retry-After:
 // "equal jitter", uniformly in [d/2, d) for d = BaseDelay·2^(n-1) capped at MaxDelay.
 // Each range starts where the previous one ends, so successive waits never shrink
-// while they spread clients that failed together.
-func (p RetryPolicy) backoff(n int, rnd func() float64) time.Duration {
-	d := p.BaseDelay
-	for i := 1; i < n && d < p.MaxDelay; i++ {
-		d *= 2
-	}
-	d = min(d, p.MaxDelay)
-	return d/2 + time.Duration(rnd()*float64(d/2))
+// while they spread clients that failed together. rnd is the jitter source.
+func (p RetryPolicy) wait(n int, rnd func() float64) time.Duration {
+	return backoff.Policy{Base: p.BaseDelay, Max: p.MaxDelay, Jitter: backoff.Equal}.Wait(n, rnd)
 }
 
 // RequestError is a Graph request that failed for good: a non-retriable answer, or a
@@ -273,7 +269,7 @@ func (e *Executor) call(ctx context.Context, op string, idempotent bool, fn func
 		}
 		wait := retryAfter
 		if wait < 0 {
-			wait = e.retry.backoff(attempt, e.rand)
+			wait = e.retry.wait(attempt, e.rand)
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+e.retry.MinAttemptTime {
 			re.Deadline = true

@@ -30,18 +30,18 @@ func TestBackoffEqualJitter(t *testing.T) {
 		{9, 4 * time.Second, 8 * time.Second},
 	}
 	for _, tt := range tests {
-		lo, hi := p.backoff(tt.retry, func() float64 { return 0 }), p.backoff(tt.retry, func() float64 { return 0.999999 })
+		lo, hi := p.wait(tt.retry, func() float64 { return 0 }), p.wait(tt.retry, func() float64 { return 0.999999 })
 		assert.Equal(t, tt.min, lo, "retry %d, no jitter", tt.retry)
 		assert.InDelta(t, float64(tt.max), float64(hi), float64(time.Millisecond), "retry %d, full jitter", tt.retry)
 	}
 	// Each range starts where the previous one ends: waits never shrink before the cap.
 	for n := 1; n < 4; n++ {
-		assert.GreaterOrEqual(t, p.backoff(n+1, func() float64 { return 0 }), p.backoff(n, func() float64 { return 0.999999 }))
+		assert.GreaterOrEqual(t, p.wait(n+1, func() float64 { return 0 }), p.wait(n, func() float64 { return 0.999999 }))
 	}
 	// The real jitter source spreads waits.
 	seen := map[time.Duration]bool{}
 	for range 20 {
-		seen[p.backoff(3, defaultRand)] = true
+		seen[p.wait(3, defaultRand)] = true
 	}
 	assert.Greater(t, len(seen), 10, "jitter does not vary")
 }
@@ -105,7 +105,7 @@ func TestStormThatClears(t *testing.T) {
 			g := gaps(attempts)
 			require.Len(t, g, n)
 			for i, gap := range g {
-				want := fastRetry.backoff(i+1, func() float64 { return 0.5 })
+				want := fastRetry.wait(i+1, func() float64 { return 0.5 })
 				assert.GreaterOrEqual(t, gap, want, "wait before retry %d", i+1)
 				if i > 0 {
 					assert.Greater(t, gap, g[i-1], "wait %d did not grow: %v", i+1, g)

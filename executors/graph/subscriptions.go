@@ -715,7 +715,7 @@ func (e *Executor) createOnce(ctx context.Context, s *session, body func() model
 		if try >= e.retry.MaxAttempts || ctx.Err() != nil {
 			return nil, info, false, fmt.Errorf("%w; Graph lists no subscription it created", err)
 		}
-		wait := e.retry.backoff(try, e.rand)
+		wait := e.retry.wait(try, e.rand)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+e.retry.MinAttemptTime {
 			return nil, info, false, fmt.Errorf("%w; Graph lists no subscription it created, and the step deadline leaves no time to create it again", err)
 		}

@@ -8,10 +8,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/ndrbot/ndrbot/internal/backoff"
 	"github.com/ndrbot/ndrbot/store"
 )
 
@@ -185,7 +185,7 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 		blocked[p.Channel] = true
 		retryAt := time.Time{}
 		if !IsPermanent(err) {
-			retryAt = d.Now().Add(d.backoff(p.Attempts+1, err))
+			retryAt = d.Now().Add(d.retryIn(p.Attempts+1, err))
 		}
 		d.Log.Warn("outbox: send failed", "post", p.ID, "key", p.Key, "channel", p.Channel,
 			"attempt", p.Attempts+1, "retry_at", retryAt, "err", err)
@@ -196,15 +196,11 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 	return delivered, nil
 }
 
-// backoff is MinBackoff·2^(attempt-1) with ±20 % jitter, capped at MaxBackoff,
-// and never shorter than the error's Retry-After hint.
-func (d *Dispatcher) backoff(attempt int, err error) time.Duration {
-	b := d.MinBackoff
-	for i := 1; i < attempt && b < d.MaxBackoff; i++ {
-		b *= 2
-	}
-	b = min(b, d.MaxBackoff)
-	b = time.Duration(float64(b) * (0.8 + 0.4*rand.Float64()))
+// retryIn is the wait after failed attempt n (counted in the store, so it survives a
+// restart): MinBackoff·2^(n-1), at most MaxBackoff, ±20 %, and never shorter than
+// the error's Retry-After hint.
+func (d *Dispatcher) retryIn(attempt int, err error) time.Duration {
+	b := backoff.Policy{Base: d.MinBackoff, Max: d.MaxBackoff, Jitter: backoff.Spread20}.Wait(attempt, nil)
 	var ra RetryAfterError
 	if errors.As(err, &ra) && ra.RetryAfter() > b {
 		b = ra.RetryAfter()

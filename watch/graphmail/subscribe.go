@@ -21,6 +21,7 @@ import (
 	"github.com/ndrbot/ndrbot/commands"
 	"github.com/ndrbot/ndrbot/executors/graph"
 	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/internal/backoff"
 	"github.com/ndrbot/ndrbot/store"
 )
 
@@ -310,13 +311,11 @@ func (m *Subscriber) existing(ctx context.Context, except string) (*subscription
 	return nil, nil
 }
 
-// retryAt is when the next attempt after rec.Failures failures may run.
+// retryAt is when the next attempt after rec.Failures failures (kept in the store)
+// may run: RetryMin·2^(Failures-1) after the last one, at most RetryMax, without
+// jitter (one subscription per watch: there is no herd to spread).
 func (m *Subscriber) retryAt(rec store.WatchSubscription) time.Time {
-	d := m.o.RetryMin
-	for i := 1; i < rec.Failures && d < m.o.RetryMax; i++ {
-		d *= 2
-	}
-	return rec.UpdatedAt.Add(min(d, m.o.RetryMax))
+	return rec.UpdatedAt.Add(backoff.Policy{Base: m.o.RetryMin, Max: m.o.RetryMax}.Step(rec.Failures))
 }
 
 func (m *Subscriber) create(ctx context.Context, rec store.WatchSubscription, lapsed bool) error {
