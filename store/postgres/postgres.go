@@ -78,6 +78,10 @@ var Dialect = core.Dialect{
 	ForUpdate:      " FOR UPDATE",
 	LockOutbox:     "SELECT pg_advisory_xact_lock(" + strconv.FormatInt(lockOutbox, 10) + ")",
 	LockMigrations: "SELECT pg_advisory_xact_lock(" + strconv.FormatInt(lockMigrations, 10) + ")",
+	AppendStatement: `WITH head AS (
+		UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ? AND key_id = ? RETURNING seq)
+		INSERT INTO audit_events (seq, ts_us, actor_id, actor_name, run_id, kind, payload, alg, prev_hash, hash)
+		SELECT head.seq, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM head`,
 	IsUnique: func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505"

@@ -136,6 +136,26 @@ func testAnchors(t *testing.T, open Opener) {
 		assert.Equal(t, cp.Seq, rep.FirstBad)
 	})
 
+	t.Run("two replicas interleaving appends keep one chain", func(t *testing.T) {
+		inst := open(t, store.Options{AuditKey: key})
+		other, err := inst.Reopen(t, store.Options{AuditKey: key})
+		require.NoError(t, err)
+		defer other.Close()
+		// Each append finds the head moved by the other replica since its own
+		// last write (the one-statement append must notice and fall back), and
+		// a transaction that appends as part of a change moves it too.
+		for i := range 6 {
+			appendN(t, inst.Store, 1)
+			appendN(t, other, 2)
+			if i%2 == 0 {
+				newRun(t, inst.Store, "bot-1")
+			}
+		}
+		rep := verify(t, inst.Store, key)
+		require.True(t, rep.OK, rep.String())
+		assert.EqualValues(t, 1+6*3+3, rep.Events, "epoch, 18 commands, 3 runs")
+	})
+
 	t.Run("head row deleted: a verdict, and nothing more is written", func(t *testing.T) {
 		inst := open(t, store.Options{AuditKey: key})
 		appendN(t, inst.Store, 3)

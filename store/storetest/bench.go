@@ -42,6 +42,35 @@ func Bench(b *testing.B, open Opener) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})
+	// The floor: the same row inserted by a plain INSERT (its own committed
+	// statement) into a table of the same shape, timed alternately with Append so
+	// the machine's noise moves both alike. x-insert is Append's speed as a
+	// fraction of the plain insert's.
+	b.Run("Append/vs-insert", func(b *testing.B) {
+		inst := open(b, store.Options{})
+		inst.Exec(b, `CREATE TABLE bench_floor (seq BIGINT PRIMARY KEY, ts_us BIGINT NOT NULL, actor_id TEXT NOT NULL,
+			actor_name TEXT NOT NULL, run_id TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL, alg TEXT NOT NULL,
+			prev_hash TEXT NOT NULL, hash TEXT NOT NULL)`)
+		ctx := context.Background()
+		var appendT, insertT time.Duration
+		i := 0
+		for b.Loop() {
+			t0 := time.Now()
+			e, err := inst.Store.Append(ctx, stepRecord(i))
+			if err != nil {
+				b.Fatal(err)
+			}
+			t1 := time.Now()
+			inst.Exec(b, `INSERT INTO bench_floor (seq, ts_us, actor_id, actor_name, run_id, kind, payload, alg, prev_hash, hash)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, e.Time.UnixMicro(), e.Actor.ID, e.Actor.Name, e.RunID,
+				string(e.Kind), string(e.Payload), string(e.Alg), e.PrevHash, e.Hash)
+			appendT, insertT = appendT+t1.Sub(t0), insertT+time.Since(t1)
+			i++
+		}
+		b.ReportMetric(float64(b.N)/appendT.Seconds(), "appends/s")
+		b.ReportMetric(float64(b.N)/insertT.Seconds(), "inserts/s")
+		b.ReportMetric(insertT.Seconds()/appendT.Seconds(), "x-insert")
+	})
 	b.Run("Append/8writers", func(b *testing.B) {
 		s := open(b, store.Options{}).Store
 		ctx := context.Background()

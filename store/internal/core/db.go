@@ -55,6 +55,12 @@ type Dialect struct {
 	LockOutbox string
 	// LockMigrations serializes migrations across processes ("" when Write already does).
 	LockMigrations string
+	// AppendStatement, when set, appends one audit event and moves the head in
+	// one statement, on the condition that the head is unchanged (see appendOne);
+	// its arguments: new seq, new hash, old seq, old hash, key id, then the
+	// event's ts_us, actor_id, actor_name, run_id, kind, payload, alg, prev_hash,
+	// hash. Affects 1 row when it appended, 0 when the head had moved.
+	AppendStatement string
 	IsUnique       func(error) bool
 	IsNoRows       func(error) bool
 }

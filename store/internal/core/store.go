@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"iter"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ndrbot/ndrbot/audit"
@@ -20,6 +21,10 @@ type Store struct {
 	db  DB
 	d   Dialect
 	opt store.Options
+
+	headMu    sync.Mutex
+	head      audit.Head // the head as this process last wrote it (appendOne)
+	headKnown bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -99,6 +104,11 @@ func (s *Store) newID(prefix string, insert func(id string) (int64, error)) (str
 
 // Append redacts, seals and appends one audit event.
 func (s *Store) Append(ctx context.Context, r audit.Record) (audit.Event, error) {
+	if s.d.AppendStatement != "" {
+		if e, done, err := s.appendOne(ctx, r); done || err != nil {
+			return e, err
+		}
+	}
 	var ev []audit.Event
 	err := s.db.Write(ctx, func(tx Q) error {
 		var err error
@@ -108,7 +118,50 @@ func (s *Store) Append(ctx context.Context, r audit.Record) (audit.Event, error)
 	if err != nil {
 		return audit.Event{}, err
 	}
+	s.rememberHead(ev[len(ev)-1])
 	return ev[0], nil
+}
+
+// appendOne appends r in one statement that also moves the head, on the
+// condition that the head is still the one this process last wrote: one round
+// trip where the transaction takes five. When another writer moved the head
+// (another replica, or a transaction of this one), nothing is written and
+// done is false: the caller appends the usual way, which reads the head.
+func (s *Store) appendOne(ctx context.Context, r audit.Record) (e audit.Event, done bool, err error) {
+	s.headMu.Lock()
+	defer s.headMu.Unlock()
+	head := s.head
+	if !s.headKnown || head.KeyID != audit.KeyID(s.opt.AuditKey) {
+		return e, false, nil // the head must be read (and maybe the key's epoch written)
+	}
+	if e, err = s.prepare(r); err != nil {
+		return e, false, err
+	}
+	e.Seq = head.Seq + 1
+	if err := audit.Seal(&e, head.Hash, s.opt.AuditKey); err != nil {
+		return e, false, err
+	}
+	n, err := s.db.Exec(ctx, s.d.AppendStatement, e.Seq, e.Hash, head.Seq, head.Hash, head.KeyID,
+		e.Time.UnixMicro(), e.Actor.ID, e.Actor.Name, e.RunID, string(e.Kind), string(e.Payload), string(e.Alg), e.PrevHash, e.Hash)
+	if err != nil {
+		s.headKnown = false
+		return e, false, fmt.Errorf("append audit event: %w", err)
+	}
+	if n != 1 {
+		s.headKnown = false
+		return e, false, nil
+	}
+	s.head = audit.Head{Seq: e.Seq, Hash: e.Hash, KeyID: head.KeyID, KeySince: head.KeySince}
+	return e, true, nil
+}
+
+// rememberHead notes the last event this process wrote by itself for appendOne.
+func (s *Store) rememberHead(last audit.Event) {
+	s.headMu.Lock()
+	defer s.headMu.Unlock()
+	keyID := audit.KeyID(s.opt.AuditKey)
+	s.head = audit.Head{Seq: last.Seq, Hash: last.Hash, KeyID: keyID}
+	s.headKnown = keyID == "" || last.Alg == audit.AlgHMAC
 }
 
 // AppendBatch appends several events in one transaction (bulk imports,
@@ -120,7 +173,30 @@ func (s *Store) AppendBatch(ctx context.Context, recs []audit.Record) ([]audit.E
 		ev, err = s.appendTx(ctx, tx, recs...)
 		return err
 	})
+	if err == nil && len(ev) > 0 {
+		s.rememberHead(ev[len(ev)-1])
+	}
 	return ev, err
+}
+
+// prepare turns a record into an event to seal: payload redacted, time set.
+func (s *Store) prepare(r audit.Record) (audit.Event, error) {
+	if r.Kind == "" {
+		return audit.Event{}, invalid("audit record without kind")
+	}
+	raw, err := audit.MarshalPayload(r.Payload)
+	if err != nil {
+		return audit.Event{}, fmt.Errorf("audit %s payload: %w", r.Kind, err)
+	}
+	p, err := s.opt.Redactor.JSON(raw)
+	if err != nil {
+		return audit.Event{}, fmt.Errorf("audit %s payload: %w", r.Kind, err)
+	}
+	t := r.Time
+	if t.IsZero() {
+		t = s.opt.Now()
+	}
+	return audit.Event{Time: t, Actor: r.Actor, RunID: r.RunID, Kind: r.Kind, Payload: p}, nil
 }
 
 // appendTx appends records inside tx. It locks the audit head row, so it must be
@@ -131,22 +207,10 @@ func (s *Store) appendTx(ctx context.Context, tx Q, recs ...audit.Record) ([]aud
 	}
 	events := make([]audit.Event, len(recs))
 	for i, r := range recs {
-		if r.Kind == "" {
-			return nil, invalid("audit record without kind")
+		var err error
+		if events[i], err = s.prepare(r); err != nil {
+			return nil, err
 		}
-		raw, err := audit.MarshalPayload(r.Payload)
-		if err != nil {
-			return nil, fmt.Errorf("audit %s payload: %w", r.Kind, err)
-		}
-		p, err := s.opt.Redactor.JSON(raw)
-		if err != nil {
-			return nil, fmt.Errorf("audit %s payload: %w", r.Kind, err)
-		}
-		t := r.Time
-		if t.IsZero() {
-			t = s.opt.Now()
-		}
-		events[i] = audit.Event{Time: t, Actor: r.Actor, RunID: r.RunID, Kind: r.Kind, Payload: p}
 	}
 	var (
 		last     int64
@@ -198,7 +262,7 @@ func (s *Store) appendTx(ctx context.Context, tx Q, recs ...audit.Record) ([]aud
 	if _, err := tx.Exec(ctx, `UPDATE audit_head SET hash = ? WHERE id = 1`, prev); err != nil {
 		return nil, fmt.Errorf("audit head: %w", err)
 	}
-	return events, nil
+	return events[len(events)-len(recs):], nil // the key epoch, if any, is the store's own
 }
 
 // Events streams audit events in seq order.
