@@ -496,7 +496,8 @@ func NewID(prefix string, now time.Time) string {
 
 // KeepAlive renews owner's lease every ttl/3 until ctx ends; run it in the
 // background of any process that drives runs or reliefs. On return the lease is
-// left to lapse.
+// left to lapse. It returns ErrLeaseLost when renewals failed until the lease ran
+// out: the process must then stop, since its work may be taken over.
 func KeepAlive(ctx context.Context, s Store, owner string, ttl time.Duration, now func() time.Time) error {
 	if now == nil {
 		now = time.Now
@@ -509,16 +510,32 @@ func KeepAlive(ctx context.Context, s Store, owner string, ttl time.Duration, no
 	}
 	t := time.NewTicker(ttl / 3)
 	defer t.Stop()
+	held := now().Add(ttl) // the lease as last renewed
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			// A missed beat is not fatal while the lease lasts; the next tick retries.
-			_ = s.Heartbeat(ctx, owner, now().Add(ttl))
+			// A missed beat is not fatal while the lease lasts; the next tick
+			// retries. Once it has lapsed, another process may be taking this
+			// one's work over: carrying on would run it twice.
+			at := now()
+			err := s.Heartbeat(ctx, owner, at.Add(ttl))
+			switch {
+			case err == nil:
+				held = at.Add(ttl)
+			case ctx.Err() != nil:
+				return nil
+			case !at.Before(held):
+				return fmt.Errorf("%w: lease of %s lapsed at %s (heartbeats failing: %w)", ErrLeaseLost, owner, held.UTC().Format(time.RFC3339), err)
+			}
 		}
 	}
 }
+
+// ErrLeaseLost: a process could not renew its lease before it ran out, so its
+// work may be recovered by another; it must stop.
+var ErrLeaseLost = errors.New("lease lost")
 
 // ReliefHistory adapts a Store to the engine's cooldown history
 // (playbooks.ReliefHistory): LastRelief reads the hosts and start times that

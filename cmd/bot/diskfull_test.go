@@ -56,3 +56,29 @@ func TestServeDiskFullAtClaim(t *testing.T) {
 	assert.Contains(t, s.out.String(), "recording the relief's start")
 	assert.NotContains(t, s.out.String(), "restart-transport ran on")
 }
+
+// A bot that cannot renew its lease must stop before another replica takes its
+// work over, and say why: the lease keeper's failure stops intake and the
+// process exits non-zero, instead of serving half alive.
+func TestServeStopsWhenItsLeaseLapses(t *testing.T) {
+	t.Chdir(t.TempDir())
+	fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
+	defer fake.Close()
+	s := startServe(t, fake, "--lab", "healthy", "--lease", "3s")
+
+	db, err := sql.Open("sqlite", "ndrbot.db?_pragma=busy_timeout(20000)")
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.Exec(`CREATE TRIGGER lease_stuck BEFORE UPDATE ON leases BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
+	require.NoError(t, err)
+
+	select {
+	case code := <-s.done:
+		s.done <- code
+		assert.NotZero(t, code, "a bot that lost its lease exits non-zero")
+	case <-time.After(30 * time.Second):
+		t.Fatalf("bot serve kept serving without its lease:\n%s", s.out.String())
+	}
+	assert.Contains(t, s.out.String(), "lease keeper stopped: lease lost")
+	assert.Contains(t, s.out.String(), "database or disk is full")
+}

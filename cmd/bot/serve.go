@@ -145,29 +145,27 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 
 	// Shutdown order: intake stops and drains first, then background runs, then
 	// the thread's pending edits are stored, then the outbox delivers what it can.
+	// A background part that fails starts the same shutdown, and its error is the
+	// process's: a bot whose lease, outbox or watch is dead must not go on taking
+	// commands as if it were whole.
 	intakeCtx, stopIntake := context.WithCancel(context.Background())
 	deliverCtx, stopDelivery := context.WithCancel(context.Background())
-	var g2 errgroup.Group
-	g2.Go(func() error { return store.KeepAlive(deliverCtx, st, owner, f.lease, nil) })
-	g2.Go(func() error {
-		if err := disp.Run(deliverCtx); err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
-		return nil
-	})
-	g2.Go(func() error { return sweepExpired(deliverCtx, st, svc, f.sweep, log) })
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	parts := newComponents()
+	parts.start(deliverCtx, "lease keeper", func(ctx context.Context) error { return store.KeepAlive(ctx, st, owner, f.lease, nil) })
+	parts.start(deliverCtx, "outbox", disp.Run)
+	parts.start(deliverCtx, "approval sweeper", func(ctx context.Context) error { return sweepExpired(ctx, st, svc, f.sweep, log) })
 	if anchor != nil {
 		// Stopped with delivery, after the last run's events: its final
 		// checkpoint covers everything this process wrote.
-		g2.Go(func() error { return anchor.Run(deliverCtx) })
+		parts.start(deliverCtx, "audit checkpoints", anchor.Run)
 	}
 	// The NDR watch posts through the thread: it stops with the intake, before the
 	// thread is closed.
-	watchCtx, stopWatch := context.WithCancel(context.Background())
 	watchDone := make(chan struct{})
-	g2.Go(func() error {
+	parts.start(watchCtx, "NDR watch", func(ctx context.Context) error {
 		defer close(watchDone)
-		return nw.run(watchCtx)
+		return nw.run(ctx)
 	})
 	intakeErr := make(chan error, 1)
 	go func() { intakeErr <- ad.Run(intakeCtx) }()
@@ -176,9 +174,12 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 		f.ready()
 	}
 
+	var failed error
 	select {
 	case <-ctx.Done():
 	case err = <-intakeErr:
+	case failed = <-parts.failed:
+		log.Error("stopping: a part of the bot failed", "err", failed)
 	}
 	stopIntake()
 	stopWatch()
@@ -198,7 +199,11 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	}
 	cancelDrain()
 	stopDelivery()
-	if gerr := g2.Wait(); err == nil {
+	gerr := parts.wait()
+	switch {
+	case failed != nil:
+		err = failed
+	case err == nil:
 		err = gerr
 	}
 	if errors.Is(err, context.Canceled) {
@@ -206,6 +211,32 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	}
 	return err
 }
+
+// components runs serve's background parts under one errgroup. The first to
+// fail — an error while it was not asked to stop — is sent on failed.
+type components struct {
+	g      errgroup.Group
+	failed chan error
+}
+
+func newComponents() *components { return &components{failed: make(chan error, 1)} }
+
+func (c *components) start(ctx context.Context, name string, run func(context.Context) error) {
+	c.g.Go(func() error {
+		err := run(ctx)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		err = fmt.Errorf("%s stopped: %w", name, err)
+		select {
+		case c.failed <- err:
+		default:
+		}
+		return err
+	})
+}
+
+func (c *components) wait() error { return c.g.Wait() }
 
 // recoverServe takes over what a dead process left: relief executions whose
 // outcome is unknown are shown (never re-run), half-done diagnoses are re-run,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/slack/slackfake"
@@ -61,6 +62,17 @@ func startServeEnv(t *testing.T, fake *slackfake.Server, nth int, extra []string
 // startServeDial is startServeEnv with the executors' dialer (nil: the system's).
 func startServeDial(t *testing.T, fake *slackfake.Server, nth int, extra []string, dial func(ctx context.Context, network, addr string) (net.Conn, error), args ...string) *served {
 	t.Helper()
+	// Registered first, so it runs last: after the bot has stopped, none of the
+	// goroutines it started may be left (the fake's own were running already).
+	// Kept-alive HTTP connections (net/http's pool, to the fakes, which close
+	// them when they stop) are the transport's, not the bot's.
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		goleak.VerifyNone(t, before,
+			goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+			goleak.IgnoreAnyFunction("net/http.(*conn).serve"))
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &served{fake: fake, cancel: cancel, done: make(chan int, 1), out: &lockedBuffer{}}
 	env := append(serveEnv(fake), extra...)
