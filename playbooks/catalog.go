@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/incident"
 )
 
@@ -24,8 +25,9 @@ type Catalog struct {
 
 // Load reads the built-in playbooks and then every *.yaml/*.yml in dir (when dir is
 // not empty). targets maps configured target names to their kind; nil skips the
-// target check. Every problem in every file is returned at once.
-func Load(dir string, targets map[string]string) (*Catalog, error) {
+// target check. kinds describe the target kinds (see Parse). Every problem in
+// every file is returned at once.
+func Load(dir string, targets map[string]string, kinds ...executors.Kind) (*Catalog, error) {
 	c := &Catalog{byID: map[string]*Playbook{}}
 	var all Problems
 	add := func(pb *Playbook, err error) {
@@ -49,7 +51,7 @@ func Load(dir string, targets map[string]string) (*Catalog, error) {
 		if err != nil {
 			return nil, err
 		}
-		add(Parse("builtin:"+filepath.Base(name), data, targets))
+		add(Parse("builtin:"+filepath.Base(name), data, targets, kinds...))
 	}
 	if dir != "" {
 		files, err := yamlFiles(dir)
@@ -61,7 +63,7 @@ func Load(dir string, targets map[string]string) (*Catalog, error) {
 			if err != nil {
 				return nil, fmt.Errorf("playbooks: %w", err)
 			}
-			add(Parse(f, data, targets))
+			add(Parse(f, data, targets, kinds...))
 		}
 	}
 	if len(all) > 0 {
@@ -71,7 +73,7 @@ func Load(dir string, targets map[string]string) (*Catalog, error) {
 }
 
 // LintDir parses every playbook in dir on its own (without the built-ins).
-func LintDir(dir string, targets map[string]string) (int, error) {
+func LintDir(dir string, targets map[string]string, kinds ...executors.Kind) (int, error) {
 	files, err := yamlFiles(dir)
 	if err != nil {
 		return 0, err
@@ -83,7 +85,7 @@ func LintDir(dir string, targets map[string]string) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("playbooks: %w", err)
 		}
-		pb, err := Parse(f, data, targets)
+		pb, err := Parse(f, data, targets, kinds...)
 		var ps Problems
 		if errors.As(err, &ps) {
 			all = append(all, ps...)

@@ -4,19 +4,14 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/incident"
 )
 
-// Which target kinds run which kind of action: scripts only in a plain WinRM
-// shell (and the lab); cmdlets on every PowerShell-capable kind, including the
-// no-language endpoints (exchange over PSRP, jea).
-var (
-	scriptKinds = map[string]bool{"winrm": true, "lab": true}
-	cmdletKinds = map[string]bool{"exchange": true, "jea": true, "winrm": true, "lab": true}
-)
-
-// check validates cross-references and compiles every expression.
-func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
+// check validates cross-references and compiles every expression. kinds, when
+// not empty, say what each target kind runs (describe.go); the fields of the
+// rows each step returns are then checked in every expression (fields.go).
+func check(pr *problems, pb *Playbook, knownTargets map[string]string, kinds executors.Kinds) {
 	stepIDs := map[string]*Step{}
 	for _, s := range pb.Steps {
 		stepIDs[s.ID] = s
@@ -33,32 +28,28 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 		ruleIDs[r.ID] = true
 	}
 
-	checkTarget := func(line int, where, target, script, chk string, cmdlet *Cmdlet) {
-		if target == "" {
-			pr.add(line, "%s.target is required", where)
+	checkTarget := func(a lintAction) {
+		if a.target == "" {
+			pr.add(a.line, "%s.target is required", a.where)
 			return
 		}
-		kind, known := knownTargets[target]
+		kind, known := knownTargets[a.target]
 		if knownTargets != nil && !known {
-			pr.add(line, "%s.target: unknown target %q (configured: %s)", where, target, strings.Join(sortedKeys(knownTargets), ", "))
+			pr.add(a.line, "%s.target: unknown target %q (configured: %s)", a.where, a.target, strings.Join(sortedKeys(knownTargets), ", "))
 		}
 		set := 0
-		for _, on := range []bool{script != "", chk != "", cmdlet != nil} {
+		for _, on := range []bool{a.script != "", a.check != "", a.cmdlet != nil} {
 			if on {
 				set++
 			}
 		}
 		switch {
 		case set == 0:
-			pr.add(line, "%s: set cmdlet, powershell or check", where)
+			pr.add(a.line, "%s: set cmdlet, powershell or check", a.where)
 		case set > 1:
-			pr.add(line, "%s: set one of cmdlet, powershell and check", where)
-		case known && script != "" && !scriptKinds[kind]:
-			pr.add(line, "%s: target %q is of kind %s; powershell scripts run only on winrm targets (a no-language endpoint takes cmdlet steps)", where, target, kind)
-		case known && cmdlet != nil && !cmdletKinds[kind]:
-			pr.add(line, "%s: target %q is of kind %s; a cmdlet needs an exchange, jea or winrm target", where, target, kind)
-		case known && chk != "" && cmdletKinds[kind] && kind != "lab":
-			pr.add(line, "%s: check %q needs a probe or graph target, not %s target %q", where, chk, kind, target)
+			pr.add(a.line, "%s: set one of cmdlet, powershell and check", a.where)
+		case known && len(kinds) > 0:
+			checkKind(pr, pb, kinds, kind, a)
 		}
 	}
 
@@ -171,7 +162,8 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 
 	for _, s := range pb.Steps {
 		where := "steps." + s.ID
-		checkTarget(s.Line, where, s.Target, s.PowerShell, s.Check, s.Cmdlet)
+		checkTarget(lintAction{where: where, line: s.Line, target: s.Target, script: s.PowerShell, check: s.Check,
+			checkLine: s.checkLine, with: s.With, cmdlet: s.Cmdlet})
 		for _, n := range s.Needs {
 			if stepIDs[n] == nil {
 				pr.add(s.Line, "%s.needs: unknown step %q", where, n)
@@ -259,7 +251,13 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 
 	for _, r := range pb.Reliefs {
 		where := "reliefs." + r.ID
-		checkTarget(r.Line, where, r.Target, r.PowerShell, r.Check, r.Cmdlet)
+		a := lintAction{where: where, line: r.Line, target: r.Target, script: r.PowerShell, check: r.Check,
+			checkLine: r.checkLine, with: r.With, cmdlet: r.Cmdlet}
+		a.reads = map[string]*Cmdlet{where + ".preview": r.PreviewCmdlet, where + ".readback": r.Readback}
+		if r.Guard != nil {
+			a.reads[where+".guard"] = r.Guard.Cmdlet
+		}
+		checkTarget(a)
 		compileArgs(r.Line, where, r.With, nil)
 		compileCmdlet(where, r.Cmdlet, nil, true)
 		compileCmdlet(where+".preview", r.PreviewCmdlet, nil, true)
@@ -342,6 +340,8 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string) {
 			refsOK(e.Line, where+".reason", rf, nil)
 		}
 	}
+
+	checkFields(pr, pb, describeShapes(pb, knownTargets, kinds))
 }
 
 // ancestors is the set of steps a step may read: everything it needs, transitively.

@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/playbooks/params"
 )
@@ -20,8 +21,11 @@ var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.\-]*$`)
 
 // Parse reads one playbook file. It returns every problem it finds, each with the
 // file and line, as Problems. knownTargets, when not nil, is the set of configured
-// target groups; a step or relief on another target is a problem.
-func Parse(file string, data []byte, knownTargets map[string]string) (*Playbook, error) {
+// target groups and their kinds; a step or relief on another target is a problem.
+// kinds describe the target kinds (executors/registry): what each runs, its
+// checks and cmdlets, their parameters and the fields of their rows. Without
+// them nothing is checked against a kind.
+func Parse(file string, data []byte, knownTargets map[string]string, kinds ...executors.Kind) (*Playbook, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, Problems{{File: file, Line: yamlErrorLine(err), Msg: err.Error()}}
@@ -56,7 +60,7 @@ func Parse(file string, data []byte, knownTargets map[string]string) (*Playbook,
 	if len(pb.Steps) == 0 {
 		pr.add(root.Line, "steps: a playbook needs at least one step")
 	}
-	check(pr, pb, knownTargets)
+	check(pr, pb, knownTargets, kinds)
 	if len(pr.list) > 0 {
 		return nil, pr.list.sorted()
 	}
@@ -233,6 +237,7 @@ func parseCmdlet(pr *problems, where string, line int, f map[string]*yaml.Node) 
 		return nil
 	}
 	c := &Cmdlet{Name: name, Select: strs(pr, f["select"]), ForEach: str(pr, f["foreach"]), Where: str(pr, f["where"]), Derive: parseArgs(pr, f["derive"]), Line: f["cmdlet"].Line}
+	c.selectLine = lineOf(f["select"], c.Line)
 	if !cmdletNameRE.MatchString(name) {
 		pr.add(c.Line, "%s.cmdlet: %q is not a cmdlet name (Verb-Noun, letters and digits)", where, name)
 	}
@@ -327,6 +332,7 @@ func parseSteps(pr *problems, pb *Playbook, n *yaml.Node) {
 			With:       parseArgs(pr, f["with"]),
 			Timeout:    duration(pr, f["timeout"]),
 			RunOn:      str(pr, f["run_on"]),
+			checkLine:  lineOf(f["check"], kv[0].Line),
 		}
 		if s.Title == "" {
 			s.Title = s.ID
@@ -343,6 +349,14 @@ func parseSteps(pr *problems, pb *Playbook, n *yaml.Node) {
 		}
 		pb.Steps = append(pb.Steps, s)
 	}
+}
+
+// lineOf is the line of a key's value, or def when the key is absent.
+func lineOf(n *yaml.Node, def int) int {
+	if n == nil {
+		return def
+	}
+	return n.Line
 }
 
 // list returns a sequence's items, reporting a value of another shape.
@@ -393,6 +407,7 @@ func parseReliefs(pr *problems, pb *Playbook, n *yaml.Node) {
 			Rollback:   str(pr, f["rollback"]),
 			Cooldown:   duration(pr, f["cooldown"]),
 			Timeout:    duration(pr, f["timeout"]),
+			checkLine:  lineOf(f["check"], kv[0].Line),
 		}
 		if r.Timeout == 0 {
 			r.Timeout = 5 * time.Minute

@@ -58,6 +58,8 @@ type Step struct {
 	Line  int
 
 	when *vm.Program
+	// checkLine is the line of check:, where a problem with the check is shown.
+	checkLine int
 }
 
 // Cmdlet is one PowerShell command with named, typed arguments: what runs on a
@@ -83,6 +85,8 @@ type Cmdlet struct {
 	// its LastError's class).
 	Derive []Arg
 	Line   int
+	// selectLine is the line of select:.
+	selectLine int
 }
 
 // CmdletArg is one named parameter: a YAML literal (Value) or, when the whole
@@ -220,6 +224,8 @@ type Relief struct {
 	Verify   *Verify
 	Timeout  time.Duration
 	Line     int
+
+	checkLine int
 }
 
 // Gate is what a rolling relief waits for between hosts.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ndrbot/ndrbot/executors/registry"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/playbooks/cases"
 )
@@ -35,10 +36,13 @@ func newPlaybooksCmd(g *globals) *cobra.Command {
 	})
 	c.AddCommand(&cobra.Command{
 		Use:   "lint [DIR|FILE]",
-		Short: "Check playbooks: unknown targets, steps or reliefs, rules that don't compile, missing approval policies, cycles",
+		Short: "Check playbooks: unknown targets, steps, reliefs, checks or cmdlet parameters, rules that don't compile or read fields no row has, missing approval policies, cycles",
 		Long: `Without an argument, lints the built-in playbooks and playbooks.dir together.
 With DIR or FILE, lints those files on their own. Targets are checked against the
-configuration. Every problem is printed as file:line: message; exit 2 when any.`,
+configuration, and what each step runs against its target's kind as the kind
+describes itself: its checks and their arguments, its cmdlets' parameters and
+properties, and the fields of the rows each step returns, which rules read.
+Every problem is printed as file:line: message; exit 2 when any.`,
 		Example: "  bot playbooks lint\n  bot playbooks lint ./my-playbooks\n  bot playbooks lint ./my-playbooks/ndr-5.5.4.yaml",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -54,7 +58,7 @@ configuration. Every problem is printed as file:line: message; exit 2 when any.`
 				fmt.Fprintf(g.io.out, "%d playbooks OK\n", len(cat.All()))
 				return nil
 			}
-			n, err := playbooks.LintDir(args[0], cfg.TargetKinds())
+			n, err := playbooks.LintDir(args[0], cfg.TargetKinds(), registry.Kinds()...)
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}

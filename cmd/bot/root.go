@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/executors/registry"
 	"github.com/ndrbot/ndrbot/playbooks"
 )
 
@@ -68,7 +69,7 @@ func (g *globals) configAndCatalog() (config.Config, *playbooks.Catalog, error) 
 }
 
 func (g *globals) catalog(cfg config.Config) (*playbooks.Catalog, error) {
-	cat, err := playbooks.Load(cfg.Playbooks.Dir, cfg.TargetKinds())
+	cat, err := playbooks.Load(cfg.Playbooks.Dir, cfg.TargetKinds(), registry.Kinds()...)
 	if err != nil {
 		return nil, &exitError{code: exitUsage, err: fmt.Errorf("playbooks:\n%w", err)}
 	}
