@@ -33,6 +33,12 @@ type Options struct {
 	Scopes string
 	// PingInterval is how often the websocket sends PING (default 1s).
 	PingInterval time.Duration
+	// ChannelInterval, when set, is Slack's per-channel limit on posting
+	// (chat.postMessage and chat.update): "1 message per second per channel"
+	// (api.slack.com/methods/chat.postMessage, Rate limiting). A call closer
+	// than 90 % of it to the channel's previous accepted one gets 429 with
+	// Retry-After: 1 (the 10 % absorbs the network's jitter).
+	ChannelInterval time.Duration
 }
 
 // Call is one Web API call as the fake received it (the token is not kept).
@@ -104,6 +110,8 @@ type Server struct {
 	files       []*File
 	groups      map[string][]string
 	limits      map[string]*limit
+	lastPost    map[string]time.Time // channel → last accepted post or edit (ChannelInterval)
+	throttled   int
 	lastMicro   int64
 	seq         int
 	conns       map[*wsConn]struct{}
@@ -132,6 +140,7 @@ func New(opts Options) *Server {
 		messages:  map[string][]*Message{},
 		groups:    map[string][]string{},
 		limits:    map[string]*limit{},
+		lastPost:  map[string]time.Time{},
 		conns:     map[*wsConn]struct{}{},
 		envelopes: map[string]*envelope{},
 	}
@@ -205,6 +214,13 @@ func (s *Server) RateLimit(method string, n int, retryAfter time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.limits[method] = &limit{n: n, retryAfter: retryAfter}
+}
+
+// Throttled counts the calls refused for ChannelInterval.
+func (s *Server) Throttled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.throttled
 }
 
 // SetUserGroup sets the members usergroups.users.list returns for id.

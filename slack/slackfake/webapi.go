@@ -83,6 +83,18 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if s.opts.ChannelInterval > 0 && (method == "chat.postMessage" || method == "chat.update") {
+		ch, now := p.Get("channel"), time.Now()
+		if last, ok := s.lastPost[ch]; ok && now.Sub(last) < s.opts.ChannelInterval*9/10 {
+			s.throttled++
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = io.WriteString(w, `{"ok":false,"error":"ratelimited"}`)
+			return
+		}
+		s.lastPost[ch] = now
+	}
+
 	want := s.opts.BotToken
 	if method == "apps.connections.open" {
 		want = s.opts.AppToken

@@ -5,10 +5,12 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ndrbot/ndrbot/internal/backoff"
@@ -76,8 +78,10 @@ type Dispatcher struct {
 	Owner  string       // lease owner: this process (several replicas may dispatch)
 	Log    *slog.Logger // nil: discard
 
-	Poll       time.Duration // idle poll interval (default 1s)
-	Batch      int           // posts per poll (default 50)
+	Poll  time.Duration // idle poll interval (default 1s)
+	Batch int           // posts per poll (default 200)
+	// Channels caps the channels sent to at once (default 64).
+	Channels   int
 	MinBackoff time.Duration // first retry delay (default 1s)
 	MaxBackoff time.Duration // cap (default 5m)
 	// Now is the clock (default time.Now).
@@ -94,7 +98,10 @@ func (d *Dispatcher) init() {
 			d.Poll = time.Second
 		}
 		if d.Batch <= 0 {
-			d.Batch = 50
+			d.Batch = 200
+		}
+		if d.Channels <= 0 {
+			d.Channels = 64
 		}
 		if d.MinBackoff <= 0 {
 			d.MinBackoff = time.Second
@@ -123,20 +130,57 @@ func (d *Dispatcher) Notify() {
 	}
 }
 
-// Run delivers posts until ctx ends; it returns ctx's error. Store errors are
-// logged and retried after the poll interval.
+// Run delivers posts until ctx ends; it returns ctx's error. Each channel is
+// drained by its own goroutine, in order, at the pace its rate limit allows: a
+// busy or rate-limited channel never holds another back (Slack allows about one
+// post per second per channel, so 50 channels can take 50 a second). Store
+// errors are logged and retried after the poll interval.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	d.init()
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		busy    = map[string]bool{} // channels being sent by a goroutine of this Run
+		fetches int                 // fetches started (guarded by mu)
+		doneAt  = map[string]int{}  // channel → fetches started when its last goroutine ended
+	)
+	defer wg.Wait()
+	freed := make(chan struct{}, 1)
 	for {
-		n, err := d.RunOnce(ctx)
+		mu.Lock()
+		fetches++
+		fetch := fetches
+		mu.Unlock()
+		posts, err := d.Queue.NextPosts(ctx, d.Owner, d.Batch, d.Now())
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if err != nil {
 			d.Log.Warn("outbox: dispatch failed", "err", err)
 		}
-		if n > 0 && err == nil {
-			continue // more may be due right away
+		for _, run := range byChannel(posts) {
+			ch := run[0].Channel
+			mu.Lock()
+			// A fetch that began before the channel's last goroutine ended may
+			// hold posts that goroutine has since delivered: skip it, the next
+			// fetch sees the channel as it is (its posts stay leased to us).
+			if busy[ch] || fetch <= doneAt[ch] || len(busy) >= d.Channels {
+				mu.Unlock()
+				continue
+			}
+			busy[ch] = true
+			mu.Unlock()
+			wg.Go(func() {
+				_, _ = d.sendChannel(ctx, run)
+				mu.Lock()
+				delete(busy, ch)
+				doneAt[ch] = fetches
+				mu.Unlock()
+				select {
+				case freed <- struct{}{}:
+				default:
+				}
+			})
 		}
 		t := time.NewTimer(d.Poll)
 		select {
@@ -145,44 +189,89 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-d.wake:
 			t.Stop()
+		case <-freed:
+			t.Stop()
 		case <-t.C:
 		}
 	}
 }
 
-// RunOnce sends one batch of due posts and returns how many were delivered. A
-// channel whose post fails is not advanced further in this batch.
+// RunOnce sends one batch of due posts — its channels in parallel, each in order —
+// and returns how many were delivered. A channel whose post fails is not
+// advanced further in this batch.
 func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 	d.init()
 	posts, err := d.Queue.NextPosts(ctx, d.Owner, d.Batch, d.Now())
 	if err != nil {
 		return 0, err
 	}
-	blocked := map[string]bool{}
-	delivered := 0
+	var (
+		delivered atomic.Int64
+		firstErr  error
+		mu        sync.Mutex
+		wg        sync.WaitGroup
+		slots     = make(chan struct{}, d.Channels)
+	)
+	for _, run := range byChannel(posts) {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			n, err := d.sendChannel(ctx, run)
+			delivered.Add(int64(n))
+			if err != nil {
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return int(delivered.Load()), ctx.Err()
+	}
+	return int(delivered.Load()), firstErr
+}
+
+// byChannel splits posts (in id order) into one run per channel, keeping each
+// channel's order; channels come in the order of their oldest post.
+func byChannel(posts []store.Post) [][]store.Post {
+	var runs [][]store.Post
+	at := map[string]int{}
 	for _, p := range posts {
-		if ctx.Err() != nil {
-			return delivered, ctx.Err()
+		i, ok := at[p.Channel]
+		if !ok {
+			i = len(runs)
+			at[p.Channel] = i
+			runs = append(runs, nil)
 		}
-		if blocked[p.Channel] {
-			continue
+		runs[i] = append(runs[i], p)
+	}
+	return runs
+}
+
+// sendChannel sends one channel's posts in order, stopping at the first that
+// fails (it is marked for a retry, or dead when permanent). It returns how many
+// were delivered and an error only for a store failure.
+func (d *Dispatcher) sendChannel(ctx context.Context, run []store.Post) (int, error) {
+	delivered := 0
+	for _, p := range run {
+		if ctx.Err() != nil {
+			return delivered, nil
 		}
 		ref, err := d.Sender.Send(ctx, p)
 		if err == nil {
 			if err := d.Queue.MarkDelivered(ctx, p.ID, ref); err != nil {
 				// Sent but not recorded: stop this channel; the lease expires and the
 				// post is offered again (at-least-once at this one edge).
-				blocked[p.Channel] = true
 				d.Log.Error("outbox: record delivery", "post", p.ID, "key", p.Key, "err", err)
-				continue
+				return delivered, nil
 			}
 			delivered++
 			continue
 		}
 		if ctx.Err() != nil {
-			return delivered, ctx.Err()
+			return delivered, nil
 		}
-		blocked[p.Channel] = true
 		retryAt := time.Time{}
 		if !IsPermanent(err) {
 			retryAt = d.Now().Add(d.retryIn(p.Attempts+1, err))
@@ -192,6 +281,7 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 		if mErr := d.Queue.MarkFailed(ctx, p.ID, retryAt, err.Error()); mErr != nil {
 			return delivered, mErr
 		}
+		return delivered, nil
 	}
 	return delivered, nil
 }

@@ -65,6 +65,11 @@ func (s *Store) EnqueuePost(ctx context.Context, p store.Post) (store.Post, erro
 	return out, err
 }
 
+// postsPerChannel bounds one channel's share of a NextPosts batch. Slack takes
+// about one post per second per channel, so a few are enough to keep a channel
+// busy until the next fetch.
+const postsPerChannel = 4
+
 // NextPosts leases due posts to owner, in order per channel.
 func (s *Store) NextPosts(ctx context.Context, owner string, limit int, now time.Time) ([]store.Post, error) {
 	if owner == "" {
@@ -82,11 +87,14 @@ func (s *Store) NextPosts(ctx context.Context, owner string, limit int, now time
 			}
 		}
 		var err error
-		posts, err = queryAll(ctx, tx, `SELECT `+postCols+` FROM outbox o
+		// At most postsPerChannel of a channel per batch: a channel with
+		// thousands queued must not fill the batch and starve the others.
+		posts, err = queryAll(ctx, tx, `SELECT `+postCols+` FROM (
+			SELECT o.*, ROW_NUMBER() OVER (PARTITION BY o.channel ORDER BY o.id) AS nth FROM outbox o
 			WHERE o.state = 'pending' AND o.next_us <= ? AND (o.lease_owner = '' OR o.lease_owner = ? OR o.lease_until_us <= ?)
 			  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.channel = o.channel AND p.state = 'pending' AND p.id < o.id
 			      AND (p.next_us > ? OR (p.lease_owner <> '' AND p.lease_owner <> ? AND p.lease_until_us > ?)))
-			ORDER BY o.id LIMIT ?`, []any{n, owner, n, n, owner, n, limit}, scanPost)
+			) due WHERE nth <= ? ORDER BY id LIMIT ?`, []any{n, owner, n, n, owner, n, postsPerChannel, limit}, scanPost)
 		if err != nil || len(posts) == 0 {
 			return err
 		}
