@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/incident"
@@ -21,6 +22,63 @@ var builtin embed.FS
 // overridden (by id) by a configured directory.
 type Catalog struct {
 	byID map[string]*Playbook
+	// deferred is set by Index: playbooks are checked and compiled when Resolve
+	// first returns them, not at load.
+	deferred *deferredCheck
+}
+
+// deferredCheck checks each playbook of an Index once, when it is first chosen.
+type deferredCheck struct {
+	targets map[string]string
+	kinds   []executors.Kind
+
+	mu      sync.Mutex
+	pending map[string]*problems // id → parse problems so far, until checked
+	failed  map[string]error
+}
+
+// Index is Load for a process that runs one playbook (bot diagnose): it reads
+// and parses every playbook, so listing and choosing work and malformed files are
+// reported, but checks and compiles a playbook's expressions only when Resolve
+// first returns it — compiling them all was most of a diagnosis's start-up.
+func Index(dir string, targets map[string]string, kinds ...executors.Kind) (*Catalog, error) {
+	d := &deferredCheck{targets: targets, kinds: kinds, pending: map[string]*problems{}, failed: map[string]error{}}
+	c, err := load(dir, func(file string, data []byte) (*Playbook, error) {
+		pb, pr, err := parse(file, data)
+		if err != nil {
+			return nil, err
+		}
+		if len(pr.list) > 0 {
+			return nil, pr.list.sorted()
+		}
+		d.pending[pb.ID] = pr
+		return pb, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.deferred = d
+	return c, nil
+}
+
+// ready checks and compiles pb if that was deferred; it is safe for concurrent use.
+func (d *deferredCheck) ready(pb *Playbook) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err, failed := d.failed[pb.ID]; failed {
+		return err
+	}
+	pr, pending := d.pending[pb.ID]
+	if !pending {
+		return nil
+	}
+	delete(d.pending, pb.ID)
+	check(pr, pb, d.targets, d.kinds)
+	if len(pr.list) > 0 {
+		d.failed[pb.ID] = pr.list.sorted()
+		return d.failed[pb.ID]
+	}
+	return nil
 }
 
 // Load reads the built-in playbooks and then every *.yaml/*.yml in dir (when dir is
@@ -28,6 +86,10 @@ type Catalog struct {
 // target check. kinds describe the target kinds (see Parse). Every problem in
 // every file is returned at once.
 func Load(dir string, targets map[string]string, kinds ...executors.Kind) (*Catalog, error) {
+	return load(dir, func(file string, data []byte) (*Playbook, error) { return Parse(file, data, targets, kinds...) })
+}
+
+func load(dir string, parseFile func(file string, data []byte) (*Playbook, error)) (*Catalog, error) {
 	c := &Catalog{byID: map[string]*Playbook{}}
 	var all Problems
 	add := func(pb *Playbook, err error) {
@@ -51,7 +113,7 @@ func Load(dir string, targets map[string]string, kinds ...executors.Kind) (*Cata
 		if err != nil {
 			return nil, err
 		}
-		add(Parse("builtin:"+filepath.Base(name), data, targets, kinds...))
+		add(parseFile("builtin:"+filepath.Base(name), data))
 	}
 	if dir != "" {
 		files, err := yamlFiles(dir)
@@ -63,7 +125,7 @@ func Load(dir string, targets map[string]string, kinds ...executors.Kind) (*Cata
 			if err != nil {
 				return nil, fmt.Errorf("playbooks: %w", err)
 			}
-			add(Parse(f, data, targets, kinds...))
+			add(parseFile(f, data))
 		}
 	}
 	if len(all) > 0 {
@@ -135,6 +197,11 @@ func (c *Catalog) All() []*Playbook {
 func (c *Catalog) Resolve(code string) (*Playbook, error) {
 	for _, pb := range c.All() {
 		if pb.matches(code) {
+			if c.deferred != nil {
+				if err := c.deferred.ready(pb); err != nil {
+					return nil, err
+				}
+			}
 			return pb, nil
 		}
 	}

@@ -26,14 +26,29 @@ var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.\-]*$`)
 // checks and cmdlets, their parameters and the fields of their rows. Without
 // them nothing is checked against a kind.
 func Parse(file string, data []byte, knownTargets map[string]string, kinds ...executors.Kind) (*Playbook, error) {
+	pb, pr, err := parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	check(pr, pb, knownTargets, kinds)
+	if len(pr.list) > 0 {
+		return nil, pr.list.sorted()
+	}
+	return pb, nil
+}
+
+// parse reads one playbook file into its structure, without the cross-checks
+// and expression compilation of check: what listing and choosing a playbook
+// need. The problems found so far are in the returned problems.
+func parse(file string, data []byte) (*Playbook, *problems, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, Problems{{File: file, Line: yamlErrorLine(err), Msg: err.Error()}}
+		return nil, nil, Problems{{File: file, Line: yamlErrorLine(err), Msg: err.Error()}}
 	}
 	pr := &problems{file: file}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 		pr.add(1, "a playbook is a YAML mapping")
-		return nil, pr.list
+		return nil, nil, pr.list
 	}
 	sum := sha256.Sum256(data)
 	pb := &Playbook{Source: file, Version: hex.EncodeToString(sum[:])[:12]}
@@ -60,11 +75,7 @@ func Parse(file string, data []byte, knownTargets map[string]string, kinds ...ex
 	if len(pb.Steps) == 0 {
 		pr.add(root.Line, "steps: a playbook needs at least one step")
 	}
-	check(pr, pb, knownTargets, kinds)
-	if len(pr.list) > 0 {
-		return nil, pr.list.sorted()
-	}
-	return pb, nil
+	return pb, pr, nil
 }
 
 var yamlLineRE = regexp.MustCompile(`line (\d+)`)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -167,12 +168,16 @@ func newRunReport(run *playbooks.Run, lab string, took time.Duration, code int) 
 }
 
 func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string) error {
-	cfg, cat, err := g.configAndCatalog()
+	cfg, cat, err := g.configAndIndex()
 	if err != nil {
 		return err
 	}
 	pb, err := cat.Resolve(args[0])
 	if err != nil {
+		var ps playbooks.Problems
+		if errors.As(err, &ps) {
+			return &exitError{code: exitUsage, err: fmt.Errorf("playbooks:\n%w", err)}
+		}
 		return usageErr("%v", err)
 	}
 	kv, err := commands.ArgsFromWords(args[1:])

@@ -68,6 +68,20 @@ func (g *globals) configAndCatalog() (config.Config, *playbooks.Catalog, error) 
 	return cfg, cat, err
 }
 
+// configAndIndex is configAndCatalog for a command that runs one playbook: the
+// others are parsed but not compiled (see playbooks.Index).
+func (g *globals) configAndIndex() (config.Config, *playbooks.Catalog, error) {
+	cfg, _, err := g.loadConfig()
+	if err != nil {
+		return cfg, nil, err
+	}
+	cat, err := playbooks.Index(cfg.Playbooks.Dir, cfg.TargetKinds(), registry.Kinds()...)
+	if err != nil {
+		return cfg, nil, &exitError{code: exitUsage, err: fmt.Errorf("playbooks:\n%w", err)}
+	}
+	return cfg, cat, nil
+}
+
 func (g *globals) catalog(cfg config.Config) (*playbooks.Catalog, error) {
 	cat, err := playbooks.Load(cfg.Playbooks.Dir, cfg.TargetKinds(), registry.Kinds()...)
 	if err != nil {
