@@ -5,6 +5,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/ndrbot/ndrbot/store"
 )
 
 // Access says who may do what, and where: chat user ids or user-group ids (a
@@ -19,13 +21,19 @@ type Access struct {
 	FourEyes bool
 }
 
-// Roles a command or a click needs.
+// Roles a command or a click needs. The two that decide reliefs are the
+// store's, which records them with each vote and checks them at the claim.
 const (
 	RoleAnyone    = ""
 	RoleResponder = "responder"
-	RoleApprover  = "approver"
-	RoleAdmin     = "admin"
+	RoleApprover  = store.RoleApprover
+	RoleAdmin     = store.RoleAdmin
 )
+
+// TerminalRole is the role a vote at the terminal is cast under: the person at
+// it runs the bot with its own configuration, store and credentials, so no
+// narrower role can be told apart there (access lists name chat users).
+const TerminalRole = RoleAdmin
 
 // Groups resolves a user group to its members' ids. GroupMembers may answer
 // from a cache (who may run a command); GroupMembersNow asks the chat platform,
@@ -61,18 +69,39 @@ func (a *authorizer) allowed(ctx context.Context, user, role string) (bool, erro
 	return a.holds(ctx, user, role, false)
 }
 
-// decides is allowed for approving or rejecting a relief: group membership is
-// read live at the click, so a member removed from the group a moment ago is
-// refused (the bound is one usergroups.users.list round-trip).
-func (a *authorizer) decides(ctx context.Context, user, role string) (bool, error) {
-	return a.holds(ctx, user, role, true)
+// decidesAs is the strongest role user may approve or reject reliefs under:
+// RoleAdmin, RoleApprover, or "" (neither). Group membership is read live at
+// the click, so a member removed from a group a moment ago is refused (the
+// bound is one usergroups.users.list round-trip). The click records the role
+// with the vote; the store checks it against the approval's role. An approver
+// whose admin groups could not be read decides as an approver.
+func (a *authorizer) decidesAs(ctx context.Context, user string) (string, error) {
+	admin, errAdmin := a.member(ctx, user, a.access.Admins, true)
+	if admin {
+		return RoleAdmin, nil
+	}
+	approver, err := a.member(ctx, user, a.access.Approvers, true)
+	switch {
+	case approver:
+		return RoleApprover, nil
+	case err != nil:
+		return "", err
+	case errAdmin != nil:
+		return "", errAdmin
+	}
+	return "", nil
 }
 
 func (a *authorizer) holds(ctx context.Context, user, role string, live bool) (bool, error) {
 	if role == RoleAnyone {
 		return true, nil
 	}
-	for _, id := range a.list(role) {
+	return a.member(ctx, user, a.list(role), live)
+}
+
+// member reports whether user is one of ids or in one of the user groups among them.
+func (a *authorizer) member(ctx context.Context, user string, ids []string, live bool) (bool, error) {
+	for _, id := range ids {
 		if id == user {
 			return true, nil
 		}

@@ -54,11 +54,14 @@ func (s *Service) vote(ctx context.Context, c Click, d incident.Decision) Reply 
 		s.refused(ctx, c.User, a.RunID, "click", map[string]any{"approval": a.ID, "channel": c.ChannelID, "why": "not the run's channel"})
 		return Reply{Text: "This approval belongs to another channel; nothing was run."}
 	}
-	ok, err := s.auth.decides(ctx, c.User.ID, RoleApprover)
+	// The role the clicker holds, read live, is recorded with the vote: the
+	// store refuses a vote, and the claim an approval, that lacks the role
+	// the relief asks for.
+	role, err := s.auth.decidesAs(ctx, c.User.ID)
 	if err != nil {
 		return s.internal("authorising", err)
 	}
-	if !ok {
+	if role == "" {
 		s.refused(ctx, c.User, a.RunID, "click", map[string]any{"approval": a.ID, "why": "not an approver"})
 		return Reply{Text: "Only approvers (access.approvers) may decide reliefs; your click was recorded and nothing was run."}
 	}
@@ -67,24 +70,26 @@ func (s *Service) vote(ctx context.Context, c Click, d incident.Decision) Reply 
 		return s.internal("loading the run", err)
 	}
 	// A relief may ask for more than an approver (setting a component state
-	// another team set needs an admin); the policy is the one its card showed.
-	if p, found := live.run.Proposal(a.ReliefID); found && p.Approval.Role != "" && p.Approval.Role != RoleApprover {
-		ok, err := s.auth.decides(ctx, c.User.ID, p.Approval.Role)
-		if err != nil {
-			return s.internal("authorising", err)
-		}
-		if !ok {
-			s.refused(ctx, c.User, a.RunID, "click", map[string]any{"approval": a.ID, "why": "not " + p.Approval.Role, "role": p.Approval.Role})
-			return Reply{Text: fmt.Sprintf("%s needs the %s role (access.%ss); your click was recorded and nothing was run.", a.ReliefID, p.Approval.Role, p.Approval.Role)}
-		}
+	// another team set needs an admin): the policy its card showed, or the one
+	// its approval was requested with, whichever is stricter.
+	need := a.Role
+	if p, found := live.run.Proposal(a.ReliefID); found {
+		need = store.StricterRole(need, p.Approval.Role)
+	}
+	if !store.RoleSatisfies(role, need) {
+		s.refused(ctx, c.User, a.RunID, "click", map[string]any{"approval": a.ID, "why": "not " + need, "role": need})
+		return Reply{Text: fmt.Sprintf("%s needs the %s role (access.%ss); your click was recorded and nothing was run.", a.ReliefID, need, need)}
 	}
 	digest := s.digestNow(live, a.ReliefID)
-	out, err := live.rec.Vote(ctx, a.ReliefID, c.User, d, digest)
+	out, err := live.rec.Vote(ctx, a.ReliefID, c.User, role, d, digest)
 	var ve *store.VoteError
+	var re *store.RoleError
 	switch {
 	case errors.As(err, &ve):
 		s.cardAfterRefusal(ctx, live, ve)
 		return Reply{Text: refusalText(ve)}
+	case errors.As(err, &re):
+		return Reply{Text: re.Error() + "; nothing was run."}
 	case err != nil:
 		return s.writeRefused(ctx, run, a.ReliefID, "recording your vote", err)
 	}
@@ -104,6 +109,16 @@ func (s *Service) vote(ctx context.Context, c Click, d incident.Decision) Reply 
 		}
 		if errors.Is(err, store.ErrVoid) {
 			return Reply{Text: "What would run changed since the approval was asked; the approval is void and must be asked again."}
+		}
+		var re *store.RoleError
+		if errors.As(err, &re) {
+			// Approved by votes that lack the relief's role (an older ndrbot's,
+			// or written past this check): the card says so, nothing runs.
+			live.thread.updateCard(ctx, a.ReliefID, func(c *ApprovalView) {
+				c.State = ApprovalFailed
+				c.Result = &incident.ReliefResult{Relief: a.ReliefID, Hosts: a.Hosts, Error: re.Error(), Started: s.opts.Now()}
+			})
+			return Reply{Text: re.Error() + "; nothing was run."}
 		}
 		var ge *store.GuardError
 		if errors.As(err, &ge) {

@@ -41,7 +41,9 @@ type RecorderOptions struct {
 	// for four eyes where it is off, never waive it where it is on.
 	FourEyes bool
 	// Terminal waives four-eyes: the person at the terminal is both requester
-	// and approver by nature.
+	// and approver by nature. The terminal sets it unless access.cli_four_eyes
+	// is refuse; then its runs keep the floor above, and a lone approval of a
+	// four-eyes relief at the terminal is refused.
 	Terminal bool
 	// AfterRelief is called once a relief's outcome or verification is recorded.
 	AfterRelief func()
@@ -146,6 +148,7 @@ func (r *Recorder) proposal(ctx context.Context, p incident.Proposal) {
 		Digest:   incident.ProposalDigest(r.run.Playbook.Version, p),
 		Required: p.Approval.Approvers, FourEyes: !r.terminal && (r.fourEyes || p.Approval.FourEyes),
 		Requester: r.requester, ExpiresAt: r.now().Add(p.Approval.Expires), Cooldown: p.Cooldown,
+		Role: p.Approval.Role, // enforced again at the claim
 	})
 	if err != nil {
 		r.fail("approval request", err)
@@ -168,15 +171,17 @@ func (r *Recorder) Finish(ctx context.Context) error {
 	return r.Err()
 }
 
-// Vote records one approver's decision on a relief of the run. digest is what
-// would run now (incident.ProposalDigest over the current playbook and hosts):
-// if it differs from the approved one, the approval becomes void.
-func (r *Recorder) Vote(ctx context.Context, relief string, voter incident.Actor, d incident.Decision, digest string) (store.Outcome, error) {
+// Vote records one approver's decision on a relief of the run. role is the
+// role the caller verified voter holds (RoleApprover or RoleAdmin); the store
+// records it with the vote. digest is what would run now
+// (incident.ProposalDigest over the current playbook and hosts): if it differs
+// from the approved one, the approval becomes void.
+func (r *Recorder) Vote(ctx context.Context, relief string, voter incident.Actor, role string, d incident.Decision, digest string) (store.Outcome, error) {
 	a, ok := r.Approval(relief)
 	if !ok {
 		return store.Outcome{}, fmt.Errorf("%w: no approval was requested for %s in run %s", incident.ErrNotFound, relief, r.run.ID)
 	}
-	return r.store.Vote(ctx, a.ID, voter, d, digest, r.now())
+	return r.store.Vote(ctx, a.ID, voter, role, d, digest, r.now())
 }
 
 // Claim takes the one execution of an approved relief (across goroutines,
@@ -199,12 +204,13 @@ func (r *Recorder) Claim(ctx context.Context, relief, owner, digest string) (sto
 	return x, nil
 }
 
-// Approve is a terminal's whole approval: one vote, the claim when the vote
-// completes the approval, then the relief through the engine — at most once.
-func (r *Recorder) Approve(ctx context.Context, eng *playbooks.Engine, relief, owner string, voter incident.Actor) (store.Outcome, error) {
+// Approve is a terminal's whole approval: one vote under role, the claim when
+// the vote completes the approval, then the relief through the engine — at
+// most once.
+func (r *Recorder) Approve(ctx context.Context, eng *playbooks.Engine, relief, owner string, voter incident.Actor, role string) (store.Outcome, error) {
 	p, _ := r.run.Proposal(relief)
 	digest := incident.ProposalDigest(r.run.Playbook.Version, p)
-	out, err := r.Vote(ctx, relief, voter, incident.Approve, digest)
+	out, err := r.Vote(ctx, relief, voter, role, incident.Approve, digest)
 	if err != nil || out.Kind != store.OutcomeApproved {
 		return out, err
 	}

@@ -146,6 +146,39 @@ func TestAdminReliefRefusesAnApprover(t *testing.T) {
 	assert.Contains(t, f.click("approve", card.ApprovalID, admin, channel).Text, "Approved: running set-component-active")
 	f.svc.Wait()
 	assert.Equal(t, 1, f.reliefCalls("set-component-active"))
+
+	// The store holds the role with the approval, and the role the click
+	// verified with the vote: it checks both again at the claim.
+	a, err := f.st.GetApproval(context.Background(), card.ApprovalID)
+	require.NoError(t, err)
+	assert.Equal(t, store.RoleAdmin, a.Role)
+	require.Len(t, a.Votes, 1)
+	assert.Equal(t, store.RoleAdmin, a.Votes[0].Role)
+}
+
+// A vote records the role its voter holds: an admin approving an approver's
+// relief votes as admin, an approver as approver.
+func TestVotesRecordTheClickersRole(t *testing.T) {
+	f := newFixture(t, "overloaded-queue", time.Now)
+	f.diagnose(t, "diagnose 5.5.4")
+	card := f.card(t, "restart-transport")
+	assert.Contains(t, f.click("approve", card.ApprovalID, admin, channel).Text, "Approved: running restart-transport")
+	f.svc.Wait()
+	a, err := f.st.GetApproval(context.Background(), card.ApprovalID)
+	require.NoError(t, err)
+	assert.Equal(t, store.RoleApprover, a.Role)
+	require.Len(t, a.Votes, 1)
+	assert.Equal(t, store.RoleAdmin, a.Votes[0].Role)
+
+	g := newFixture(t, "overloaded-queue", time.Now)
+	g.diagnose(t, "diagnose 5.5.4")
+	card = g.card(t, "restart-transport")
+	assert.Contains(t, g.click("approve", card.ApprovalID, approver, channel).Text, "Approved: running restart-transport")
+	g.svc.Wait()
+	a, err = g.st.GetApproval(context.Background(), card.ApprovalID)
+	require.NoError(t, err)
+	require.Len(t, a.Votes, 1)
+	assert.Equal(t, store.RoleApprover, a.Votes[0].Role)
 }
 
 func TestIncidentThroughTheService(t *testing.T) {

@@ -231,7 +231,22 @@ type Access struct {
 	Admins     []string `mapstructure:"admins" yaml:"admins"`
 	// FourEyes forbids the requester of a run to approve its reliefs.
 	FourEyes bool `mapstructure:"four_eyes" yaml:"four_eyes"`
+	// CLIFourEyes is what `bot diagnose` does with a relief whose approval is
+	// four-eyes (four_eyes above, or the playbook's): allow (the default) lets
+	// the person at the terminal — requester and approver by nature — approve it
+	// alone; refuse keeps the four-eyes floor on the terminal too, so the
+	// terminal's lone approval is refused (and audited) and another approver
+	// must approve it in chat. The default is allow because refuse ends the
+	// single-operator terminal flow (bot diagnose … --approve RELIEF) for every
+	// four-eyes relief, which the built-in playbooks' restarts are.
+	CLIFourEyes string `mapstructure:"cli_four_eyes" yaml:"cli_four_eyes"`
 }
+
+// access.cli_four_eyes values.
+const (
+	CLIFourEyesAllow  = "allow"
+	CLIFourEyesRefuse = "refuse"
+)
 
 // Watch is the NDR watch: a mailbox where non-delivery reports arrive (postmaster,
 // journal or a shared mailbox), read through a graph target; NDRs are counted per
@@ -314,7 +329,7 @@ func defaults() Config {
 		},
 		Store:  Store{Driver: "sqlite", Checkpoints: Checkpoints{Interval: 15 * time.Minute}},
 		Slack:  Slack{Mode: "socket", APIURL: "https://slack.com/api/", Listen: ":8080", Channels: []string{}},
-		Access: Access{FourEyes: true, Responders: []string{}, Approvers: []string{}, Admins: []string{}},
+		Access: Access{FourEyes: true, CLIFourEyes: CLIFourEyesAllow, Responders: []string{}, Approvers: []string{}, Admins: []string{}},
 		Lab:    Lab{TimeScale: 300},
 		Watch: Watch{Folder: "inbox", Target: "graph", Mode: WatchPoll, PollInterval: 60 * time.Second,
 			Window: 5 * time.Minute, Threshold: 20, Cooldown: 30 * time.Minute, Listen: ":8081"},

@@ -70,6 +70,8 @@ func TestDefault(t *testing.T) {
 		"lab.latency":                {d.Lab.Latency, time.Duration(0)},
 		"log.level":                  {d.Log.Level, "info"},
 		"log.format":                 {d.Log.Format, "text"},
+		"access.four_eyes":           {d.Access.FourEyes, true},
+		"access.cli_four_eyes":       {d.Access.CLIFourEyes, "allow"},
 	}
 	for k, gw := range want {
 		if gw[0] != gw[1] {

@@ -68,6 +68,7 @@ func (c Config) Validate() error {
 	v.lab()
 	v.store()
 	v.slack()
+	v.access()
 	v.log()
 	v.watch()
 	v.secrets(reflect.ValueOf(c), "")
@@ -520,6 +521,12 @@ var (
 	slackTeamRE = regexp.MustCompile(`^[TE][A-Z0-9]{2,}$`)
 	slackAppRE  = regexp.MustCompile(`^A[A-Z0-9]{2,}$`)
 )
+
+func (v *validator) access() {
+	if m := v.c.Access.CLIFourEyes; m != CLIFourEyesAllow && m != CLIFourEyesRefuse {
+		v.add("access.cli_four_eyes", "%q must be %s or %s", m, CLIFourEyesRefuse, CLIFourEyesAllow)
+	}
+}
 
 func (v *validator) log() {
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, v.c.Log.Level) {

@@ -53,6 +53,7 @@ func TestValidateFixtures(t *testing.T) {
 		{fixture: "target-name-collision", key: "targets.ex_01", msg: `collides with target "ex-01"`},
 		{fixture: "log-level", key: "log.level", msg: `"verbose" must be debug, info, warn or error`, origin: "log-level.yaml:2"},
 		{fixture: "log-format", key: "log.format", msg: `"xml" must be text or json`},
+		{fixture: "access-cli-four-eyes", key: "access.cli_four_eyes", msg: `"ask" must be refuse or allow`, origin: "access-cli-four-eyes.yaml:3"},
 		{fixture: "lab-time-scale", key: "lab.time_scale", msg: "must be a number of at least 1"},
 		{fixture: "lab-latency", key: "lab.latency", msg: "must not be negative"},
 		{fixture: "playbooks-dir-missing", key: "playbooks.dir", msg: "no such file"},

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ndrbot/ndrbot/audit"
@@ -77,8 +78,11 @@ type Store interface {
 	GetApproval(ctx context.Context, id string) (Approval, error)
 	// Approvals returns a run's approvals, oldest first.
 	Approvals(ctx context.Context, runID string) ([]Approval, error)
-	// Vote records one approver's decision atomically. See Outcome and VoteError.
-	Vote(ctx context.Context, approvalID string, voter incident.Actor, d incident.Decision, digestNow string, now time.Time) (Outcome, error)
+	// Vote records one approver's decision atomically. role is the role the
+	// caller verified the voter holds (RoleApprover or RoleAdmin); a voter whose
+	// role does not satisfy the approval's is refused (RoleError, audited). See
+	// Outcome and VoteError.
+	Vote(ctx context.Context, approvalID string, voter incident.Actor, role string, d incident.Decision, digestNow string, now time.Time) (Outcome, error)
 	// ExpireApprovals marks every pending approval past its expiry expired and
 	// returns them (a sweeper calls it so cards can be updated).
 	ExpireApprovals(ctx context.Context, now time.Time) ([]Approval, error)
@@ -86,7 +90,10 @@ type Store interface {
 	// ClaimRelief atomically starts the execution of an approved relief: at most one
 	// claim per approval succeeds, across goroutines and processes. digestNow must
 	// equal the approved digest (else the approval becomes void). A second claim
-	// returns *ClaimError (ErrConflict) naming the existing execution.
+	// returns *ClaimError (ErrConflict) naming the existing execution. The claim
+	// is refused (and audited, claim-refused) when the approving votes of the
+	// required role do not make the quorum (*RoleError), or when a guard holds
+	// on one of its hosts (*GuardError); both match incident.ErrNotAllowed.
 	ClaimRelief(ctx context.Context, approvalID, owner, digestNow string) (Execution, error)
 	// FinishRelief records the outcome of a running execution (ErrConflict if it is
 	// not running any more, e.g. recovery marked it outcome-unknown).
@@ -222,6 +229,40 @@ type NewApproval struct {
 	// Cooldown forbids claiming this relief on a host where it started less
 	// than this long ago, from any run (0: none).
 	Cooldown time.Duration
+	// Role is the role each approving vote must hold (the playbook's
+	// approval.role): RoleApprover (the default when empty) or RoleAdmin.
+	Role string
+}
+
+// Roles a vote is cast under, and an approval requires. An admin satisfies an
+// approval that asks for an approver.
+const (
+	RoleApprover = "approver"
+	RoleAdmin    = "admin"
+)
+
+// ValidRole reports whether role is one the store records.
+func ValidRole(role string) bool { return role == RoleApprover || role == RoleAdmin }
+
+// RoleSatisfies reports whether a vote cast under role have meets an approval
+// that requires role need. An unknown role satisfies nothing.
+func RoleSatisfies(have, need string) bool {
+	switch need {
+	case RoleApprover:
+		return have == RoleApprover || have == RoleAdmin
+	case RoleAdmin:
+		return have == RoleAdmin
+	}
+	return false
+}
+
+// StricterRole is the stronger of two required roles (an empty or unknown one
+// counts as RoleApprover).
+func StricterRole(a, b string) string {
+	if a == RoleAdmin || b == RoleAdmin {
+		return RoleAdmin
+	}
+	return RoleApprover
 }
 
 // Vote is one recorded vote.
@@ -229,6 +270,9 @@ type Vote struct {
 	Voter    incident.Actor    `json:"voter"`
 	Decision incident.Decision `json:"decision"`
 	At       time.Time         `json:"at"`
+	// Role is the role the voter was authorised under when they voted (votes
+	// written before schema v4 read as RoleApprover).
+	Role string `json:"role"`
 }
 
 // Approval is an approval request and where it stands.
@@ -250,6 +294,8 @@ type Approval struct {
 	Votes      []Vote                  `json:"votes"`
 	CreatedAt  time.Time               `json:"created_at"`
 	Cooldown   time.Duration           `json:"cooldown,omitempty"`
+	// Role is the role every approving vote must hold (RoleApprover or RoleAdmin).
+	Role string `json:"role"`
 }
 
 // Approvers returns the distinct actors who voted approve, in vote order.
@@ -261,6 +307,18 @@ func (a Approval) Approvers() []incident.Actor {
 		}
 	}
 	return out
+}
+
+// Qualified counts the approving votes whose role satisfies need (the
+// approval's role, or a stricter one): what the quorum counts.
+func (a Approval) Qualified(need string) int {
+	n := 0
+	for _, v := range a.Votes {
+		if v.Decision == incident.Approve && RoleSatisfies(v.Role, need) {
+			n++
+		}
+	}
+	return n
 }
 
 // OutcomeKind is what a successful Vote did.
@@ -279,7 +337,7 @@ const (
 // the approval as stored, so a loser can be told who decided and when.
 type Outcome struct {
 	Kind     OutcomeKind
-	Votes    int // distinct approve votes so far
+	Votes    int // distinct approve votes so far that hold the approval's role
 	Required int
 	Approval Approval
 }
@@ -302,6 +360,7 @@ var (
 	ErrVoid         = errors.New("approval void")
 	ErrAlreadyVoted = errors.New("already voted")
 	ErrFourEyes     = errors.New("four-eyes violation")
+	ErrRole         = errors.New("role not held")
 )
 
 // ErrAuditKeyMissing: the trail is sealed with an HMAC key but this store was
@@ -349,6 +408,41 @@ func (e *VoteError) Unwrap() []error {
 		return []error{incident.ErrConflict}
 	}
 }
+
+// RoleError is a vote or a claim refused because of the approval's role
+// (Approval.Role, or the stricter role of its proposal): at a vote, the voter's
+// role does not satisfy it (Vote is the refused vote); at a claim, the approving
+// votes that hold it do not make the quorum — votes cast by an older ndrbot, or
+// written by a path that skipped the check at the click (Vote is nil).
+// errors.Is(err, incident.ErrNotAllowed) and ErrRole.
+type RoleError struct {
+	Approval Approval
+	Role     string // the role required
+	Vote     *Vote  // the refused vote; nil at a claim
+}
+
+func (e *RoleError) Error() string {
+	a := e.Approval
+	if e.Vote != nil {
+		return fmt.Sprintf("%s needs the %s role: %s is authorised as %s; the vote on approval %s was refused",
+			a.ReliefID, e.Role, e.Vote.Voter, e.Vote.Role, a.ID)
+	}
+	var voted []string
+	for _, v := range a.Votes {
+		if v.Decision == incident.Approve {
+			voted = append(voted, fmt.Sprintf("%s as %s", v.Voter, v.Role))
+		}
+	}
+	by := "nobody"
+	if len(voted) > 0 {
+		by = strings.Join(voted, ", ")
+	}
+	return fmt.Sprintf("%s not run: approval %s needs %d approving vote(s) from the %s role, and it was approved by %s; ask for approval again",
+		a.ReliefID, a.ID, a.Required, e.Role, by)
+}
+
+// Unwrap lets errors.Is match incident.ErrNotAllowed and ErrRole.
+func (e *RoleError) Unwrap() []error { return []error{incident.ErrNotAllowed, ErrRole} }
 
 // Execution is one claimed run of an approved relief.
 type Execution struct {

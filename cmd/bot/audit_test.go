@@ -53,7 +53,7 @@ var (
 
 func TestAuditTimelineAndVerify(t *testing.T) {
 	t.Chdir(t.TempDir())
-	env := []string{"USER=alice", "NDRBOT_LAB_TIME_SCALE=3000"}
+	env := []string{"NDRBOT_LAB_TIME_SCALE=3000"}
 	r := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
 	require.Equal(t, exitFindings, r.code, r.err)
 	id := runIDRE.FindStringSubmatch(r.out)[1]
@@ -74,7 +74,7 @@ func TestAuditTimelineAndVerify(t *testing.T) {
 		}
 	}
 	assert.Equal(t, len(order), next, "timeline lacks %q in order; kinds: %v", order[min(next, len(order)-1)], kinds)
-	assert.Contains(t, show.out, "cli:alice")
+	assert.Contains(t, show.out, "cli:tester")
 
 	v := bot(t, env, "", false, "audit", "verify")
 	assert.Equal(t, 0, v.code, v.out+v.err)
@@ -101,7 +101,7 @@ func TestAuditTimelineAndVerify(t *testing.T) {
 func TestSecondRestartIsBlockedByCooldown(t *testing.T) {
 	t.Chdir(t.TempDir())
 	// Unscaled: the 30-minute cooldown holds between two runs.
-	env := []string{"USER=alice", "NDRBOT_LAB_TIME_SCALE=1"}
+	env := []string{"NDRBOT_LAB_TIME_SCALE=1"}
 	first := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue")
 	require.Equal(t, exitFindings, first.code)
 	// Record a restart without waiting 5 minutes for its verification: cut the run
@@ -120,8 +120,8 @@ func TestSecondRestartIsBlockedByCooldown(t *testing.T) {
 		cancel()
 	}()
 	run(ctx, []string{"diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport"}, stdio{
-		in: strings.NewReader(""), out: out, err: out, getenv: func(string) (string, bool) { return "alice", true },
-		environ: func() []string { return env }})
+		in: strings.NewReader(""), out: out, err: out, getenv: func(string) (string, bool) { return "", false },
+		environ: func() []string { return env }, osUser: testOSUser})
 	cancel()
 	<-watched
 	require.Contains(t, out.String(), ran)
@@ -141,7 +141,7 @@ func TestCrashRecovery(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	const lease = "3s"
-	env := append(os.Environ(), "NDRBOT_TEST_AS_BOT=1", "USER=crash", "NDRBOT_LAB_LATENCY=30ms", "NDRBOT_LAB_TIME_SCALE=600")
+	env := append(os.Environ(), "NDRBOT_TEST_AS_BOT=1", "NDRBOT_LAB_LATENCY=30ms", "NDRBOT_LAB_TIME_SCALE=600")
 	args := []string{"diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport", "--lease", lease}
 	// Kill points spread over a whole run's life as this machine runs it (the
 	// race detector and a loaded CI host stretch start-up several-fold): time one
@@ -175,7 +175,7 @@ func TestCrashRecovery(t *testing.T) {
 
 	// Once the dead processes' leases lapse, a restart recovers their work.
 	time.Sleep(3500 * time.Millisecond)
-	r := bot(t, []string{"USER=crash", "NDRBOT_LAB_TIME_SCALE=600"}, "", false, "diagnose", "5.5.4", "--lab", "healthy")
+	r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=600"}, "", false, "diagnose", "5.5.4", "--lab", "healthy")
 	require.Equal(t, 0, r.code, r.out+r.err)
 	v := bot(t, nil, "", false, "audit", "verify")
 	require.Equal(t, 0, v.code, v.out)
@@ -224,7 +224,7 @@ func TestAuditCheckpointsCLI(t *testing.T) {
 	keyFile := filepath.Join(dir, "audit.key")
 	require.NoError(t, os.WriteFile(keyFile, []byte("cli-checkpoint-test-key-32-bytes"), 0o600))
 	cpFile := filepath.Join(dir, "log", "checkpoints.log")
-	env := []string{"USER=alice", "NDRBOT_LAB_TIME_SCALE=3000", "NDRBOT_STORE_AUDIT_KEY_FILE=" + keyFile, "NDRBOT_STORE_CHECKPOINTS_FILE=" + cpFile}
+	env := []string{"NDRBOT_LAB_TIME_SCALE=3000", "NDRBOT_STORE_AUDIT_KEY_FILE=" + keyFile, "NDRBOT_STORE_CHECKPOINTS_FILE=" + cpFile}
 
 	r := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
 	require.Equal(t, exitFindings, r.code, r.out+r.err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os/user"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/commands"
+	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/playbooks"
@@ -221,8 +223,11 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		return &exitError{code: exitUsage, err: err}
 	}
 	out := &terminal{w: g.io.out, quiet: f.json, live: g.io.interactive, progress: g.io.err, scale: scale}
-	owner := processOwner(g.io)
-	actor := incident.CLIActor(cliUser(g.io))
+	actor, uid, err := cliUser(g.io)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	owner := processOwner(actor)
 	if err := g.recover(ctx, st, owner, out); err != nil {
 		return err
 	}
@@ -245,13 +250,17 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		return fmt.Errorf("store: %w", err)
 	}
 	if _, err := st.Append(ctx, audit.Record{Actor: actor, RunID: stored.ID, Kind: audit.KindCommand, Payload: map[string]any{
-		"command": "diagnose", "args": args, "lab": f.lab.name(), "approve": f.approve}}); err != nil {
+		"command": "diagnose", "args": args, "lab": f.lab.name(), "approve": f.approve, "os_uid": uid}}); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	run := playbooks.NewRun(stored.ID, pb, params, started, nil)
-	// The terminal waives four-eyes: the person at it is requester and approver by
-	// nature, and holds the bot's credentials anyway. The approval records it.
-	rec := commands.NewRecorder(st, run, actor, commands.RecorderOptions{Terminal: true, Log: g.logger(cfg)})
+	// By default the terminal waives four-eyes: the person at it is requester and
+	// approver by nature, and holds the bot's credentials anyway; the approval
+	// records it. access.cli_four_eyes: refuse keeps the floor (access.four_eyes
+	// or the playbook's), and the store refuses the lone approval below.
+	refuseAlone := cfg.Access.CLIFourEyes == config.CLIFourEyesRefuse
+	rec := commands.NewRecorder(st, run, actor, commands.RecorderOptions{FourEyes: cfg.Access.FourEyes, Terminal: !refuseAlone,
+		Log: g.logger(cfg)})
 	run.Observer = commands.Fanout{rec, out}
 	out.header(run, f.lab.name())
 	if err := eng.Diagnose(ctx, run); err != nil {
@@ -271,6 +280,13 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 			out.printf("\n%s needs %d approvers; a terminal gives one — approve it in chat. Nothing was run.\n", p.Relief, p.Approval.Approvers)
 			continue
 		}
+		a, _ := rec.Approval(p.Relief)
+		alone := a.FourEyes && a.Requester.ID == actor.ID
+		if alone && !approved {
+			// Not asked, nor told to --approve: that could only be refused.
+			out.printf("\n%s\n", fourEyesRefusal(cfg, run.ID, p, actor, args, false))
+			continue
+		}
 		if !approved && prompt {
 			approved = out.ask(reader, fmt.Sprintf("Run %s on %s now? [y/N] ", p.Relief, strings.Join(p.Hosts, ", ")))
 		}
@@ -282,8 +298,16 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 			out.printf("\n%s not approved: nothing was changed. To run it: bot diagnose %s --approve %s\n", p.Relief, again, p.Relief)
 			continue
 		}
-		out.printf("\n▶ %s approved by %s — running on %s\n", p.Relief, actor.ID, strings.Join(p.Hosts, ", "))
-		if _, err := rec.Approve(ctx, eng, p.Relief, owner, actor); err != nil {
+		if !alone {
+			out.printf("\n▶ %s approved by %s — running on %s\n", p.Relief, actor.ID, strings.Join(p.Hosts, ", "))
+		}
+		// Alone on a four-eyes relief, the vote is still cast: the store refuses
+		// it and audits the refusal (vote-refused), so the attempt is on record.
+		if _, err := rec.Approve(ctx, eng, p.Relief, owner, actor, commands.TerminalRole); err != nil {
+			if errors.Is(err, store.ErrFourEyes) {
+				out.printf("\n%s\n", fourEyesRefusal(cfg, run.ID, p, actor, args, true))
+				continue
+			}
 			if playbooks.IsRefusal(err) {
 				out.printf("  refused: %v\n", err)
 				continue
@@ -321,6 +345,33 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	return nil
 }
 
+// fourEyesRefusal tells the person at the terminal that the relief needs
+// someone else's approval, and whose. voted: their approval was given, and
+// refused (the audit trail has it).
+func fourEyesRefusal(cfg config.Config, runID string, p incident.Proposal, actor incident.Actor, args []string, voted bool) string {
+	key, who := "access.approvers", append(slices.Clone(cfg.Access.Approvers), cfg.Access.Admins...)
+	if p.Approval.Role == commands.RoleAdmin {
+		key, who = "access.admins", cfg.Access.Admins
+	}
+	var ids []string
+	for _, id := range who {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	whom := "nobody is configured there yet"
+	if len(ids) > 0 {
+		whom = strings.Join(ids, ", ")
+	}
+	done := "Nothing was run."
+	if voted {
+		done = "Your approval was refused and nothing was run (bot audit show " + runID + ")."
+	}
+	return fmt.Sprintf("%s needs four eyes (access.cli_four_eyes: refuse): %s asked for this run and may not approve it alone. "+
+		"Someone else in %s (%s) must approve it: run the diagnosis in chat (/ndr diagnose %s) and have them press Approve. %s",
+		p.Relief, actor.ID, key, whom, strings.Join(args, " "), done)
+}
+
 // exitCode: 3 when anything escalated, 1 when a warning or worse was found, else 0.
 func exitCode(run *playbooks.Run) int {
 	if len(run.Escalations()) > 0 {
@@ -334,13 +385,35 @@ func exitCode(run *playbooks.Run) int {
 	return exitHealthy
 }
 
-func cliUser(io stdio) string {
-	for _, k := range []string{"USER", "LOGNAME"} {
-		if v, ok := io.getenv(k); ok && v != "" {
-			return v
-		}
+// cliUser is the actor at the terminal: the operating-system account running
+// bot (on Windows DOMAIN\user), as cli:NAME, and its uid (a SID on Windows),
+// which stays when a name changes. Never $USER or $LOGNAME: any process can set
+// them, and the audit trail records this actor as requester and approver.
+func cliUser(io stdio) (incident.Actor, string, error) {
+	lookup := io.osUser
+	if lookup == nil {
+		lookup = currentOSUser
 	}
-	return ""
+	u, err := lookup()
+	if err == nil && u.Username == "" {
+		err = fmt.Errorf("uid %s has no user name", u.Uid)
+	}
+	if err != nil {
+		return incident.Actor{}, "", fmt.Errorf("cannot tell which operating-system user runs bot (%v): the terminal records requests and approvals "+
+			"under that account, never under $USER; run bot as an account the system's user database knows", err)
+	}
+	return incident.CLIActor(u.Username), u.Uid, nil
+}
+
+// currentOSUser is the account this process runs as, named by the system's
+// user database. Without cgo, os/user.Current falls back to $USER for a uid
+// /etc/passwd does not list; looking the uid up again refuses that.
+func currentOSUser() (*user.User, error) {
+	u, err := user.Current()
+	if err != nil {
+		return nil, err
+	}
+	return user.LookupId(u.Uid)
 }
 
 // recover takes over the work of processes that died: a relief that was running

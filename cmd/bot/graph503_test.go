@@ -72,7 +72,7 @@ func TestDiagnoseGraph503LabScenarios(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Chdir(t.TempDir()) // no ndrbot.yaml, a fresh store
-			r := bot(t, []string{"USER=tester", "NDRBOT_LAB_TIME_SCALE=3000"}, "", false, tc.args...)
+			r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false, tc.args...)
 			assert.Equal(t, tc.code, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
 			for _, w := range tc.want {
 				assert.Contains(t, r.out, w)
@@ -168,7 +168,7 @@ func TestDiagnoseGraph503RecreatesAgainstGraph(t *testing.T) {
 
 	args := []string{"diagnose", "graph-503", "subscription=old-sub", "resource=" + resource, "notification_url=" + notify,
 		"expired_at=" + t0.Format(time.RFC3339), "--approve", "recreate-subscription"}
-	env := []string{"USER=tester", "NDRBOT_TARGETS_GRAPH_CLIENT_SECRET=" + fake.ClientSecret}
+	env := []string{"NDRBOT_TARGETS_GRAPH_CLIENT_SECRET=" + fake.ClientSecret}
 
 	// Without the clientState the relief refuses, and creates nothing.
 	r := bot(t, env, "", false, args...)
@@ -257,7 +257,7 @@ func TestDiagnose554EOPSideOverPSRPAndGraph(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.out), &got), r.out)
 
 	t.Chdir(t.TempDir())
-	r = bot(t, []string{"USER=tester"}, "", false, "diagnose", "5.5.4", "--lab", "eop-side", "--json")
+	r = bot(t, nil, "", false, "diagnose", "5.5.4", "--lab", "eop-side", "--json")
 	require.Equal(t, exitEscalation, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
 	var want runReport
 	require.NoError(t, json.Unmarshal([]byte(r.out), &want), r.out)
@@ -284,7 +284,7 @@ func TestGraph503TerminalAndSlackAgree(t *testing.T) {
 	params := []string{"subscription=old-sub", "resource=" + resource, "notification_url=" + notify, "expired_at=" + t0.Format(time.RFC3339)}
 	secret := "NDRBOT_TARGETS_GRAPH_CLIENT_SECRET=" + fake.ClientSecret
 
-	term := bot(t, []string{"USER=tester", secret}, "", false, append(append([]string{"diagnose", "graph-503"}, params...), "--json")...)
+	term := bot(t, []string{secret}, "", false, append(append([]string{"diagnose", "graph-503"}, params...), "--json")...)
 	require.Contains(t, []int{exitFindings, exitEscalation}, term.code, term.out+term.err)
 	var rep runReport
 	require.NoError(t, json.Unmarshal([]byte(term.out), &rep), term.out)

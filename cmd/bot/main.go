@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
 	"syscall"
 
 	"golang.org/x/term"
@@ -42,6 +43,10 @@ type stdio struct {
 	interactive bool
 	getenv      func(string) (string, bool)
 	environ     func() []string
+	// osUser is the operating-system account running bot, which the terminal
+	// records as requester and approver; nil asks the system (currentOSUser).
+	// Tests give a fixed account so their output does not depend on who runs them.
+	osUser func() (*user.User, error)
 	// dial, when set, is how executors reach remote PowerShell endpoints (tests
 	// give the fakes real-looking names); nil is the system's resolver and dialer.
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -44,9 +45,17 @@ func botDial(t *testing.T, env []string, dial func(ctx context.Context, network,
 	}
 	code := run(context.Background(), args, stdio{
 		in: strings.NewReader(stdin), out: &out, err: &errb, interactive: interactive,
-		getenv: lookup, environ: func() []string { return env }, dial: dial,
+		getenv: lookup, environ: func() []string { return env }, dial: dial, osUser: testOSUser,
 	})
 	return result{code: code, out: out.String(), err: errb.String()}
+}
+
+// testOSUser is the operating-system account in-process runs see: a fixed one
+// (cli:tester), so outputs and golden files do not depend on who runs the tests.
+// TestCLIUserIsTheOSAccount runs the system's lookup; subprocesses (the crash
+// test) run as whoever runs the tests.
+func testOSUser() (*user.User, error) {
+	return &user.User{Uid: "4242", Gid: "4242", Username: "tester", Name: "Test Operator", HomeDir: "/home/tester"}, nil
 }
 
 func TestDiagnoseLabScenarios(t *testing.T) {
@@ -76,7 +85,7 @@ func TestDiagnoseLabScenarios(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Chdir(t.TempDir()) // a store of its own: no cooldown from another case
-			r := bot(t, []string{"USER=tester", "NDRBOT_LAB_TIME_SCALE=3000"}, "", false, tc.args...)
+			r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false, tc.args...)
 			assert.Equal(t, tc.code, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
 			for _, w := range tc.want {
 				assert.Contains(t, r.out, w)
@@ -86,7 +95,7 @@ func TestDiagnoseLabScenarios(t *testing.T) {
 }
 
 func TestDiagnosePromptsOnlyOnATerminal(t *testing.T) {
-	env := []string{"USER=tester", "NDRBOT_LAB_TIME_SCALE=3000"}
+	env := []string{"NDRBOT_LAB_TIME_SCALE=3000"}
 	t.Chdir(t.TempDir())
 	yes := bot(t, env, "y\n", true, "diagnose", "5.5.4", "--lab", "overloaded-queue")
 	assert.Contains(t, yes.out, "Run restart-transport on ex01.lab.contoso.com now? [y/N]")

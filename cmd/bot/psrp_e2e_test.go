@@ -121,8 +121,7 @@ func newPSRPSiteWith(t *testing.T, scenario string, fastVerify, withGraph bool) 
 		exchange: newPSRPEndpoint(t, l.Target("exchange", "exchange", nil)),
 		jea:      newPSRPEndpoint(t, l.Target("jea", "jea", nil)),
 		eop:      newFakeEOP(t),
-		env: []string{"USER=tester",
-			"NDRBOT_TARGETS_EXCHANGE_PASSWORD=" + psrpfake.Password, "NDRBOT_TARGETS_JEA_PASSWORD=" + psrpfake.Password},
+		env:      []string{"NDRBOT_TARGETS_EXCHANGE_PASSWORD=" + psrpfake.Password, "NDRBOT_TARGETS_JEA_PASSWORD=" + psrpfake.Password},
 	}
 
 	dir := t.TempDir()
@@ -257,7 +256,7 @@ func TestDiagnoseOverPSRPFindsWhatTheLabFinds(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.out), &got), r.out)
 
 	t.Chdir(t.TempDir()) // no ndrbot.yaml: the lab with the embedded defaults
-	r = bot(t, []string{"USER=tester"}, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--json")
+	r = bot(t, nil, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--json")
 	require.Equal(t, exitFindings, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
 	var want runReport
 	require.NoError(t, json.Unmarshal([]byte(r.out), &want), r.out)
@@ -405,7 +404,7 @@ func TestDiagnoseOverPSRPSendsQuotedSenderAsData(t *testing.T) {
 	s.assertOnlyCmdlets(t)
 
 	t.Chdir(t.TempDir())
-	r = bot(t, []string{"USER=tester"}, "", false, "diagnose", "5.5.4", "--lab", "throttled-sender", "sender="+sender, "--json")
+	r = bot(t, nil, "", false, "diagnose", "5.5.4", "--lab", "throttled-sender", "sender="+sender, "--json")
 	require.Equal(t, exitEscalation, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
 	var want runReport
 	require.NoError(t, json.Unmarshal([]byte(r.out), &want), r.out)

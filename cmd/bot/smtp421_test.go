@@ -47,7 +47,7 @@ func TestDiagnose421LabScenarios(t *testing.T) {
 			// Its own directory: no ndrbot.yaml, and a fresh store, so no cooldown
 			// carries over from another case's relief.
 			t.Chdir(t.TempDir())
-			r := bot(t, []string{"USER=tester", "NDRBOT_LAB_TIME_SCALE=3000"}, "", false, tc.args...)
+			r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false, tc.args...)
 			assert.Equal(t, tc.code, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
 			for _, w := range tc.want {
 				assert.Contains(t, r.out, w)

@@ -128,8 +128,8 @@ func secretValues(cfg config.Config) ([]string, error) {
 	return out, nil
 }
 
-// processOwner names this process for leases and claims.
-func processOwner(io stdio) string {
+// processOwner names this process, run by actor, for leases and claims.
+func processOwner(actor incident.Actor) string {
 	host, _ := os.Hostname()
-	return fmt.Sprintf("%s@%s:%d", incident.CLIActor(cliUser(io)).ID, host, os.Getpid())
+	return fmt.Sprintf("%s@%s:%d", actor.ID, host, os.Getpid())
 }

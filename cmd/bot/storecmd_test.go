@@ -12,7 +12,7 @@ import (
 // a diagnosis refuses to start on the damaged file rather than record into it.
 func TestStoreCheck(t *testing.T) {
 	t.Chdir(t.TempDir())
-	env := []string{"USER=alice"}
+	var env []string
 	first := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue")
 	require.Equal(t, exitFindings, first.code, first.err)
 

@@ -78,7 +78,7 @@ func TestTerminalGolden(t *testing.T) {
 	for _, tc := range terminalCases() {
 		t.Run(tc.golden, func(t *testing.T) {
 			t.Chdir(t.TempDir()) // no ndrbot.yaml, and a store of its own (no cooldowns)
-			r := bot(t, []string{"USER=tester", "NDRBOT_LAB_TIME_SCALE=3000"}, "", false, tc.args...)
+			r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false, tc.args...)
 			require.Contains(t, []int{exitHealthy, exitFindings, exitEscalation}, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
 			assert.NotContains(t, r.out, "\r", "no live line when stdout is not a terminal")
 			got := "$ bot " + strings.Join(tc.args, " ") + "\n" + normalise(r.out)
@@ -125,7 +125,7 @@ func TestDurationText(t *testing.T) {
 // holds a duration ends in _ms and holds whole milliseconds.
 func TestDiagnoseJSONDurationsInMilliseconds(t *testing.T) {
 	t.Chdir(t.TempDir())
-	r := bot(t, []string{"USER=tester", "NDRBOT_LAB_TIME_SCALE=3000"}, "", false,
+	r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false,
 		"diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport", "--json")
 	require.Equal(t, exitFindings, r.code, r.err)
 	var doc map[string]any
@@ -168,7 +168,7 @@ func TestDiagnoseJSONDurationsInMilliseconds(t *testing.T) {
 func TestDiagnoseLiveProgressAndCountdown(t *testing.T) {
 	t.Chdir(t.TempDir())
 	// 5m at scale 300 is a one-second wait: time for a few frames.
-	r := bot(t, []string{"USER=tester", "NDRBOT_LAB_TIME_SCALE=300"}, "", true,
+	r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=300"}, "", true,
 		"diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
 	require.Equal(t, exitFindings, r.code, r.err)
 	assert.Contains(t, r.out, "running steps: 15 of 15 done")

@@ -81,12 +81,28 @@ func TestProcessRace(t *testing.T) {
 	}
 	dsn := pgtest.FreshSchema(t)
 	inst := instance(t, dsn, store.Options{})
-	storetest.ProcessRace(t, inst, func(env []string) ([]byte, error) {
+	storetest.ProcessRace(t, inst, spawnChild(dsn))
+}
+
+// TestProcessGuardRace: two runs in two channels approved at once, in two
+// processes on one database: one restart, the other claim refused by the guard.
+func TestProcessGuardRace(t *testing.T) {
+	if os.Getenv(storetest.EnvChild) != "" {
+		t.Skip("child")
+	}
+	dsn := pgtest.FreshSchema(t)
+	inst := instance(t, dsn, store.Options{})
+	storetest.ProcessGuardRace(t, inst, spawnChild(dsn))
+}
+
+// spawnChild starts this test binary again as a race child on the schema dsn names.
+func spawnChild(dsn string) func(env []string) ([]byte, error) {
+	return func(env []string) ([]byte, error) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestProcessRaceChild$", "-test.count=1")
 		cmd.Env = append(append(os.Environ(), env...), "NDRBOT_STORETEST_PG_DSN="+dsn)
 		cmd.Stderr = os.Stderr
 		return cmd.Output()
-	})
+	}
 }
 
 func TestProcessRaceChild(t *testing.T) {
@@ -94,7 +110,7 @@ func TestProcessRaceChild(t *testing.T) {
 		return postgres.Open(context.Background(), os.Getenv("NDRBOT_STORETEST_PG_DSN"), store.Options{})
 	})
 	if !ok {
-		t.Skip("only runs as a child of TestProcessRace")
+		t.Skip("only runs as a child of TestProcessRace or TestProcessGuardRace")
 	}
 }
 

@@ -97,12 +97,28 @@ func TestProcessRace(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "ndrbot.db")
 	inst := openAt(t, path, store.Options{})
-	storetest.ProcessRace(t, inst, func(env []string) ([]byte, error) {
+	storetest.ProcessRace(t, inst, spawnChild(path))
+}
+
+// TestProcessGuardRace: two runs in two channels approved at once, in two
+// processes on one SQLite file: one restart, the other claim refused by the guard.
+func TestProcessGuardRace(t *testing.T) {
+	if os.Getenv(storetest.EnvChild) != "" {
+		t.Skip("child")
+	}
+	path := filepath.Join(t.TempDir(), "ndrbot.db")
+	inst := openAt(t, path, store.Options{})
+	storetest.ProcessGuardRace(t, inst, spawnChild(path))
+}
+
+// spawnChild starts this test binary again as a race child on the file at path.
+func spawnChild(path string) func(env []string) ([]byte, error) {
+	return func(env []string) ([]byte, error) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestProcessRaceChild$", "-test.count=1")
 		cmd.Env = append(append(os.Environ(), env...), "NDRBOT_STORETEST_SQLITE="+path)
 		cmd.Stderr = os.Stderr
 		return cmd.Output()
-	})
+	}
 }
 
 func TestProcessRaceChild(t *testing.T) {
@@ -110,7 +126,7 @@ func TestProcessRaceChild(t *testing.T) {
 		return sqlite.Open(context.Background(), os.Getenv("NDRBOT_STORETEST_SQLITE"), store.Options{})
 	})
 	if !ok {
-		t.Skip("only runs as a child of TestProcessRace")
+		t.Skip("only runs as a child of TestProcessRace or TestProcessGuardRace")
 	}
 }
 

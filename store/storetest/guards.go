@@ -23,7 +23,7 @@ func approved(t *testing.T, s store.Store, relief string, cooldown time.Duration
 	a, err := s.RequestApproval(ctxT(t), store.NewApproval{RunID: r.ID, ReliefID: relief, Hosts: hosts, Digest: digest,
 		Required: 1, Requester: alice, ExpiresAt: time.Now().Add(time.Hour), Cooldown: cooldown})
 	require.NoError(t, err)
-	_, err = s.Vote(ctxT(t), a.ID, bob, incident.Approve, digest, time.Now())
+	_, err = s.Vote(ctxT(t), a.ID, bob, store.RoleApprover, incident.Approve, digest, time.Now())
 	require.NoError(t, err)
 	return a
 }

@@ -54,6 +54,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("VoteRace", func(t *testing.T) { testVoteRace(t, open) })
 	t.Run("Claims", func(t *testing.T) { testClaims(t, open) })
 	t.Run("ClaimGuards", func(t *testing.T) { testClaimGuards(t, open) })
+	t.Run("Roles", func(t *testing.T) { testRoles(t, open) })
 	t.Run("Recovery", func(t *testing.T) { testRecovery(t, open) })
 	t.Run("Outbox", func(t *testing.T) { testOutbox(t, open) })
 	t.Run("Dispatcher", func(t *testing.T) { testDispatcher(t, open) })
@@ -324,7 +325,7 @@ func testApprovals(t *testing.T, open Opener) {
 				if d == "" {
 					d = digest
 				}
-				out, err := s.Vote(ctx, a.ID, v.voter, v.d, d, t0.Add(time.Minute+v.at))
+				out, err := s.Vote(ctx, a.ID, v.voter, store.RoleApprover, v.d, d, t0.Add(time.Minute+v.at))
 				if len(v.wantErr) > 0 {
 					for _, want := range v.wantErr {
 						assert.ErrorIs(t, err, want, "vote %d by %s", i, v.voter.Name)
@@ -343,7 +344,7 @@ func testApprovals(t *testing.T, open Opener) {
 			if tc.want.Decided() {
 				assert.False(t, got.DecidedAt.IsZero())
 				// A loser is told who won and when.
-				_, err := s.Vote(ctx, a.ID, incident.Actor{ID: "U0LATE", Name: "late"}, incident.Approve, digest, t0.Add(2*time.Minute))
+				_, err := s.Vote(ctx, a.ID, incident.Actor{ID: "U0LATE", Name: "late"}, store.RoleApprover, incident.Approve, digest, t0.Add(2*time.Minute))
 				var ve *store.VoteError
 				require.ErrorAs(t, err, &ve)
 				assert.Equal(t, tc.decidedBy, ve.Approval.DecidedBy)
@@ -356,7 +357,7 @@ func testApprovals(t *testing.T, open Opener) {
 	t.Run("refused four-eyes vote is audited", func(t *testing.T) {
 		r := newRun(t, s, "bot-1")
 		a := newApproval(t, s, r.ID, 1, true, t0.Add(time.Hour))
-		_, err := s.Vote(ctxT(t), a.ID, alice, incident.Approve, digest, t0)
+		_, err := s.Vote(ctxT(t), a.ID, alice, store.RoleApprover, incident.Approve, digest, t0)
 		require.ErrorIs(t, err, store.ErrFourEyes)
 		ev := events(t, s, audit.KindVoteRefused, "approval_id", a.ID)
 		require.Len(t, ev, 1)
@@ -364,7 +365,7 @@ func testApprovals(t *testing.T, open Opener) {
 	})
 
 	t.Run("unknown approval", func(t *testing.T) {
-		_, err := s.Vote(ctxT(t), "a-nope", bob, incident.Approve, digest, t0)
+		_, err := s.Vote(ctxT(t), "a-nope", bob, store.RoleApprover, incident.Approve, digest, t0)
 		assert.ErrorIs(t, err, incident.ErrNotFound)
 		_, err = s.GetApproval(ctxT(t), "a-nope")
 		assert.ErrorIs(t, err, incident.ErrNotFound)
@@ -376,7 +377,7 @@ func testApprovals(t *testing.T, open Opener) {
 		due := newApproval(t, s, r.ID, 1, false, t0.Add(5*time.Minute))
 		later := newApproval(t, s, r.ID, 1, false, t0.Add(50*time.Minute))
 		decided := newApproval(t, s, r.ID, 1, false, t0.Add(5*time.Minute))
-		_, err := s.Vote(ctx, decided.ID, bob, incident.Approve, digest, t0)
+		_, err := s.Vote(ctx, decided.ID, bob, store.RoleApprover, incident.Approve, digest, t0)
 		require.NoError(t, err)
 		expired, err := s.ExpireApprovals(ctx, t0.Add(10*time.Minute))
 		require.NoError(t, err)
@@ -420,7 +421,7 @@ func testVoteRace(t *testing.T, open Opener) {
 		wg.Go(func() {
 			<-start
 			v := incident.Actor{ID: fmt.Sprintf("U%03d", i), Name: fmt.Sprintf("user%03d", i)}
-			out, err := s.Vote(ctx, a.ID, v, incident.Approve, digest, t0.Add(time.Minute))
+			out, err := s.Vote(ctx, a.ID, v, store.RoleApprover, incident.Approve, digest, t0.Add(time.Minute))
 			results[i] = result{v, out, err}
 		})
 	}
@@ -491,16 +492,23 @@ func testClaims(t *testing.T, open Opener) {
 	pending := newApproval(t, s, r.ID, 1, false, t0.Add(time.Hour))
 	_, err := s.ClaimRelief(ctx, pending.ID, "bot-1", digest)
 	assert.ErrorIs(t, err, incident.ErrNotAllowed, "a pending approval cannot be claimed")
+	var notApproved *store.VoteError
+	if assert.ErrorAs(t, err, &notApproved, "refused as not approved (not for its missing votes' role)") {
+		assert.Equal(t, store.RefusedNotApproved, notApproved.Refusal)
+	}
 
 	rejected := newApproval(t, s, r.ID, 1, false, t0.Add(time.Hour))
-	_, err = s.Vote(ctx, rejected.ID, bob, incident.Reject, digest, t0)
+	_, err = s.Vote(ctx, rejected.ID, bob, store.RoleApprover, incident.Reject, digest, t0)
 	require.NoError(t, err)
 	_, err = s.ClaimRelief(ctx, rejected.ID, "bot-1", digest)
 	assert.ErrorIs(t, err, incident.ErrNotAllowed)
+	if assert.ErrorAs(t, err, &notApproved) {
+		assert.Equal(t, store.RefusedNotApproved, notApproved.Refusal)
+	}
 
 	// Approved, then the playbook changed before it ran: void, never claimed.
 	changed := newApproval(t, s, r.ID, 1, false, t0.Add(time.Hour))
-	_, err = s.Vote(ctx, changed.ID, bob, incident.Approve, digest, t0)
+	_, err = s.Vote(ctx, changed.ID, bob, store.RoleApprover, incident.Approve, digest, t0)
 	require.NoError(t, err)
 	_, err = s.ClaimRelief(ctx, changed.ID, "bot-1", "digest-after-reload")
 	assert.ErrorIs(t, err, store.ErrVoid)
@@ -515,7 +523,7 @@ func testClaims(t *testing.T, open Opener) {
 
 	// A claim names its owner: recovery tells a live owner's relief from a dead one's.
 	anon := newApproval(t, s, r.ID, 1, false, t0.Add(time.Hour))
-	_, err = s.Vote(ctx, anon.ID, bob, incident.Approve, digest, t0)
+	_, err = s.Vote(ctx, anon.ID, bob, store.RoleApprover, incident.Approve, digest, t0)
 	require.NoError(t, err)
 	_, err = s.ClaimRelief(ctx, anon.ID, "", digest)
 	assert.ErrorIs(t, err, incident.ErrInvalidInput, "a claim without an owner")
@@ -524,7 +532,7 @@ func testClaims(t *testing.T, open Opener) {
 	assert.Empty(t, xs, "nothing claimed")
 
 	ok := newApproval(t, s, r.ID, 1, false, t0.Add(time.Hour))
-	_, err = s.Vote(ctx, ok.ID, bob, incident.Approve, digest, t0)
+	_, err = s.Vote(ctx, ok.ID, bob, store.RoleApprover, incident.Approve, digest, t0)
 	require.NoError(t, err)
 	_, found, err := s.LastRelief(ctx, "restart-transport", "ex01.contoso.com")
 	require.NoError(t, err)
@@ -575,7 +583,7 @@ func testRecovery(t *testing.T, open Opener) {
 	// A crashed process "old" left: a relief running, a run diagnosing, a pending approval.
 	crashed := newRun(t, s, "old")
 	a := newApproval(t, s, crashed.ID, 1, false, now.Add(time.Hour))
-	_, err := s.Vote(ctx, a.ID, bob, incident.Approve, digest, now)
+	_, err := s.Vote(ctx, a.ID, bob, store.RoleApprover, incident.Approve, digest, now)
 	require.NoError(t, err)
 	x, err := s.ClaimRelief(ctx, a.ID, "old", digest)
 	require.NoError(t, err)
@@ -593,7 +601,7 @@ func testRecovery(t *testing.T, open Opener) {
 	liveA, err := s.RequestApproval(ctx, store.NewApproval{RunID: liveRun.ID, ReliefID: "restart-transport",
 		Hosts: []string{"ex03.contoso.com"}, Digest: digest, Required: 1, Requester: alice, ExpiresAt: now.Add(time.Hour)})
 	require.NoError(t, err)
-	_, err = s.Vote(ctx, liveA.ID, bob, incident.Approve, digest, now)
+	_, err = s.Vote(ctx, liveA.ID, bob, store.RoleApprover, incident.Approve, digest, now)
 	require.NoError(t, err)
 	liveX, err := s.ClaimRelief(ctx, liveA.ID, "live", digest)
 	require.NoError(t, err)
@@ -645,10 +653,10 @@ func testRecovery(t *testing.T, open Opener) {
 	assert.Equal(t, liveX.ID, later.Unknown[0].ID)
 
 	// Pending approvals keep working after the restart.
-	out, err := s2.Vote(ctx, pending.ID, bob, incident.Approve, digest, now.Add(time.Minute))
+	out, err := s2.Vote(ctx, pending.ID, bob, store.RoleApprover, incident.Approve, digest, now.Add(time.Minute))
 	require.NoError(t, err)
 	assert.Equal(t, store.OutcomeWaiting, out.Kind)
-	out, err = s2.Vote(ctx, pending.ID, carol, incident.Approve, digest, now.Add(time.Minute))
+	out, err = s2.Vote(ctx, pending.ID, carol, store.RoleApprover, incident.Approve, digest, now.Add(time.Minute))
 	require.NoError(t, err)
 	assert.Equal(t, store.OutcomeApproved, out.Kind)
 	assert.True(t, verify(t, s2, nil).OK)
@@ -1071,8 +1079,8 @@ func ProcessRace(t *testing.T, inst Instance, spawn func(env []string) ([]byte, 
 	assert.True(t, rep.OK, rep.String())
 }
 
-// ProcessRaceChild is the child side of ProcessRace; it returns false when this
-// process is not a race child. It prints "RESULT {json}".
+// ProcessRaceChild is the child side of ProcessRace and ProcessGuardRace; it
+// returns false when this process is not a race child. It prints "RESULT {json}".
 func ProcessRaceChild(t *testing.T, open func() (store.Store, error)) bool {
 	who := os.Getenv(EnvChild)
 	if who == "" {
@@ -1081,6 +1089,10 @@ func ProcessRaceChild(t *testing.T, open func() (store.Store, error)) bool {
 	s, err := open()
 	require.NoError(t, err)
 	defer s.Close()
+	if os.Getenv(envMode) == modeGuard {
+		guardChild(t, s, who)
+		return true
+	}
 	var startNS int64
 	fmt.Sscan(os.Getenv(envStart), &startNS)
 	time.Sleep(time.Until(time.Unix(0, startNS)))
@@ -1092,7 +1104,7 @@ func ProcessRaceChild(t *testing.T, open func() (store.Store, error)) bool {
 	for i := range 50 {
 		wg.Go(func() {
 			v := incident.Actor{ID: fmt.Sprintf("P%s-U%02d", who, i), Name: fmt.Sprintf("p%s-user%02d", who, i)}
-			_, verr := s.Vote(ctx, id, v, incident.Approve, digest, time.Now())
+			_, verr := s.Vote(ctx, id, v, store.RoleApprover, incident.Approve, digest, time.Now())
 			_, cerr := s.ClaimRelief(ctx, id, "process-"+who, digest)
 			mu.Lock()
 			defer mu.Unlock()

@@ -13,7 +13,7 @@ import (
 )
 
 const approvalCols = `id, run_id, proposal_id, relief_id, hosts, digest, required, four_eyes, requester_id, requester_name,
-	expires_us, status, decided_by_id, decided_by_name, decided_us, reason, created_us, cooldown_us`
+	expires_us, status, decided_by_id, decided_by_name, decided_us, reason, created_us, cooldown_us, role`
 
 func scanApproval(r Row) (store.Approval, error) {
 	var a store.Approval
@@ -21,7 +21,7 @@ func scanApproval(r Row) (store.Approval, error) {
 	var expires, decided, created, cooldown int64
 	var dID, dName, reason sql.NullString
 	err := r.Scan(&a.ID, &a.RunID, &a.ProposalID, &a.ReliefID, &hosts, &a.Digest, &a.Required, &a.FourEyes,
-		&a.Requester.ID, &a.Requester.Name, &expires, &status, &dID, &dName, &decided, &reason, &created, &cooldown)
+		&a.Requester.ID, &a.Requester.Name, &expires, &status, &dID, &dName, &decided, &reason, &created, &cooldown, &a.Role)
 	if err != nil {
 		return a, err
 	}
@@ -34,12 +34,12 @@ func scanApproval(r Row) (store.Approval, error) {
 }
 
 func (s *Store) loadVotes(ctx context.Context, q Q, a *store.Approval) error {
-	votes, err := queryAll(ctx, q, `SELECT voter_id, voter_name, decision, at_us FROM votes WHERE approval_id = ? ORDER BY at_us, voter_id`,
+	votes, err := queryAll(ctx, q, `SELECT voter_id, voter_name, decision, at_us, role FROM votes WHERE approval_id = ? ORDER BY at_us, voter_id`,
 		[]any{a.ID}, func(r Row) (store.Vote, error) {
 			var v store.Vote
 			var d string
 			var at int64
-			err := r.Scan(&v.Voter.ID, &v.Voter.Name, &d, &at)
+			err := r.Scan(&v.Voter.ID, &v.Voter.Name, &d, &at, &v.Role)
 			v.Decision, v.At = incident.Decision(d), fromUS(at)
 			return v, err
 		})
@@ -74,6 +74,12 @@ func (s *Store) RequestApproval(ctx context.Context, na store.NewApproval) (stor
 	case na.ExpiresAt.IsZero():
 		return store.Approval{}, invalid("approval without expiry")
 	}
+	if na.Role == "" {
+		na.Role = store.RoleApprover
+	}
+	if !store.ValidRole(na.Role) {
+		return store.Approval{}, invalid("approval role %q is not a role (%s or %s)", na.Role, store.RoleApprover, store.RoleAdmin)
+	}
 	if na.Required < 1 {
 		na.Required = 1
 	}
@@ -87,13 +93,14 @@ func (s *Store) RequestApproval(ctx context.Context, na store.NewApproval) (stor
 	now := s.now()
 	a := store.Approval{RunID: na.RunID, ProposalID: na.ProposalID, ReliefID: na.ReliefID, Hosts: na.Hosts,
 		Digest: na.Digest, Required: na.Required, FourEyes: na.FourEyes, Requester: na.Requester,
-		ExpiresAt: audit.TimeUS(na.ExpiresAt), Status: incident.ApprovalPending, CreatedAt: now, Cooldown: na.Cooldown.Truncate(time.Microsecond)}
+		ExpiresAt: audit.TimeUS(na.ExpiresAt), Status: incident.ApprovalPending, CreatedAt: now, Cooldown: na.Cooldown.Truncate(time.Microsecond),
+		Role: na.Role}
 	err := s.db.Write(ctx, func(tx Q) error {
 		id, err := s.newID("a", func(id string) (int64, error) {
-			n, err := tx.Exec(ctx, `INSERT INTO approvals (`+approvalCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, 0, NULL, ?, ?)
+			n, err := tx.Exec(ctx, `INSERT INTO approvals (`+approvalCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, 0, NULL, ?, ?, ?)
 				ON CONFLICT (id) DO NOTHING`,
 				id, a.RunID, a.ProposalID, a.ReliefID, string(hosts), a.Digest, a.Required, a.FourEyes,
-				a.Requester.ID, a.Requester.Name, us(a.ExpiresAt), string(a.Status), us(now), a.Cooldown.Microseconds())
+				a.Requester.ID, a.Requester.Name, us(a.ExpiresAt), string(a.Status), us(now), a.Cooldown.Microseconds(), a.Role)
 			if isFK(err) {
 				return 0, notFound("run", a.RunID)
 			}
@@ -105,7 +112,7 @@ func (s *Store) RequestApproval(ctx context.Context, na store.NewApproval) (stor
 		a.ID = id
 		_, err = s.appendTx(ctx, tx, audit.Record{Actor: na.Requester, RunID: a.RunID, Kind: audit.KindApprovalRequest, Time: now,
 			Payload: map[string]any{"approval_id": id, "proposal_id": a.ProposalID, "relief": a.ReliefID, "hosts": a.Hosts,
-				"digest": a.Digest, "required": a.Required, "four_eyes": a.FourEyes,
+				"digest": a.Digest, "required": a.Required, "four_eyes": a.FourEyes, "role": a.Role,
 				"expires_at": a.ExpiresAt.Format(audit.TimeLayout)}})
 		return err
 	})
@@ -151,7 +158,7 @@ func (s *Store) expire(ctx context.Context, tx Q, a *store.Approval, now time.Ti
 	}
 	_, err := s.appendTx(ctx, tx, audit.Record{Actor: incident.BotActor, RunID: a.RunID, Kind: audit.KindExpired, Time: now,
 		Payload: map[string]any{"approval_id": a.ID, "relief": a.ReliefID, "expires_at": a.ExpiresAt.Format(audit.TimeLayout),
-			"votes": len(a.Approvers()), "required": a.Required}})
+			"votes": a.Qualified(a.Role), "required": a.Required}})
 	return err
 }
 
@@ -177,17 +184,21 @@ func shortHash(h string) string {
 }
 
 // Vote records one approver's decision atomically.
-func (s *Store) Vote(ctx context.Context, approvalID string, voter incident.Actor, d incident.Decision, digestNow string, now time.Time) (store.Outcome, error) {
+func (s *Store) Vote(ctx context.Context, approvalID string, voter incident.Actor, role string, d incident.Decision, digestNow string, now time.Time) (store.Outcome, error) {
 	if d != incident.Approve && d != incident.Reject {
 		return store.Outcome{}, invalid("unknown decision %q", d)
 	}
 	if voter.ID == "" {
 		return store.Outcome{}, invalid("vote without voter")
 	}
+	if !store.ValidRole(role) {
+		return store.Outcome{}, invalid("vote of %s under role %q: the caller must say which role it verified (%s or %s)",
+			voter, role, store.RoleApprover, store.RoleAdmin)
+	}
 	now = audit.TimeUS(now)
 	var (
 		out     store.Outcome
-		refusal *store.VoteError
+		refusal error
 	)
 	err := s.db.Write(ctx, func(tx Q) error {
 		refusal = nil
@@ -195,7 +206,7 @@ func (s *Store) Vote(ctx context.Context, approvalID string, voter incident.Acto
 		if err != nil {
 			return err
 		}
-		out = store.Outcome{Required: a.Required, Votes: len(a.Approvers()), Approval: a}
+		out = store.Outcome{Required: a.Required, Votes: a.Qualified(a.Role), Approval: a}
 		refuse := func(r store.Refusal) error {
 			out.Approval = a
 			refusal = &store.VoteError{Refusal: r, Approval: a}
@@ -228,14 +239,26 @@ func (s *Store) Vote(ctx context.Context, approvalID string, voter incident.Acto
 			}
 			return refuse(store.RefusedFourEyes)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO votes (approval_id, voter_id, voter_name, decision, at_us) VALUES (?, ?, ?, ?, ?)`,
-			a.ID, voter.ID, voter.Name, string(d), us(now)); err != nil {
+		if !store.RoleSatisfies(role, a.Role) {
+			// The click checks the role first; this is the path that skipped it.
+			re := &store.RoleError{Approval: a, Role: a.Role, Vote: &store.Vote{Voter: voter, Decision: d, At: now, Role: role}}
+			_, err := s.appendTx(ctx, tx, audit.Record{Actor: voter, RunID: a.RunID, Kind: audit.KindVoteRefused, Time: now,
+				Payload: map[string]any{"approval_id": a.ID, "relief": a.ReliefID, "reason": re.Error(),
+					"role": role, "required_role": a.Role}})
+			if err != nil {
+				return err
+			}
+			out.Approval, refusal = a, re
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO votes (approval_id, voter_id, voter_name, decision, at_us, role) VALUES (?, ?, ?, ?, ?, ?)`,
+			a.ID, voter.ID, voter.Name, string(d), us(now), role); err != nil {
 			if s.d.IsUnique(err) {
 				return fmt.Errorf("%w: %s already voted on approval %s", incident.ErrConflict, voter, a.ID)
 			}
 			return err
 		}
-		a.Votes = append(a.Votes, store.Vote{Voter: voter, Decision: d, At: now})
+		a.Votes = append(a.Votes, store.Vote{Voter: voter, Decision: d, At: now, Role: role})
 		var recs []audit.Record
 		if d == incident.Reject {
 			if err := s.decide(ctx, tx, &a, incident.ApprovalRejected, voter, now, ""); err != nil {
@@ -245,10 +268,13 @@ func (s *Store) Vote(ctx context.Context, approvalID string, voter incident.Acto
 			recs = append(recs, audit.Record{Actor: voter, RunID: a.RunID, Kind: audit.KindRejection, Time: now,
 				Payload: map[string]any{"approval_id": a.ID, "relief": a.ReliefID, "digest": a.Digest}})
 		} else {
-			n := len(a.Approvers())
+			// The quorum counts the votes that hold the approval's role: a vote an
+			// older ndrbot recorded for an admin relief (as approver) does not.
+			n := a.Qualified(a.Role)
 			out.Votes = n
 			recs = append(recs, audit.Record{Actor: voter, RunID: a.RunID, Kind: audit.KindApproval, Time: now,
-				Payload: map[string]any{"approval_id": a.ID, "relief": a.ReliefID, "votes": n, "required": a.Required, "digest": a.Digest}})
+				Payload: map[string]any{"approval_id": a.ID, "relief": a.ReliefID, "votes": n, "required": a.Required, "digest": a.Digest,
+					"role": role}})
 			out.Kind = store.OutcomeWaiting
 			if n >= a.Required {
 				if err := s.decide(ctx, tx, &a, incident.ApprovalApproved, voter, now, ""); err != nil {

@@ -79,6 +79,21 @@ func (s *Store) ClaimRelief(ctx context.Context, approvalID, owner, digestNow st
 			refusal = &store.VoteError{Refusal: store.RefusedVoid, Approval: a}
 			return nil
 		}
+		if re, err := s.roleCheck(ctx, tx, a); err != nil {
+			return err
+		} else if re != nil {
+			refusal = re
+			var votes []map[string]any
+			for _, v := range a.Votes {
+				if v.Decision == incident.Approve {
+					votes = append(votes, map[string]any{"voter": v.Voter.String(), "role": v.Role})
+				}
+			}
+			_, err := s.appendTx(ctx, tx, audit.Record{Actor: incident.BotActor, RunID: a.RunID, Kind: audit.KindClaimRefused, Time: now,
+				Payload: map[string]any{"approval_id": a.ID, "relief": a.ReliefID, "owner": owner, "required_role": re.Role,
+					"required": a.Required, "votes": votes, "reason": re.Error()}})
+			return err
+		}
 		if g, err := s.guard(ctx, tx, a, now); err != nil {
 			return err
 		} else if g != nil {
@@ -120,6 +135,35 @@ func (s *Store) ClaimRelief(ctx context.Context, approvalID, owner, digestNow st
 		return store.Execution{}, refusal
 	}
 	return x, nil
+}
+
+// roleCheck refuses, inside the claim's transaction, an approval whose
+// approving votes of the required role do not make the quorum. The role
+// required is the stricter of the approval's and its stored proposal's
+// approval.role: an approval an older ndrbot requested reads as approver (the
+// schema's default) although its relief asked for an admin.
+func (s *Store) roleCheck(ctx context.Context, tx Q, a store.Approval) (*store.RoleError, error) {
+	need := store.StricterRole(a.Role, "")
+	var raw string
+	err := tx.QueryRow(ctx, `SELECT proposal FROM proposals WHERE run_id = ? AND proposal_id = ?`, a.RunID, a.ProposalID).Scan(&raw)
+	switch {
+	case err == nil:
+		var p struct {
+			Approval struct {
+				Role string `json:"role"`
+			} `json:"approval"`
+		}
+		if err := json.Unmarshal([]byte(raw), &p); err != nil {
+			return nil, fmt.Errorf("reading proposal %s of run %s: %w", a.ProposalID, a.RunID, err)
+		}
+		need = store.StricterRole(need, p.Approval.Role)
+	case !s.d.IsNoRows(err):
+		return nil, err
+	}
+	if a.Qualified(need) >= a.Required {
+		return nil, nil
+	}
+	return &store.RoleError{Approval: a, Role: need}, nil
 }
 
 // guard checks, inside the claim's transaction, what no single run can see: a
