@@ -241,7 +241,7 @@ func (r Renderer) approval(b *builder, v *commands.ApprovalView) {
 	needed := max(p.Approval.Approvers, 1)
 	var approves, rejects []commands.Vote
 	for _, vote := range v.Votes {
-		if vote.Decision == "reject" {
+		if vote.Decision == string(incident.Reject) {
 			rejects = append(rejects, vote)
 		} else {
 			approves = append(approves, vote)

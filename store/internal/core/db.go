@@ -61,8 +61,8 @@ type Dialect struct {
 	// event's ts_us, actor_id, actor_name, run_id, kind, payload, alg, prev_hash,
 	// hash. Affects 1 row when it appended, 0 when the head had moved.
 	AppendStatement string
-	IsUnique       func(error) bool
-	IsNoRows       func(error) bool
+	IsUnique        func(error) bool
+	IsNoRows        func(error) bool
 }
 
 // Migrate applies the embedded migrations NNNN_name.sql of fsys that the database
