@@ -156,6 +156,13 @@ func (o *org) trackingEvents(s *server, now time.Time) []*trackingEvent {
 		out = append(out, evs...)
 	}
 	if at := o.now().UTC(); recurring != nil && o.stoppedAt.IsZero() && latest.Before(at) {
+		// At least a second after the latest event: tracking times reach the
+		// playbook in whole seconds, and two streams of a server may both fall
+		// on the second the lab started (EX02's FAIL and DEFER in
+		// throttled-sender), which made "the last reply" a coin toss.
+		if next := latest.Truncate(time.Second).Add(time.Second); at.Before(next) {
+			at = next
+		}
 		out = append(out, recurring.at(at))
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Timestamp.Before(out[j].Timestamp) })
