@@ -199,16 +199,13 @@ health: {port: 9102, livenessPath: /live, readinessPath: /ready, metricsPath: /p
 	}
 }
 
-// Only what has no default: the image and the Secret.
+// Only what has no default: the Secret.
 func TestChartMinimalValues(t *testing.T) {
-	r := mustRender(t, []byte(`
-image: {repository: registry.example.com/ndrbot}
-secrets: {existingSecret: ndrbot}
-`))
+	r := mustRender(t, []byte(`secrets: {existingSecret: ndrbot}`))
 	p := checkRelease(t, r)
 	wantKinds(t, r, "ConfigMap", "Deployment", "PersistentVolumeClaim", "ServiceAccount")
-	if img := str(p.container["image"]); img != "registry.example.com/ndrbot:0.1.0" {
-		t.Errorf("image %q: the tag defaults to the chart's appVersion", img)
+	if img := str(p.container["image"]); img != "ghcr.io/ndrbot/ndrbot:0.1.0" {
+		t.Errorf("image %q: the release image, tagged with the chart's appVersion", img)
 	}
 	if p.cfg.Log.Format != "json" {
 		t.Errorf("log.format %q", p.cfg.Log.Format)
@@ -329,9 +326,9 @@ func TestChartRefuses(t *testing.T) {
 			}
 		})
 	}
-	// The defaults alone lack the image and the Secret.
-	if _, err := mustChart(t).render(testRelease); err == nil {
-		t.Error("the chart's defaults render without an image or a Secret")
+	// The defaults alone lack the Secret.
+	if _, err := mustChart(t).render(testRelease); err == nil || !strings.Contains(err.Error(), "secrets.existingSecret") {
+		t.Errorf("the chart's defaults render without a Secret: %v", err)
 	}
 }
 
@@ -384,7 +381,7 @@ func TestChartMatchesHelm(t *testing.T) {
 	cases := map[string][][]byte{
 		"socket-sqlite": {socket},
 		"http-postgres": {http},
-		"minimal":       {[]byte("{image: {repository: r.example/ndrbot}, secrets: {existingSecret: s}}")},
+		"minimal":       {[]byte("secrets: {existingSecret: s}")},
 		"variants": {socket, []byte(`{store: {persistence: {enabled: false}}, playbooks: {a.yaml: "id: a"},
 			fullnameOverride: chatops, podSecurityContext: {runAsUser: null, fsGroup: 1000680000},
 			env: [{name: NDRBOT_LOG_LEVEL, value: debug}], secrets: {keys: {auditKey: ""}}}`)},
@@ -933,4 +930,45 @@ func subset(sub, super map[string]any) bool {
 		}
 	}
 	return true
+}
+
+// The chart runs the image the repository builds: its entrypoint is the chart's
+// command, its user the pod's, and the config file and data volume are where the
+// image expects them. Checked against each Dockerfile present (skipped without one).
+func TestChartMatchesImage(t *testing.T) {
+	vals := mustChart(t).defaults
+	command := list(vals["command"])
+	uid, _ := num(dig(vals, "podSecurityContext", "runAsUser"))
+	checked := 0
+	for _, path := range []string{"../Dockerfile", "../scripts/image/Dockerfile.release"} {
+		b, err := os.ReadFile(path)
+		if os.IsNotExist(err) {
+			continue
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		checked++
+		// The final stage is what runs.
+		text := string(b)
+		if i := strings.LastIndex(text, "\nFROM "); i >= 0 {
+			text = text[i:]
+		}
+		if m := regexp.MustCompile(`(?m)^ENTRYPOINT\s+(\[.*\])\s*$`).FindStringSubmatch(text); m == nil {
+			t.Errorf("%s: no ENTRYPOINT [\"…\"] in its last stage", path)
+		} else {
+			var entry []any
+			if err := json.Unmarshal([]byte(m[1]), &entry); err != nil || !reflect.DeepEqual(entry, command) {
+				t.Errorf("%s: ENTRYPOINT %s, the chart's command is %v", path, m[1], command)
+			}
+		}
+		if m := regexp.MustCompile(`(?m)^USER\s+(\d+)(?::\d+)?\s*$`).FindStringSubmatch(text); m == nil || m[1] != fmt.Sprint(int(uid)) {
+			t.Errorf("%s: USER %v, the pod runs as %v", path, m, uid)
+		}
+		if !strings.Contains(text, dataMount) {
+			t.Errorf("%s does not mention %s, where the chart mounts the SQLite volume", path, dataMount)
+		}
+	}
+	if checked == 0 {
+		t.Skip("no Dockerfile in the repository")
+	}
 }

@@ -49,7 +49,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{- define "ndrbot.image" -}}
-{{- $repo := required "image.repository: ndrbot publishes no image yet; build one (deploy/README.md) and name it here" .Values.image.repository }}
+{{- $repo := required "image.repository: the bot's image (ghcr.io/ndrbot/ndrbot, or one built from the repository's Dockerfile)" .Values.image.repository }}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" $repo .Values.image.digest }}
 {{- else }}
