@@ -67,6 +67,7 @@ type Config struct {
 	Access    Access            `mapstructure:"access" yaml:"access"`
 	Log       Log               `mapstructure:"log" yaml:"log"`
 	Watch     Watch             `mapstructure:"watch" yaml:"watch"`
+	Server    Server            `mapstructure:"server" yaml:"server"`
 
 	// origins maps a leaf key ("targets.exchange.password") to where its value came
 	// from: "default", "FILE:LINE" or "env NAME". Validate needs it to reject secrets
@@ -300,6 +301,13 @@ func (c Config) AlertChannel() string {
 	return c.Slack.EscalationChannel
 }
 
+// Server is `bot serve`'s operations endpoint: /healthz, /readyz and /metrics
+// (Prometheus), in Socket Mode as in HTTP mode.
+type Server struct {
+	// Listen is its address (default :9464); empty turns it off.
+	Listen string `mapstructure:"listen" yaml:"listen"`
+}
+
 // Log configures slog.
 type Log struct {
 	Level  string `mapstructure:"level" yaml:"level"`   // debug|info|warn|error
@@ -328,6 +336,7 @@ func defaults() Config {
 			"graph": {Kind: KindGraph, Endpoints: []string{}},
 		},
 		Store:  Store{Driver: "sqlite", Checkpoints: Checkpoints{Interval: 15 * time.Minute}},
+		Server: Server{Listen: ":9464"},
 		Slack:  Slack{Mode: "socket", APIURL: "https://slack.com/api/", Listen: ":8080", Channels: []string{}},
 		Access: Access{FourEyes: true, CLIFourEyes: CLIFourEyesAllow, Responders: []string{}, Approvers: []string{}, Admins: []string{}},
 		Lab:    Lab{TimeScale: 300},

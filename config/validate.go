@@ -70,6 +70,11 @@ func (c Config) Validate() error {
 	v.slack()
 	v.access()
 	v.log()
+	if l := v.c.Server.Listen; l != "" {
+		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
+			v.add("server.listen", "%q is not host:port (e.g. :9464 or 127.0.0.1:9464; empty turns it off)", l)
+		}
+	}
 	v.watch()
 	v.secrets(reflect.ValueOf(c), "")
 	if len(v.problems) == 0 {

@@ -56,6 +56,9 @@ type Options struct {
 	// History backs cooldowns; an in-memory history when nil.
 	History ReliefHistory
 	Logger  *slog.Logger
+	// Observer sees every run's events besides the run's own observer (the
+	// process's metrics); nil for none.
+	Observer Observer
 }
 
 // Engine runs playbooks. It is safe for concurrent runs.
@@ -65,11 +68,12 @@ type Engine struct {
 	scale   float64
 	history ReliefHistory
 	log     *slog.Logger
+	watcher Observer // Options.Observer
 }
 
 // NewEngine returns an engine that runs steps through targets.
 func NewEngine(targets Targets, opts Options) *Engine {
-	e := &Engine{targets: targets, now: opts.Now, scale: opts.WaitScale, history: opts.History, log: opts.Logger}
+	e := &Engine{targets: targets, now: opts.Now, scale: opts.WaitScale, history: opts.History, log: opts.Logger, watcher: opts.Observer}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -162,6 +166,9 @@ func (e *Engine) emit(ctx context.Context, run *Run, ev incident.Event) {
 	}
 	if run.Observer != nil {
 		run.Observer.Observe(ctx, ev)
+	}
+	if e.watcher != nil {
+		e.watcher.Observe(ctx, ev)
 	}
 }
 

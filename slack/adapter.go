@@ -43,7 +43,13 @@ type Adapter struct {
 	// team is the workspace or organisation HTTP mode accepts requests from:
 	// Options.TeamID, or the bot token's as Check learned it ("" unchecked).
 	team atomic.Pointer[string]
+	// connected: Socket Mode's websocket is up, or HTTP mode is listening.
+	connected atomic.Bool
 }
+
+// Connected reports whether Slack can reach the bot now: Socket Mode's
+// websocket is connected, or HTTP mode's listener is up (readiness).
+func (a *Adapter) Connected() bool { return a.connected.Load() }
 
 // New builds an adapter. p delivers the handler's replies (nil: a Poster is made
 // from opts); share one Poster with the outbox so both obey one rate limiter.

@@ -31,6 +31,8 @@ func (a *Adapter) HTTPHandler() http.Handler { return http.HandlerFunc(a.serveHT
 
 func (a *Adapter) runHTTP(ctx context.Context) error {
 	if a.opts.Listen == "" {
+		a.connected.Store(true)
+		defer a.connected.Store(false)
 		<-ctx.Done() // the caller serves HTTPHandler itself
 		return nil
 	}
@@ -49,6 +51,8 @@ func (a *Adapter) runHTTP(ctx context.Context) error {
 	errc := make(chan error, 1)
 	wg.Go(func() { errc <- srv.Serve(ln) })
 	a.log.Info("slack http mode listening", "addr", ln.Addr().String())
+	a.connected.Store(true)
+	defer a.connected.Store(false)
 
 	select {
 	case err := <-errc:

@@ -70,6 +70,9 @@ type Options struct {
 	// HTTPClient is used for every Web API call (default: a client with a 30s timeout).
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+	// OnAPIError, when set, is told of every failed Web API call (the metrics):
+	// its method and whether Slack answered 429.
+	OnAPIError func(method string, rateLimited bool)
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -27,6 +27,7 @@ type Poster struct {
 	burst    int
 	groupTTL time.Duration
 	now      func() time.Time
+	onError  func(method string, rateLimited bool)
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
@@ -60,6 +61,7 @@ func NewPoster(opts Options) (*Poster, error) {
 		burst:    opts.PostBurst,
 		groupTTL: opts.GroupTTL,
 		now:      time.Now,
+		onError:  opts.OnAPIError,
 		limiters: map[string]*rate.Limiter{},
 		uploaded: recent{max: 4096, set: map[[32]byte]struct{}{}},
 		groups:   map[string]groupEntry{},
@@ -111,12 +113,12 @@ func (p *Poster) Deliver(ctx context.Context, channel, threadTS, key, existingTS
 		}
 		_, posted, err := p.api.PostMessageContext(ctx, channel, opts...)
 		if err != nil {
-			return "", apiError("chat.postMessage", err)
+			return "", p.apiError("chat.postMessage", err)
 		}
 		ts = posted
 	} else {
 		if _, _, _, err := p.api.UpdateMessageContext(ctx, channel, existingTS, opts...); err != nil {
-			return "", apiError("chat.update", err)
+			return "", p.apiError("chat.update", err)
 		}
 	}
 
@@ -160,7 +162,7 @@ func (p *Poster) upload(ctx context.Context, channel, threadTS, key string, f Fi
 		ThreadTimestamp: threadTS,
 	})
 	if err != nil {
-		return apiError("files upload v2 ("+f.Name+")", err)
+		return p.apiError("files upload v2 ("+f.Name+")", err)
 	}
 	p.mu.Lock()
 	p.uploaded.add(digest)
@@ -179,7 +181,7 @@ func (p *Poster) Alarm(ctx context.Context, channel, threadTS, text string) erro
 // root for the escalation channel.
 func (p *Poster) Permalink(ctx context.Context, channel, ts string) (string, error) {
 	link, err := p.api.GetPermalinkContext(ctx, &slackgo.PermalinkParameters{Channel: channel, Ts: ts})
-	return link, apiError("chat.getPermalink", err)
+	return link, p.apiError("chat.getPermalink", err)
 }
 
 // Ephemeral shows text to one user in channel (chat.postEphemeral). text is plain
@@ -189,7 +191,7 @@ func (p *Poster) Ephemeral(ctx context.Context, channel, user, text string) erro
 		return err
 	}
 	_, err := p.api.PostEphemeralContext(ctx, channel, user, slackgo.MsgOptionText(escape(text), false))
-	return apiError("chat.postEphemeral", err)
+	return p.apiError("chat.postEphemeral", err)
 }
 
 // Respond shows text only to the user who typed a command or clicked a button:
@@ -237,7 +239,7 @@ func (p *Poster) GroupMembers(ctx context.Context, groupID string) ([]string, er
 func (p *Poster) GroupMembersNow(ctx context.Context, groupID string) ([]string, error) {
 	members, err := p.api.GetUserGroupMembersContext(ctx, groupID)
 	if err != nil {
-		return nil, apiError("usergroups.users.list", err)
+		return nil, p.apiError("usergroups.users.list", err)
 	}
 	p.mu.Lock()
 	p.groups[groupID] = groupEntry{members: slices.Clone(members), at: p.now()}
@@ -264,4 +266,14 @@ func (r *recent) add(k [32]byte) {
 	}
 	r.set[k] = struct{}{}
 	r.order = append(r.order, k)
+}
+
+// apiError is the package's apiError, told to OnAPIError first.
+func (p *Poster) apiError(method string, err error) error {
+	err = apiError(method, err)
+	if err != nil && p.onError != nil {
+		var rl *RateLimitError
+		p.onError(method, errors.As(err, &rl))
+	}
+	return err
 }

@@ -68,14 +68,18 @@ func (a *Adapter) onSocketEvent(ctx context.Context, smc *socketmode.Client, ev 
 	case socketmode.EventTypeConnecting:
 		a.log.Debug("socket mode connecting")
 	case socketmode.EventTypeConnected:
+		a.connected.Store(true)
 		a.log.Info("socket mode connected")
 	case socketmode.EventTypeHello:
 		a.log.Debug("socket mode hello")
 	case socketmode.EventTypeDisconnect:
+		a.connected.Store(false)
 		a.log.Info("socket mode: Slack asked to reconnect")
 	case socketmode.EventTypeConnectionError:
+		a.connected.Store(false)
 		a.log.Warn("socket mode connection failed; retrying", "err", eventErr(ev.Data))
 	case socketmode.EventTypeInvalidAuth:
+		a.connected.Store(false)
 		a.log.Error("socket mode: app token rejected")
 	case socketmode.EventTypeIncomingError, socketmode.EventTypeErrorBadMessage, socketmode.EventTypeErrorWriteFailed:
 		a.log.Warn("socket mode error", "type", string(ev.Type), "err", eventErr(ev.Data))

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/ndrbot/ndrbot/commands"
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/observe"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/slack"
 	"github.com/ndrbot/ndrbot/store"
@@ -85,6 +88,10 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := observe.NewMetrics(reg)
+	opts.OnAPIError = metrics.SlackCall
 	poster, err := slack.NewPoster(opts)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
@@ -111,7 +118,10 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	tg := newTargets(cfg, simulated, log, g.io)
 	defer closeTargets(tg, log)
 	eng := playbooks.NewEngine(tg, playbooks.Options{WaitScale: scale, Logger: log,
-		History: store.ReliefHistory{Store: st}})
+		History: store.ReliefHistory{Store: st}, Observer: metrics})
+	if src, ok := st.(observe.StatsSource); ok {
+		reg.MustRegister(observe.NewStoreCollector(src, log))
+	}
 	svc := commands.New(commands.Options{
 		Catalog: func() *playbooks.Catalog { return cat }, Engine: eng, Store: st, Thread: thread, Alarm: poster, Groups: poster,
 		Access: commands.Access{Responders: cfg.Access.Responders, Approvers: cfg.Access.Approvers, Admins: cfg.Access.Admins,
@@ -154,6 +164,20 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	parts := newComponents()
 	parts.start(deliverCtx, "lease keeper", func(ctx context.Context) error { return store.KeepAlive(ctx, st, owner, f.lease, nil) })
 	parts.start(deliverCtx, "outbox", disp.Run)
+	if cfg.Server.Listen != "" {
+		ops := observe.NewServer(reg, []observe.Check{
+			{Name: "store", Check: func(ctx context.Context) error { _, err := st.AuditHead(ctx); return err }},
+			{Name: "slack", Check: func(context.Context) error {
+				if !ad.Connected() {
+					return errors.New("not connected to Slack")
+				}
+				return nil
+			}},
+		}, log)
+		// Stopped with delivery: /readyz keeps answering (not ready) while the
+		// bot drains, so a load balancer stops sending before it goes.
+		parts.start(deliverCtx, "health and metrics server", func(ctx context.Context) error { return ops.Run(ctx, cfg.Server.Listen) })
+	}
 	parts.start(deliverCtx, "approval sweeper", func(ctx context.Context) error { return sweepExpired(ctx, st, svc, f.sweep, log) })
 	if anchor != nil {
 		// Stopped with delivery, after the last run's events: its final

@@ -43,6 +43,7 @@ func serveEnv(fake *slackfake.Server) []string {
 		"NDRBOT_SLACK_API_URL=" + fake.APIURL(), "NDRBOT_SLACK_CHANNELS=inc-*", "NDRBOT_SLACK_ESCALATION_CHANNEL=" + escChannel,
 		"NDRBOT_ACCESS_RESPONDERS=" + requesterU, "NDRBOT_ACCESS_APPROVERS=" + approverU + "," + requesterU,
 		"NDRBOT_LAB_TIME_SCALE=3000",
+		"NDRBOT_SERVER_LISTEN=127.0.0.1:0", // replicas in one test must not share a port
 	}
 }
 

@@ -59,6 +59,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Outbox", func(t *testing.T) { testOutbox(t, open) })
 	t.Run("Dispatcher", func(t *testing.T) { testDispatcher(t, open) })
 	t.Run("Fairness", func(t *testing.T) { testFairness(t, open) })
+	t.Run("Stats", func(t *testing.T) { testStats(t, open) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
 	t.Run("Tamper", func(t *testing.T) { testTamper(t, open) })
 	t.Run("Anchors", func(t *testing.T) { testAnchors(t, open) })
