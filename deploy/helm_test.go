@@ -203,7 +203,10 @@ health: {port: 9102, livenessPath: /live, readinessPath: /ready, metricsPath: /p
 func TestChartMinimalValues(t *testing.T) {
 	r := mustRender(t, []byte(`secrets: {existingSecret: ndrbot}`))
 	p := checkRelease(t, r)
-	wantKinds(t, r, "ConfigMap", "Deployment", "PersistentVolumeClaim", "ServiceAccount")
+	wantKinds(t, r, "ConfigMap", "Deployment", "PersistentVolumeClaim", "Service", "ServiceAccount") // the Service: health and metrics
+	if p.cfg.Server.Listen != ":9090" {
+		t.Errorf("server.listen %q: the health port", p.cfg.Server.Listen)
+	}
 	if img := str(p.container["image"]); img != "ghcr.io/ndrbot/ndrbot:0.1.0" {
 		t.Errorf("image %q: the release image, tagged with the chart's appVersion", img)
 	}
@@ -304,7 +307,7 @@ var refusals = []struct{ name, values, want string }{
 	{"replicas with sqlite", `replicas: 2`, "replicas > 1 needs store.driver postgres"},
 	{"unknown mode", `slack: {mode: rtm}`, `slack.mode must be socket or http, not "rtm"`},
 	{"unknown driver", `store: {driver: mysql}`, `store.driver must be sqlite or postgres, not "mysql"`},
-	{"servicemonitor without health", `serviceMonitor: {enabled: true}`, "serviceMonitor.enabled needs health.enabled"},
+	{"servicemonitor without health", `{health: {enabled: false}, serviceMonitor: {enabled: true}}`, "serviceMonitor.enabled needs health.enabled"},
 	{"ingress in socket mode", `ingress: {enabled: true, host: x.example.com}`, "ingress.enabled is for slack.mode http"},
 	{"ingress without host", `{slack: {mode: http}, ingress: {enabled: true}}`, "ingress.host"},
 	{"no secret", `secrets: {existingSecret: ""}`, "secrets.existingSecret"},

@@ -29,6 +29,7 @@ var settingOf = map[string]string{
 	"NDRBOT_STORE_CHECKPOINTS_FILE":           "store.checkpoints.file",
 	"NDRBOT_PLAYBOOKS_DIR":                    "playbooks.dir",
 	"NDRBOT_WATCH_LISTEN":                     "watch.listen",
+	"NDRBOT_SERVER_LISTEN":                    "server.listen",
 	"NDRBOT_LOG_LEVEL":                        "log.level",
 	"NDRBOT_TARGETS_EXCHANGE_KEYTAB_FILE":     "targets.exchange.keytab_file",
 	"NDRBOT_TARGETS_EXCHANGE_PASSWORD_FILE":   "targets.exchange.password_file",

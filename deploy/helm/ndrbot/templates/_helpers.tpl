@@ -132,6 +132,10 @@ Every name is a setting of config/config.go: the bot refuses unknown NDRBOT_* na
 - name: NDRBOT_PLAYBOOKS_DIR
   value: /etc/ndrbot/playbooks
 {{- end }}
+{{- if .Values.health.enabled }}
+- name: NDRBOT_SERVER_LISTEN
+  value: {{ printf ":%d" (int .Values.health.port) | quote }}
+{{- end }}
 {{- if .Values.watchNotifications.enabled }}
 - name: NDRBOT_WATCH_LISTEN
   value: {{ printf ":%d" (int .Values.watchNotifications.port) | quote }}
