@@ -56,6 +56,40 @@ func (s RunState) Terminal() bool {
 	return false
 }
 
+// transitions is the run state machine: the states a run may move to from each
+// state. The store refuses any other move (Store.SetRunState), so this table is
+// the one place a transition is decided to be legal.
+//
+// A finished or escalated run may still move to relieving: a relief it proposed
+// can be approved after the diagnosis ended (escalated with a relief pending),
+// or a second relief after the first; a claimed approval is what lets it.
+// Interrupted is reached by recovery from any live state; recovered only from
+// interrupted (a human closed it).
+var transitions = map[RunState][]RunState{
+	RunDiagnosing:       {RunAwaitingApproval, RunRelieving, RunFinished, RunEscalated, RunInterrupted},
+	RunAwaitingApproval: {RunRelieving, RunFinished, RunEscalated, RunInterrupted},
+	RunRelieving:        {RunVerifying, RunFinished, RunEscalated, RunInterrupted},
+	RunVerifying:        {RunRelieving, RunFinished, RunEscalated, RunInterrupted},
+	RunFinished:         {RunRelieving},
+	RunEscalated:        {RunRelieving},
+	RunInterrupted:      {RunRecovered},
+	RunRecovered:        {},
+}
+
+// CanBecome reports whether a run in state s may move to state to. Staying in
+// the same state is always allowed (a repeated write changes nothing).
+func (s RunState) CanBecome(to RunState) bool {
+	if s == to {
+		return true
+	}
+	for _, next := range transitions[s] {
+		if next == to {
+			return true
+		}
+	}
+	return false
+}
+
 // Valid reports whether s is one of the known states.
 func (s RunState) Valid() bool {
 	switch s {

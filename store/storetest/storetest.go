@@ -49,6 +49,7 @@ type Opener func(t testing.TB, opt store.Options) Instance
 // Run runs the whole suite against one backend.
 func Run(t *testing.T, open Opener) {
 	t.Run("Runs", func(t *testing.T) { testRuns(t, open) })
+	t.Run("RunStateMachine", func(t *testing.T) { testRunStateMachine(t, open) })
 	t.Run("Results", func(t *testing.T) { testResults(t, open) })
 	t.Run("Approvals", func(t *testing.T) { testApprovals(t, open) })
 	t.Run("VoteRace", func(t *testing.T) { testVoteRace(t, open) })
@@ -904,6 +905,37 @@ func testAudit(t *testing.T, open Opener) {
 		require.NoError(t, err)
 		assert.True(t, rep.OK, rep.String())
 	})
+}
+
+// testRunStateMachine: moves the state machine (incident's transitions) does not
+// allow are refused in the store, with nothing written.
+func testRunStateMachine(t *testing.T, open Opener) {
+	s, ctx := open(t, store.Options{}).Store, ctxT(t)
+
+	for _, bad := range []struct{ path []incident.RunState }{
+		{[]incident.RunState{incident.RunEscalated, incident.RunDiagnosing}},
+		{[]incident.RunState{incident.RunFinished, incident.RunAwaitingApproval}},
+		{[]incident.RunState{incident.RunInterrupted, incident.RunRelieving}},
+		{[]incident.RunState{incident.RunInterrupted, incident.RunRecovered, incident.RunFinished}},
+		{[]incident.RunState{incident.RunAwaitingApproval, incident.RunVerifying}},
+	} {
+		rr := newRun(t, s, "bot-1")
+		for _, to := range bad.path[:len(bad.path)-1] {
+			_, err := s.SetRunState(ctx, rr.ID, "", to)
+			require.NoError(t, err, "%s", to)
+		}
+		before, err := s.AuditHead(ctx)
+		require.NoError(t, err)
+		last := bad.path[len(bad.path)-1]
+		_, err = s.SetRunState(ctx, rr.ID, "", last)
+		assert.ErrorIs(t, err, incident.ErrConflict, "%v", bad.path)
+		got, err := s.GetRun(ctx, rr.ID)
+		require.NoError(t, err)
+		assert.Equal(t, bad.path[len(bad.path)-2], got.State)
+		after, err := s.AuditHead(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, before, after, "a refused move writes nothing")
+	}
 }
 
 // testTamper edits the stored trail with raw SQL and expects Verify to name the

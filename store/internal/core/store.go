@@ -450,6 +450,9 @@ func (s *Store) SetRunState(ctx context.Context, id string, from, to incident.Ru
 		if from != "" && run.State != from {
 			return fmt.Errorf("%w: run %s is %s, not %s", incident.ErrConflict, id, run.State, from)
 		}
+		if !run.State.CanBecome(to) {
+			return fmt.Errorf("%w: run %s is %s and cannot become %s", incident.ErrConflict, id, run.State, to)
+		}
 		was := run.State
 		now := s.now()
 		if was != to {
