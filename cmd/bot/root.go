@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -11,9 +10,6 @@ import (
 	"github.com/ndrbot/ndrbot/executors/registry"
 	"github.com/ndrbot/ndrbot/playbooks"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 // globals are the flags every command shares.
 type globals struct {
@@ -37,6 +33,7 @@ and every key from the environment as NDRBOT_<SECTION>_<KEY>.`,
 	}
 	root.PersistentFlags().StringVar(&g.configFile, "config", "", "configuration file (YAML)")
 	root.AddCommand(newDiagnoseCmd(g), newServeCmd(g), newPlaybooksCmd(g), newConfigCmd(g), newAuditCmd(g), newStoreCmd(g), newVersionCmd(g))
+	setVersionFlag(root) // version.go
 	return root
 }
 
@@ -98,23 +95,6 @@ func (g *globals) logger(cfg config.Config) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(g.io.err, opts))
 	}
 	return slog.New(slog.NewTextHandler(g.io.err, opts))
-}
-
-func newVersionCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "version",
-		Short:   "Print the version",
-		Example: "  bot version",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := version
-			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
-			}
-			fmt.Fprintf(g.io.out, "ndrbot %s\n", v)
-			return nil
-		},
-	}
 }
 
 func newConfigCmd(g *globals) *cobra.Command {
