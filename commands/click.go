@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/lifecycle"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/store"
 )
@@ -144,11 +145,7 @@ func (s *Service) relieve(ctx context.Context, live *liveRun, relief string) {
 	if _, err := s.opts.Engine.Relieve(ctx, live.run, relief); err != nil {
 		s.log.Error("relief", "run", live.run.ID, "relief", relief, "err", err)
 	}
-	to := incident.RunFinished
-	if len(live.run.Escalations()) > 0 {
-		to = incident.RunEscalated
-	}
-	if _, err := s.opts.Store.SetRunState(ctx, live.run.ID, "", to); err != nil {
+	if _, err := lifecycle.New(s.opts.Store).Settle(ctx, live.run.ID, live.run); err != nil {
 		s.log.Error("run state", "run", live.run.ID, "err", err)
 	}
 	live.thread.publishRoot(ctx)

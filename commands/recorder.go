@@ -9,6 +9,7 @@ import (
 
 	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/lifecycle"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/store"
 )
@@ -116,6 +117,7 @@ func (r *Recorder) Observe(ctx context.Context, ev incident.Event) {
 		r.mu.Lock()
 		r.verifyN++
 		r.mu.Unlock()
+		r.fail("run state", lifecycle.New(r.store).Verifying(ctx, r.run.ID))
 	case incident.EventReliefFinished:
 		r.mu.Lock()
 		x, ok := r.executions[ev.Relief.Relief]
@@ -162,11 +164,7 @@ func (r *Recorder) proposal(ctx context.Context, p incident.Proposal) {
 // Finish moves the run to its final state: escalated when anything escalated,
 // finished otherwise.
 func (r *Recorder) Finish(ctx context.Context) error {
-	to := incident.RunFinished
-	if len(r.run.Escalations()) > 0 {
-		to = incident.RunEscalated
-	}
-	_, err := r.store.SetRunState(ctx, r.run.ID, "", to)
+	_, err := lifecycle.New(r.store).Settle(ctx, r.run.ID, r.run)
 	r.fail("final state", err)
 	return r.Err()
 }
@@ -198,9 +196,7 @@ func (r *Recorder) Claim(ctx context.Context, relief, owner, digest string) (sto
 	r.mu.Lock()
 	r.executions[relief] = x
 	r.mu.Unlock()
-	if _, err := r.store.SetRunState(ctx, r.run.ID, "", incident.RunRelieving); err != nil {
-		r.fail("run state", err)
-	}
+	r.fail("run state", lifecycle.New(r.store).Relieving(ctx, r.run.ID))
 	return x, nil
 }
 

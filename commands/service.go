@@ -15,6 +15,7 @@ import (
 
 	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/lifecycle"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/store"
 )
@@ -274,14 +275,7 @@ func (s *Service) runDiagnosis(ctx context.Context, live *liveRun) {
 		return
 	}
 	live.thread.publishAfterDiagnosis(ctx)
-	to := incident.RunAwaitingApproval
-	switch {
-	case len(live.run.Escalations()) > 0:
-		to = incident.RunEscalated
-	case len(live.run.Proposals()) == 0:
-		to = incident.RunFinished
-	}
-	if _, err := s.opts.Store.SetRunState(ctx, live.run.ID, incident.RunDiagnosing, to); err != nil {
+	if _, err := lifecycle.New(s.opts.Store).AfterDiagnosis(ctx, live.run.ID, live.run); err != nil {
 		s.log.Error("run state", "run", live.run.ID, "err", err)
 	}
 	live.thread.publishRoot(ctx)

@@ -20,6 +20,7 @@ import (
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/lifecycle"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/store"
 )
@@ -429,9 +430,8 @@ func (g *globals) recover(ctx context.Context, st store.Store, owner string, out
 			x.ReliefID, x.RunID, strings.Join(x.Hosts, ", "), x.Owner, x.RunID)
 	}
 	for _, r := range rec.Resume {
-		if _, err := st.SetRunState(ctx, r.ID, "", incident.RunInterrupted, audit.Record{Actor: incident.BotActor, RunID: r.ID,
-			Kind: audit.KindRecovery, Payload: map[string]string{"note": "diagnosis interrupted; closed by " + owner + " — run it again"}}); err != nil {
-			return fmt.Errorf("store: closing interrupted run %s: %w", r.ID, err)
+		if err := lifecycle.New(st).Interrupt(ctx, r.ID, "diagnosis interrupted; closed by "+owner+" — run it again"); err != nil {
+			return fmt.Errorf("store: closing interrupted run: %w", err)
 		}
 		out.printf("⚠ run %s (%s) was interrupted in state %s; closed as interrupted.\n", r.ID, r.Playbook, r.State)
 	}

@@ -16,10 +16,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/commands"
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/lifecycle"
 	"github.com/ndrbot/ndrbot/observe"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/slack"
@@ -281,8 +281,7 @@ func (g *globals) recoverServe(ctx context.Context, st store.Store, svc *command
 			}
 			continue
 		}
-		if _, err := st.SetRunState(ctx, r.ID, "", incident.RunInterrupted, audit.Record{Actor: incident.BotActor, RunID: r.ID,
-			Kind: audit.KindRecovery, Payload: map[string]string{"note": "interrupted in " + string(r.State) + "; verify by hand"}}); err != nil {
+		if err := lifecycle.New(st).Interrupt(ctx, r.ID, "interrupted in "+string(r.State)+"; verify by hand"); err != nil {
 			log.Error("closing an interrupted run", "run", r.ID, "err", err)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 // Sender delivers one post to the chat platform and returns its reference (e.g.
 // Slack's message ts). For store.PostUpdate, p.RefExternal is the message to edit;
 // for a store.PostNew with p.Ref, p.RefExternal is the thread to reply in.
+// Send is called concurrently for different channels, never for one channel.
 type Sender interface {
 	Send(ctx context.Context, p store.Post) (ref string, err error)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,11 +91,11 @@ func newQueue(keys ...string) *memQueue {
 func TestRetryAfterIsHonoured(t *testing.T) {
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	q := newQueue("a1", "a2", "b1")
-	calls := 0
+	var calls atomic.Int64 // channels are sent to concurrently
 	d := &outbox.Dispatcher{Queue: q, Owner: "t", Now: func() time.Time { return now },
 		MinBackoff: time.Second, MaxBackoff: time.Minute,
 		Sender: outbox.SenderFunc(func(_ context.Context, p store.Post) (string, error) {
-			calls++
+			calls.Add(1)
 			if p.Key == "a1" {
 				return "", outbox.RetryAfter(errors.New("ratelimited"), 30*time.Second)
 			}
@@ -103,7 +104,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	n, err := d.RunOnce(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, 1, n, "b1 delivered; a2 waits behind a1")
-	assert.Equal(t, 2, calls, "a2 is not tried while a1 failed")
+	assert.EqualValues(t, 2, calls.Load(), "a2 is not tried while a1 failed")
 	require.Len(t, q.failed[1], 1)
 	assert.GreaterOrEqual(t, q.failed[1][0].Sub(now), 30*time.Second, "Retry-After beats the 1s backoff")
 	assert.Equal(t, store.PostPending, q.posts[1].State)
