@@ -115,26 +115,17 @@ func (s *Service) vote(ctx context.Context, c Click, d incident.Decision) Reply 
 		if errors.As(err, &re) {
 			// Approved by votes that lack the relief's role (an older ndrbot's,
 			// or written past this check): the card says so, nothing runs.
-			live.thread.updateCard(ctx, a.ReliefID, func(c *ApprovalView) {
-				c.State = ApprovalFailed
-				c.Result = &incident.ReliefResult{Relief: a.ReliefID, Hosts: a.Hosts, Error: re.Error(), Started: s.opts.Now()}
-			})
+			s.cardNotRun(ctx, live, a, re.Error())
 			return Reply{Text: re.Error() + "; nothing was run."}
 		}
 		var ge *store.GuardError
 		if errors.As(err, &ge) {
 			// Another run got there first (or its cooldown holds): the card says
 			// so for everyone in the thread, not only for the one who clicked.
-			live.thread.updateCard(ctx, a.ReliefID, func(c *ApprovalView) {
-				c.State = ApprovalFailed
-				c.Result = &incident.ReliefResult{Relief: a.ReliefID, Hosts: a.Hosts, Error: ge.Error(), Started: s.opts.Now()}
-			})
+			s.cardNotRun(ctx, live, a, ge.Error())
 			return Reply{Text: ge.Error() + "; nothing was run."}
 		}
-		live.thread.updateCard(ctx, a.ReliefID, func(c *ApprovalView) {
-			c.State = ApprovalFailed
-			c.Result = &incident.ReliefResult{Relief: a.ReliefID, Hosts: a.Hosts, Error: "not run: the audit trail could not record its start", Started: s.opts.Now()}
-		})
+		s.cardNotRun(ctx, live, a, "not run: the audit trail could not record its start")
 		return s.writeRefused(ctx, run, a.ReliefID, "recording the relief's start", err)
 	}
 	s.goBackground(func(ctx context.Context) { s.relieve(ctx, live, a.ReliefID) })
@@ -255,6 +246,15 @@ func (s *Service) playbookOf(r store.Run) (*playbooks.Playbook, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: playbook %s of run %s is no longer loaded", incident.ErrNotFound, r.Playbook, r.ID)
+}
+
+// cardNotRun shows on the relief's card, for everyone in the thread, why the
+// approved relief did not run.
+func (s *Service) cardNotRun(ctx context.Context, live *liveRun, a store.Approval, why string) {
+	live.thread.updateCard(ctx, a.ReliefID, func(c *ApprovalView) {
+		c.State = ApprovalFailed
+		c.Result = &incident.ReliefResult{Relief: a.ReliefID, Hosts: a.Hosts, Error: why, Started: s.opts.Now()}
+	})
 }
 
 // writeRefused answers a decision the store could not record (disk full, a
