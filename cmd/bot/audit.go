@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"time"
 
@@ -37,6 +39,22 @@ with it. Checkpoints need the audit key.`,
 				}
 				cps = append(cps, got...)
 			}
+			cfg, _, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			// Verifying must not create the database it is asked about: an empty
+			// directory used to answer "OK: 0 events" and leave an empty file.
+			where := "PostgreSQL (store.dsn)"
+			if cfg.Store.Driver != "postgres" {
+				if where = cfg.Store.Path; where == "" {
+					where = store.DefaultSQLitePath()
+				}
+				if _, err := os.Stat(where); errors.Is(err, fs.ErrNotExist) {
+					fmt.Fprintf(g.io.err, "no audit trail at %s (store.path): nothing to verify\n", where)
+					return &exitError{code: 1}
+				}
+			}
 			return g.withStore(cmd.Context(), func(st store.Store, key []byte) error {
 				if len(cps) > 0 && len(key) == 0 {
 					return usageErr("--checkpoints: they are signed with the audit key: set store.audit_key_file")
@@ -45,7 +63,7 @@ with it. Checkpoints need the audit key.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(g.io.out, rep.String())
+				fmt.Fprintf(g.io.out, "%s\ndatabase: %s\n", rep.String(), where)
 				if len(checkpointFiles) > 0 && len(cps) == 0 {
 					fmt.Fprintln(g.io.err, "warning: the checkpoint files hold no checkpoint")
 				}

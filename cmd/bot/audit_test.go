@@ -264,3 +264,22 @@ func TestAuditCheckpointsCLI(t *testing.T) {
 	assert.Contains(t, v.out, "(head-missing)")
 	assert.Empty(t, v.err)
 }
+
+// Verifying an audit trail that is not there is an error, not "OK: 0 events",
+// and it leaves no empty database behind.
+func TestAuditVerifyWithoutDatabase(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	v := bot(t, nil, "", false, "audit", "verify")
+	assert.Equal(t, 1, v.code, v.out+v.err)
+	assert.Contains(t, v.err, "no audit trail at ndrbot.db")
+	assert.NotContains(t, v.out, "OK")
+	_, err := os.Stat(filepath.Join(dir, "ndrbot.db"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "verify created the database it was asked about")
+
+	r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false, "diagnose", "5.5.4", "--lab", "healthy")
+	require.Equal(t, 0, r.code, r.out+r.err)
+	v = bot(t, nil, "", false, "audit", "verify")
+	assert.Equal(t, 0, v.code, v.out+v.err)
+	assert.Contains(t, v.out, "database: ndrbot.db")
+}

@@ -26,13 +26,14 @@ func TestServeHealthAndMetrics(t *testing.T) {
 	defer fake.Close()
 	s := startServe(t, fake, "--lab", "healthy")
 	var addr string
-	s.waitFor(t, "the operations endpoint", func() bool {
+	// Polled: the fake's WaitFor re-checks only when Slack traffic happens.
+	require.Eventually(t, func() bool {
 		m := opsAddrRE.FindStringSubmatch(s.out.String())
 		if m != nil {
 			addr = m[1]
 		}
 		return m != nil
-	})
+	}, 30*time.Second, 20*time.Millisecond, "the operations endpoint never listened:\n%s", s.out.String())
 	get := func(path string) (int, string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
