@@ -76,4 +76,8 @@ func TestServeHealthAndMetrics(t *testing.T) {
 		assert.Contains(t, metrics, want)
 	}
 	assert.Equal(t, 0, s.stop(t))
+	// Every part names itself once: a key given twice confuses log pipelines.
+	for _, line := range strings.Split(s.out.String(), "\n") {
+		assert.LessOrEqual(t, strings.Count(line, " component="), 1, "component twice: %s", line)
+	}
 }

@@ -83,8 +83,11 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	log := g.logger(cfg).With("component", "serve")
-	opts, err := slackOptions(cfg, log)
+	// Each part names itself (component=…) on a logger without serve's own
+	// component, so no line carries the key twice.
+	base := g.logger(cfg)
+	log := base.With("component", "serve")
+	opts, err := slackOptions(cfg, base)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
@@ -113,11 +116,11 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	host, _ := os.Hostname()
 	owner := fmt.Sprintf("serve@%s:%d", host, os.Getpid())
 
-	disp := &outbox.Dispatcher{Queue: st, Sender: slack.NewSender(st, poster, slack.Renderer{}, log), Owner: owner, Log: log}
-	thread := slack.NewThread(st, slack.ThreadOptions{Notify: disp.Notify, Log: log})
-	tg := newTargets(cfg, simulated, log, g.io)
+	disp := &outbox.Dispatcher{Queue: st, Sender: slack.NewSender(st, poster, slack.Renderer{}, base.With("component", "outbox")), Owner: owner, Log: base.With("component", "outbox")}
+	thread := slack.NewThread(st, slack.ThreadOptions{Notify: disp.Notify, Log: base.With("component", "thread")})
+	tg := newTargets(cfg, simulated, base, g.io)
 	defer closeTargets(tg, log)
-	eng := playbooks.NewEngine(tg, playbooks.Options{WaitScale: scale, Logger: log,
+	eng := playbooks.NewEngine(tg, playbooks.Options{WaitScale: scale, Logger: base.With("component", "engine"),
 		History: store.ReliefHistory{Store: st}, Observer: metrics})
 	if src, ok := st.(observe.StatsSource); ok {
 		reg.MustRegister(observe.NewStoreCollector(src, log))
@@ -126,7 +129,7 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 		Catalog: func() *playbooks.Catalog { return cat }, Engine: eng, Store: st, Thread: thread, Alarm: poster, Groups: poster,
 		Access: commands.Access{Responders: cfg.Access.Responders, Approvers: cfg.Access.Approvers, Admins: cfg.Access.Admins,
 			Channels: cfg.Slack.Channels, FourEyes: cfg.Access.FourEyes},
-		Owner: owner, EscalationChannel: cfg.Slack.EscalationChannel, Log: log,
+		Owner: owner, EscalationChannel: cfg.Slack.EscalationChannel, Log: base.With("component", "commands"),
 		AfterRelief: anchor.Nudge,
 	})
 	opts.Replay = st // HTTP mode: a signed request is accepted once, across replicas
@@ -148,7 +151,7 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	if err := g.recoverServe(ctx, st, svc, owner, log); err != nil {
 		return err
 	}
-	nw, err := newNDRWatch(cfg, f.lab.set(), cat, st, thread, log)
+	nw, err := newNDRWatch(cfg, f.lab.set(), cat, st, thread, base)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
