@@ -2,14 +2,12 @@ package audit
 
 import (
 	"bufio"
-	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -108,9 +106,9 @@ func (c Checkpoint) String() string {
 		checkpointTag, c.Seq, c.Hash, c.Time.UTC().Format(time.RFC3339), c.KeyID, c.Sig)
 }
 
-// ReadCheckpoints collects every checkpoint line in r, wherever the line's text
-// sits (a plain file, syslog lines with their prefix, an exported chat channel),
-// sorted by sequence number. A line that carries the tag but does not parse is an
+// ReadCheckpoints collects every checkpoint line in r, in the order they appear,
+// wherever the line's text sits (a plain file, syslog lines with their prefix,
+// an exported chat channel). A line that carries the tag but does not parse is an
 // error naming its line number: evidence that cannot be read must not be skipped.
 func ReadCheckpoints(r io.Reader) ([]Checkpoint, error) {
 	var out []Checkpoint
@@ -131,7 +129,6 @@ func ReadCheckpoints(r io.Reader) ([]Checkpoint, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading checkpoints: %w", err)
 	}
-	slices.SortStableFunc(out, func(a, b Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
 }
 

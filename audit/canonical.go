@@ -45,36 +45,26 @@ func Encode(e Event) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("event %d: payload: %w", e.Seq, err)
 	}
-	return encodeWith(e, payload), nil
-}
-
-func encodeWith(e Event, payload []byte) []byte {
-	return appendEncoded(make([]byte, 0, len(encodingTag)+9*8+200+len(payload)), e, payload)
+	return appendEncoded(make([]byte, 0, len(encodingTag)+9*8+200+len(payload)), e, payload), nil
 }
 
 // appendEncoded appends the encoding of e with the given payload bytes to dst.
 func appendEncoded(dst []byte, e Event, payload []byte) []byte {
 	dst = append(dst, encodingTag...)
-	field := func(s []byte) {
-		dst = binary.BigEndian.AppendUint64(dst, uint64(len(s)))
-		dst = append(dst, s...)
-	}
-	fieldString := func(s string) {
-		dst = binary.BigEndian.AppendUint64(dst, uint64(len(s)))
-		dst = append(dst, s...)
-	}
 	var num [20]byte
-	field(strconv.AppendInt(num[:0], e.Seq, 10))
+	dst = appendField(dst, strconv.AppendInt(num[:0], e.Seq, 10))
 	var ts [len(TimeLayout)]byte
-	field(appendTime(ts[:0], TimeUS(e.Time)))
-	fieldString(e.Actor.ID)
-	fieldString(e.Actor.Name)
-	fieldString(e.RunID)
-	fieldString(string(e.Kind))
-	fieldString(string(e.Alg))
-	fieldString(e.PrevHash)
-	field(payload)
-	return dst
+	dst = appendField(dst, appendTime(ts[:0], TimeUS(e.Time)))
+	for _, f := range [...]string{e.Actor.ID, e.Actor.Name, e.RunID, string(e.Kind), string(e.Alg), e.PrevHash} {
+		dst = appendField(dst, f)
+	}
+	return appendField(dst, payload)
+}
+
+// appendField appends one length-prefixed field.
+func appendField[T string | []byte](dst []byte, f T) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(len(f)))
+	return append(dst, f...)
 }
 
 // appendTime writes t (UTC) in TimeLayout; time.Format's general layout parser

@@ -45,16 +45,11 @@ func (s FileSink) WriteCheckpoint(_ context.Context, c Checkpoint) error {
 	return nil
 }
 
-// HeadReader is where a Checkpointer reads the head it signs.
-type HeadReader interface {
-	AuditHead(ctx context.Context) (Head, error)
-}
-
 // Checkpointer writes a signed checkpoint of the head to every sink: every
 // Interval while Run runs, when nudged (after a relief), and once more when Run
 // ends. A head that has not moved since the last checkpoint is not written again.
 type Checkpointer struct {
-	heads    HeadReader
+	heads    HeadSource
 	key      []byte
 	sinks    map[string]Sink
 	interval time.Duration
@@ -77,7 +72,7 @@ type CheckpointerOptions struct {
 
 // NewCheckpointer signs heads read from heads with key and writes them to sinks
 // (named for the log).
-func NewCheckpointer(heads HeadReader, key []byte, sinks map[string]Sink, o CheckpointerOptions) (*Checkpointer, error) {
+func NewCheckpointer(heads HeadSource, key []byte, sinks map[string]Sink, o CheckpointerOptions) (*Checkpointer, error) {
 	if len(key) == 0 {
 		return nil, errors.New("audit checkpoints are signed with the audit key: configure store.audit_key_file")
 	}

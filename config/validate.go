@@ -498,8 +498,6 @@ func (v *validator) store() {
 	}
 }
 
-var channelIDRE = regexp.MustCompile(`^[CG][A-Z0-9]{2,}$`)
-
 func (v *validator) slack() {
 	sl := v.c.Slack
 	if sl.Mode != "socket" && sl.Mode != "http" {
@@ -525,6 +523,7 @@ var (
 	chatIDRE    = regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`)
 	slackTeamRE = regexp.MustCompile(`^[TE][A-Z0-9]{2,}$`)
 	slackAppRE  = regexp.MustCompile(`^A[A-Z0-9]{2,}$`)
+	channelIDRE = regexp.MustCompile(`^[CG][A-Z0-9]{2,}$`)
 )
 
 func (v *validator) access() {

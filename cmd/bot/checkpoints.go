@@ -12,7 +12,7 @@ import (
 // newCheckpointer builds the audit checkpointer the configuration asks for (nil
 // when store.checkpoints names no sink). poster is nil on the terminal: there
 // the checkpoints go to the file only.
-func newCheckpointer(cfg config.Config, heads audit.HeadReader, key []byte, poster *slack.Poster, log *slog.Logger) (*audit.Checkpointer, error) {
+func newCheckpointer(cfg config.Config, heads audit.HeadSource, key []byte, poster *slack.Poster, log *slog.Logger) (*audit.Checkpointer, error) {
 	cp := cfg.Store.Checkpoints
 	sinks := map[string]audit.Sink{}
 	if cp.File != "" {

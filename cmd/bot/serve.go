@@ -109,7 +109,7 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 		return err
 	}
 	defer st.Close()
-	anchor, err := newCheckpointer(cfg, st, key, poster, g.logger(cfg))
+	anchor, err := newCheckpointer(cfg, st, key, poster, base)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}

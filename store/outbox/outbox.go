@@ -172,7 +172,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			busy[ch] = true
 			mu.Unlock()
 			wg.Go(func() {
-				_, _ = d.sendChannel(ctx, run)
+				if _, err := d.sendChannel(ctx, run); err != nil {
+					d.Log.Warn("outbox: dispatch failed", "channel", ch, "err", err)
+				}
 				mu.Lock()
 				delete(busy, ch)
 				doneAt[ch] = fetches

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"iter"
 	"strings"
@@ -18,9 +17,10 @@ import (
 
 // Store implements store.Store over a DB.
 type Store struct {
-	db  DB
-	d   Dialect
-	opt store.Options
+	db    DB
+	d     Dialect
+	opt   store.Options
+	keyID string // audit.KeyID(opt.AuditKey)
 
 	headMu    sync.Mutex
 	head      audit.Head // the head as this process last wrote it (appendOne)
@@ -31,7 +31,8 @@ var _ store.Store = (*Store)(nil)
 
 // New returns a Store over a migrated db.
 func New(db DB, d Dialect, opt store.Options) *Store {
-	return &Store{db: db, d: d, opt: opt.WithDefaults()}
+	opt = opt.WithDefaults()
+	return &Store{db: db, d: d, opt: opt, keyID: audit.KeyID(opt.AuditKey)}
 }
 
 // Close closes the database.
@@ -131,7 +132,7 @@ func (s *Store) appendOne(ctx context.Context, r audit.Record) (e audit.Event, d
 	s.headMu.Lock()
 	defer s.headMu.Unlock()
 	head := s.head
-	if !s.headKnown || head.KeyID != audit.KeyID(s.opt.AuditKey) {
+	if !s.headKnown || head.KeyID != s.keyID {
 		return e, false, nil // the head must be read (and maybe the key's epoch written)
 	}
 	if e, err = s.prepare(r); err != nil {
@@ -155,13 +156,16 @@ func (s *Store) appendOne(ctx context.Context, r audit.Record) (e audit.Event, d
 	return e, true, nil
 }
 
-// rememberHead notes the last event this process wrote by itself for appendOne.
+// rememberHead notes the last event this process wrote by itself, for
+// appendOne (nothing to note on a backend without it).
 func (s *Store) rememberHead(last audit.Event) {
+	if s.d.AppendStatement == "" {
+		return
+	}
 	s.headMu.Lock()
 	defer s.headMu.Unlock()
-	keyID := audit.KeyID(s.opt.AuditKey)
-	s.head = audit.Head{Seq: last.Seq, Hash: last.Hash, KeyID: keyID}
-	s.headKnown = keyID == "" || last.Alg == audit.AlgHMAC
+	s.head = audit.Head{Seq: last.Seq, Hash: last.Hash, KeyID: s.keyID}
+	s.headKnown = s.keyID == "" || last.Alg == audit.AlgHMAC
 }
 
 // AppendBatch appends several events in one transaction (bulk imports,
@@ -220,12 +224,12 @@ func (s *Store) appendTx(ctx context.Context, tx Q, recs ...audit.Record) ([]aud
 	)
 	if err := tx.QueryRow(ctx, `UPDATE audit_head SET seq = seq + ? WHERE id = 1 RETURNING seq, hash, key_id, key_since`, int64(len(recs))).
 		Scan(&last, &prev, &headKey, &keySince); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
+		if s.d.IsNoRows(err) {
 			return nil, fmt.Errorf("audit: %w: refusing to write (run bot audit verify)", audit.ErrNoHead)
 		}
 		return nil, fmt.Errorf("audit head: %w", err)
 	}
-	keyID := audit.KeyID(s.opt.AuditKey)
+	keyID := s.keyID
 	switch {
 	case headKey != "" && keyID == "":
 		return nil, fmt.Errorf("%w: the audit trail is sealed with key id %s since event %d and no audit key is configured (store.audit_key_file): refusing to write unkeyed events",
@@ -325,7 +329,7 @@ func (s *Store) Events(ctx context.Context, f audit.Filter) iter.Seq2[audit.Even
 func (s *Store) AuditHead(ctx context.Context) (audit.Head, error) {
 	var h audit.Head
 	err := s.db.QueryRow(ctx, `SELECT seq, hash, key_id, key_since FROM audit_head WHERE id = 1`).Scan(&h.Seq, &h.Hash, &h.KeyID, &h.KeySince)
-	if errors.Is(err, sql.ErrNoRows) {
+	if s.d.IsNoRows(err) {
 		return h, audit.ErrNoHead
 	}
 	return h, err
