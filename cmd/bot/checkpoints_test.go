@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,14 +26,11 @@ func TestServeCheckpointsToAuditChannel(t *testing.T) {
 	fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
 	defer fake.Close()
 	s := startServeEnv(t, fake, 1, extra, "--lab", "overloaded-queue")
-	ctx := context.Background()
 	s.waitFor(t, "the start-up checkpoint", func() bool { return len(fake.Messages(auditChannel)) == 1 })
 
-	_, err := fake.SlashCommand(ctx, slackfake.SlashCommand{UserID: requesterU, UserName: "req", ChannelID: incChannel, ChannelName: "inc-mail", Text: "diagnose 5.5.4"})
-	require.NoError(t, err)
+	s.diagnose(t)
 	card, approval := s.card(t)
-	_, err = fake.Click(ctx, slackfake.Click{UserID: approverU, ChannelID: incChannel, MessageTS: card.TS, ActionID: "approve", Value: approval})
-	require.NoError(t, err)
+	s.approve(t, card, approval)
 	// The periodic interval is 15 minutes: a second checkpoint this soon is the
 	// one the relief asked for.
 	s.waitFor(t, "a checkpoint after the relief", func() bool { return len(fake.Messages(auditChannel)) >= 2 })

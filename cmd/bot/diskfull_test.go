@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"database/sql"
 	"strings"
 	"testing"
@@ -21,10 +20,8 @@ func TestServeDiskFullAtClaim(t *testing.T) {
 	fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
 	defer fake.Close()
 	s := startServe(t, fake, "--lab", "overloaded-queue")
-	ctx := context.Background()
 
-	_, err := fake.SlashCommand(ctx, slackfake.SlashCommand{UserID: requesterU, UserName: "req", ChannelID: incChannel, ChannelName: "inc-mail", Text: "diagnose 5.5.4"})
-	require.NoError(t, err)
+	s.diagnose(t)
 	card, approval := s.card(t)
 
 	// Only the relief's start event fails, as SQLite reports a full disk (a
@@ -36,8 +33,7 @@ func TestServeDiskFullAtClaim(t *testing.T) {
 		BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
 	require.NoError(t, err)
 
-	_, err = fake.Click(ctx, slackfake.Click{UserID: approverU, ChannelID: incChannel, MessageTS: card.TS, ActionID: "approve", Value: approval})
-	require.NoError(t, err)
+	s.approve(t, card, approval)
 	reply := s.responseTo(t, 1)
 	assert.Contains(t, reply, "restart-transport was not run")
 	assert.Contains(t, reply, "database or disk is full")

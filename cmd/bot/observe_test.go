@@ -60,8 +60,7 @@ func TestServeHealthAndMetrics(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(body), &ready))
 	assert.Equal(t, map[string]string{"store": "ok", "slack": "ok"}, ready.Checks)
 
-	_, err := fake.SlashCommand(context.Background(), slackfake.SlashCommand{UserID: requesterU, UserName: "req", ChannelID: incChannel, ChannelName: "inc-mail", Text: "diagnose 5.5.4"})
-	require.NoError(t, err)
+	s.diagnose(t)
 	var metrics string
 	require.Eventually(t, func() bool {
 		_, metrics = get("/metrics")

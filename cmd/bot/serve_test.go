@@ -143,6 +143,21 @@ func (s *served) card(t *testing.T) (slackfake.Message, string) {
 	return msg, id
 }
 
+// diagnose types `/ndr diagnose 5.5.4` as the requester in the incident channel.
+func (s *served) diagnose(t *testing.T) {
+	t.Helper()
+	_, err := s.fake.SlashCommand(context.Background(), slackfake.SlashCommand{UserID: requesterU, UserName: "req",
+		ChannelID: incChannel, ChannelName: "inc-mail", Text: "diagnose 5.5.4"})
+	require.NoError(t, err)
+}
+
+// approve presses Approve on the card as the approver.
+func (s *served) approve(t *testing.T, card slackfake.Message, approval string) {
+	t.Helper()
+	_, err := s.fake.Click(context.Background(), slackfake.Click{UserID: approverU, ChannelID: incChannel, MessageTS: card.TS, ActionID: "approve", Value: approval})
+	require.NoError(t, err)
+}
+
 func (s *served) responseTo(t *testing.T, prefix int) string {
 	t.Helper()
 	var text string
