@@ -2,24 +2,15 @@ package graph
 
 import (
 	"context"
-	"crypto"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	abs "github.com/microsoft/kiota-abstractions-go"
 	absser "github.com/microsoft/kiota-abstractions-go/serialization"
 	khttp "github.com/microsoft/kiota-http-go"
@@ -29,6 +20,7 @@ import (
 	coreauth "github.com/microsoftgraph/msgraph-sdk-go-core/authentication"
 
 	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/executors/internal/entra"
 )
 
 // Client is the signed-in connection to Microsoft Graph of one graph target: the
@@ -48,7 +40,7 @@ type Client struct {
 	tenant   string
 	clientID string
 	ep       Endpoints
-	cred     credentialSource
+	cred     entra.Source
 
 	transport *http.Transport // shared by the credential and the adapter
 	authHTTP  *http.Client    // the credential's pipeline transport
@@ -92,7 +84,7 @@ func newClient(name string, t config.Target, o options) (*Client, error) {
 		return fail("%w", err)
 	}
 	c := &Client{name: name, tenant: t.TenantID, clientID: t.ClientID, ep: ep}
-	c.cred, err = newCredentialSource(t)
+	c.cred, err = entra.NewSource(t)
 	if err != nil {
 		return fail("%w", err)
 	}
@@ -181,13 +173,13 @@ func (c *Client) CheckLink(link string) (*url.URL, error) {
 // secret or certificate file changed since the last call (a rotated client secret
 // is picked up by the next request, without a restart).
 func (c *Client) session() (*session, error) {
-	m, err := c.cred.load()
+	m, err := c.cred.Load()
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.current != nil && c.current.fingerprint == m.fingerprint {
+	if c.current != nil && c.current.fingerprint == m.Fingerprint {
 		return c.current, nil
 	}
 	cred, err := c.credential(m)
@@ -204,7 +196,7 @@ func (c *Client) session() (*session, error) {
 		return nil, fmt.Errorf("request adapter: %w", err)
 	}
 	adapter.SetBaseUrl(c.ep.GraphURL)
-	c.current = &session{fingerprint: m.fingerprint, adapter: adapter}
+	c.current = &session{fingerprint: m.Fingerprint, adapter: adapter}
 	return c.current, nil
 }
 
@@ -236,47 +228,9 @@ func (c *Client) graphHTTPClient() *http.Client {
 }
 
 // credential builds the azidentity credential for the loaded material.
-func (c *Client) credential(m material) (azcore.TokenCredential, error) {
-	co := azcore.ClientOptions{
-		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: c.ep.AuthorityURL},
-		Transport: c.authHTTP,
-		Retry:     policy.RetryOptions{MaxRetries: 2},
-	}
-	if m.secret != "" {
-		cred, err := azidentity.NewClientSecretCredential(c.tenant, c.clientID, m.secret, &azidentity.ClientSecretCredentialOptions{
-			ClientOptions: co, DisableInstanceDiscovery: !c.ep.InstanceDiscovery,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("client secret credential: %w", err)
-		}
-		return cred, nil
-	}
-	certs, key, err := parseCertificate(m.cert, m.certPassword)
-	if err != nil {
-		return nil, fmt.Errorf("certificate_file: %w", err)
-	}
-	cred, err := azidentity.NewClientCertificateCredential(c.tenant, c.clientID, certs, key, &azidentity.ClientCertificateCredentialOptions{
-		ClientOptions: co, DisableInstanceDiscovery: !c.ep.InstanceDiscovery,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("certificate credential: %w", err)
-	}
-	return cred, nil
-}
-
-// parseCertificate reads certificate_file: PEM, its key decrypted here when
-// encrypted (see certs.go), or else PKCS#12, which azidentity opens with the
-// password.
-// The parser's messages name the problem (wrong password, no key), not the key.
-func parseCertificate(data []byte, password string) ([]*x509.Certificate, crypto.PrivateKey, error) {
-	if block, _ := pem.Decode(data); block == nil {
-		return azidentity.ParseCertificates(data, []byte(password))
-	}
-	pemData, err := decryptPEMKeys(data, password)
-	if err != nil {
-		return nil, nil, err
-	}
-	return azidentity.ParseCertificates(pemData, nil)
+func (c *Client) credential(m entra.Material) (azcore.TokenCredential, error) {
+	return entra.App{Tenant: c.tenant, ClientID: c.clientID, Authority: c.ep.AuthorityURL,
+		InstanceDiscovery: c.ep.InstanceDiscovery, Transport: c.authHTTP}.Credential(m)
 }
 
 func parseNodeFactory() absser.ParseNodeFactory {
@@ -291,65 +245,6 @@ func serializationWriterFactory() absser.SerializationWriterFactory {
 	r.ContentTypeAssociatedFactories["application/json"] = jsonser.NewJsonSerializationWriterFactory()
 	r.ContentTypeAssociatedFactories["text/plain"] = textser.NewTextSerializationWriterFactory()
 	return r
-}
-
-// credentialSource reads the credential material anew on each use.
-type credentialSource struct {
-	secret     config.Secret
-	secretFile string
-	certFile   string
-	password   config.Secret
-	pwFile     string
-}
-
-// material is one reading of the credential; fingerprint identifies it without
-// keeping a second copy of the secret around.
-type material struct {
-	secret       string
-	cert         []byte
-	certPassword string
-	fingerprint  [32]byte
-}
-
-func newCredentialSource(t config.Target) (credentialSource, error) {
-	hasSecret := t.ClientSecret != "" || t.ClientSecretFile != ""
-	switch {
-	case hasSecret && t.CertificateFile != "":
-		return credentialSource{}, errors.New("client_secret and certificate_file: configure exactly one credential")
-	case !hasSecret && t.CertificateFile == "":
-		return credentialSource{}, errors.New("no credential: set client_secret (env or client_secret_file) or certificate_file")
-	}
-	return credentialSource{secret: t.ClientSecret, secretFile: t.ClientSecretFile, certFile: t.CertificateFile,
-		password: t.CertificatePassword, pwFile: t.CertificatePasswordFile}, nil
-}
-
-func (c credentialSource) load() (material, error) {
-	var m material
-	h := sha256.New()
-	if c.certFile == "" {
-		s, err := config.ResolveSecret(c.secret, c.secretFile)
-		if err != nil {
-			return m, fmt.Errorf("client_secret: %w", err) // names the file, never the content
-		}
-		m.secret = s
-		h.Write([]byte("secret\x00" + s))
-	} else {
-		b, err := os.ReadFile(c.certFile)
-		if err != nil {
-			return m, fmt.Errorf("certificate_file: %w", err)
-		}
-		m.cert = b
-		if c.password != "" || c.pwFile != "" {
-			if m.certPassword, err = config.ResolveSecret(c.password, c.pwFile); err != nil {
-				return m, fmt.Errorf("certificate_password: %w", err)
-			}
-		}
-		h.Write([]byte("cert\x00"))
-		h.Write(b)
-		h.Write([]byte("\x00" + m.certPassword))
-	}
-	copy(m.fingerprint[:], h.Sum(nil))
-	return m, nil
 }
 
 // tlsConfig verifies Graph and the authority against the system roots — which Go

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/executors/internal/entra"
 )
 
 // Cloud is one Microsoft 365 national cloud: where its Graph lives and where its
@@ -19,10 +20,10 @@ type Cloud struct {
 // clouds maps the cloud key to the endpoints Microsoft publishes for it. GCC
 // (moderate) tenants use the global endpoints; GCC High is usgov, DoD is usgovdod.
 var clouds = map[string]Cloud{
-	config.CloudGlobal:   {config.CloudGlobal, "https://graph.microsoft.com/v1.0", "https://login.microsoftonline.com/"},
-	config.CloudUSGov:    {config.CloudUSGov, "https://graph.microsoft.us/v1.0", "https://login.microsoftonline.us/"},
-	config.CloudUSGovDoD: {config.CloudUSGovDoD, "https://dod-graph.microsoft.us/v1.0", "https://login.microsoftonline.us/"},
-	config.CloudChina:    {config.CloudChina, "https://microsoftgraph.chinacloudapi.cn/v1.0", "https://login.chinacloudapi.cn/"},
+	config.CloudGlobal:   {config.CloudGlobal, "https://graph.microsoft.com/v1.0", entra.AuthorityGlobal},
+	config.CloudUSGov:    {config.CloudUSGov, "https://graph.microsoft.us/v1.0", entra.AuthorityUSGov},
+	config.CloudUSGovDoD: {config.CloudUSGovDoD, "https://dod-graph.microsoft.us/v1.0", entra.AuthorityUSGov},
+	config.CloudChina:    {config.CloudChina, "https://microsoftgraph.chinacloudapi.cn/v1.0", entra.AuthorityChina},
 }
 
 // CloudByName returns the cloud a graph target's cloud key names ("" is global).

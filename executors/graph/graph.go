@@ -31,20 +31,16 @@ package graph
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net"
-	"net/url"
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
-
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/executors/internal/entra"
 	"github.com/ndrbot/ndrbot/incident"
 )
 
@@ -235,46 +231,11 @@ func (e *Executor) Run(ctx context.Context, host string, a executors.Action) (ex
 	return out, nil
 }
 
-// authError is a token the authority refused or could not issue.
-type authError struct {
-	msg   string
-	cause error
-}
-
-func (e *authError) Error() string   { return e.msg }
-func (e *authError) Unwrap() []error { return []error{executors.ErrAuth, e.cause} }
-
 // tokenFailure summarises an azidentity failure in one line — the authority's
 // error code and description (AADSTS…, with its trace and correlation ids) — and
-// returns nil for other errors.
+// returns nil for other errors (entra.TokenFailure).
 func (e *Executor) tokenFailure(op string, err error) error {
-	var afe *azidentity.AuthenticationFailedError
-	if !errors.As(err, &afe) {
-		return nil
-	}
-	authority := strings.TrimSuffix(e.ep.AuthorityURL, "/")
-	if u, perr := url.Parse(e.ep.AuthorityURL); perr == nil {
-		authority = u.Host
-	}
-	msg := fmt.Sprintf("graph %s: no token from %s for tenant %s", op, authority, e.tenant)
-	if afe.RawResponse != nil {
-		msg += fmt.Sprintf(": %d", afe.RawResponse.StatusCode)
-		if body, rerr := runtime.Payload(afe.RawResponse); rerr == nil {
-			var tokErr struct {
-				Error       string `json:"error"`
-				Description string `json:"error_description"`
-			}
-			if json.Unmarshal(body, &tokErr) == nil && tokErr.Error != "" {
-				desc, _, _ := strings.Cut(tokErr.Description, "\r\n")
-				msg += " " + tokErr.Error + ": " + truncate(desc, 300)
-			}
-		}
-	} else {
-		// No answer from the authority (TLS, DNS, the OpenID document): the cause is
-		// further down the library's multi-line message.
-		msg += ": " + truncate(strings.Join(strings.Fields(afe.Error()), " "), 400)
-	}
-	return &authError{msg: msg, cause: err}
+	return entra.TokenFailure("graph "+op, e.ep.AuthorityURL, e.tenant, err)
 }
 
 // withClientState adds the target's client_state to a recreate's parameters. The

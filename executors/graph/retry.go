@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	abs "github.com/microsoft/kiota-abstractions-go"
@@ -18,8 +16,8 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
 	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/executors/internal/entra"
 	"github.com/ndrbot/ndrbot/incident"
-	"github.com/ndrbot/ndrbot/internal/backoff"
 )
 
 // Why the retry loop is ours, around each SDK call, and not kiota's RetryHandler in
@@ -41,38 +39,19 @@ import (
 // RetryPolicy bounds retries of transient failures: 429, 503, 504 and connection
 // resets. Every wait also ends before the action's deadline: a wait that would not
 // leave MinAttemptTime for the next attempt is not started, and the last failure is
-// returned at once.
-type RetryPolicy struct {
-	// MaxAttempts counts the first try too.
-	MaxAttempts int
-	// BaseDelay is the first backoff when Graph sends no Retry-After; each later one
-	// doubles, up to MaxDelay.
-	BaseDelay time.Duration
-	MaxDelay  time.Duration
-	// MinAttemptTime is the least time left before the deadline worth starting
-	// another attempt with.
-	MinAttemptTime time.Duration
-}
+// returned at once. It is the policy the Microsoft REST executors share
+// (entra.RetryPolicy): its fields and defaults are documented there.
+type RetryPolicy entra.RetryPolicy
 
 // DefaultRetryPolicy: 5 attempts, 2 s doubling to 30 s (waits of 1–2, 2–4, 4–8 and
 // 8–16 s: 15–30 s in all, inside a 60 s step with room for the attempts).
-func DefaultRetryPolicy() RetryPolicy {
-	return RetryPolicy{MaxAttempts: 5, BaseDelay: 2 * time.Second, MaxDelay: 30 * time.Second, MinAttemptTime: time.Second}
-}
+func DefaultRetryPolicy() RetryPolicy { return RetryPolicy(entra.DefaultRetryPolicy()) }
 
-func (p RetryPolicy) valid() error {
-	if p.MaxAttempts < 1 || p.BaseDelay <= 0 || p.MaxDelay < p.BaseDelay || p.MinAttemptTime < 0 {
-		return fmt.Errorf("retry policy %+v: want MaxAttempts >= 1, 0 < BaseDelay <= MaxDelay, MinAttemptTime >= 0", p)
-	}
-	return nil
-}
+func (p RetryPolicy) valid() error { return entra.RetryPolicy(p).Valid() }
 
-// wait is the wait before retry n (1 for the first retry) without Retry-After:
-// "equal jitter", uniformly in [d/2, d) for d = BaseDelay·2^(n-1) capped at MaxDelay.
-// Each range starts where the previous one ends, so successive waits never shrink
-// while they spread clients that failed together. rnd is the jitter source.
+// wait is the wait before retry n without Retry-After (entra.RetryPolicy.Wait).
 func (p RetryPolicy) wait(n int, rnd func() float64) time.Duration {
-	return backoff.Policy{Base: p.BaseDelay, Max: p.MaxDelay, Jitter: backoff.Equal}.Wait(n, rnd)
+	return entra.RetryPolicy(p).Wait(n, rnd)
 }
 
 // RequestError is a Graph request that failed for good: a non-retriable answer, or a
@@ -386,21 +365,8 @@ func header(h *abs.ResponseHeaders, key string) string {
 	return ""
 }
 
-// parseRetryAfter reads delay-seconds or an HTTP-date (RFC 9110 §10.2.3). A date in
-// the past, or garbage, means no wait.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(secs * float64(time.Second))
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0)
-	}
-	return 0
-}
+// parseRetryAfter reads delay-seconds or an HTTP-date (entra.ParseRetryAfter).
+func parseRetryAfter(v string, now time.Time) time.Duration { return entra.ParseRetryAfter(v, now) }
 
 // sameClockUTC reads t's wall clock as UTC: 2026-05-15T00:05:19 parsed in local time
 // becomes 2026-05-15T00:05:19Z.
@@ -410,12 +376,8 @@ func sameClockUTC(t time.Time) time.Time {
 	return time.Date(y, mo, d, h, mi, s, t.Nanosecond(), time.UTC)
 }
 
-// isConnReset reports a connection the peer dropped: RST, or closed before the
-// response (EOF while reading it).
-func isConnReset(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
-}
+// isConnReset reports a connection the peer dropped (entra.IsConnReset).
+func isConnReset(err error) bool { return entra.IsConnReset(err) }
 
 func deref(s *string) string {
 	if s == nil {
