@@ -2,15 +2,12 @@ package commands
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/lifecycle"
-	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/store"
 )
 
@@ -66,23 +63,28 @@ func (s *Service) vote(ctx context.Context, c Click, d incident.Decision) Reply 
 		s.refused(ctx, c.User, a.RunID, "click", map[string]any{"approval": a.ID, "why": "not an approver"})
 		return Reply{Text: "Only approvers (access.approvers) may decide reliefs; your click was recorded and nothing was run."}
 	}
-	live, err := s.live(ctx, run)
+	live, err := s.runs.Load(ctx, run)
 	if err != nil {
 		return s.internal("loading the run", err)
 	}
+	release := true // unless the relief goes on in the background
+	defer func() {
+		if release {
+			s.runs.Release(live)
+		}
+	}()
 	// A relief may ask for more than an approver (setting a component state
 	// another team set needs an admin): the policy its card showed, or the one
 	// its approval was requested with, whichever is stricter.
 	need := a.Role
-	if p, found := live.run.Proposal(a.ReliefID); found {
+	if p, found := live.Proposal(a.ReliefID); found {
 		need = store.StricterRole(need, p.Approval.Role)
 	}
 	if !store.RoleSatisfies(role, need) {
 		s.refused(ctx, c.User, a.RunID, "click", map[string]any{"approval": a.ID, "why": "not " + need, "role": need})
 		return Reply{Text: fmt.Sprintf("%s needs the %s role (access.%ss); your click was recorded and nothing was run.", a.ReliefID, need, need)}
 	}
-	digest := s.digestNow(live, a.ReliefID)
-	out, err := live.rec.Vote(ctx, a.ReliefID, c.User, role, d, digest)
+	out, err := s.runs.Vote(ctx, live, a.ReliefID, c.User, role, d)
 	var ve *store.VoteError
 	var re *store.RoleError
 	switch {
@@ -103,7 +105,7 @@ func (s *Service) vote(ctx context.Context, c Click, d incident.Decision) Reply 
 		return Reply{Text: fmt.Sprintf("Rejected %s; nothing was run.", a.ReliefID)}
 	}
 	s.cardVotes(ctx, live, out.Approval, ApprovalApproved)
-	if _, err := live.rec.Claim(ctx, a.ReliefID, s.opts.Owner, digest); err != nil {
+	if _, err := s.runs.Claim(ctx, live, a.ReliefID); err != nil {
 		var ce *store.ClaimError
 		if errors.As(err, &ce) {
 			return Reply{Text: fmt.Sprintf("%s is already running (%s); nothing more was run.", a.ReliefID, ce.Existing.Owner)}
@@ -128,32 +130,17 @@ func (s *Service) vote(ctx context.Context, c Click, d incident.Decision) Reply 
 		s.cardNotRun(ctx, live, a, "not run: the audit trail could not record its start")
 		return s.writeRefused(ctx, run, a.ReliefID, "recording the relief's start", err)
 	}
+	release = false
 	s.goBackground(func(ctx context.Context) { s.relieve(ctx, live, a.ReliefID) })
 	return Reply{Text: fmt.Sprintf("Approved: running %s on %s.", a.ReliefID, strings.Join(a.Hosts, ", "))}
 }
 
-func (s *Service) relieve(ctx context.Context, live *liveRun, relief string) {
-	if _, err := s.opts.Engine.Relieve(ctx, live.run, relief); err != nil {
-		s.log.Error("relief", "run", live.run.ID, "relief", relief, "err", err)
+func (s *Service) relieve(ctx context.Context, live *lifecycle.Run, relief string) {
+	defer s.runs.Release(live)
+	if _, err := s.runs.Relieve(ctx, live, relief); err != nil {
+		s.log.Error("relief", "run", live.ID, "relief", relief, "err", err)
 	}
-	if _, err := lifecycle.New(s.opts.Store).Settle(ctx, live.run.ID, live.run); err != nil {
-		s.log.Error("run state", "run", live.run.ID, "err", err)
-	}
-	live.thread.publishRoot(ctx)
-}
-
-// digestNow is the digest of what the relief would run now: the current
-// playbook's version and the proposal's hosts that the target still has.
-func (s *Service) digestNow(live *liveRun, relief string) string {
-	p, _ := live.run.Proposal(relief)
-	version := "gone"
-	if pb, err := s.opts.Catalog().Resolve(live.run.Playbook.ID); err == nil {
-		version = pb.Version
-	}
-	if hosts, err := s.opts.Engine.Hosts(p.Target); err == nil {
-		p.Hosts = slices.DeleteFunc(slices.Clone(p.Hosts), func(h string) bool { return !slices.Contains(hosts, h) })
-	}
-	return incident.ProposalDigest(version, p)
+	threadOf(live).publishRoot(ctx)
 }
 
 func refusalText(ve *store.VoteError) string {
@@ -173,7 +160,7 @@ func refusalText(ve *store.VoteError) string {
 	return ve.Error()
 }
 
-func (s *Service) cardAfterRefusal(ctx context.Context, live *liveRun, ve *store.VoteError) {
+func (s *Service) cardAfterRefusal(ctx context.Context, live *lifecycle.Run, ve *store.VoteError) {
 	switch ve.Refusal {
 	case store.RefusedExpired:
 		s.cardVotes(ctx, live, ve.Approval, ApprovalExpired)
@@ -182,8 +169,8 @@ func (s *Service) cardAfterRefusal(ctx context.Context, live *liveRun, ve *store
 	}
 }
 
-func (s *Service) cardVotes(ctx context.Context, live *liveRun, a store.Approval, state string) {
-	live.thread.updateCard(ctx, a.ReliefID, func(c *ApprovalView) {
+func (s *Service) cardVotes(ctx context.Context, live *lifecycle.Run, a store.Approval, state string) {
+	threadOf(live).updateCard(ctx, a.ReliefID, func(c *ApprovalView) {
 		c.State = state
 		c.Votes = c.Votes[:0]
 		for _, v := range a.Votes {
@@ -192,66 +179,10 @@ func (s *Service) cardVotes(ctx context.Context, live *liveRun, a store.Approval
 	})
 }
 
-// live returns the run from memory, or restores it from the store: a click may
-// land on another replica, or after a restart.
-func (s *Service) live(ctx context.Context, r store.Run) (*liveRun, error) {
-	s.mu.Lock()
-	l, ok := s.runs[r.ID]
-	s.mu.Unlock()
-	if ok {
-		return l, nil
-	}
-	pb, err := s.playbookOf(r)
-	if err != nil {
-		return nil, err
-	}
-	var raw map[string]string
-	if err := json.Unmarshal(r.Params, &raw); err != nil {
-		return nil, fmt.Errorf("run %s params: %w", r.ID, err)
-	}
-	params, err := pb.Params.Resolve(raw)
-	if err != nil {
-		return nil, fmt.Errorf("run %s params: %w", r.ID, err)
-	}
-	var rec playbooks.Record
-	steps, err := s.opts.Store.Steps(ctx, r.ID)
-	if err != nil {
-		return nil, err
-	}
-	for _, st := range steps {
-		rec.Steps = append(rec.Steps, st.Result) // later phases overwrite earlier ones
-	}
-	if rec.Findings, err = s.opts.Store.Findings(ctx, r.ID); err != nil {
-		return nil, err
-	}
-	if rec.Proposals, err = s.opts.Store.Proposals(ctx, r.ID); err != nil {
-		return nil, err
-	}
-	approvals, err := s.opts.Store.Approvals(ctx, r.ID)
-	if err != nil {
-		return nil, err
-	}
-	run := playbooks.RestoreRun(r.ID, pb, params, r.CreatedAt, rec, nil)
-	l = s.track(run, r.Requester, r.Chat.Channel)
-	l.rec.useApprovals(approvals)
-	return l, nil
-}
-
-// playbookOf finds the playbook a stored run used. A reloaded playbook with
-// another version still resolves; the approval digest then tells the difference.
-func (s *Service) playbookOf(r store.Run) (*playbooks.Playbook, error) {
-	for _, pb := range s.opts.Catalog().All() {
-		if pb.ID == r.Playbook {
-			return pb, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: playbook %s of run %s is no longer loaded", incident.ErrNotFound, r.Playbook, r.ID)
-}
-
 // cardNotRun shows on the relief's card, for everyone in the thread, why the
 // approved relief did not run.
-func (s *Service) cardNotRun(ctx context.Context, live *liveRun, a store.Approval, why string) {
-	live.thread.updateCard(ctx, a.ReliefID, func(c *ApprovalView) {
+func (s *Service) cardNotRun(ctx context.Context, live *lifecycle.Run, a store.Approval, why string) {
+	threadOf(live).updateCard(ctx, a.ReliefID, func(c *ApprovalView) {
 		c.State = ApprovalFailed
 		c.Result = &incident.ReliefResult{Relief: a.ReliefID, Hosts: a.Hosts, Error: why, Started: s.opts.Now()}
 	})

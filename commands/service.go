@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,23 +60,11 @@ type Service struct {
 	auth  *authorizer
 	verbs []verb
 	log   *slog.Logger
+	runs  *lifecycle.Runs
 
 	bg     sync.WaitGroup
 	ctx    context.Context // background work's context
 	cancel context.CancelFunc
-
-	mu   sync.Mutex
-	runs map[string]*liveRun
-}
-
-// liveRun is a run this process holds in memory.
-type liveRun struct {
-	run       *playbooks.Run
-	rec       *Recorder
-	requester incident.Actor
-	channel   string
-	lab       string
-	thread    *threadObserver
 }
 
 // verb is one `/ndr` command, registered once with its usage; help and errors are
@@ -99,8 +86,10 @@ func New(opts Options) *Service {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{opts: opts, log: opts.Log, ctx: ctx, cancel: cancel, runs: map[string]*liveRun{},
+	s := &Service{opts: opts, log: opts.Log, ctx: ctx, cancel: cancel,
 		auth: &authorizer{access: opts.Access, groups: opts.Groups}}
+	s.runs = lifecycle.New(lifecycle.Options{Store: opts.Store, Engine: opts.Engine, Catalog: opts.Catalog, Owner: opts.Owner,
+		FourEyes: opts.Access.FourEyes, Observe: s.follow, AfterRelief: opts.AfterRelief, Now: opts.Now, Log: opts.Log})
 	s.verbs = []verb{
 		{"diagnose", "diagnose CODE|PLAYBOOK [key=value…]", "run a playbook's diagnosis in a new thread", RoleResponder, s.diagnose},
 		{"status", "status [RUN]", "recent runs, or one run's state", RoleAnyone, s.status},
@@ -223,62 +212,32 @@ func (s *Service) diagnose(ctx context.Context, req Request, args Args) Reply {
 	if err != nil {
 		return Reply{Text: err.Error()}
 	}
-	params, err := pb.Params.Resolve(args.Named)
-	if err != nil {
+	run, err := s.runs.Start(ctx, lifecycle.Start{Playbook: pb, Args: args.Named, Requester: req.User, Origin: "chat",
+		Channel: req.ChannelID, Command: map[string]any{"text": req.Text, "channel": req.ChannelID}})
+	if errors.Is(err, lifecycle.ErrParams) {
 		return Reply{Text: fmt.Sprintf("%v\nUsage: /ndr diagnose %s %s", err, Echo(args.Positional[0]), ParamUsage(pb))}
 	}
-	paramsJSON, err := json.Marshal(DisplayParams(params))
 	if err != nil {
 		return s.internal("starting the run", err)
 	}
-	stored, err := s.opts.Store.CreateRun(ctx, store.NewRun{Playbook: pb.ID, PlaybookVersion: pb.Version, Params: paramsJSON,
-		Requester: req.User, Origin: "chat", Chat: store.ChatRef{Channel: req.ChannelID}, Owner: s.opts.Owner})
-	if err != nil {
-		return s.internal("starting the run", err)
-	}
-	if _, err := s.opts.Store.Append(ctx, audit.Record{Actor: req.User, RunID: stored.ID, Kind: audit.KindCommand,
-		Payload: map[string]any{"text": req.Text, "channel": req.ChannelID}}); err != nil {
-		return s.internal("recording the command", err)
-	}
-	run := playbooks.NewRun(stored.ID, pb, params, s.opts.Now(), nil)
-	live := s.track(run, req.User, req.ChannelID)
-	live.thread.publishRoot(ctx)
-	s.goBackground(func(ctx context.Context) { s.runDiagnosis(ctx, live) })
-	return Reply{Text: fmt.Sprintf("Started %s (run %s); follow the thread.", pb.ID, stored.ID)}
+	threadOf(run).publishRoot(ctx)
+	s.goBackground(func(ctx context.Context) { s.runDiagnosis(ctx, run) })
+	return Reply{Text: fmt.Sprintf("Started %s (run %s); follow the thread.", pb.ID, run.ID)}
 }
 
-// track wires a run's observers and keeps it in memory.
-func (s *Service) track(run *playbooks.Run, requester incident.Actor, channel string) *liveRun {
-	rec := NewRecorder(s.opts.Store, run, requester, RecorderOptions{FourEyes: s.opts.Access.FourEyes, AfterRelief: s.opts.AfterRelief, Now: s.opts.Now, Log: s.log})
-	live := &liveRun{run: run, rec: rec, requester: requester, channel: channel}
-	live.thread = &threadObserver{svc: s, live: live}
-	run.Observer = Fanout{rec, live.thread}
-	s.mu.Lock()
-	s.runs[run.ID] = live
-	s.mu.Unlock()
-	return live
-}
-
-// Fanout sends engine events to several observers in order (the record first).
-type Fanout []playbooks.Observer
-
-// Observe calls each observer in turn.
-func (f Fanout) Observe(ctx context.Context, ev incident.Event) {
-	for _, o := range f {
-		o.Observe(ctx, ev)
+// runDiagnosis diagnoses a started or resumed run and shows what it found.
+func (s *Service) runDiagnosis(ctx context.Context, run *lifecycle.Run) {
+	defer s.runs.Release(run)
+	if _, err := s.runs.Diagnose(ctx, run); err != nil {
+		if ctx.Err() != nil {
+			s.log.Warn("diagnosis stopped", "run", run.ID, "err", err)
+			return
+		}
+		s.log.Error("run state", "run", run.ID, "err", err)
 	}
-}
-
-func (s *Service) runDiagnosis(ctx context.Context, live *liveRun) {
-	if err := s.opts.Engine.Diagnose(ctx, live.run); err != nil {
-		s.log.Warn("diagnosis stopped", "run", live.run.ID, "err", err)
-		return
-	}
-	live.thread.publishAfterDiagnosis(ctx)
-	if _, err := lifecycle.New(s.opts.Store).AfterDiagnosis(ctx, live.run.ID, live.run); err != nil {
-		s.log.Error("run state", "run", live.run.ID, "err", err)
-	}
-	live.thread.publishRoot(ctx)
+	t := threadOf(run)
+	t.publishAfterDiagnosis(ctx)
+	t.publishRoot(ctx)
 }
 
 func (s *Service) status(ctx context.Context, _ Request, args Args) Reply {
@@ -344,39 +303,28 @@ func ParamUsage(pb *playbooks.Playbook) string {
 	return strings.Join(parts, " ")
 }
 
-// DisplayParams renders typed parameters as a user would type them.
-func DisplayParams(params map[string]any) map[string]string {
-	out := make(map[string]string, len(params))
-	for k, v := range params {
-		out[k] = fmt.Sprint(v)
-	}
-	return out
-}
-
 // Resume re-runs the read-only diagnosis of a run a dead process left half done
 // (store.Recovery.Resume); its thread is edited in place.
 func (s *Service) Resume(ctx context.Context, r store.Run) error {
-	pb, err := s.playbookOf(r)
+	run, err := s.runs.Resume(ctx, r)
 	if err != nil {
 		return err
 	}
-	var raw map[string]string
-	if err := json.Unmarshal(r.Params, &raw); err != nil {
-		return fmt.Errorf("run %s params: %w", r.ID, err)
-	}
-	params, err := pb.Params.Resolve(raw)
-	if err != nil {
-		return fmt.Errorf("run %s params: %w", r.ID, err)
-	}
-	if _, err := s.opts.Store.Append(ctx, audit.Record{Actor: incident.BotActor, RunID: r.ID, Kind: audit.KindRecovery,
-		Payload: map[string]string{"note": "diagnosis resumed by " + s.opts.Owner}}); err != nil {
-		return err
-	}
-	live := s.track(playbooks.NewRun(r.ID, pb, params, s.opts.Now(), nil), r.Requester, r.Chat.Channel)
-	live.thread.publishRoot(ctx)
-	s.goBackground(func(ctx context.Context) { s.runDiagnosis(ctx, live) })
+	threadOf(run).publishRoot(ctx)
+	s.goBackground(func(ctx context.Context) { s.runDiagnosis(ctx, run) })
 	return nil
 }
+
+// Interrupt closes a run a dead process left where nobody can continue it.
+func (s *Service) Interrupt(ctx context.Context, id, note string) error {
+	return s.runs.Interrupt(ctx, id, note)
+}
+
+// Recover takes over what dead processes left (lifecycle.Runs.Recover).
+func (s *Service) Recover(ctx context.Context) (store.Recovery, error) { return s.runs.Recover(ctx) }
+
+// Held is how many runs this service holds in memory.
+func (s *Service) Held() int { return s.runs.Held() }
 
 // Expired updates the cards of approvals that expired undecided.
 func (s *Service) Expired(ctx context.Context, as []store.Approval) {
@@ -386,11 +334,12 @@ func (s *Service) Expired(ctx context.Context, as []store.Approval) {
 			s.log.Error("expired approval", "approval", a.ID, "err", err)
 			continue
 		}
-		live, err := s.live(ctx, r)
+		run, err := s.runs.Load(ctx, r)
 		if err != nil {
 			s.log.Error("expired approval", "approval", a.ID, "err", err)
 			continue
 		}
-		s.cardVotes(ctx, live, a, ApprovalExpired)
+		s.cardVotes(ctx, run, a, ApprovalExpired)
+		s.runs.Release(run)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/lifecycle"
 	"github.com/ndrbot/ndrbot/playbooks"
 )
 
@@ -15,8 +16,8 @@ import (
 // steps progress, the findings, one approval card per proposal, and the
 // escalation summary (also to the escalation channel).
 type threadObserver struct {
-	svc  *Service
-	live *liveRun
+	svc *Service
+	run *lifecycle.Run
 
 	mu        sync.Mutex
 	cards     map[string]*ApprovalView // relief → card
@@ -24,10 +25,29 @@ type threadObserver struct {
 	escalated map[string]bool
 }
 
+// follow builds a run's thread observer. A run read back from the store (a click
+// on another replica, after a restart) starts its timeline from what it did
+// already, so a later escalation summary tells the whole story.
+func (s *Service) follow(r *lifecycle.Run) playbooks.Observer {
+	t := &threadObserver{svc: s, run: r}
+	for _, st := range r.Steps() {
+		t.timeline = append(t.timeline, TimelineEntry{At: st.Started.Add(st.Duration),
+			Text: fmt.Sprintf("%s: %s in %s", st.Step, st.Status, st.Duration.Round(time.Millisecond))})
+	}
+	for _, x := range r.Reliefs() {
+		t.timeline = append(t.timeline, TimelineEntry{At: x.Started, Text: fmt.Sprintf("%s started on %v", x.Relief, x.Hosts)})
+	}
+	sort.SliceStable(t.timeline, func(i, j int) bool { return t.timeline[i].At.Before(t.timeline[j].At) })
+	return t
+}
+
+// threadOf is the thread observer follow built for a run.
+func threadOf(r *lifecycle.Run) *threadObserver { return r.Follower.(*threadObserver) }
+
 func (t *threadObserver) publish(ctx context.Context, m Message) {
-	m.RunID = t.live.run.ID
+	m.RunID = t.run.ID
 	if m.Channel == "" {
-		m.Channel = t.live.channel
+		m.Channel = t.run.Channel
 	}
 	if err := t.svc.opts.Thread.Publish(ctx, m); err != nil {
 		t.svc.log.Error("publishing to the thread", "run", m.RunID, "key", m.Key, "err", err)
@@ -41,10 +61,10 @@ func (t *threadObserver) note(at time.Time, format string, args ...any) {
 }
 
 func (t *threadObserver) rootView(ctx context.Context) *RunView {
-	run := t.live.run
-	v := &RunView{RunID: run.ID, Playbook: run.Playbook.ID, Title: run.Playbook.Title, Requester: t.live.requester,
-		Lab: t.live.lab, Started: run.Started, Steps: run.Steps()}
-	params := DisplayParams(run.Params)
+	run := t.run
+	v := &RunView{RunID: run.ID, Playbook: run.Playbook.ID, Title: run.Playbook.Title, Requester: t.run.Requester,
+		Started: run.Started, Steps: run.Steps()}
+	params := lifecycle.DisplayParams(run.Params)
 	names := make([]string, 0, len(params))
 	for k := range params {
 		names = append(names, k)
@@ -96,7 +116,7 @@ func (t *threadObserver) Observe(ctx context.Context, ev incident.Event) {
 		r := *ev.Relief
 		t.note(ev.Time, "%s verified: %v", r.Relief, *r.Verified)
 		t.updateCard(ctx, r.Relief, func(c *ApprovalView) { c.Result = &r })
-		t.publish(ctx, Message{Key: KeyFindings, Findings: &FindingsView{RunID: t.live.run.ID, Findings: t.live.run.Findings()}})
+		t.publish(ctx, Message{Key: KeyFindings, Findings: &FindingsView{RunID: t.run.ID, Findings: t.run.Findings()}})
 	case incident.EventEscalation:
 		t.note(ev.Time, "escalated: %s", ev.Escalation.Reason)
 		t.mu.Lock()
@@ -111,14 +131,14 @@ func (t *threadObserver) Observe(ctx context.Context, ev incident.Event) {
 // publishAfterDiagnosis posts the findings, the approval cards and the
 // escalations the diagnosis raised.
 func (t *threadObserver) publishAfterDiagnosis(ctx context.Context) {
-	run := t.live.run
+	run := t.run
 	t.publish(ctx, Message{Key: KeyFindings, Findings: &FindingsView{RunID: run.ID, Findings: run.Findings()}})
 	t.mu.Lock()
 	t.cards = map[string]*ApprovalView{}
 	t.mu.Unlock()
 	for _, p := range run.Proposals() {
-		card := &ApprovalView{RunID: run.ID, Proposal: p, Requester: t.live.requester, State: ApprovalPending}
-		if a, ok := t.live.rec.Approval(p.Relief); ok {
+		card := &ApprovalView{RunID: run.ID, Proposal: p, Requester: t.run.Requester, State: ApprovalPending}
+		if a, ok := t.run.Approval(p.Relief); ok {
 			card.ApprovalID, card.ExpiresAt = a.ID, a.ExpiresAt
 		} else {
 			card.State = ApprovalVoid // blocked: no approval can be given
@@ -141,9 +161,9 @@ func (t *threadObserver) updateCard(ctx context.Context, relief string, change f
 	}
 	card, ok := t.cards[relief]
 	if !ok {
-		p, _ := t.live.run.Proposal(relief)
-		card = &ApprovalView{RunID: t.live.run.ID, Proposal: p, Requester: t.live.requester}
-		if a, ok := t.live.rec.Approval(relief); ok {
+		p, _ := t.run.Proposal(relief)
+		card = &ApprovalView{RunID: t.run.ID, Proposal: p, Requester: t.run.Requester}
+		if a, ok := t.run.Approval(relief); ok {
 			card.ApprovalID, card.ExpiresAt = a.ID, a.ExpiresAt
 		}
 		t.cards[relief] = card
@@ -169,13 +189,13 @@ func (t *threadObserver) publishEscalation(ctx context.Context, e incident.Escal
 	timeline := append([]TimelineEntry(nil), t.timeline...)
 	t.mu.Unlock()
 
-	run := t.live.run
+	run := t.run
 	v := &EscalationView{RunID: run.ID, Playbook: run.Playbook.ID, Title: run.Playbook.Title,
-		Symptom: run.Playbook.Title + " — " + run.Playbook.Summary, Requester: t.live.requester,
+		Symptom: run.Playbook.Title + " — " + run.Playbook.Summary, Requester: t.run.Requester,
 		Escalation: e, Findings: run.Findings(), Timeline: timeline}
 	for _, r := range run.Reliefs() {
 		a := ActionView{Relief: r.Relief, Hosts: r.Hosts, Result: r}
-		if ap, ok := t.live.rec.Approval(r.Relief); ok {
+		if ap, ok := t.run.Approval(r.Relief); ok {
 			if fresh, err := t.svc.opts.Store.GetApproval(ctx, ap.ID); err == nil {
 				a.ApprovedBy = fresh.Approvers()
 			}

@@ -51,7 +51,7 @@ func TestRunsLife(t *testing.T) {
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ndrbot.db"), store.Options{})
 	require.NoError(t, err)
 	defer st.Close()
-	runs := lifecycle.New(st)
+	runs := lifecycle.New(lifecycle.Options{Store: st})
 
 	for _, c := range []struct {
 		name string

@@ -253,7 +253,7 @@ func RestoreRun(id string, pb *Playbook, params map[string]any, started time.Tim
 		r.steps[s.Step] = s
 	}
 	for i, f := range rec.Findings {
-		r.findings = append(r.findings, rankedFinding{rank: [2]int{0, i}, f: f})
+		r.findings = append(r.findings, rankedFinding{rank: r.restoredRank(f, i), f: f})
 	}
 	for _, rule := range pb.Rules {
 		r.evaluated[rule.ID] = true
@@ -272,4 +272,20 @@ func RestoreRun(id string, pb *Playbook, params map[string]any, started time.Tim
 		r.raised[e.Rule] = true
 	}
 	return r
+}
+
+// restoredRank ranks a stored finding as the engine ranked it when it was
+// found, so a restored run lists its findings in the same order: step failures
+// by step, a rule's findings by rule with their stored order (the order of
+// the rows they matched) kept within it.
+func (r *Run) restoredRank(f incident.Finding, stored int) [2]int {
+	if f.Rule == "step-failed" || f.Rule == "step-skipped" {
+		if idx := slices.IndexFunc(r.Playbook.Steps, func(s *Step) bool { return s.ID == f.Step }); idx >= 0 {
+			return [2]int{-1000 + idx, 0}
+		}
+	}
+	if idx := slices.IndexFunc(r.Playbook.Rules, func(rule *Rule) bool { return rule.ID == f.Rule }); idx >= 0 {
+		return [2]int{idx, stored}
+	}
+	return [2]int{-1, stored}
 }

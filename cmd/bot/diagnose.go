@@ -15,7 +15,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/commands"
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors/lab"
@@ -190,8 +189,9 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	if len(kv.Positional) > 0 {
 		return usageErr("unexpected argument %q: parameters are key=value (%s)", kv.Positional[0], commands.ParamUsage(pb))
 	}
-	params, err := pb.Params.Resolve(kv.Named)
-	if err != nil {
+	// Checked before anything is opened, so a typo changes nothing; Start
+	// checks them again when it records the run.
+	if _, err := pb.Params.Resolve(kv.Named); err != nil {
 		return usageErr("%v\nusage: bot diagnose %s %s", err, args[0], commands.ParamUsage(pb))
 	}
 	for _, id := range f.approve {
@@ -229,7 +229,16 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		return &exitError{code: exitUsage, err: err}
 	}
 	owner := processOwner(actor)
-	if err := g.recover(ctx, st, owner, out); err != nil {
+	eng := playbooks.NewEngine(tg, playbooks.Options{WaitScale: scale, Logger: g.logger(cfg), History: store.ReliefHistory{Store: st}})
+	// By default the terminal waives four-eyes: the person at it is requester and
+	// approver by nature, and holds the bot's credentials anyway; the approval
+	// records it. access.cli_four_eyes: refuse keeps the floor (access.four_eyes
+	// or the playbook's), and the store refuses the lone approval below.
+	refuseAlone := cfg.Access.CLIFourEyes == config.CLIFourEyesRefuse
+	runs := lifecycle.New(lifecycle.Options{Store: st, Engine: eng, Catalog: func() *playbooks.Catalog { return cat },
+		Owner: owner, FourEyes: cfg.Access.FourEyes, Observe: func(*lifecycle.Run) playbooks.Observer { return out },
+		Log: g.logger(cfg)})
+	if err := recoverCLI(ctx, runs, out); err != nil {
 		return err
 	}
 	// The lease tells other processes this one is alive: its work is not theirs
@@ -239,35 +248,21 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	keep.Go(func() error { return store.KeepAlive(keepCtx, st, owner, f.lease, nil) })
 	defer func() { stopKeep(); _ = keep.Wait() }()
 
-	eng := playbooks.NewEngine(tg, playbooks.Options{WaitScale: scale, Logger: g.logger(cfg), History: store.ReliefHistory{Store: st}})
 	started := time.Now()
-	paramsJSON, err := json.Marshal(commands.DisplayParams(params))
+	run, err := runs.Start(ctx, lifecycle.Start{Playbook: pb, Args: kv.Named, Requester: actor, Origin: "cli", Terminal: !refuseAlone,
+		Command: map[string]any{"command": "diagnose", "args": args, "lab": f.lab.name(), "approve": f.approve, "os_uid": uid}})
+	if errors.Is(err, lifecycle.ErrParams) {
+		return usageErr("%v\nusage: bot diagnose %s %s", err, args[0], commands.ParamUsage(pb))
+	}
 	if err != nil {
 		return err
 	}
-	stored, err := st.CreateRun(ctx, store.NewRun{Playbook: pb.ID, PlaybookVersion: pb.Version, Params: paramsJSON,
-		Requester: actor, Origin: "cli", Owner: owner})
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	if _, err := st.Append(ctx, audit.Record{Actor: actor, RunID: stored.ID, Kind: audit.KindCommand, Payload: map[string]any{
-		"command": "diagnose", "args": args, "lab": f.lab.name(), "approve": f.approve, "os_uid": uid}}); err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	run := playbooks.NewRun(stored.ID, pb, params, started, nil)
-	// By default the terminal waives four-eyes: the person at it is requester and
-	// approver by nature, and holds the bot's credentials anyway; the approval
-	// records it. access.cli_four_eyes: refuse keeps the floor (access.four_eyes
-	// or the playbook's), and the store refuses the lone approval below.
-	refuseAlone := cfg.Access.CLIFourEyes == config.CLIFourEyesRefuse
-	rec := commands.NewRecorder(st, run, actor, commands.RecorderOptions{FourEyes: cfg.Access.FourEyes, Terminal: !refuseAlone,
-		Log: g.logger(cfg)})
-	run.Observer = commands.Fanout{rec, out}
-	out.header(run, f.lab.name())
-	if err := eng.Diagnose(ctx, run); err != nil {
+	defer runs.Release(run)
+	out.header(run.Run, f.lab.name())
+	if _, err := runs.Diagnose(ctx, run); err != nil {
 		return err
 	}
-	out.summary(run)
+	out.summary(run.Run)
 
 	prompt := g.io.interactive && !f.json && !f.noInput
 	reader := bufio.NewReader(g.io.in)
@@ -281,7 +276,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 			out.printf("\n%s needs %d approvers; a terminal gives one — approve it in chat. Nothing was run.\n", p.Relief, p.Approval.Approvers)
 			continue
 		}
-		a, _ := rec.Approval(p.Relief)
+		a, _ := run.Approval(p.Relief)
 		alone := a.FourEyes && a.Requester.ID == actor.ID
 		if alone && !approved {
 			// Not asked, nor told to --approve: that could only be refused.
@@ -304,7 +299,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		}
 		// Alone on a four-eyes relief, the vote is still cast: the store refuses
 		// it and audits the refusal (vote-refused), so the attempt is on record.
-		if _, err := rec.Approve(ctx, eng, p.Relief, owner, actor, commands.TerminalRole); err != nil {
+		if _, err := runs.Approve(ctx, run, p.Relief, actor, commands.TerminalRole); err != nil {
 			if errors.Is(err, store.ErrFourEyes) {
 				out.printf("\n%s\n", fourEyesRefusal(cfg, run.ID, p, actor, args, true))
 				continue
@@ -321,7 +316,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 			out.printf("\n--approve %s: not proposed by this diagnosis; nothing was run.\n", id)
 		}
 	}
-	if err := rec.Finish(ctx); err != nil {
+	if err := runs.Finish(ctx, run); err != nil {
 		return fmt.Errorf("the audit trail of run %s is incomplete: %w", run.ID, err)
 	}
 	if anchor != nil {
@@ -330,10 +325,10 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		}
 	}
 
-	code := exitCode(run)
-	out.footer(run, code)
+	code := exitCode(run.Run)
+	out.footer(run.Run, code)
 	if f.json {
-		rep := newRunReport(run, f.lab.name(), time.Since(started), code)
+		rep := newRunReport(run.Run, f.lab.name(), time.Since(started), code)
 		enc := json.NewEncoder(g.io.out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
@@ -417,20 +412,21 @@ func currentOSUser() (*user.User, error) {
 	return user.LookupId(u.Uid)
 }
 
-// recover takes over the work of processes that died: a relief that was running
-// becomes outcome-unknown (never re-run) and is shown to the operator; runs left
-// half-diagnosed are closed as interrupted, since nobody is watching them.
-func (g *globals) recover(ctx context.Context, st store.Store, owner string, out *terminal) error {
-	rec, err := st.Recover(ctx, owner, time.Now())
+// recoverCLI takes over the work of processes that died: a relief that was
+// running becomes outcome-unknown (never re-run) and is shown to the operator;
+// runs left half-diagnosed are closed as interrupted, since nobody is watching
+// them.
+func recoverCLI(ctx context.Context, runs *lifecycle.Runs, out *terminal) error {
+	rec, err := runs.Recover(ctx)
 	if err != nil {
-		return fmt.Errorf("store: recovering interrupted work: %w", err)
+		return err
 	}
 	for _, x := range rec.Unknown {
 		out.printf("⚠ relief %s of run %s (on %s) was running when %s stopped: its outcome is unknown and it will not be re-run. Check the hosts by hand; bot audit show %s\n",
 			x.ReliefID, x.RunID, strings.Join(x.Hosts, ", "), x.Owner, x.RunID)
 	}
 	for _, r := range rec.Resume {
-		if err := lifecycle.New(st).Interrupt(ctx, r.ID, "diagnosis interrupted; closed by "+owner+" — run it again"); err != nil {
+		if err := runs.Interrupt(ctx, r.ID, "diagnosis interrupted; closed by "+runs.Owner()+" — run it again"); err != nil {
 			return fmt.Errorf("store: closing interrupted run: %w", err)
 		}
 		out.printf("⚠ run %s (%s) was interrupted in state %s; closed as interrupted.\n", r.ID, r.Playbook, r.State)

@@ -19,7 +19,6 @@ import (
 	"github.com/ndrbot/ndrbot/commands"
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/incident"
-	"github.com/ndrbot/ndrbot/lifecycle"
 	"github.com/ndrbot/ndrbot/observe"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/slack"
@@ -148,7 +147,7 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 		return fmt.Errorf("slack: %w", err)
 	}
 
-	if err := g.recoverServe(ctx, st, svc, owner, log); err != nil {
+	if err := recoverServe(ctx, svc, log); err != nil {
 		return err
 	}
 	nw, err := newNDRWatch(cfg, f.lab.set(), cat, st, thread, base)
@@ -268,10 +267,10 @@ func (c *components) wait() error { return c.g.Wait() }
 // recoverServe takes over what a dead process left: relief executions whose
 // outcome is unknown are shown (never re-run), half-done diagnoses are re-run,
 // runs stuck mid-relief are closed as interrupted. Pending approvals keep working.
-func (g *globals) recoverServe(ctx context.Context, st store.Store, svc *commands.Service, owner string, log *slog.Logger) error {
-	rec, err := st.Recover(ctx, owner, time.Now())
+func recoverServe(ctx context.Context, svc *commands.Service, log *slog.Logger) error {
+	rec, err := svc.Recover(ctx)
 	if err != nil {
-		return fmt.Errorf("store: recovering interrupted work: %w", err)
+		return err
 	}
 	for _, x := range rec.Unknown {
 		log.Warn("relief outcome unknown: check the hosts by hand", "run", x.RunID, "relief", x.ReliefID,
@@ -284,7 +283,7 @@ func (g *globals) recoverServe(ctx context.Context, st store.Store, svc *command
 			}
 			continue
 		}
-		if err := lifecycle.New(st).Interrupt(ctx, r.ID, "interrupted in "+string(r.State)+"; verify by hand"); err != nil {
+		if err := svc.Interrupt(ctx, r.ID, "interrupted in "+string(r.State)+"; verify by hand"); err != nil {
 			log.Error("closing an interrupted run", "run", r.ID, "err", err)
 		}
 	}
