@@ -257,4 +257,3 @@ func (rs *Runs) Finish(ctx context.Context, r *Run) error {
 	r.rec.fail("final state", err)
 	return r.Err()
 }
-
