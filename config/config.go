@@ -42,6 +42,10 @@ const (
 	KindProbe = "probe"
 	KindGraph = "graph"
 	KindLab   = "lab"
+	// KindEXO: Exchange Online cmdlets over HTTPS, app-only — the Exchange Online
+	// Admin API, and the PowerShell V3 module's InvokeCommand endpoint only when
+	// allow_module_endpoint is set.
+	KindEXO = "exo"
 )
 
 // MaxWinRMConcurrency is the highest max_concurrency a winrm target may have: Exchange
@@ -136,6 +140,13 @@ type Target struct {
 	// wiring, never through a playbook: a playbook's data is shown for approval.
 	ClientState     Secret `mapstructure:"client_state" yaml:"client_state"`
 	ClientStateFile string `mapstructure:"client_state_file" yaml:"client_state_file" config:"path"`
+
+	// Exchange Online (exo): the app registration keys above (tenant_id,
+	// client_id, one credential, cloud, authority_url). AllowModuleEndpoint lets
+	// cmdlets the Admin API does not cover go to the InvokeCommand endpoint of
+	// the Exchange Online PowerShell V3 module, which Microsoft does not document
+	// for direct use.
+	AllowModuleEndpoint bool `mapstructure:"allow_module_endpoint" yaml:"allow_module_endpoint"`
 }
 
 // Graph clouds a graph target's cloud key accepts; executors/graph maps each to its
@@ -284,6 +295,13 @@ type Watch struct {
 	// (notifications mode; at most 128 characters).
 	ClientState     Secret `mapstructure:"client_state" yaml:"client_state"`
 	ClientStateFile string `mapstructure:"client_state_file" yaml:"client_state_file" config:"path"`
+
+	// Exchange Online (exo): the app registration keys above (tenant_id,
+	// client_id, one credential, cloud, authority_url). AllowModuleEndpoint lets
+	// cmdlets the Admin API does not cover go to the InvokeCommand endpoint of
+	// the Exchange Online PowerShell V3 module, which Microsoft does not document
+	// for direct use.
+	AllowModuleEndpoint bool `mapstructure:"allow_module_endpoint" yaml:"allow_module_endpoint"`
 }
 
 // Watch modes.
@@ -371,7 +389,7 @@ func kindDefaults(kind string) Target {
 		return t
 	case KindProbe:
 		return Target{Timeout: 10 * time.Second}
-	case KindGraph:
+	case KindGraph, KindEXO:
 		return Target{Cloud: CloudGlobal}
 	}
 	return Target{}
@@ -452,7 +470,7 @@ func (c Config) Origin(key string) string { return c.origins[key] }
 // check belongs to whoever is about to use the target. A graph target never has
 // endpoints (cloud or graph_url says where Graph is), so it always passes.
 func (t Target) RequireEndpoints(name string) error {
-	if len(t.Endpoints) > 0 || t.Kind == KindGraph {
+	if len(t.Endpoints) > 0 || t.Kind == KindGraph || t.Kind == KindEXO {
 		return nil
 	}
 	key := "targets." + name + ".endpoints"
@@ -529,5 +547,5 @@ func ResolveSecret(value Secret, file string) (string, error) {
 
 // Kinds lists every target kind.
 func Kinds() []string {
-	return []string{KindExchange, KindJEA, KindWinRM, KindProbe, KindGraph, KindLab}
+	return []string{KindExchange, KindJEA, KindWinRM, KindProbe, KindGraph, KindEXO, KindLab}
 }

@@ -122,7 +122,7 @@ func (v *validator) targets() {
 
 func (v *validator) target(prefix string, t Target) {
 	switch t.Kind {
-	case KindWinRM, KindExchange, KindJEA, KindProbe, KindGraph, KindLab:
+	case KindWinRM, KindExchange, KindJEA, KindProbe, KindGraph, KindEXO, KindLab:
 	case "":
 		v.add(prefix+".kind", "required (%s)%s", strings.Join(Kinds(), "|"), v.envOnlyHint(prefix))
 		return
@@ -154,6 +154,8 @@ func (v *validator) target(prefix string, t Target) {
 		}
 		v.tls(prefix, t)
 		v.graph(prefix, t)
+	case KindEXO:
+		v.exo(prefix, t)
 	}
 }
 
@@ -194,14 +196,18 @@ func keyKinds(key string) []string {
 	case "configuration_name", "idle_timeout", "keytab_file", "krb5_conf", "realm", "spn":
 		return []string{KindExchange, KindJEA}
 	case "ca_file", "insecure_skip_verify":
-		return []string{KindWinRM, KindExchange, KindJEA, KindGraph}
+		return []string{KindWinRM, KindExchange, KindJEA, KindGraph, KindEXO}
 	case "timeout":
-		return []string{KindProbe, KindGraph}
+		return []string{KindProbe, KindGraph, KindEXO}
 	case "helo_name":
 		return []string{KindProbe}
 	case "tenant_id", "client_id", "client_secret", "client_secret_file", "certificate_file",
-		"certificate_password", "certificate_password_file", "cloud", "graph_url", "authority_url":
+		"certificate_password", "certificate_password_file", "cloud", "authority_url":
+		return []string{KindGraph, KindEXO}
+	case "graph_url":
 		return []string{KindGraph}
+	case "allow_module_endpoint":
+		return []string{KindEXO}
 	}
 	return nil
 }
