@@ -7,6 +7,7 @@ package registry
 
 import (
 	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/executors/exo"
 	"github.com/ndrbot/ndrbot/executors/graph"
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/executors/probe"
@@ -22,6 +23,7 @@ func Kinds() executors.Kinds {
 		winrm.Describe(),
 		probe.Describe(),
 		graph.Describe(),
+		exo.Describe(),
 		lab.Describe(),
 	}
 }
