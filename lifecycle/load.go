@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 
 	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/incident"
@@ -50,6 +51,9 @@ func (rs *Runs) record(ctx context.Context, id string) (playbooks.Record, []stor
 	if rec.Proposals, err = st.Proposals(ctx, id); err != nil {
 		return rec, nil, err
 	}
+	for _, p := range rec.Proposals {
+		wholeNumbers(p.Args)
+	}
 	approvals, err := st.Approvals(ctx, id)
 	if err != nil {
 		return rec, nil, err
@@ -84,18 +88,19 @@ func (rs *Runs) record(ctx context.Context, id string) (playbooks.Record, []stor
 	return rec, approvals, nil
 }
 
-// reliefResult is an execution as the engine reported it: its verification
-// event carries the engine's own result; an execution not verified is read
-// from its row. One still running, or whose outcome is unknown, is not OK: it
-// is never run again.
+// reliefResult is an execution as the engine reported it. Its verdict comes
+// from its verification event; the rest from its row, since the event's copy
+// went through the audit trail's redaction. One still running, or whose
+// outcome is unknown, is not OK: it is never run again.
 func reliefResult(x store.Execution, verified map[string]incident.ReliefResult) incident.ReliefResult {
-	if v, ok := verified[x.ReliefID]; ok {
-		return v
-	}
 	res := incident.ReliefResult{Relief: x.ReliefID, Hosts: x.Hosts, OK: x.State == incident.ExecOK,
 		Error: x.Error, Output: x.Output, Started: x.StartedAt}
 	if !x.FinishedAt.IsZero() {
 		res.Duration = x.FinishedAt.Sub(x.StartedAt)
+	}
+	if v, ok := verified[x.ReliefID]; ok {
+		res.Verified = v.Verified
+		res.Started, res.Duration = v.Started, v.Duration
 	}
 	switch x.State {
 	case incident.ExecRunning:
@@ -108,4 +113,26 @@ func reliefResult(x store.Execution, verified map[string]incident.ReliefResult) 
 		}
 	}
 	return res
+}
+
+// wholeNumbers turns the float64 a JSON round trip makes of every number back
+// into the int the engine computed, where the value is whole: a relief's
+// arguments read back from the store render as they did when proposed
+// (30, not 30.0 or 3e+01).
+func wholeNumbers(v any) any {
+	switch x := v.(type) {
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+			return int(x)
+		}
+	case map[string]any:
+		for k, e := range x {
+			x[k] = wholeNumbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = wholeNumbers(e)
+		}
+	}
+	return v
 }

@@ -88,8 +88,8 @@ func (e *Engine) applyRule(ctx context.Context, run *Run, idx int, phase string)
 	}
 	run.mu.Lock()
 	var fresh []incident.Finding
-	for i, f := range found {
-		if run.addRankedLocked([2]int{idx, i}, f) {
+	for _, f := range found {
+		if run.addRankedLocked(idx, f) {
 			fresh = append(fresh, f)
 		}
 	}
@@ -107,7 +107,7 @@ func (e *Engine) ruleError(ctx context.Context, run *Run, idx int, phase string,
 	f := incident.Finding{Rule: rule.ID, Severity: incident.SeverityWarning, Phase: phase,
 		Text: fmt.Sprintf("Rule %q could not be evaluated: %s", rule.ID, firstLine(err.Error()))}
 	run.mu.Lock()
-	fresh := run.addRankedLocked([2]int{idx, 1 << 20}, f)
+	fresh := run.addRankedLocked(idx, f)
 	run.mu.Unlock()
 	if fresh {
 		e.emit(ctx, run, incident.Event{Kind: incident.EventFinding, Finding: &f})

@@ -400,3 +400,14 @@ func (p *Playbook) Permissions() []Permission {
 	})
 	return out
 }
+
+// reliefIndex is the position of a relief in the playbook; past the end for one
+// it does not have (a reloaded playbook dropped it).
+func (p *Playbook) reliefIndex(id string) int {
+	for i, r := range p.Reliefs {
+		if r.ID == id {
+			return i
+		}
+	}
+	return len(p.Reliefs)
+}

@@ -23,6 +23,7 @@ type Run struct {
 	since       time.Time
 	steps       map[string]incident.StepResult
 	findings    []rankedFinding
+	found       int // findings ever added: the next one's sequence number
 	evaluated   map[string]bool // rules evaluated in the diagnose phase
 	matches     map[string][]map[string]any
 	proposals   []incident.Proposal
@@ -34,7 +35,12 @@ type Run struct {
 }
 
 type rankedFinding struct {
-	rank [2]int // (rule or step index, row index): same results → same order
+	// rank is (rule or step index, sequence number): a rule's findings after
+	// those of the rules before it, and among themselves in the order they
+	// were found — a round's rows in row order, a later round's after them.
+	// The store keeps findings in that same order, so a run read back from it
+	// ranks them alike.
+	rank [2]int
 	f    incident.Finding
 }
 
@@ -71,20 +77,31 @@ func (r *Run) setStep(res incident.StepResult) {
 func (r *Run) addFinding(f incident.Finding) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rank := [2]int{-1, 0}
-	if idx := slices.IndexFunc(r.Playbook.Steps, func(s *Step) bool { return s.ID == f.Step }); idx >= 0 && (f.Rule == "step-failed" || f.Rule == "step-skipped") {
-		rank = [2]int{-1000 + idx, 0}
-	}
-	return r.addRankedLocked(rank, f)
+	return r.addRankedLocked(r.group(f), f)
 }
 
-func (r *Run) addRankedLocked(rank [2]int, f incident.Finding) bool {
+// group is the first part of a finding's rank: a step's failure by its step,
+// before every rule's findings; a rule's by the rule's place in the playbook.
+func (r *Run) group(f incident.Finding) int {
+	if f.Rule == "step-failed" || f.Rule == "step-skipped" {
+		if idx := slices.IndexFunc(r.Playbook.Steps, func(s *Step) bool { return s.ID == f.Step }); idx >= 0 {
+			return -1000 + idx
+		}
+	}
+	if idx := slices.IndexFunc(r.Playbook.Rules, func(rule *Rule) bool { return rule.ID == f.Rule }); idx >= 0 {
+		return idx
+	}
+	return -1
+}
+
+func (r *Run) addRankedLocked(group int, f incident.Finding) bool {
 	for _, have := range r.findings {
 		if have.f.Rule == f.Rule && have.f.Text == f.Text && have.f.Phase == f.Phase {
 			return false
 		}
 	}
-	r.findings = append(r.findings, rankedFinding{rank: rank, f: f})
+	r.findings = append(r.findings, rankedFinding{rank: [2]int{group, r.found}, f: f})
+	r.found++
 	return true
 }
 
@@ -252,13 +269,19 @@ func RestoreRun(id string, pb *Playbook, params map[string]any, started time.Tim
 	for _, s := range rec.Steps {
 		r.steps[s.Step] = s
 	}
-	for i, f := range rec.Findings {
-		r.findings = append(r.findings, rankedFinding{rank: r.restoredRank(f, i), f: f})
+	for _, f := range rec.Findings {
+		r.findings = append(r.findings, rankedFinding{rank: [2]int{r.group(f), r.found}, f: f})
+		r.found++
 	}
 	for _, rule := range pb.Rules {
 		r.evaluated[rule.ID] = true
 	}
+	// In playbook order, as the engine keeps them: the store keeps them in
+	// the order they were proposed, which concurrent rules may interleave.
 	r.proposals = slices.Clone(rec.Proposals)
+	slices.SortStableFunc(r.proposals, func(a, b incident.Proposal) int {
+		return pb.reliefIndex(a.Relief) - pb.reliefIndex(b.Relief)
+	})
 	for _, x := range rec.Reliefs {
 		r.reliefs = append(r.reliefs, x)
 		if x.OK {
@@ -272,20 +295,4 @@ func RestoreRun(id string, pb *Playbook, params map[string]any, started time.Tim
 		r.raised[e.Rule] = true
 	}
 	return r
-}
-
-// restoredRank ranks a stored finding as the engine ranked it when it was
-// found, so a restored run lists its findings in the same order: step failures
-// by step, a rule's findings by rule with their stored order (the order of
-// the rows they matched) kept within it.
-func (r *Run) restoredRank(f incident.Finding, stored int) [2]int {
-	if f.Rule == "step-failed" || f.Rule == "step-skipped" {
-		if idx := slices.IndexFunc(r.Playbook.Steps, func(s *Step) bool { return s.ID == f.Step }); idx >= 0 {
-			return [2]int{-1000 + idx, 0}
-		}
-	}
-	if idx := slices.IndexFunc(r.Playbook.Rules, func(rule *Rule) bool { return rule.ID == f.Rule }); idx >= 0 {
-		return [2]int{idx, stored}
-	}
-	return [2]int{-1, stored}
 }
