@@ -23,7 +23,7 @@ type Run struct {
 	since       time.Time
 	steps       map[string]incident.StepResult
 	findings    []rankedFinding
-	found       int // findings ever added: the next one's sequence number
+	found       int             // findings ever added: the next one's sequence number
 	evaluated   map[string]bool // rules evaluated in the diagnose phase
 	matches     map[string][]map[string]any
 	proposals   []incident.Proposal
