@@ -203,6 +203,7 @@ type Run struct {
 type RunFilter struct {
 	Limit  int                 // default 50
 	States []incident.RunState // any state when empty
+	Since  time.Time           // only runs created at or after it; any time when zero
 }
 
 // StepRecord is a stored step result.

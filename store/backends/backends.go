@@ -47,3 +47,20 @@ func Open(ctx context.Context, c Config, opt store.Options) (store.Store, error)
 		return sqlite.Open(ctx, c.Path, opt)
 	}
 }
+
+// OpenReadOnly opens the configured store for a command that only reads it, and
+// never creates a database that is not there: SQLite opens the existing file
+// read-only (sqlite.OpenReadOnly: a missing file wraps fs.ErrNotExist).
+// PostgreSQL has no read-only open here yet: it is opened as Open does, whose
+// migrations change nothing on a database that is already current.
+func OpenReadOnly(ctx context.Context, c Config, opt store.Options) (store.Store, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	switch c.Driver {
+	case "postgres", "postgresql":
+		return postgres.Open(ctx, c.DSN, opt)
+	default:
+		return sqlite.OpenReadOnly(ctx, c.Path, opt)
+	}
+}

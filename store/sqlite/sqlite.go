@@ -129,6 +129,61 @@ func open(ctx context.Context, path string, opt store.Options) (*Store, error) {
 	return &Store{Store: core.New(db, Dialect, opt), path: path}, nil
 }
 
+// OpenReadOnly opens the existing database at path for reading only, for the
+// commands that look at it (bot runs list): nothing is created, migrated or
+// written, and a write through the store fails with SQLITE_READONLY. A missing
+// file is an error wrapping fs.ErrNotExist, not an empty database. A database
+// migrated by another version of ndrbot is refused (*store.SchemaTooNewError when
+// newer; when older, opening it once with Open migrates it), since its tables
+// could be read wrongly.
+func OpenReadOnly(ctx context.Context, path string, opt store.Options) (*Store, error) {
+	if path == "" {
+		path = store.DefaultSQLitePath()
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("sqlite store: %w", err)
+	}
+	// mode=ro is SQLite's own: it refuses to create the file and every write.
+	db, err := sql.Open("sqlite", DSN(path, true)+"&mode=ro")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(4)
+	if err := schemaIsCurrent(ctx, db); err != nil {
+		db.Close()
+		if damaged(err) {
+			return nil, fmt.Errorf("sqlite store %s: %w (%w)", path, ErrCorrupt, err)
+		}
+		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
+	}
+	return &Store{Store: core.New(&sqlDB{w: db, r: db}, Dialect, opt), path: path}, nil
+}
+
+// schemaIsCurrent checks, without writing, that the database is at the schema
+// version of this build's migrations.
+func schemaIsCurrent(ctx context.Context, db *sql.DB) error {
+	files, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	known := len(files) // Migrate holds them to 1…n without gaps
+	var cur int
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&cur); err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			return errors.New("not an ndrbot database (it has no schema_version table)")
+		}
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	switch {
+	case cur > known:
+		return &store.SchemaTooNewError{DB: cur, Known: known}
+	case cur < known:
+		return fmt.Errorf("its schema is version %d and this ndrbot reads version %d: open it read-write once (the store check command does) to migrate it first", cur, known)
+	}
+	return nil
+}
+
 // ErrCorrupt says the database file failed SQLite's own integrity check.
 var ErrCorrupt = errors.New("database file is damaged")
 

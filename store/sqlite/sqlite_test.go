@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,4 +178,63 @@ func TestDamagedFileIsRefused(t *testing.T) {
 	_, err = sqlite.Open(context.Background(), path, store.Options{})
 	require.ErrorIs(t, err, sqlite.ErrCorrupt)
 	assert.Contains(t, err.Error(), path)
+}
+
+// OpenReadOnly reads what Open wrote and changes nothing: it creates no missing
+// file, refuses writes, and refuses a database at another schema version or not
+// ndrbot's at all.
+func TestOpenReadOnly(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+
+	missing := filepath.Join(dir, "none", "ndrbot.db")
+	_, err := sqlite.OpenReadOnly(ctx, missing, store.Options{})
+	require.ErrorIs(t, err, fs.ErrNotExist)
+	assert.NoDirExists(t, filepath.Dir(missing), "nothing created for a missing database")
+
+	path := filepath.Join(dir, "ndrbot.db")
+	rw, err := sqlite.Open(ctx, path, store.Options{})
+	require.NoError(t, err)
+	run, err := rw.CreateRun(ctx, store.NewRun{Playbook: "ndr-5.5.4", Requester: incident.CLIActor("tester"), Origin: "cli"})
+	require.NoError(t, err)
+	require.NoError(t, rw.Close())
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	ro, err := sqlite.OpenReadOnly(ctx, path, store.Options{})
+	require.NoError(t, err)
+	list, err := ro.ListRuns(ctx, store.RunFilter{})
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.Equal(t, run.ID, list[0].ID)
+	_, err = ro.CreateRun(ctx, store.NewRun{Playbook: "ndr-5.5.4", Requester: incident.CLIActor("tester"), Origin: "cli"})
+	assert.ErrorContains(t, err, "readonly", "a write through a read-only store fails")
+	require.NoError(t, ro.Close())
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "the database file is unchanged")
+
+	raw, err := sql.Open("sqlite", sqlite.DSN(path, false))
+	require.NoError(t, err)
+	defer raw.Close()
+	empty := filepath.Join(dir, "empty.db")
+	require.NoError(t, os.WriteFile(empty, nil, 0o600))
+	tests := []struct {
+		name, path, sql string
+		want            string
+	}{
+		{"newer schema", path, `INSERT INTO schema_version (version, applied_us) VALUES (99, 0)`, "newer than this ndrbot"},
+		{"older schema", path, `DELETE FROM schema_version WHERE version > 1`, "to migrate it"},
+		{"not ndrbot's", empty, "", "not an ndrbot database"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.sql != "" {
+				_, err := raw.Exec(tc.sql)
+				require.NoError(t, err)
+			}
+			_, err := sqlite.OpenReadOnly(ctx, tc.path, store.Options{})
+			assert.ErrorContains(t, err, tc.want)
+		})
+	}
 }

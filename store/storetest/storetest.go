@@ -49,6 +49,7 @@ type Opener func(t testing.TB, opt store.Options) Instance
 // Run runs the whole suite against one backend.
 func Run(t *testing.T, open Opener) {
 	t.Run("Runs", func(t *testing.T) { testRuns(t, open) })
+	t.Run("RunFilter", func(t *testing.T) { testRunFilter(t, open) })
 	t.Run("RunStateMachine", func(t *testing.T) { testRunStateMachine(t, open) })
 	t.Run("Results", func(t *testing.T) { testResults(t, open) })
 	t.Run("Approvals", func(t *testing.T) { testApprovals(t, open) })

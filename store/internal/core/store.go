@@ -405,15 +405,25 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 	if f.Limit <= 0 {
 		f.Limit = 50
 	}
-	q := `SELECT ` + runCols + ` FROM runs`
-	var args []any
+	var (
+		where []string
+		args  []any
+	)
 	if len(f.States) > 0 {
 		ph := make([]string, len(f.States))
 		for i, st := range f.States {
 			ph[i] = "?"
 			args = append(args, string(st))
 		}
-		q += ` WHERE state IN (` + strings.Join(ph, ",") + `)`
+		where = append(where, `state IN (`+strings.Join(ph, ",")+`)`)
+	}
+	if !f.Since.IsZero() {
+		where = append(where, `created_us >= ?`)
+		args = append(args, us(f.Since))
+	}
+	q := `SELECT ` + runCols + ` FROM runs`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
 	q += fmt.Sprintf(` ORDER BY created_us DESC, id DESC LIMIT %d`, f.Limit)
 	return queryAll(ctx, s.db, q, args, scanRun)
