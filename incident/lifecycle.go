@@ -47,6 +47,13 @@ const (
 	RunRecovered        RunState = "recovered"
 )
 
+// RunStates lists every run state, in the order a run passes them (for command
+// lines that filter by state, and their completion).
+func RunStates() []RunState {
+	return []RunState{RunDiagnosing, RunAwaitingApproval, RunRelieving, RunVerifying,
+		RunFinished, RunEscalated, RunInterrupted, RunRecovered}
+}
+
 // Terminal reports whether nothing more happens to a run in this state without a human.
 func (s RunState) Terminal() bool {
 	switch s {

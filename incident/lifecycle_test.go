@@ -6,6 +6,19 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
+// RunStates is the whole state machine: each listed state is valid and has a
+// row, and no row is missing from the list.
+func TestRunStatesListsEveryState(t *testing.T) {
+	states := RunStates()
+	assert.Len(t, states, len(transitions))
+	for _, s := range states {
+		assert.True(t, s.Valid(), s)
+		_, listed := transitions[s]
+		assert.True(t, listed, "%s has a row", s)
+	}
+	assert.False(t, RunState("finshed").Valid())
+}
+
 func TestRunStateMachine(t *testing.T) {
 	all := []RunState{RunDiagnosing, RunAwaitingApproval, RunRelieving, RunVerifying, RunFinished, RunEscalated, RunInterrupted, RunRecovered}
 	for _, s := range all {
