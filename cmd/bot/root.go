@@ -34,6 +34,8 @@ and every key from the environment as NDRBOT_<SECTION>_<KEY>.`,
 	root.PersistentFlags().StringVar(&g.configFile, "config", "", "configuration file (YAML)")
 	root.AddCommand(newDiagnoseCmd(g), newServeCmd(g), newPlaybooksCmd(g), newConfigCmd(g), newAuditCmd(g), newStoreCmd(g), newVersionCmd(g))
 	setVersionFlag(root) // version.go
+	// completion.go: runs, man and what <TAB> offers.
+	addCLIComforts(g, root)
 	return root
 }
 

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// `man DIR` writes one page per command help lists, each naming the command
+// and every flag it takes, dated by SOURCE_DATE_EPOCH so two builds agree.
+func TestManPages(t *testing.T) {
+	t.Chdir(t.TempDir())
+	env := []string{"SOURCE_DATE_EPOCH=1795000000"} // 2026-11-18
+	r := bot(t, env, "", false, "man", "pages")
+	require.Equal(t, 0, r.code, r.err)
+
+	// The tree as it executes: cobra adds help and completion then.
+	root := newRoot(stdio{})
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	pages := 0
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Hidden || c.Name() == "help" {
+			assert.NoFileExists(t, filepath.Join("pages", strings.ReplaceAll(c.CommandPath(), " ", "-")+".1"), "no page for a hidden command")
+			return
+		}
+		pages++
+		file := filepath.Join("pages", strings.ReplaceAll(c.CommandPath(), " ", "-")+".1")
+		raw, err := os.ReadFile(file)
+		if !assert.NoError(t, err, "a page for %q", c.CommandPath()) {
+			return
+		}
+		page := strings.ReplaceAll(string(raw), `\-`, "-") // roff escapes hyphens
+		assert.Contains(t, page, `.TH "`+strings.ToUpper(strings.ReplaceAll(c.CommandPath(), " ", "-"))+`" "1" "Nov 2026" "ndrbot `, file)
+		assert.Contains(t, page, c.Short, file)
+		assert.NotContains(t, page, "Auto generated", file)
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if !f.Hidden {
+				assert.Contains(t, page, `\fB--`+f.Name+`\fP`, "%s documents --%s", file, f.Name)
+			}
+		})
+		c.InheritedFlags().VisitAll(func(f *pflag.Flag) {
+			assert.Contains(t, page, `\fB--`+f.Name+`\fP`, "%s documents the inherited --%s", file, f.Name)
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	entries, err := os.ReadDir("pages")
+	require.NoError(t, err)
+	assert.Len(t, entries, pages, "a page for each command and nothing else")
+	assert.Contains(t, r.out, "wrote ")
+	assert.FileExists(t, filepath.Join("pages", root.Name()+"-runs-list.1"))
+	assert.FileExists(t, filepath.Join("pages", root.Name()+"-completion-powershell.1"))
+
+	again := bot(t, env, "", false, "man", "again")
+	require.Equal(t, 0, again.code, again.err)
+	for _, e := range entries {
+		a, err := os.ReadFile(filepath.Join("pages", e.Name()))
+		require.NoError(t, err)
+		b, err := os.ReadFile(filepath.Join("again", e.Name()))
+		require.NoError(t, err)
+		assert.Equal(t, string(a), string(b), "%s is the same in two runs", e.Name())
+	}
+
+	bad := bot(t, []string{"SOURCE_DATE_EPOCH=yesterday"}, "", false, "man", "bad")
+	assert.Equal(t, exitUsage, bad.code)
+	assert.Contains(t, bad.err, "SOURCE_DATE_EPOCH")
+}
