@@ -60,7 +60,7 @@ var adminRoutes = map[string]adminEndpoint{
 	"get-accepteddomain":                 {Endpoint: "AcceptedDomain", Params: []string{"Identity", "ResultSize"}},
 	"get-organizationconfig":             {Endpoint: "OrganizationConfig"},
 	"get-mailbox":                        {Endpoint: "Mailbox", Params: []string{"Identity", "ResultSize", "IncludeGrantSendOnBehalfToWithDisplayNames"}, Mailbox: true},
-	"get-mailboxfolderpermission":        {Endpoint: "MailboxFolderPermission", Params: []string{"Identity", "User", "ResultSize"}, Mailbox: true},
+	"get-mailboxfolderpermission":        {Endpoint: "MailboxFolderPermission", Params: []string{"Identity", "User"}, Mailbox: true},
 	"get-distributiongroupmember":        {Endpoint: "DistributionGroupMember", Params: []string{"Identity", "ResultSize"}},
 	"get-dynamicdistributiongroupmember": {Endpoint: "DynamicDistributionGroupMember", Params: []string{"Identity", "ResultSize"}},
 }
