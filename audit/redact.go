@@ -68,12 +68,39 @@ var (
 		// key=value / key: value pairs naming a credential, as in connection strings
 		// ("Password=…;"), command lines and log lines.
 		{regexp.MustCompile(`(?i)\b((?:[a-z0-9]+[_\-.]?)?(?:password|passwd|pwd|passphrase|secret|client_secret|access_token|refresh_token|api_?key|apikey|token|sas|sig)\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s;,&"'<>}]+)`), "${1}" + Redacted,
-			func(s, _ string) bool { return strings.ContainsAny(s, "=:") }},
+			func(s, l string) bool { return strings.ContainsAny(s, "=:") && containsAny(l, credentialWords) }},
 		// PowerShell: ConvertTo-SecureString "plain" -AsPlainText.
 		{regexp.MustCompile(`(?i)(ConvertTo-SecureString\s+(?:-String\s+)?)("[^"]*"|'[^']*'|\S+)`), "${1}" + Redacted,
 			func(_, l string) bool { return strings.Contains(l, "convertto-securestring") }},
 	}
 )
+
+// credentialWords: every credential name the key=value pattern and secretKey
+// match contains one of these (in lower case), so a string or key without any
+// of them is passed without running the regexp — digests and times ("sha256:…",
+// "10:00") have a colon but no credential.
+var credentialWords = []string{"pass", "pwd", "secret", "token", "key", "sas", "sig", "authorization", "cookie", "credential"}
+
+func containsAny(lower string, words []string) bool {
+	for _, w := range words {
+		if strings.Contains(lower, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// foldLower lowers s as the (?i) patterns compare it: besides strings.ToLower,
+// the long s (ſ) folds to s, so "paſſword" does not slip past a prefilter the
+// regexp would have matched. (K, the Kelvin sign, ToLower already makes k; no
+// other letter folds to an ASCII one.)
+func foldLower(s string) string {
+	l := strings.ToLower(s)
+	if strings.ContainsRune(l, 'ſ') {
+		l = strings.ReplaceAll(l, "ſ", "s")
+	}
+	return l
+}
 
 // String redacts one string.
 func (r *Redactor) String(s string) string {
@@ -84,14 +111,19 @@ func (r *Redactor) String(s string) string {
 			}
 		}
 	}
-	lower := strings.ToLower(s)
+	lower := foldLower(s)
 	for _, p := range patterns {
 		if p.maybe(s, lower) {
 			s = p.re.ReplaceAllString(s, p.repl)
-			lower = strings.ToLower(s)
+			lower = foldLower(s)
 		}
 	}
 	return s
+}
+
+// isSecretKey reports whether an object member's key names a credential.
+func isSecretKey(k string) bool {
+	return containsAny(foldLower(k), credentialWords) && secretKey.MatchString(k)
 }
 
 // JSON redacts every string (and every member value under a credential-named key)
@@ -121,7 +153,7 @@ func (r *Redactor) value(v any) any {
 		return v
 	case map[string]any:
 		for k, x := range v {
-			if secretKey.MatchString(k) {
+			if isSecretKey(k) {
 				switch x.(type) {
 				case nil, bool:
 					continue // "password_set": true says nothing secret
