@@ -319,6 +319,32 @@ func TestRedactJSON(t *testing.T) {
 	assert.Error(t, err)
 }
 
+// Canonical payloads that JSON passes on as they are when nothing in them is
+// redacted: each of these has something that is, and must come out without it.
+func TestRedactJSONCanonicalInput(t *testing.T) {
+	r := audit.NewRedactor("tenant-secret-value")
+	cases := []struct{ name, in, want string }{
+		{"credential-named member", `{"password":"pw1","user":"svc"}`, `{"password":"[redacted]","user":"svc"}`},
+		{"credential-named member holding an object", `{"api_key":{"v":1}}`, `{"api_key":"[redacted]"}`},
+		{"credential-named member holding a number", `{"pin":1,"token":12345}`, `{"pin":1,"token":"[redacted]"}`},
+		{"pattern in a string", `{"cmd":"net use password=hunter2"}`, `{"cmd":"net use password=[redacted]"}`},
+		{"configured secret in an array", `["x","uses tenant-secret-value"]`, `["x","uses [redacted]"]`},
+		{"secret behind an escape", `{"cmd":"\u0001password=hunter2"}`, `{"cmd":"\u0001password=[redacted]"}`},
+		{"top-level string", `"Bearer abcdefghijklmnop"`, `"Bearer [redacted]"`},
+		{"nothing to redact", `{"hosts":["ex01"],"password_set":true,"status":"ok","token":""}`, `{"hosts":["ex01"],"password_set":true,"status":"ok","token":""}`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			canon, err := audit.CanonicalJSON([]byte(tc.in))
+			require.NoError(t, err)
+			require.Equal(t, tc.in, string(canon), "the input is canonical")
+			out, err := r.JSON([]byte(tc.in))
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, string(out))
+		})
+	}
+}
+
 func TestExportRoundTrip(t *testing.T) {
 	c := chain(t, 4, nil)
 	c[1].Payload, _ = audit.CanonicalJSON([]byte(`{"html":"<b>&</b>","nl":"a\nb"}`))

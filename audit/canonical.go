@@ -13,6 +13,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -193,7 +194,8 @@ func Seal(e *Event, prevHash string, key []byte) error {
 	if len(key) > 0 {
 		e.Alg = AlgHMAC
 	}
-	e.Hash, err = ComputeHash(*e, key)
+	// ComputeHash(*e, key), without Encode canonicalising p a second time.
+	e.Hash, err = hashBytes(appendEncoded(make([]byte, 0, len(encodingTag)+9*8+200+len(p)), *e, p), e.Alg, key)
 	return err
 }
 
@@ -204,6 +206,16 @@ func Seal(e *Event, prevHash string, key []byte) error {
 // lowercase hex) and everything else as literal UTF-8 (invalid UTF-8 becomes
 // U+FFFD). An empty input encodes as null.
 func CanonicalJSON(raw []byte) ([]byte, error) {
+	if isCanonical(raw) {
+		// What the store seals comes from Redactor.JSON, canonical already:
+		// checking it is a fraction of decoding and re-encoding it.
+		return bytes.Clone(raw), nil
+	}
+	return canonicalize(raw)
+}
+
+// canonicalize is CanonicalJSON the long way: decode, then encode canonically.
+func canonicalize(raw []byte) ([]byte, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return []byte("null"), nil
 	}
@@ -218,6 +230,208 @@ func CanonicalJSON(raw []byte) ([]byte, error) {
 	}
 	out := make([]byte, 0, len(raw))
 	return appendCanonical(out, v), nil
+}
+
+// isCanonical reports whether raw is one JSON value exactly as CanonicalJSON
+// would write it, so that CanonicalJSON(raw) is raw. It accepts a subset of the
+// canonical forms and is never wrong when it says yes: a key with an escape in
+// it, or nesting deeper than maxCanonicalDepth, takes the long way.
+func isCanonical(raw []byte) bool {
+	c := canonicalScan{b: raw}
+	return c.value(0) && c.i == len(raw)
+}
+
+const maxCanonicalDepth = 64
+
+type canonicalScan struct {
+	b []byte
+	i int
+	// str, when set, is shown each string value (its bytes between the quotes)
+	// and member each object member (its key and its value's bytes); either may
+	// refuse what it is shown.
+	str    func(s []byte) bool
+	member func(key, value []byte) bool
+}
+
+func (c *canonicalScan) value(depth int) bool {
+	if c.i >= len(c.b) || depth >= maxCanonicalDepth {
+		return false
+	}
+	switch c.b[c.i] {
+	case '{':
+		return c.object(depth)
+	case '[':
+		c.i++
+		if c.i < len(c.b) && c.b[c.i] == ']' {
+			c.i++
+			return true
+		}
+		for {
+			if !c.value(depth + 1) {
+				return false
+			}
+			if c.i >= len(c.b) {
+				return false
+			}
+			switch c.b[c.i] {
+			case ',':
+				c.i++
+			case ']':
+				c.i++
+				return true
+			default:
+				return false
+			}
+		}
+	case '"':
+		start := c.i + 1
+		return c.string(true) && (c.str == nil || c.str(c.b[start:c.i-1]))
+	case 't':
+		return c.literal("true")
+	case 'f':
+		return c.literal("false")
+	case 'n':
+		return c.literal("null")
+	default:
+		return c.number()
+	}
+}
+
+// object accepts members whose keys are escape-free and strictly increasing:
+// sorted bytewise, no key twice.
+func (c *canonicalScan) object(depth int) bool {
+	c.i++
+	if c.i < len(c.b) && c.b[c.i] == '}' {
+		c.i++
+		return true
+	}
+	var prev []byte
+	for n := 0; ; n++ {
+		start := c.i + 1
+		if c.i >= len(c.b) || c.b[c.i] != '"' || !c.string(false) {
+			return false
+		}
+		key := c.b[start : c.i-1]
+		if n > 0 && bytes.Compare(prev, key) >= 0 {
+			return false
+		}
+		prev = key
+		if c.i >= len(c.b) || c.b[c.i] != ':' {
+			return false
+		}
+		c.i++
+		vstart := c.i
+		if !c.value(depth+1) || (c.member != nil && !c.member(key, c.b[vstart:c.i])) {
+			return false
+		}
+		if c.i >= len(c.b) {
+			return false
+		}
+		switch c.b[c.i] {
+		case ',':
+			c.i++
+		case '}':
+			c.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// string accepts a string as appendString writes it: valid UTF-8, and only
+// \", \\, \n, \r, \t and \u00xx (lowercase, other control characters) escaped
+// (no escape at all when escapes is false).
+func (c *canonicalScan) string(escapes bool) bool {
+	c.i++ // the opening quote
+	for c.i < len(c.b) {
+		ch := c.b[c.i]
+		switch {
+		case ch == '"':
+			c.i++
+			return true
+		case ch < 0x20:
+			return false
+		case ch == '\\':
+			if !escapes || c.i+1 >= len(c.b) {
+				return false
+			}
+			switch c.b[c.i+1] {
+			case '"', '\\', 'n', 'r', 't':
+				c.i += 2
+			case 'u':
+				if c.i+6 > len(c.b) || c.b[c.i+2] != '0' || c.b[c.i+3] != '0' || (c.b[c.i+4] != '0' && c.b[c.i+4] != '1') {
+					return false
+				}
+				lo := strings.IndexByte(hexDigits, c.b[c.i+5])
+				if lo < 0 {
+					return false
+				}
+				switch v := int(c.b[c.i+4]-'0')<<4 | lo; v {
+				case '\n', '\r', '\t':
+					return false
+				}
+				c.i += 6
+			default:
+				return false
+			}
+		case ch < utf8.RuneSelf:
+			c.i++
+		default:
+			r, size := utf8.DecodeRune(c.b[c.i:])
+			if r == utf8.RuneError && size == 1 {
+				return false
+			}
+			c.i += size
+		}
+	}
+	return false
+}
+
+func (c *canonicalScan) literal(lit string) bool {
+	end := c.i + len(lit)
+	if end > len(c.b) || string(c.b[c.i:end]) != lit {
+		return false
+	}
+	c.i += len(lit)
+	return true
+}
+
+// number accepts JSON's number grammar; CanonicalJSON keeps numbers as written.
+func (c *canonicalScan) number() bool {
+	digits := func() int {
+		n := 0
+		for c.i < len(c.b) && c.b[c.i] >= '0' && c.b[c.i] <= '9' {
+			c.i++
+			n++
+		}
+		return n
+	}
+	if c.i < len(c.b) && c.b[c.i] == '-' {
+		c.i++
+	}
+	switch {
+	case c.i < len(c.b) && c.b[c.i] == '0':
+		c.i++
+	case digits() == 0:
+		return false
+	}
+	if c.i < len(c.b) && c.b[c.i] == '.' {
+		c.i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if c.i < len(c.b) && (c.b[c.i] == 'e' || c.b[c.i] == 'E') {
+		c.i++
+		if c.i < len(c.b) && (c.b[c.i] == '+' || c.b[c.i] == '-') {
+			c.i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func appendCanonical(b []byte, v any) []byte {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"iter"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,4 +61,87 @@ func TestVerifyFallsBackToCanonicalForm(t *testing.T) {
 	rep, err = Verify(context.Background(), events{edited}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, ReasonAltered, rep.Reason)
+}
+
+// isCanonical may only say yes where the long way gives back the same bytes.
+func TestIsCanonical(t *testing.T) {
+	cases := []struct {
+		in   string
+		want bool
+	}{
+		{`{"a":[true,null,"x"],"b":1}`, true},
+		{`{"duration_ms":1532,"hosts":["ex01","ex02"],"rows":-0.5e+3}`, true},
+		{`"a\"b\\c\nd\te\u0001\u001f<&>é` + "\u2028\ufffd" + `"`, true},
+		{`[]`, true},
+		{`{}`, true},
+		{`0`, true},
+		{``, false},                 // encodes as null
+		{`{"b":1,"a":2}`, false},    // unsorted
+		{`{"a":1,"a":2}`, false},    // duplicate key
+		{`{"a":1, "b":2}`, false},   // whitespace
+		{`{"a":1} `, false},         // trailing whitespace
+		{`{"a\n":1}`, false},        // key with an escape: the long way
+		{`"\u0041"`, false},         // escape that decodes to a printable
+		{`"\u000a"`, false},         // \n is written \n
+		{`"\u001F"`, false},         // uppercase hex
+		{`"\/"`, false},             // escaped solidus
+		{`"\b"`, false},             // \b is written \u0008
+		{"\"\x01\"", false},         // raw control character: invalid JSON
+		{"\"\xff\"", false},         // invalid UTF-8 becomes U+FFFD
+		{"\"\xed\xa0\x80\"", false}, // a surrogate in UTF-8
+		{`01`, false},               // leading zero: invalid
+		{`1.`, false},               // invalid
+		{`-`, false},                // invalid
+		{`+1`, false},               // invalid
+		{`{"a":1}{}`, false},        // data after the value
+		{`[1,]`, false},             // invalid
+		{`tru`, false},              // invalid
+		{strings.Repeat("[", 65) + strings.Repeat("]", 65), false}, // deep: the long way
+	}
+	for _, tc := range cases {
+		assert.Equal(t, tc.want, isCanonical([]byte(tc.in)), "%q", tc.in)
+		if tc.want {
+			out, err := canonicalize([]byte(tc.in))
+			require.NoError(t, err)
+			assert.Equal(t, tc.in, string(out), "the long way agrees")
+		}
+	}
+}
+
+func FuzzIsCanonical(f *testing.F) {
+	for _, s := range []string{`{"a":[true,null,"x"],"b":1}`, `"a\"b\\c\nd\u0001é"`, `{"b":1,"a":2}`, `-0.5e+3`, `[[],{}]`, "\"\xff\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if isCanonical(in) {
+			out, err := canonicalize(in)
+			if err != nil || string(out) != string(in) {
+				t.Fatalf("isCanonical(%q) but the long way gives %q, %v", in, out, err)
+			}
+		}
+		if out, err := canonicalize(in); err == nil {
+			again, err := CanonicalJSON(out)
+			if err != nil || string(again) != string(out) {
+				t.Fatalf("CanonicalJSON(%q) = %q, %v: not idempotent", out, again, err)
+			}
+		}
+	})
+}
+
+// The redactor's shortcut may only say a payload is unchanged where the long
+// way gives back the same bytes.
+func FuzzRedactorUnchanged(f *testing.F) {
+	for _, s := range []string{`{"password":"pw1","user":"svc"}`, `{"cmd":"net use password=hunter2"}`, `["uses s3cret-value"]`,
+		`{"hosts":["ex01"],"password_set":true,"status":"ok","token":""}`, `{"a":{"b":[1,"Bearer abcdefghijklmnop"]}}`, `"pa` + "\u017f\u017f" + `word=x"`} {
+		f.Add([]byte(s))
+	}
+	r := NewRedactor("s3cret-value")
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if r.unchanged(in) {
+			out, err := r.redactJSON(in)
+			if err != nil || string(out) != string(in) {
+				t.Fatalf("unchanged(%q) but the long way gives %q, %v", in, out, err)
+			}
+		}
+	})
 }
