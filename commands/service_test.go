@@ -370,3 +370,24 @@ func TestApprovalVoidWhenTargetsChange(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, incident.ApprovalVoid, a.Status)
 }
+
+// A run leaves the service's memory when its work is done: after the diagnosis,
+// after a refused click, after the relief; the next click reads it back from
+// the store, and the escalation summary after a relief on a run read back still
+// tells the diagnosis's timeline.
+func TestFinishedRunsLeaveMemory(t *testing.T) {
+	f := newFixture(t, "relief-fails", time.Now)
+	f.diagnose(t, "diagnose 5.5.4")
+	assert.Zero(t, f.svc.Held(), "a diagnosed run waits for its approval in the store")
+	card := f.card(t, "restart-transport")
+	assert.Contains(t, f.click("approve", card.ApprovalID, stranger, channel).Text, "Only approvers")
+	assert.Zero(t, f.svc.Held())
+	assert.Contains(t, f.click("approve", card.ApprovalID, approver, channel).Text, "Approved: running restart-transport")
+	f.svc.Wait()
+	assert.Zero(t, f.svc.Held(), "a relieved run")
+	assert.Equal(t, 1, f.reliefCalls("restart-transport"))
+	esc, ok := f.thread.last(channel + "/" + commands.KeyEscalation + ":persists-after-relief")
+	require.True(t, ok, "escalation summary")
+	require.NotEmpty(t, esc.Escalation.Timeline)
+	assert.Regexp(t, `^[a-z0-9-]+: [a-z]+ in `, esc.Escalation.Timeline[0].Text, "the timeline starts with the diagnosis's steps")
+}

@@ -31,11 +31,15 @@ type Thread struct {
 	now      func() time.Time
 	log      *slog.Logger
 
-	mu     sync.Mutex
-	msgs   map[string]*threadMsg
-	wg     sync.WaitGroup
-	closed bool
+	mu      sync.Mutex
+	msgs    map[string]*threadMsg
+	pruneAt int // len(msgs) at which idle messages are forgotten next
+	wg      sync.WaitGroup
+	closed  bool
 }
+
+// minPrune is the fewest messages remembered before any is forgotten.
+const minPrune = 256
 
 type threadMsg struct {
 	posted   bool
@@ -100,6 +104,7 @@ func (t *Thread) Publish(ctx context.Context, m commands.Message) error {
 	}
 	tm, ok := t.msgs[key]
 	if !ok {
+		t.pruneLocked()
 		tm = &threadMsg{}
 		t.msgs[key] = tm
 	}
@@ -154,6 +159,32 @@ func (t *Thread) update(ctx context.Context, m commands.Message, key string, pay
 	}
 	t.notify()
 	return nil
+}
+
+// pruneLocked forgets messages with no edit pending whose last version is
+// older than the interval: memory holds the messages being edited now, not
+// every message of every run since the start. A forgotten message edited
+// later takes the path of a restored run's (post finds it in the store and
+// edits it), and its interval has passed, so the pace of edits is kept.
+// Amortised: it runs when the map has doubled since the last time.
+func (t *Thread) pruneLocked() {
+	if len(t.msgs) < max(t.pruneAt, minPrune) {
+		return
+	}
+	idle := t.now().Add(-t.interval)
+	for key, tm := range t.msgs {
+		if tm.timer == nil && tm.pending == nil && tm.last.Before(idle) {
+			delete(t.msgs, key)
+		}
+	}
+	t.pruneAt = 2 * len(t.msgs)
+}
+
+// Remembered is how many messages the thread holds in memory.
+func (t *Thread) Remembered() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.msgs)
 }
 
 func (t *Thread) flush(key string) {

@@ -141,7 +141,22 @@ func (l *Lab) About() string { return l.about }
 // Playbook is the playbook an organisation file simulates an incident for.
 func (l *Lab) Playbook() string { return l.playbook }
 
-// Calls returns what the lab received so far.
+// keptCalls is how many calls the lab remembers: what a test inspects, not
+// everything a long `serve --lab` ever received.
+const keptCalls = 10000
+
+// recordLocked remembers one call, forgetting the oldest beyond keptCalls.
+func (l *Lab) recordLocked(c Call) {
+	if len(l.calls) >= keptCalls {
+		n := copy(l.calls, l.calls[len(l.calls)-keptCalls/2:])
+		clear(l.calls[n:])
+		l.calls = l.calls[:n]
+	}
+	l.calls = append(l.calls, c)
+}
+
+// Calls returns what the lab received so far (the latest calls, at least
+// half of keptCalls of them once that many came).
 func (l *Lab) Calls() []Call {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -216,7 +231,7 @@ func (t *Target) Run(ctx context.Context, host string, a executors.Action) (exec
 		return executors.Output{Host: host}, fmt.Errorf("lab %s: step %q: check %q: %w", t.name, a.Step, cmdlet, probe.NoEndpointsError(t.name))
 	}
 	t.lab.mu.Lock()
-	t.lab.calls = append(t.lab.calls, Call{Target: t.name, Host: host, Step: a.Step, Cmdlet: cmdlet, Params: a.Params})
+	t.lab.recordLocked(Call{Target: t.name, Host: host, Step: a.Step, Cmdlet: cmdlet, Params: a.Params})
 	out, err := t.lab.org.answer(host, cmdlet, a.Params)
 	t.lab.mu.Unlock()
 
@@ -238,7 +253,7 @@ func (t *Target) Invoke(host string, a executors.Action) (items []any, warnings 
 	}
 	t.lab.mu.Lock()
 	defer t.lab.mu.Unlock()
-	t.lab.calls = append(t.lab.calls, Call{Target: t.name, Host: host, Step: a.Step, Cmdlet: a.Cmdlet, Args: slices.Clone(a.Args), Params: a.Params})
+	t.lab.recordLocked(Call{Target: t.name, Host: host, Step: a.Step, Cmdlet: a.Cmdlet, Args: slices.Clone(a.Args), Params: a.Params})
 	return t.lab.org.runCmdlet(host, t.kind, a)
 }
 
@@ -247,7 +262,7 @@ func (t *Target) Invoke(host string, a executors.Action) (items []any, warnings 
 // as it would on a server.
 func (t *Target) runCmdlet(host string, a executors.Action, start time.Time) (executors.Output, error) {
 	t.lab.mu.Lock()
-	t.lab.calls = append(t.lab.calls, Call{Target: t.name, Host: host, Step: a.Step, Cmdlet: a.Cmdlet, Args: slices.Clone(a.Args), Params: a.Params})
+	t.lab.recordLocked(Call{Target: t.name, Host: host, Step: a.Step, Cmdlet: a.Cmdlet, Args: slices.Clone(a.Args), Params: a.Params})
 	var (
 		items    []any
 		warnings []string

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,6 +152,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		mu.Lock()
 		fetches++
 		fetch := fetches
+		// A mark older than this fetch holds back no fetch from now on.
+		maps.DeleteFunc(doneAt, func(_ string, at int) bool { return at < fetch })
 		mu.Unlock()
 		posts, err := d.Queue.NextPosts(ctx, d.Owner, d.Batch, d.Now())
 		if ctx.Err() != nil {
