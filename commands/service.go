@@ -89,7 +89,7 @@ func New(opts Options) *Service {
 	s := &Service{opts: opts, log: opts.Log, ctx: ctx, cancel: cancel,
 		auth: &authorizer{access: opts.Access, groups: opts.Groups}}
 	s.runs = lifecycle.New(lifecycle.Options{Store: opts.Store, Engine: opts.Engine, Catalog: opts.Catalog, Owner: opts.Owner,
-		FourEyes: opts.Access.FourEyes, Observe: s.follow, AfterRelief: opts.AfterRelief, Now: opts.Now, Log: opts.Log})
+		FourEyes: opts.Access.FourEyes, ResumeChat: true, Observe: s.follow, AfterRelief: opts.AfterRelief, Now: opts.Now, Log: opts.Log})
 	s.verbs = []verb{
 		{"diagnose", "diagnose CODE|PLAYBOOK [key=value…]", "run a playbook's diagnosis in a new thread", RoleResponder, s.diagnose},
 		{"status", "status [RUN]", "recent runs, or one run's state", RoleAnyone, s.status},
@@ -303,25 +303,17 @@ func ParamUsage(pb *playbooks.Playbook) string {
 	return strings.Join(parts, " ")
 }
 
-// Resume re-runs the read-only diagnosis of a run a dead process left half done
-// (store.Recovery.Resume); its thread is edited in place.
-func (s *Service) Resume(ctx context.Context, r store.Run) error {
-	run, err := s.runs.Resume(ctx, r)
-	if err != nil {
-		return err
+// Recover takes over what dead processes left (lifecycle.Runs.Recover): the
+// chat diagnoses it resumes run again in the background, their threads edited
+// in place.
+func (s *Service) Recover(ctx context.Context) (lifecycle.Recovered, error) {
+	rec, err := s.runs.Recover(ctx)
+	for _, run := range rec.Resumed {
+		threadOf(run).publishRoot(ctx)
+		s.goBackground(func(ctx context.Context) { s.runDiagnosis(ctx, run) })
 	}
-	threadOf(run).publishRoot(ctx)
-	s.goBackground(func(ctx context.Context) { s.runDiagnosis(ctx, run) })
-	return nil
+	return rec, err
 }
-
-// Interrupt closes a run a dead process left where nobody can continue it.
-func (s *Service) Interrupt(ctx context.Context, id, note string) error {
-	return s.runs.Interrupt(ctx, id, note)
-}
-
-// Recover takes over what dead processes left (lifecycle.Runs.Recover).
-func (s *Service) Recover(ctx context.Context) (store.Recovery, error) { return s.runs.Recover(ctx) }
 
 // Held is how many runs this service holds in memory.
 func (s *Service) Held() int { return s.runs.Held() }

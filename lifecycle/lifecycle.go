@@ -66,6 +66,9 @@ type Options struct {
 	Owner string
 	// FourEyes is the configured floor (access.four_eyes).
 	FourEyes bool
+	// ResumeChat: Recover resumes the diagnoses of chat runs a dead process
+	// left (bot serve); without it they are closed (the terminal).
+	ResumeChat bool
 	// Observe returns what, besides the record in the store, follows a run's
 	// progress: the chat thread, the terminal. Nil: nothing.
 	Observe func(*Run) playbooks.Observer

@@ -234,3 +234,64 @@ func sample(typ string) string {
 	}
 	return "x"
 }
+
+// A process takes over what a dead one left: a chat diagnosis is resumed when
+// it serves chat, a terminal's is closed (nobody watches it), and a relief
+// that was running is reported with an unknown outcome and never run again.
+func TestRecoverTakesOver(t *testing.T) {
+	ctx := context.Background()
+	cat, err := playbooks.Load("", kinds)
+	require.NoError(t, err)
+	pb, err := cat.Resolve("ndr-5.5.4")
+	require.NoError(t, err)
+	l, err := lab.New("overloaded-queue", lab.Options{Now: clock})
+	require.NoError(t, err)
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ndrbot.db"), store.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+
+	dead := newProcess(st, l, cat, "dead")
+	chat, err := dead.runs.Start(ctx, lifecycle.Start{Playbook: pb, Requester: requester, Origin: "chat", Channel: "C0INC"})
+	require.NoError(t, err)
+	cli, err := dead.runs.Start(ctx, lifecycle.Start{Playbook: pb, Requester: requester, Origin: "cli"})
+	require.NoError(t, err)
+	relieving, err := dead.runs.Start(ctx, lifecycle.Start{Playbook: pb, Requester: requester, Origin: "chat", Channel: "C0INC"})
+	require.NoError(t, err)
+	_, err = dead.runs.Diagnose(ctx, relieving)
+	require.NoError(t, err)
+	_, err = dead.runs.Vote(ctx, relieving, "restart-transport", incident.Actor{ID: "U0ADM"}, store.RoleAdmin, incident.Approve)
+	require.NoError(t, err)
+	_, err = dead.runs.Claim(ctx, relieving, "restart-transport")
+	require.NoError(t, err) // … and the process dies before the relief ran
+
+	heirRuns := lifecycle.New(lifecycle.Options{Store: st, Catalog: func() *playbooks.Catalog { return cat },
+		Owner: "heir", ResumeChat: true, Now: clock})
+	rec, err := heirRuns.Recover(ctx)
+	require.NoError(t, err)
+	require.Len(t, rec.Unknown, 1)
+	assert.Equal(t, "restart-transport", rec.Unknown[0].ReliefID)
+	require.Len(t, rec.Resumed, 1)
+	assert.Equal(t, chat.ID, rec.Resumed[0].ID)
+	require.Len(t, rec.Closed, 1)
+	assert.Equal(t, cli.ID, rec.Closed[0].Run.ID)
+	assert.Contains(t, rec.Closed[0].Note, "run it again")
+	for id, want := range map[string]incident.RunState{chat.ID: incident.RunDiagnosing, cli.ID: incident.RunInterrupted, relieving.ID: incident.RunInterrupted} {
+		r, err := st.GetRun(ctx, id)
+		require.NoError(t, err)
+		assert.Equal(t, want, r.State, id)
+	}
+	heirRuns.Release(rec.Resumed[0])
+	assert.Zero(t, heirRuns.Held())
+
+	// A terminal resumes nothing: a chat diagnosis left behind is closed (the
+	// heir is alive: what it resumed stays its own).
+	require.NoError(t, st.Heartbeat(ctx, "heir", time.Now().Add(time.Hour)))
+	left, err := dead.runs.Start(ctx, lifecycle.Start{Playbook: pb, Requester: requester, Origin: "chat", Channel: "C0INC"})
+	require.NoError(t, err)
+	terminal := lifecycle.New(lifecycle.Options{Store: st, Catalog: func() *playbooks.Catalog { return cat }, Owner: "terminal", Now: clock})
+	rec, err = terminal.Recover(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, rec.Resumed)
+	require.Len(t, rec.Closed, 1)
+	assert.Equal(t, left.ID, rec.Closed[0].Run.ID)
+}

@@ -146,15 +146,56 @@ func (rs *Runs) Resume(ctx context.Context, stored store.Run) (*Run, error) {
 	return rs.hold(rs.wire(run, stored.Requester, stored.Origin, stored.Chat.Channel, false, nil)), nil
 }
 
-// Recover takes over the work of processes that died, and of this owner's
-// earlier life: reliefs that were running become outcome-unknown (never
-// re-run); runs left mid-way are returned to resume or close (Interrupt).
-func (rs *Runs) Recover(ctx context.Context) (store.Recovery, error) {
+// Recovered is what this process took over from processes that died (and
+// from its own earlier life).
+type Recovered struct {
+	// Unknown are reliefs that were running: their outcome is unknown and they
+	// are never run again; a human checks the hosts.
+	Unknown []store.Execution
+	// Resumed are diagnoses to run again here, held for the caller: Diagnose,
+	// then Release.
+	Resumed []*Run
+	// Closed are runs nobody can continue, now interrupted, with why.
+	Closed []Closed
+}
+
+// Closed is a run recovery closed as interrupted.
+type Closed struct {
+	Run  store.Run
+	Note string
+}
+
+// Recover takes over interrupted work: reliefs that were running become
+// outcome-unknown; a diagnosis started in chat is resumed when this process
+// serves chat (Options.ResumeChat) — its thread is still watched — and every
+// other run left mid-way is closed as interrupted: a terminal's run has nobody
+// watching it any more, and a run stopped mid-relief needs a human.
+func (rs *Runs) Recover(ctx context.Context) (Recovered, error) {
+	var out Recovered
 	rec, err := rs.opts.Store.Recover(ctx, rs.opts.Owner, rs.opts.Now())
 	if err != nil {
-		return rec, fmt.Errorf("store: recovering interrupted work: %w", err)
+		return out, fmt.Errorf("store: recovering interrupted work: %w", err)
 	}
-	return rec, nil
+	out.Unknown = rec.Unknown
+	for _, r := range rec.Resume {
+		if rs.opts.ResumeChat && r.State == incident.RunDiagnosing && r.Origin == "chat" {
+			run, err := rs.Resume(ctx, r)
+			if err == nil {
+				out.Resumed = append(out.Resumed, run)
+				continue
+			}
+			rs.opts.Log.Error("resuming a diagnosis; closing it", "run", r.ID, "err", err)
+		}
+		note := "interrupted in " + string(r.State) + "; verify by hand"
+		if r.State == incident.RunDiagnosing {
+			note = "diagnosis interrupted; closed by " + rs.opts.Owner + " — run it again"
+		}
+		if err := rs.Interrupt(ctx, r.ID, note); err != nil {
+			return out, fmt.Errorf("store: closing interrupted run %s: %w", r.ID, err)
+		}
+		out.Closed = append(out.Closed, Closed{Run: r, Note: note})
+	}
+	return out, nil
 }
 
 // playbookOf finds the playbook a stored run used, and its parameters. A

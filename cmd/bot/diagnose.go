@@ -412,26 +412,19 @@ func currentOSUser() (*user.User, error) {
 	return user.LookupId(u.Uid)
 }
 
-// recoverCLI takes over the work of processes that died: a relief that was
-// running becomes outcome-unknown (never re-run) and is shown to the operator;
-// runs left half-diagnosed are closed as interrupted, since nobody is watching
-// them.
+// recoverCLI takes over the work of processes that died and tells the
+// operator: a relief that was running has an unknown outcome (never re-run);
+// runs left mid-way are closed as interrupted, since nobody is watching them.
 func recoverCLI(ctx context.Context, runs *lifecycle.Runs, out *terminal) error {
 	rec, err := runs.Recover(ctx)
-	if err != nil {
-		return err
-	}
 	for _, x := range rec.Unknown {
 		out.printf("⚠ relief %s of run %s (on %s) was running when %s stopped: its outcome is unknown and it will not be re-run. Check the hosts by hand; bot audit show %s\n",
 			x.ReliefID, x.RunID, strings.Join(x.Hosts, ", "), x.Owner, x.RunID)
 	}
-	for _, r := range rec.Resume {
-		if err := runs.Interrupt(ctx, r.ID, "diagnosis interrupted; closed by "+runs.Owner()+" — run it again"); err != nil {
-			return fmt.Errorf("store: closing interrupted run: %w", err)
-		}
-		out.printf("⚠ run %s (%s) was interrupted in state %s; closed as interrupted.\n", r.ID, r.Playbook, r.State)
+	for _, c := range rec.Closed {
+		out.printf("⚠ run %s (%s) was interrupted in state %s; closed as interrupted.\n", c.Run.ID, c.Run.Playbook, c.Run.State)
 	}
-	return nil
+	return err
 }
 
 func (t *terminal) ask(r *bufio.Reader, q string) bool {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/ndrbot/ndrbot/commands"
 	"github.com/ndrbot/ndrbot/config"
-	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/observe"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/slack"
@@ -264,30 +263,22 @@ func (c *components) start(ctx context.Context, name string, run func(context.Co
 
 func (c *components) wait() error { return c.g.Wait() }
 
-// recoverServe takes over what a dead process left: relief executions whose
-// outcome is unknown are shown (never re-run), half-done diagnoses are re-run,
-// runs stuck mid-relief are closed as interrupted. Pending approvals keep working.
+// recoverServe takes over what a dead process left and logs it: relief
+// executions whose outcome is unknown (never re-run), chat diagnoses resumed,
+// runs closed as interrupted. Pending approvals keep working.
 func recoverServe(ctx context.Context, svc *commands.Service, log *slog.Logger) error {
 	rec, err := svc.Recover(ctx)
-	if err != nil {
-		return err
-	}
 	for _, x := range rec.Unknown {
 		log.Warn("relief outcome unknown: check the hosts by hand", "run", x.RunID, "relief", x.ReliefID,
 			"hosts", strings.Join(x.Hosts, ","), "previous_owner", x.Owner)
 	}
-	for _, r := range rec.Resume {
-		if r.State == incident.RunDiagnosing && r.Origin == "chat" {
-			if err := svc.Resume(ctx, r); err != nil {
-				log.Error("resuming a diagnosis", "run", r.ID, "err", err)
-			}
-			continue
-		}
-		if err := svc.Interrupt(ctx, r.ID, "interrupted in "+string(r.State)+"; verify by hand"); err != nil {
-			log.Error("closing an interrupted run", "run", r.ID, "err", err)
-		}
+	for _, r := range rec.Resumed {
+		log.Info("diagnosis resumed", "run", r.ID, "playbook", r.Playbook.ID)
 	}
-	return nil
+	for _, c := range rec.Closed {
+		log.Warn("run closed as interrupted", "run", c.Run.ID, "state", c.Run.State, "note", c.Note)
+	}
+	return err
 }
 
 // sweepExpired marks approvals past their expiry and updates their cards.
