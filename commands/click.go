@@ -23,6 +23,7 @@ const (
 // run's channel, from an approver, before the approval expired or was decided.
 // Every refusal is audited and runs nothing.
 func (s *Service) Click(ctx context.Context, c Click) Reply {
+	s.log.Info("click", "action", c.Action, "user", c.User.ID, "channel", c.ChannelID, "value", Echo(c.Value))
 	switch c.Action {
 	case ActionApprove:
 		return s.vote(ctx, c, incident.Approve)

@@ -144,6 +144,7 @@ func (s *Service) Command(ctx context.Context, req Request) Reply {
 			s.refused(ctx, req.User, "", "command", map[string]any{"text": req.Text, "why": "not a " + v.role})
 			return Reply{Text: fmt.Sprintf("`/ndr %s` needs the %s role (access.%ss); ask an ndrbot admin.", v.name, v.role, v.role)}
 		}
+		s.log.Info("command", "verb", v.name, "user", req.User.ID, "channel", req.ChannelID, "text", Echo(req.Text))
 		return v.run(ctx, req, args)
 	}
 	return Reply{Text: fmt.Sprintf("Unknown command %q.\n%s", Echo(name), s.usage())}
@@ -199,6 +200,7 @@ func (s *Service) logError(what string, err error, attrs ...any) string {
 // refused records a refused command or click in the audit trail.
 func (s *Service) refused(ctx context.Context, who incident.Actor, runID, what string, payload map[string]any) {
 	payload["refused"] = what
+	s.log.Info("refused", "what", what, "user", who.ID, "run", runID, "why", payload["why"])
 	if _, err := s.opts.Store.Append(ctx, audit.Record{Actor: who, RunID: runID, Kind: "refused", Payload: payload}); err != nil {
 		s.log.Error("audit refused action", "err", err)
 	}

@@ -186,6 +186,11 @@ func (rs *Runs) move(ctx context.Context, id string, from, to incident.RunState,
 	if _, err := rs.opts.Store.SetRunState(ctx, id, from, to, also...); err != nil {
 		return fmt.Errorf("run %s → %s: %w", id, to, err)
 	}
+	if to.Terminal() {
+		rs.opts.Log.Info("run ended", "run", id, "state", to)
+	} else {
+		rs.opts.Log.Info("run state", "run", id, "state", to)
+	}
 	return nil
 }
 

@@ -103,11 +103,15 @@ func (r *recorder) Observe(ctx context.Context, ev incident.Event) {
 			r.fail("relief outcome", err)
 			r.afterRelief()
 		}
+		r.rs.opts.Log.Info("relief finished", "run", r.run.ID, "relief", ev.Relief.Relief, "ok", ev.Relief.OK,
+			"error", ev.Relief.Error, "duration", ev.Relief.Duration)
 	case incident.EventReliefVerified:
+		r.rs.opts.Log.Info("relief verified", "run", r.run.ID, "relief", ev.Relief.Relief, "helped", ev.Relief.Verified != nil && *ev.Relief.Verified)
 		_, err := st.Append(ctx, audit.Record{Actor: incident.BotActor, RunID: r.run.ID, Kind: audit.KindVerification, Payload: ev.Relief})
 		r.fail("verification", err)
 		r.afterRelief()
 	case incident.EventEscalation:
+		r.rs.opts.Log.Info("escalated", "run", r.run.ID, "rule", ev.Escalation.Rule, "reason", ev.Escalation.Reason)
 		_, err := st.Append(ctx, audit.Record{Actor: incident.BotActor, RunID: r.run.ID, Kind: audit.KindEscalation, Payload: ev.Escalation})
 		r.fail("escalation", err)
 	}
@@ -137,4 +141,6 @@ func (r *recorder) proposal(ctx context.Context, p incident.Proposal) {
 	r.mu.Lock()
 	r.approvals[p.Relief] = a
 	r.mu.Unlock()
+	r.rs.opts.Log.Info("approval requested", "run", r.run.ID, "relief", p.Relief, "approval", a.ID, "hosts", p.Hosts,
+		"role", a.Role, "approvers", a.Required, "four_eyes", a.FourEyes, "expires", a.ExpiresAt)
 }

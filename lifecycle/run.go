@@ -89,6 +89,8 @@ func (rs *Runs) Start(ctx context.Context, s Start) (*Run, error) {
 		return nil, fmt.Errorf("audit: recording the command of run %s: %w", stored.ID, err)
 	}
 	run := playbooks.NewRun(stored.ID, pb, params, rs.opts.Now(), nil)
+	rs.opts.Log.Info("run started", "run", stored.ID, "playbook", pb.ID, "version", pb.Version, "requester", s.Requester.ID,
+		"origin", s.Origin, "channel", s.Channel)
 	return rs.hold(rs.wire(run, s.Requester, s.Origin, s.Channel, s.Terminal, nil)), nil
 }
 
@@ -242,7 +244,15 @@ func (rs *Runs) Vote(ctx context.Context, r *Run, relief string, voter incident.
 	if !ok {
 		return store.Outcome{}, fmt.Errorf("%w: no approval was requested for %s in run %s", incident.ErrNotFound, relief, r.ID)
 	}
-	return rs.opts.Store.Vote(ctx, a.ID, voter, role, d, rs.Digest(r, relief), rs.opts.Now())
+	out, err := rs.opts.Store.Vote(ctx, a.ID, voter, role, d, rs.Digest(r, relief), rs.opts.Now())
+	if err != nil {
+		rs.opts.Log.Info("vote refused", "run", r.ID, "relief", relief, "approval", a.ID, "voter", voter.ID, "role", role,
+			"decision", d, "why", err)
+		return out, err
+	}
+	rs.opts.Log.Info("vote", "run", r.ID, "relief", relief, "approval", a.ID, "voter", voter.ID, "role", role,
+		"decision", d, "outcome", out.Kind, "votes", out.Votes, "required", out.Required)
+	return out, nil
 }
 
 // Claim takes the one execution of an approved relief (across goroutines,
@@ -254,8 +264,10 @@ func (rs *Runs) Claim(ctx context.Context, r *Run, relief string) (store.Executi
 	}
 	x, err := rs.opts.Store.ClaimRelief(ctx, a.ID, rs.opts.Owner, rs.Digest(r, relief))
 	if err != nil {
+		rs.opts.Log.Info("relief not started", "run", r.ID, "relief", relief, "approval", a.ID, "why", err)
 		return x, err
 	}
+	rs.opts.Log.Info("relief started", "run", r.ID, "relief", relief, "execution", x.ID, "hosts", x.Hosts, "owner", x.Owner)
 	r.rec.claimed(relief, x)
 	r.rec.fail("run state", rs.Relieving(ctx, r.ID))
 	return x, nil

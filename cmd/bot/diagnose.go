@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/user"
 	"slices"
 	"strings"
@@ -237,7 +238,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	refuseAlone := cfg.Access.CLIFourEyes == config.CLIFourEyesRefuse
 	runs := lifecycle.New(lifecycle.Options{Store: st, Engine: eng, Catalog: func() *playbooks.Catalog { return cat },
 		Owner: owner, FourEyes: cfg.Access.FourEyes, Observe: func(*lifecycle.Run) playbooks.Observer { return out },
-		Log: g.logger(cfg)})
+		Log: slog.New(atLeast{g.logger(cfg).Handler(), slog.LevelWarn})})
 	if err := recoverCLI(ctx, runs, out); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
@@ -97,6 +98,24 @@ func (g *globals) logger(cfg config.Config) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(g.io.err, opts))
 	}
 	return slog.New(slog.NewTextHandler(g.io.err, opts))
+}
+
+// atLeast passes on records of level min and above: the terminal's own output
+// is the record of a run there, so its log shows only what goes wrong.
+type atLeast struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h atLeast) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h atLeast) WithAttrs(as []slog.Attr) slog.Handler {
+	return atLeast{h.Handler.WithAttrs(as), h.min}
+}
+func (h atLeast) WithGroup(name string) slog.Handler {
+	return atLeast{h.Handler.WithGroup(name), h.min}
 }
 
 func newConfigCmd(g *globals) *cobra.Command {

@@ -202,7 +202,9 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	var failed error
 	select {
 	case <-ctx.Done():
+		log.Info("stopping: interrupted (SIGINT or SIGTERM); draining")
 	case err = <-intakeErr:
+		log.Warn("stopping: the Slack intake ended", "err", err)
 	case failed = <-parts.failed:
 		log.Error("stopping: a part of the bot failed", "err", failed)
 	}
@@ -233,6 +235,11 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	}
 	if errors.Is(err, context.Canceled) {
 		err = nil
+	}
+	if err != nil {
+		log.Error("stopped", "err", err)
+	} else {
+		log.Info("stopped")
 	}
 	return err
 }

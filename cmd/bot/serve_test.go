@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -244,6 +245,27 @@ func TestServeIncidentEndToEnd(t *testing.T) {
 		return inThread && inChannel
 	})
 	assert.Equal(t, 0, s.stop(t), s.out.String())
+
+	// Every decision is a log line an SRE can follow, with the run and the actor.
+	logs := s.out.String()
+	runID := regexp.MustCompile(`msg="run started" .*run=(r-[0-9a-f-]+)`).FindStringSubmatch(logs)
+	require.NotNil(t, runID, logs)
+	run := " .*run=" + runID[1]
+	for _, want := range []string{
+		`level=INFO msg=command .*verb=diagnose user=` + requesterU,
+		`msg="run started"` + run + ` playbook=ndr-5.5.4 .*requester=` + requesterU,
+		`msg="approval requested"` + run + ` relief=restart-transport`,
+		`msg="vote refused"` + run + ` relief=restart-transport .*voter=` + requesterU,
+		`msg=vote` + run + ` relief=restart-transport .*voter=` + approverU + ` .*outcome=approved`,
+		`msg="relief started"` + run + ` relief=restart-transport`,
+		`msg="relief finished"` + run + ` relief=restart-transport ok=`,
+		`msg=escalated` + run + ` rule=persists-after-relief`,
+		`msg="run ended"` + run + ` state=escalated`,
+		`msg="stopping: interrupted \(SIGINT or SIGTERM\); draining"`,
+		`level=INFO msg=stopped`,
+	} {
+		assert.Regexp(t, want, logs)
+	}
 }
 
 // A 429 storm on chat.postMessage and chat.update and a dropped websocket mid-run:
