@@ -31,12 +31,23 @@ type Alarm interface {
 	Alarm(ctx context.Context, channel, threadTS, text string) error
 }
 
+// Store is what the chat adapter reads and writes: a run's life through
+// lifecycle, and besides it runs and approvals to look up, the audit trail to
+// show and add refusals to, and the NDR watch's alerts a button starts from.
+type Store interface {
+	lifecycle.Store
+	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error)
+	GetApproval(ctx context.Context, id string) (store.Approval, error)
+	FindWatchAlert(ctx context.Context, channel, button string) (store.WatchAlert, error)
+	ClaimAlertDiagnosis(ctx context.Context, id string, by incident.Actor) (store.WatchAlert, bool, error)
+}
+
 // Options are a Service's dependencies.
 type Options struct {
 	// Catalog returns the current playbooks (they may be reloaded).
 	Catalog func() *playbooks.Catalog
 	Engine  *playbooks.Engine
-	Store   store.Store
+	Store   Store
 	Thread  Thread
 	Alarm   Alarm // optional
 	Groups  Groups
