@@ -4,14 +4,13 @@ import (
 	"context"
 	"path"
 	"slices"
-	"strings"
 
 	"github.com/ndrbot/ndrbot/store"
 )
 
-// Access says who may do what, and where: chat user ids or user-group ids (a
-// group id starts with "S", as Slack's do), and channel ids or name patterns
-// (path.Match syntax, e.g. "inc-*").
+// Access says who may do what, and where: chat user ids or user-group ids (the
+// chat platform tells them apart: Groups.IsGroup), and channel ids or name
+// patterns (path.Match syntax, e.g. "inc-*").
 type Access struct {
 	Responders []string
 	Approvers  []string
@@ -37,8 +36,10 @@ const TerminalRole = RoleAdmin
 
 // Groups resolves a user group to its members' ids. GroupMembers may answer
 // from a cache (who may run a command); GroupMembersNow asks the chat platform,
-// and is what decisions on reliefs are taken on.
+// and is what decisions on reliefs are taken on. IsGroup tells a group's id
+// from a user's.
 type Groups interface {
+	IsGroup(id string) bool
 	GroupMembers(ctx context.Context, groupID string) ([]string, error)
 	GroupMembersNow(ctx context.Context, groupID string) ([]string, error)
 }
@@ -105,7 +106,7 @@ func (a *authorizer) member(ctx context.Context, user string, ids []string, live
 		if id == user {
 			return true, nil
 		}
-		if !isGroup(id) || a.groups == nil {
+		if a.groups == nil || !a.groups.IsGroup(id) {
 			continue
 		}
 		lookup := a.groups.GroupMembers
@@ -122,8 +123,6 @@ func (a *authorizer) member(ctx context.Context, user string, ids []string, live
 	}
 	return false, nil
 }
-
-func isGroup(id string) bool { return strings.HasPrefix(id, "S") }
 
 // channelAllowed reports whether commands may run in the channel. No configured
 // channels means every channel the bot is in.

@@ -41,12 +41,10 @@ func (e *argsError) Unwrap() error { return incident.ErrInvalidInput }
 //     " and \ and is literal before anything else (so "CONTOSO\Alice" keeps
 //     its backslash); inside '…' nothing is special. A quote anywhere else is
 //     an ordinary character, so sender=o'brien@contoso.com is one value;
-//   - Slack's smart quotes “ ” ‘ ’ count as " and ' (and are never kept);
-//   - Slack's link markup <mailto:alice@contoso.com|alice@contoso.com> and
-//     <http://contoso.com|contoso.com> stands for its visible text (the part
-//     after |, or the address without mailto: when there is none), with
-//     Slack's &amp; &lt; &gt; undone. Other markup (<@U123>, <#C1|ops>) is
-//     kept as typed;
+//   - smart quotes “ ” ‘ ’ (chat clients and word processors put them in)
+//     count as " and ' (and are never kept);
+//   - the text is what the admin typed: a chat adapter undoes its platform's
+//     markup first (slack.CommandText);
 //   - keys are ASCII letters, digits and _, starting with a letter; upper-case
 //     letters are folded to lower case.
 //
@@ -166,8 +164,8 @@ func (sc *argScanner) word(stopAtEq bool) (string, bool) {
 	return string(sc.s[start:sc.i]), false
 }
 
-// special reads a quoted string or a Slack link at the current position.
-// ok is false when there is neither; start is where the whole word began.
+// special reads a quoted string at the current position. ok is false when
+// there is none; start is where the whole word began.
 func (sc *argScanner) special(start int) (string, bool, error) {
 	if sc.eof() {
 		return "", false, nil
@@ -176,9 +174,6 @@ func (sc *argScanner) special(start int) (string, bool, error) {
 	case '"', '\'':
 		v, err := sc.quoted(start)
 		return v, err == nil, err
-	case '<':
-		v, ok := sc.slackLink()
-		return v, ok, nil
 	}
 	return "", false, nil
 }
@@ -209,56 +204,6 @@ func (sc *argScanner) quoted(start int) (string, error) {
 	}
 }
 
-// slackLink reads <scheme:target|label> or <scheme:target> ending at a word
-// boundary and returns its visible text.
-func (sc *argScanner) slackLink() (string, bool) {
-	end := -1
-	for j := sc.i + 1; j < len(sc.s); j++ {
-		if sc.s[j] == '<' {
-			return "", false
-		}
-		if sc.s[j] == '>' {
-			end = j
-			break
-		}
-	}
-	if end < 0 || (end+1 < len(sc.s) && !unicode.IsSpace(sc.s[end+1])) {
-		return "", false
-	}
-	inner := string(sc.s[sc.i+1 : end])
-	target, label, hasLabel := strings.Cut(inner, "|")
-	if !argsLinkScheme(target) || strings.IndexFunc(target, unicode.IsSpace) >= 0 {
-		return "", false
-	}
-	visible := label
-	if !hasLabel || label == "" {
-		visible = target
-		if len(visible) >= 7 && strings.EqualFold(visible[:7], "mailto:") {
-			visible = visible[7:]
-		}
-	}
-	sc.i = end + 1
-	return argsSlackUnescape.Replace(visible), true
-}
-
-var argsSlackUnescape = strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&")
-
-// argsLinkScheme reports whether s starts with a URI scheme (RFC 3986) and a colon.
-func argsLinkScheme(s string) bool {
-	colon := strings.IndexByte(s, ':')
-	if colon < 1 {
-		return false
-	}
-	for i := 0; i < colon; i++ {
-		c := s[i]
-		letter := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
-		if !letter && (i == 0 || !('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
-			return false
-		}
-	}
-	return true
-}
-
 // String renders the arguments canonically: positional words first, then
 // key=value in Order, quoting where needed. ParseArgs(a.String()) gives back
 // a whenever the result fits MaxArgsBytes.
@@ -272,6 +217,10 @@ func (a Args) String() string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// QuoteArg writes v as one value ParseArgs reads back whole: bare when it can
+// be, else quoted.
+func QuoteArg(v string) string { return argsQuote(v, true) }
 
 func argsQuote(v string, positional bool) string {
 	bare := v != "" && !strings.ContainsFunc(v, unicode.IsSpace) &&

@@ -61,30 +61,7 @@ func TestParseArgs(t *testing.T) {
 		{"quotes elsewhere are literal", `it's 5.5.4"`, Args{Positional: []string{"it's", `5.5.4"`}, Named: named()}},
 		{"newline inside quotes kept", "note=\"a\nb\"", Args{Named: named("note", "a\nb"), Order: []string{"note"}}},
 
-		{
-			"slack mailto", "sender=<mailto:alice@contoso.com|alice@contoso.com>",
-			Args{Named: named("sender", "alice@contoso.com"), Order: []string{"sender"}},
-		},
-		{
-			"slack mailto with apostrophe", "sender=<mailto:o'brien@contoso.com|o'brien@contoso.com>",
-			Args{Named: named("sender", "o'brien@contoso.com"), Order: []string{"sender"}},
-		},
-		{
-			"slack link", "domain=<http://contoso.com|contoso.com>",
-			Args{Named: named("domain", "contoso.com"), Order: []string{"domain"}},
-		},
-		{
-			"slack link positional", "<https://status.contoso.com|status.contoso.com> 5.5.4",
-			Args{Positional: []string{"status.contoso.com", "5.5.4"}, Named: named()},
-		},
-		{"slack link without label", "<http://contoso.com>", Args{Positional: []string{"http://contoso.com"}, Named: named()}},
-		{"slack mailto without label", "sender=<mailto:alice@contoso.com>", Args{Named: named("sender", "alice@contoso.com"), Order: []string{"sender"}}},
-		{"slack entities in link", "u=<http://x.test/?a=1&amp;b=2|x.test/?a=1&amp;b=2>", Args{Named: named("u", "x.test/?a=1&b=2"), Order: []string{"u"}}},
-		{"slack label with spaces", "note=<http://x.test|two words> z", Args{Positional: []string{"z"}, Named: named("note", "two words"), Order: []string{"note"}}},
-		{"slack user mention kept", "<@U0123ABC>", Args{Positional: []string{"<@U0123ABC>"}, Named: named()}},
-		{"slack channel kept", "<#C0123|ops>", Args{Positional: []string{"<#C0123|ops>"}, Named: named()}},
-		{"angle text that is no link", "<b>", Args{Positional: []string{"<b>"}, Named: named()}},
-		{"link glued to text is not unwrapped", "<http://a.test|a>b", Args{Positional: []string{"<http://a.test|a>b"}, Named: named()}},
+		{"angle text is ordinary", "<b>", Args{Positional: []string{"<b>"}, Named: named()}},
 
 		{
 			"hostile values are just data", "sender=\"x'; Remove-Mailbox ceo\" id=$(whoami) n=`id` a=b;c",

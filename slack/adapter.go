@@ -163,7 +163,7 @@ func (a *Adapter) call(ctx context.Context, j job) (reply commands.Reply) {
 func commandJob(cmd slackgo.SlashCommand) job {
 	return job{
 		command: &commands.Request{
-			Text:        cmd.Text,
+			Text:        CommandText(cmd.Text),
 			User:        commands.Actor{ID: cmd.UserID, Name: cmd.UserName},
 			ChannelID:   cmd.ChannelID,
 			ChannelName: cmd.ChannelName,

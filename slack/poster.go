@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -232,6 +233,10 @@ func (p *Poster) GroupMembers(ctx context.Context, groupID string) ([]string, er
 	}
 	return p.GroupMembersNow(ctx, groupID)
 }
+
+// IsGroup reports whether id names a user group: Slack's user group ids start
+// with S (api.slack.com/types/usergroup; users start with U or W).
+func (p *Poster) IsGroup(id string) bool { return strings.HasPrefix(id, "S") }
 
 // GroupMembersNow asks Slack for a user group's members now, and refreshes the
 // cache with the answer: an approval is decided on who is in the group at the
