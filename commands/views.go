@@ -21,7 +21,8 @@ type Request struct {
 
 // Click is one button press on a message the bot posted.
 type Click struct {
-	// Action is the button's action id: "approve", "reject" or "run-diagnosis".
+	// Action is the button's action id: ActionApprove, ActionReject or
+	// ActionRunDiagnosis.
 	Action string
 	// Value is the button's value (an approval id, or a playbook code for
 	// run-diagnosis). It is never trusted alone: it is looked up in the store.

@@ -59,7 +59,7 @@ func BenchmarkOutboxChannels(b *testing.B) {
 				}
 				title := fmt.Sprintf("5.5.4 storm %d", r)
 				for _, m := range []commands.Message{
-					{RunID: run.ID, Channel: ch, Key: commands.KeyRoot, Root: &commands.RunView{RunID: run.ID, Playbook: "ndr-5.5.4", Title: title, State: "running"}},
+					{RunID: run.ID, Channel: ch, Key: commands.KeyRoot, Root: &commands.RunView{RunID: run.ID, Playbook: "ndr-5.5.4", Title: title, State: string(incident.RunDiagnosing)}},
 					{RunID: run.ID, Channel: ch, Key: commands.KeyFindings, Findings: &commands.FindingsView{RunID: run.ID,
 						Findings: []incident.Finding{{Severity: incident.SeverityCritical, Text: "Submission queue on ex01 holds 1532 messages"}}}},
 					{RunID: run.ID, Channel: ch, Key: commands.KeyEscalation, Escalation: &commands.EscalationView{RunID: run.ID, Playbook: "ndr-5.5.4", Title: title}},

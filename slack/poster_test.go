@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ndrbot/ndrbot/commands"
+	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/slack"
 )
 
@@ -33,12 +34,12 @@ func TestPosterPostThenUpdateEditsInPlace(t *testing.T) {
 	p := newPoster(t, fakeOptions(t, fake, slack.ModeSocket))
 	ctx := waitCtx(t)
 
-	root := commands.Message{RunID: "r-1", Key: commands.KeyRoot, Root: runView("running", stepsRunning[:1], "queues")}
+	root := commands.Message{RunID: "r-1", Key: commands.KeyRoot, Root: runView(string(incident.RunDiagnosing), stepsRunning[:1], "queues")}
 	ts, err := p.Deliver(ctx, "C1", "", commands.KeyRoot, "", render(t, root))
 	require.NoError(t, err)
 	require.NotEmpty(t, ts)
 
-	root.Root = runView("done", stepsRunning[:2])
+	root.Root = runView(string(incident.RunFinished), stepsRunning[:2])
 	ts2, err := p.Deliver(ctx, "C1", "", commands.KeyRoot, ts, render(t, root))
 	require.NoError(t, err)
 	assert.Equal(t, ts, ts2, "an update keeps the message's ts")
@@ -51,8 +52,8 @@ func TestPosterPostThenUpdateEditsInPlace(t *testing.T) {
 	require.Len(t, msgs, 2, "one root (edited, not re-posted) and one reply")
 	assert.Equal(t, ts, msgs[0].TS)
 	require.Len(t, msgs[0].Edits, 1)
-	assert.Contains(t, msgs[0].Edits[0].Text, "running")
-	assert.Contains(t, msgs[0].Text, "done")
+	assert.Contains(t, msgs[0].Edits[0].Text, "diagnosing")
+	assert.Contains(t, msgs[0].Text, "finished")
 	assert.Contains(t, string(msgs[0].Blocks), "Connector queue depth")
 	assert.Equal(t, ts, msgs[1].ThreadTS, "the findings are a reply in the thread")
 	assert.Equal(t, reply, msgs[1].TS)

@@ -90,10 +90,10 @@ func goldenCases() map[string]commands.Message {
 	ak := commands.ApprovalKey("restart-transport")
 	cases := map[string]commands.Message{
 		"root-running": with(msg(commands.KeyRoot), func(m *commands.Message) {
-			m.Root = runView("running", stepsRunning, "m365-health")
+			m.Root = runView(string(incident.RunDiagnosing), stepsRunning, "m365-health")
 		}),
 		"root-done-lab": with(msg(commands.KeyRoot), func(m *commands.Message) {
-			m.Root = runView("done", stepsRunning[:2])
+			m.Root = runView(string(incident.RunFinished), stepsRunning[:2])
 			m.Root.Lab = "lab-ex2019"
 		}),
 		"findings": with(msg(commands.KeyFindings), func(m *commands.Message) {
@@ -358,7 +358,7 @@ func TestRenderLimits(t *testing.T) {
 			return a
 		}()}, wantFiles: []string{huge(50000, "out"), huge(6000, "Set-Thing")}},
 		{name: "300 findings", msg: commands.Message{RunID: "r1", Key: "findings", Findings: &commands.FindingsView{RunID: "r1", Findings: many(300)}}},
-		{name: "200-step checklist", msg: commands.Message{RunID: "r1", Key: "root", Root: runView("running", steps)}},
+		{name: "200-step checklist", msg: commands.Message{RunID: "r1", Key: "root", Root: runView(string(incident.RunDiagnosing), steps)}},
 		{name: "escalation with everything long", msg: commands.Message{RunID: "r1", Key: "escalation", Escalation: &commands.EscalationView{
 			RunID: "r1", Title: strings.Repeat("t", 400), Symptom: huge(9000, "sym"), Findings: many(100),
 			Escalation: incident.Escalation{Reason: huge(4000, "why"), Next: huge(4000, "next"), Owner: "EOP"},
@@ -397,7 +397,7 @@ func TestRenderLimits(t *testing.T) {
 func TestRenderEscapesUserText(t *testing.T) {
 	evil := "<!channel> <https://evil.example|your bank> & <@U0ADMIN>"
 	m := commands.Message{RunID: "r1", Key: "root", Root: &commands.RunView{
-		RunID: "r1", Playbook: "ndr-5.5.4", Title: evil, State: "running",
+		RunID: "r1", Playbook: "ndr-5.5.4", Title: evil, State: string(incident.RunDiagnosing),
 		Requester: commands.Actor{ID: "cli:mallory", Name: "mallory <!here>"},
 		Params:    []commands.Param{{Name: "sender", Value: evil}},
 		Steps:     []incident.StepResult{{Step: "q", Title: evil, Status: incident.StepFailed, Error: evil}},

@@ -63,19 +63,15 @@ func severityTitle(s incident.Severity) string {
 }
 
 func runStateIcon(state string) string {
-	switch state {
-	case "running", "diagnosing", "verifying", "relieving":
+	switch incident.RunState(state) {
+	case incident.RunDiagnosing, incident.RunRelieving, incident.RunVerifying:
 		return ":hourglass_flowing_sand: "
-	case "done", "succeeded", "resolved", "finished":
+	case incident.RunFinished:
 		return ":white_check_mark: "
-	case "failed", "error":
-		return ":x: "
-	case "escalated":
+	case incident.RunEscalated:
 		return ":rotating_light: "
-	case "waiting", "awaiting-approval", "waiting-approval":
+	case incident.RunAwaitingApproval:
 		return ":raised_hand: "
-	case "cancelled", "canceled":
-		return ":heavy_minus_sign: "
 	}
 	return ""
 }
@@ -404,13 +400,13 @@ func (r Renderer) approval(b *builder, v *commands.ApprovalView) {
 	}
 
 	if v.State == commands.ApprovalPending && p.Blocked == "" {
-		approve := slackgo.NewButtonBlockElement("approve", v.ApprovalID, plainText("Approve")).
+		approve := slackgo.NewButtonBlockElement(commands.ActionApprove, v.ApprovalID, plainText("Approve")).
 			WithStyle(slackgo.StylePrimary).
 			WithConfirm(slackgo.NewConfirmationBlockObject(
 				plainText("Run this relief?"),
 				plainText(cutRunes(fmt.Sprintf("%s on %s", title, strings.Join(p.Hosts, ", ")), 300)),
 				plainText("Approve"), plainText("Cancel")))
-		reject := slackgo.NewButtonBlockElement("reject", v.ApprovalID, plainText("Reject")).
+		reject := slackgo.NewButtonBlockElement(commands.ActionReject, v.ApprovalID, plainText("Reject")).
 			WithStyle(slackgo.StyleDanger)
 		b.blocks = append(b.blocks, slackgo.NewActionBlock("approval", approve, reject))
 	}
