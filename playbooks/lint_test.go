@@ -50,7 +50,7 @@ func TestLintErrorsHaveLines(t *testing.T) {
 		{"cmdlet-errors.yaml", 13, `text with {{ }} inside is not allowed`},
 		{"cmdlet-errors.yaml", 16, `is not a cmdlet name`},
 		{"cmdlet-errors.yaml", 17, `set one of cmdlet, powershell and check`},
-		{"cmdlet-errors.yaml", 21, `a cmdlet needs a target of kind exchange, jea, lab or winrm`},
+		{"cmdlet-errors.yaml", 21, `a cmdlet needs a target of kind exchange, exo, jea, lab or winrm`},
 		{"cmdlet-errors.yaml", 24, `powershell scripts run only on winrm targets`},
 		{"cmdlet-errors.yaml", 30, `unknown name params.sendr`},
 		{"cmdlet-errors.yaml", 31, `args, select, where, derive and foreach go with cmdlet`},
