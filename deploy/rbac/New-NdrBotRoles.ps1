@@ -120,6 +120,7 @@ $Tiers = [ordered]@{
 $ParentCandidates = @{
     # Read
     'Get-Queue'                       = @('Transport Queues', 'View-Only Configuration')      # sure of Transport Queues
+    'Get-Message'                     = @('Transport Queues', 'View-Only Configuration')      # likely (Transport Queues: "manage message queues")
     'Get-MessageTrackingLog'          = @('Message Tracking', 'View-Only Configuration')      # sure of Message Tracking
     'Get-ServerComponentState'        = @('View-Only Configuration', 'Monitoring', 'Exchange Servers')  # UNSURE which
     'Get-TransportService'            = @('View-Only Configuration', 'Exchange Servers')      # likely

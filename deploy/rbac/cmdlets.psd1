@@ -15,6 +15,7 @@
 @{
     Read = @{
         'Get-Queue' = @('Server', 'Identity', 'ResultSize')
+        'Get-Message' = @('Queue', 'ResultSize')
         'Get-MessageTrackingLog' = @('Server', 'Start', 'End', 'EventId', 'ResultSize', 'Sender', 'Recipients')
         'Get-ServerComponentState' = @('Identity', 'Component')
         'Get-TransportService' = @('Identity')

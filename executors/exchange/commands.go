@@ -41,6 +41,19 @@ func Exchange() []executors.Command {
 			Source:    learn + "Get-Queue",
 		},
 		{
+			Name: "Get-Message",
+			Params: params(s("Identity"), s("Queue"), s("Server"), s("Filter"), u("ResultSize"), b("IncludeRecipientInfo"),
+				b("IncludeComponentLatencyInfo"), s("BookmarkIndex"), s("BookmarkObject"), b("IncludeBookmark"), b("ReturnPageInfo"),
+				b("SearchForward"), s("SortOrder")),
+			AllParams: true,
+			// The ExtensibleMessageInfo properties the lab writes (executors/lab/
+			// SOURCES.md); a real message carries more (Recipients, latencies …).
+			Fields: []string{"RunspaceId", "FromAddress", "Status", "Size", "MessageSourceName", "SourceIP", "SCL",
+				"DateReceived", "ExpirationTime", "LastError", "RetryCount", "Subject", "InternetMessageId", "Queue",
+				"Identity", "IsValid", "ObjectState"},
+			Source: learn + "Get-Message; Find messages in queues",
+		},
+		{
 			Name: "Get-MessageTrackingLog",
 			Params: params(s("Server"), t("Start"), t("End"), s("EventId"), s("Sender"), l("Recipients"), s("MessageId"),
 				s("MessageSubject"), s("InternalMessageId"), s("NetworkMessageId"), s("Reference"), s("Source"),

@@ -714,3 +714,137 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// getMessage lists the messages of the queues (Get-Message): of one queue
+// (-Queue), one message (-Identity Server\Queue\Id) or every queue of a server
+// (-Server, default the local one). A queue lists the first MessageCount of the
+// messages its organisation file gives, so a queue a retry drained lists none,
+// and the lab invents none that the file does not describe.
+func getMessage(c *call) ([]any, error) {
+	servers := []*server{c.local}
+	var wantQueue, wantID string
+	switch {
+	case c.has("Identity"):
+		wantID = c.str("Identity")
+		srv, rest, _ := strings.Cut(wantID, `\`)
+		s := c.o.serverByID(srv)
+		if s == nil || !strings.Contains(rest, `\`) {
+			return nil, c.notFound(wantID)
+		}
+		servers = []*server{s}
+	case c.has("Queue"):
+		wantQueue = c.str("Queue")
+		srv, rest, ok := strings.Cut(wantQueue, `\`)
+		if !ok {
+			srv, rest = c.local.name, wantQueue
+		}
+		s := c.o.serverByID(srv)
+		if s == nil {
+			return nil, c.notFound(wantQueue)
+		}
+		servers, wantQueue = []*server{s}, s.name+`\`+rest
+	case c.has("Server"):
+		s := c.o.serverByID(c.str("Server"))
+		if s == nil {
+			return nil, c.notFound(c.str("Server"))
+		}
+		servers = []*server{s}
+	}
+	var out []any
+	found := false
+	for _, s := range servers {
+		if st := s.transport().status; st != "Running" {
+			return nil, cmdletErr(c.cmd.name, "NotSpecified: (:) [Get-Message], QueueViewerException", "[Server="+s.name+"],Microsoft.Exchange.Management.QueueViewerTasks.GetMessageInfo",
+				"Failed to connect to the Microsoft Exchange Transport service on computer \"%s\". Verify that a valid computer name was used and the Microsoft Exchange Transport service is started.", s.host)
+		}
+		for _, q := range s.queues {
+			if wantQueue != "" && !queueMatches(q, s, wantQueue) {
+				continue
+			}
+			found = true
+			for i, m := range q.messages {
+				if i >= q.MessageCount {
+					break
+				}
+				id := fmt.Sprintf(`%s\%d`, q.Identity, messageNumber(q, i))
+				if wantID != "" && !strings.EqualFold(id, wantID) {
+					continue
+				}
+				out = append(out, messageObj(s, q, m, id))
+			}
+		}
+	}
+	switch {
+	case wantQueue != "" && !found:
+		return nil, cmdletErr(c.cmd.name, "NotSpecified: (:) [Get-Message], LocalizedException", "Microsoft.Exchange.Management.QueueViewerTasks.GetMessageInfo",
+			"The queue \"%s\" couldn't be found.", c.str("Queue"))
+	case wantID != "" && len(out) == 0:
+		return nil, cmdletErr(c.cmd.name, "NotSpecified: (:) [Get-Message], LocalizedException", "Microsoft.Exchange.Management.QueueViewerTasks.GetMessageInfo",
+			"The message \"%s\" couldn't be found.", wantID)
+	}
+	return c.limit(out), nil
+}
+
+// messageNumber is a message's id within its queue: Exchange numbers them with
+// a large integer (Learn's examples show Server\Queue\<number>); the lab's are
+// stable per queue and position.
+func messageNumber(q *queue, i int) int64 {
+	var h int64 = 13563506262016
+	for _, r := range q.Identity {
+		h = h*31 + int64(r)
+		h &= 1<<44 - 1
+	}
+	return h + int64(i) + 1
+}
+
+// messageStatus is what a message in a queue shows: Retry while its queue
+// retries, Suspended with it, else Ready.
+func messageStatus(q *queue) string {
+	switch q.Status {
+	case "Retry", "Suspended":
+		return q.Status
+	case "Active":
+		return "Active"
+	}
+	return "Ready"
+}
+
+// defaultMessageSize is the lab's size of a message the file gives none.
+const defaultMessageSize = 48213
+
+func messageObj(s *server, q *queue, m *queuedMessage, id string) *psobj.Object {
+	expires := m.ExpirationTime
+	if expires.IsZero() {
+		expires = m.DateReceived.Add(s.settings.MessageExpirationTimeout)
+	}
+	lastErr, retries := q.LastError, q.RetryCount
+	if m.LastError != nil {
+		lastErr = *m.LastError
+	}
+	if m.RetryCount != nil {
+		retries = *m.RetryCount
+	}
+	size := m.Size
+	if size == 0 {
+		size = defaultMessageSize
+	}
+	return obj(chain("Microsoft.Exchange.Data.QueueViewer.ExtensibleMessageInfo", "Microsoft.Exchange.Data.QueueViewer.PagedDataObject"), id,
+		p("RunspaceId", runspaceID),
+		p("FromAddress", m.FromAddress),
+		p("Status", enum("Microsoft.Exchange.Data.QueueViewer.MessageStatus", messageStatus(q))),
+		p("Size", byteSize(size)),
+		p("MessageSourceName", "SMTP:Default "+s.name),
+		p("SourceIP", "127.0.0.1"),
+		p("SCL", int64(-1)),
+		p("DateReceived", date(m.DateReceived)),
+		p("ExpirationTime", date(expires)),
+		p("LastError", str(lastErr)),
+		p("RetryCount", int64(retries)),
+		p("Subject", m.Subject),
+		p("InternetMessageId", m.InternetMessageId),
+		p("Queue", ident("Microsoft.Exchange.Data.QueueViewer.QueueIdentity", q.Identity)),
+		p("Identity", ident("Microsoft.Exchange.Data.QueueViewer.MessageIdentity", id)),
+		p("IsValid", true),
+		p("ObjectState", objectState()),
+	)
+}

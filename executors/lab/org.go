@@ -94,6 +94,24 @@ type queue struct {
 	IncomingRate         float64
 	OutgoingRate         float64
 	Velocity             float64
+	// messages are what Get-Message lists, the oldest first: the first
+	// MessageCount of them (a queue a retry drained lists none).
+	messages []*queuedMessage
+}
+
+// queuedMessage mirrors Get-Message's ExtensibleMessageInfo.
+type queuedMessage struct {
+	FromAddress       string
+	Recipients        []string
+	Subject           string
+	InternetMessageId string
+	Size              int64 // bytes; 0 is the lab's default size
+	DateReceived      time.Time
+	// ExpirationTime zero: DateReceived + the server's MessageExpirationTimeout.
+	ExpirationTime time.Time
+	// LastError and RetryCount nil: the queue's.
+	LastError  *string
+	RetryCount *int
 }
 
 type policy struct {

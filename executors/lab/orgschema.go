@@ -89,6 +89,24 @@ type fileQueue struct {
 	IncomingRate         *float64 `yaml:"IncomingRate"`
 	OutgoingRate         *float64 `yaml:"OutgoingRate"`
 	Velocity             *float64 `yaml:"Velocity"`
+	// Messages are what Get-Message lists in the queue (the oldest first); a
+	// patch that gives them replaces the list.
+	Messages []fileMessageInQueue `yaml:"messages"`
+}
+
+// fileMessageInQueue is one message of a queue, as Get-Message shows it.
+type fileMessageInQueue struct {
+	FromAddress       string   `yaml:"FromAddress"`
+	Recipients        []string `yaml:"Recipients"`
+	Subject           string   `yaml:"Subject"`
+	InternetMessageId string   `yaml:"InternetMessageId"`
+	Size              *size    `yaml:"Size"`
+	DateReceived      when     `yaml:"DateReceived"`
+	// ExpirationTime defaults to DateReceived + the server's MessageExpirationTimeout.
+	ExpirationTime *when `yaml:"ExpirationTime"`
+	// LastError and RetryCount default to the queue's.
+	LastError  *string `yaml:"LastError"`
+	RetryCount *int    `yaml:"RetryCount"`
 }
 
 type fileEvent struct {
@@ -519,6 +537,20 @@ func patchQueue(q *queue, f fileQueue, now time.Time) {
 	setF(&q.IncomingRate, f.IncomingRate)
 	setF(&q.OutgoingRate, f.OutgoingRate)
 	setF(&q.Velocity, f.Velocity)
+	if f.Messages != nil {
+		q.messages = nil
+		for _, m := range f.Messages {
+			qm := &queuedMessage{FromAddress: m.FromAddress, Recipients: m.Recipients, Subject: m.Subject,
+				InternetMessageId: m.InternetMessageId, DateReceived: m.DateReceived.at(now), LastError: m.LastError, RetryCount: m.RetryCount}
+			if m.Size != nil {
+				qm.Size = m.Size.bytes
+			}
+			if m.ExpirationTime != nil {
+				qm.ExpirationTime = m.ExpirationTime.at(now)
+			}
+			q.messages = append(q.messages, qm)
+		}
+	}
 }
 
 var conditionOps = []string{">=", "<=", "!=", "==", ">", "<"}

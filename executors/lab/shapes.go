@@ -44,6 +44,7 @@ var enumValues = map[string][]string{
 		"DeliveryAgent", "SmtpDeliveryToMailbox", "SmtpRelayToDag", "SmtpRelayToMailboxDeliveryGroup",
 		"SmtpRelayToConnectorSourceServers", "SmtpRelayToServers", "SmtpRelayToRemoteForest", "SmtpDeliveryToExo"},
 	"Microsoft.Exchange.Data.QueueViewer.QueueStatus":     {"None", "Active", "Ready", "Retry", "Suspended", "Connecting"},
+	"Microsoft.Exchange.Data.QueueViewer.MessageStatus":   {"None", "Active", "Retry", "Suspended", "PendingRemove", "PendingSuspend", "Ready", "Locked"},
 	"Microsoft.Exchange.Data.RiskLevel":                   {"Normal", "Bulk", "High", "Low"},
 	"Microsoft.Exchange.Data.QueueViewer.NextHopCategory": {"Internal", "External"},
 	"System.ServiceProcess.ServiceControllerStatus": {"", "Stopped", "StartPending", "StopPending", "Running",
