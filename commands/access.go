@@ -4,6 +4,7 @@ import (
 	"context"
 	"path"
 	"slices"
+	"sync"
 
 	"github.com/ndrbot/ndrbot/store"
 )
@@ -47,18 +48,27 @@ type Groups interface {
 // authorizer answers "may this user act in this role", resolving user groups
 // through Groups.
 type authorizer struct {
-	access Access
 	groups Groups
+
+	mu     sync.RWMutex
+	access Access // replaced whole by a reload (Service.SetAccess)
+}
+
+// lists is the access lists now.
+func (a *authorizer) lists() Access {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.access
 }
 
 func (a *authorizer) list(role string) []string {
 	switch role {
 	case RoleResponder:
-		return append(slices.Clone(a.access.Responders), a.access.Admins...)
+		return append(slices.Clone(a.lists().Responders), a.lists().Admins...)
 	case RoleApprover:
-		return append(slices.Clone(a.access.Approvers), a.access.Admins...)
+		return append(slices.Clone(a.lists().Approvers), a.lists().Admins...)
 	case RoleAdmin:
-		return a.access.Admins
+		return a.lists().Admins
 	}
 	return nil
 }
@@ -77,11 +87,12 @@ func (a *authorizer) allowed(ctx context.Context, user, role string) (bool, erro
 // with the vote; the store checks it against the approval's role. An approver
 // whose admin groups could not be read decides as an approver.
 func (a *authorizer) decidesAs(ctx context.Context, user string) (string, error) {
-	admin, errAdmin := a.member(ctx, user, a.access.Admins, true)
+	lists := a.lists()
+	admin, errAdmin := a.member(ctx, user, lists.Admins, true)
 	if admin {
 		return RoleAdmin, nil
 	}
-	approver, err := a.member(ctx, user, a.access.Approvers, true)
+	approver, err := a.member(ctx, user, lists.Approvers, true)
 	switch {
 	case approver:
 		return RoleApprover, nil
@@ -127,10 +138,11 @@ func (a *authorizer) member(ctx context.Context, user string, ids []string, live
 // channelAllowed reports whether commands may run in the channel. No configured
 // channels means every channel the bot is in.
 func (a *authorizer) channelAllowed(id, name string) bool {
-	if len(a.access.Channels) == 0 {
+	channels := a.lists().Channels
+	if len(channels) == 0 {
 		return true
 	}
-	for _, c := range a.access.Channels {
+	for _, c := range channels {
 		if c == id {
 			return true
 		}

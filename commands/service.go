@@ -111,6 +111,16 @@ func New(opts Options) *Service {
 	return s
 }
 
+// SetAccess replaces the access lists (a reload): commands and clicks from now
+// on are authorised by the new lists. FourEyes is the exception: runs keep the
+// floor they were started under, and a changed four_eyes needs a restart.
+func (s *Service) SetAccess(a Access) {
+	s.auth.mu.Lock()
+	defer s.auth.mu.Unlock()
+	a.FourEyes = s.auth.access.FourEyes
+	s.auth.access = a
+}
+
 // Close stops background work and waits for it.
 func (s *Service) Close() {
 	s.cancel()

@@ -50,6 +50,9 @@ type stdio struct {
 	// dial, when set, is how executors reach remote PowerShell endpoints (tests
 	// give the fakes real-looking names); nil is the system's resolver and dialer.
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// reload, when set, stands for SIGHUP in `bot serve` (tests send on it);
+	// nil: serve listens for the signal itself.
+	reload <-chan os.Signal
 }
 
 // exitError carries an exit code through cobra.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -123,11 +124,13 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	if src, ok := st.(observe.StatsSource); ok {
 		reg.MustRegister(observe.NewStoreCollector(src, log))
 	}
+	// Playbooks are read through this pointer: a reload replaces them whole.
+	var current atomic.Pointer[playbooks.Catalog]
+	current.Store(cat)
 	svc := commands.New(commands.Options{
-		Catalog: func() *playbooks.Catalog { return cat }, Engine: eng, Store: st, Thread: thread, Alarm: poster, Groups: poster,
-		Access: commands.Access{Responders: cfg.Access.Responders, Approvers: cfg.Access.Approvers, Admins: cfg.Access.Admins,
-			Channels: cfg.Slack.Channels, FourEyes: cfg.Access.FourEyes},
-		Owner: owner, EscalationChannel: cfg.Slack.EscalationChannel, Log: base.With("component", "commands"),
+		Catalog: current.Load, Engine: eng, Store: st, Thread: thread, Alarm: poster, Groups: poster,
+		Access: accessOf(cfg),
+		Owner:  owner, EscalationChannel: cfg.Slack.EscalationChannel, Log: base.With("component", "commands"),
 		AfterRelief: anchor.Nudge,
 	})
 	opts.Replay = st // HTTP mode: a signed request is accepted once, across replicas
@@ -179,6 +182,8 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 		// bot drains, so a load balancer stops sending before it goes.
 		parts.start(deliverCtx, "health and metrics server", func(ctx context.Context) error { return ops.Run(ctx, cfg.Server.Listen) })
 	}
+	reload := &reloader{g: g, running: cfg, catalog: &current, svc: svc, log: log}
+	parts.start(deliverCtx, "reloader", func(ctx context.Context) error { return reload.run(ctx, g.io.reload) })
 	parts.start(deliverCtx, "approval sweeper", func(ctx context.Context) error { return sweepExpired(ctx, st, svc, f.sweep, log) })
 	if anchor != nil {
 		// Stopped with delivery, after the last run's events: its final
