@@ -193,6 +193,3 @@ func (rs *Runs) move(ctx context.Context, id string, from, to incident.RunState,
 	}
 	return nil
 }
-
-// Owner is the name this process claims work under.
-func (rs *Runs) Owner() string { return rs.opts.Owner }
