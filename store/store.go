@@ -41,6 +41,7 @@ type Store interface {
 	audit.Source     // Events streams the audit trail in seq order.
 	audit.HeadSource // AuditHead: last seq and hash written (for audit.Verify).
 	WatchStore       // the NDR watch's messages, events, cursor, alerts and subscription.
+	LeaseStore       // named leases: work that runs in one process of the deployment at a time.
 
 	// Append redacts, seals and appends one audit event.
 	Append(ctx context.Context, r audit.Record) (audit.Event, error)

@@ -3,7 +3,8 @@
 // recovery, the outbox and its dispatcher, the audit chain and its tamper
 // detection, schema-version refusal, the NDR watch (messages once, counts,
 // cursor, one alert per cooldown, button claims, subscription record), and the
-// replay cache of signed Slack requests (one first sighting across replicas).
+// replay cache of signed Slack requests (one first sighting across replicas), and
+// named leases (one holder at a time, hand-over on expiry or release, signals).
 // store/sqlite and store/postgres run it against real databases.
 package storetest
 
@@ -69,6 +70,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Schema", func(t *testing.T) { testSchema(t, open) })
 	t.Run("Watch", func(t *testing.T) { testWatch(t, open) })
 	t.Run("Replay", func(t *testing.T) { testReplay(t, open) })
+	t.Run("Leases", func(t *testing.T) { testLeases(t, open) })
 }
 
 var (
@@ -1051,7 +1053,7 @@ func testSchema(t *testing.T, open Opener) {
 	var tooNew *store.SchemaTooNewError
 	require.ErrorAs(t, err, &tooNew)
 	assert.Equal(t, 7, tooNew.DB)
-	assert.Contains(t, err.Error(), "database schema v7 is newer than this ndrbot (knows v4); upgrade ndrbot")
+	assert.Contains(t, err.Error(), "database schema v7 is newer than this ndrbot (knows v5); upgrade ndrbot")
 }
 
 // ---- processes racing ---------------------------------------------------------

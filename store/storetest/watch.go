@@ -50,7 +50,9 @@ func testWatch(t *testing.T, open Opener) {
 		for _, col := range []string{"approvals DROP COLUMN role", "votes DROP COLUMN role", "audit_head DROP COLUMN key_id", "audit_head DROP COLUMN key_since"} {
 			inst.Exec(t, "ALTER TABLE "+col)
 		}
-		inst.Exec(t, `DELETE FROM schema_version WHERE version IN (2, 3, 4)`)
+		// And before v5 (named leases).
+		inst.Exec(t, `DROP TABLE work_leases`)
+		inst.Exec(t, `DELETE FROM schema_version WHERE version IN (2, 3, 4, 5)`)
 		s, err := inst.Reopen(t, store.Options{})
 		require.NoError(t, err)
 		defer s.Close()
@@ -60,6 +62,9 @@ func testWatch(t *testing.T, open Opener) {
 		got, err := s.RecordWatchMessages(ctx, watchKey, []store.WatchMessage{ndr("m1", t0, "5.5.4", "fabrikam.com")})
 		require.NoError(t, err)
 		assert.Len(t, got, 1)
+		l, err := s.TryLease(ctx, "ndr-watch", "bot-1", time.Minute, t0)
+		require.NoError(t, err)
+		assert.True(t, l.Held, "v5's lease table is there")
 	})
 
 	t.Run("messages are recorded once and counted per code", func(t *testing.T) {
