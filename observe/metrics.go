@@ -22,6 +22,7 @@ type Metrics struct {
 	escalations prometheus.Counter
 	slackErrors *prometheus.CounterVec
 	slack429s   *prometheus.CounterVec
+	leader      *prometheus.GaugeVec
 }
 
 // NewMetrics registers the process's metrics with reg.
@@ -49,8 +50,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		slack429s: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ndrbot_slack_ratelimited_total", Help: "Slack Web API calls answered 429, by method.",
 		}, []string{"method"}),
+		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ndrbot_keeper_leader", Help: "1 while this process holds the lease of a once-per-deployment work and runs it, else 0 (sum over replicas: 1).",
+		}, []string{"work"}),
 	}
-	reg.MustRegister(m.steps, m.stepErrors, m.findings, m.reliefs, m.escalations, m.slackErrors, m.slack429s)
+	reg.MustRegister(m.steps, m.stepErrors, m.findings, m.reliefs, m.escalations, m.slackErrors, m.slack429s, m.leader)
 	return m
 }
 
@@ -83,6 +87,16 @@ func (m *Metrics) SlackCall(method string, rateLimited bool) {
 	if rateLimited {
 		m.slack429s.WithLabelValues(method).Inc()
 	}
+}
+
+// Leader records whether this process holds work's lease (a keeper's OnChange).
+// Call it with false when the keeper starts, so every replica reports the work.
+func (m *Metrics) Leader(work string, held bool) {
+	v := 0.0
+	if held {
+		v = 1
+	}
+	m.leader.WithLabelValues(work).Set(v)
 }
 
 // StatsSource is the part of the store the deployment-wide gauges read.

@@ -74,6 +74,9 @@ func TestMetricsCountEventsAndReadTheStore(t *testing.T) {
 	m.Observe(ctx, incident.Event{Kind: incident.EventReliefFinished, Relief: &incident.ReliefResult{Relief: "restart-transport", OK: false}})
 	m.Observe(ctx, incident.Event{Kind: incident.EventEscalation, Escalation: &incident.Escalation{}})
 	m.SlackCall("files upload v2 (output.txt)", true)
+	m.Leader("ndr-watch", false)
+	m.Leader("approval-sweeper", false)
+	m.Leader("approval-sweeper", true)
 
 	_, body := get(t, NewServer(reg, nil, nil).Handler(), "/metrics")
 	for _, want := range []string{
@@ -88,6 +91,8 @@ func TestMetricsCountEventsAndReadTheStore(t *testing.T) {
 		`ndrbot_outbox_pending 3`,
 		`ndrbot_outbox_oldest_pending_seconds 90`,
 		`ndrbot_store_up 1`,
+		`ndrbot_keeper_leader{work="ndr-watch"} 0`,
+		`ndrbot_keeper_leader{work="approval-sweeper"} 1`,
 	} {
 		assert.Contains(t, body, want)
 	}
