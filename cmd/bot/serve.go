@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/ndrbot/ndrbot/commands"
 	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/internal/keeper"
 	"github.com/ndrbot/ndrbot/observe"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/slack"
@@ -119,6 +121,19 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	thread := slack.NewThread(st, slack.ThreadOptions{Notify: disp.Notify, Log: base.With("component", "thread")})
 	tg := newTargets(cfg, simulated, base, g.io)
 	defer closeTargets(tg, log)
+	// Work that must happen once per deployment runs on one replica at a time,
+	// the holder of its lease in the store; the other replicas stand by.
+	once := singletons{leases: st, owner: keeperOwner(owner), ttl: f.lease, metrics: metrics, log: base}
+	var checkpoints *keeper.Keeper
+	afterRelief := func() {}
+	if anchor != nil {
+		if checkpoints, err = once.keeper("audit-checkpoints", func(string) { anchor.Nudge() }); err != nil {
+			return err
+		}
+		// The checkpoint after a relief is written by the replica holding the
+		// checkpoints' lease: one that does not hold it asks through the store.
+		afterRelief = func() { checkpoints.Signal("nudge") }
+	}
 	eng := playbooks.NewEngine(tg, playbooks.Options{WaitScale: scale, Logger: base.With("component", "engine"),
 		History: store.ReliefHistory{Store: st}, Observer: metrics})
 	if src, ok := st.(observe.StatsSource); ok {
@@ -131,7 +146,7 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 		Catalog: current.Load, Engine: eng, Store: st, Thread: thread, Alarm: poster, Groups: poster,
 		Access: accessOf(cfg),
 		Owner:  owner, EscalationChannel: cfg.Slack.EscalationChannel, Log: base.With("component", "commands"),
-		AfterRelief: anchor.Nudge,
+		AfterRelief: afterRelief,
 	})
 	opts.Replay = st // HTTP mode: a signed request is accepted once, across replicas
 	ad, err := slack.New(opts, poster, svc)
@@ -155,6 +170,15 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	nw, err := newNDRWatch(cfg, f.lab.set(), cat, st, thread, base)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
+	}
+	if nw != nil {
+		if nw.keep, err = once.keeper("ndr-watch", nw.signal); err != nil {
+			return err
+		}
+	}
+	sweeper, err := once.keeper("approval-sweeper", nil)
+	if err != nil {
+		return err
 	}
 
 	// Shutdown order: intake stops and drains first, then background runs, then
@@ -184,11 +208,13 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	}
 	reload := &reloader{g: g, running: cfg, catalog: &current, svc: svc, log: log}
 	parts.start(deliverCtx, "reloader", func(ctx context.Context) error { return reload.run(ctx, g.io.reload) })
-	parts.start(deliverCtx, "approval sweeper", func(ctx context.Context) error { return sweepExpired(ctx, st, svc, f.sweep, log) })
+	parts.start(deliverCtx, "approval sweeper", func(ctx context.Context) error {
+		return sweeper.Run(ctx, func(ctx context.Context) error { return sweepExpired(ctx, st, svc, f.sweep, log) })
+	})
 	if anchor != nil {
-		// Stopped with delivery, after the last run's events: its final
+		// Stopped with delivery, after the last run's events: the holder's final
 		// checkpoint covers everything this process wrote.
-		parts.start(deliverCtx, "audit checkpoints", anchor.Run)
+		parts.start(deliverCtx, "audit checkpoints", func(ctx context.Context) error { return checkpoints.Run(ctx, anchor.Run) })
 	}
 	// The NDR watch posts through the thread: it stops with the intake, before the
 	// thread is closed.
@@ -312,14 +338,42 @@ func sweepExpired(ctx context.Context, st store.Store, svc *commands.Service, ev
 	}
 }
 
+// singletons makes the keepers of serve's once-per-deployment work: each runs
+// its work while this process holds the work's lease, and reports it in
+// ndrbot_keeper_leader{work}.
+type singletons struct {
+	leases  keeper.Leaser
+	owner   string
+	ttl     time.Duration
+	metrics *observe.Metrics
+	log     *slog.Logger
+}
+
+func (s singletons) keeper(work string, onSignal func(string)) (*keeper.Keeper, error) {
+	s.metrics.Leader(work, false)
+	return keeper.New(keeper.Options{Name: work, Owner: s.owner, Store: s.leases, TTL: s.ttl, OnSignal: onSignal,
+		OnChange: func(held bool) { s.metrics.Leader(work, held) }, Log: s.log})
+}
+
+// keeperOwner names this process for the leases: the run owner (host and pid)
+// and a random part, since a restarted container has the pid and host name of
+// the process it replaces, and test replicas share one process.
+func keeperOwner(owner string) string {
+	return fmt.Sprintf("%s/%06x", owner, rand.Uint32()>>8)
+}
+
 // ndrWatch is the NDR watch as `bot serve` runs it: the delta poller, and in
 // notifications mode the subscription keeper and the notification endpoint.
+// The poller and the subscription keeper run on the replica holding the
+// watch's lease (keep); the endpoint serves on every replica, since Graph posts
+// to whichever the URL reaches, and passes what it hears to the holder.
 type ndrWatch struct {
-	w   *watch.Watcher
-	sub *graphmail.Subscriber
-	ln  net.Listener
-	srv *http.Server
-	log *slog.Logger
+	w    *watch.Watcher
+	sub  *graphmail.Subscriber
+	ln   net.Listener
+	srv  *http.Server
+	keep *keeper.Keeper
+	log  *slog.Logger
 }
 
 // newNDRWatch builds the watch when watch.enabled; nil when it is off, or with --lab
@@ -364,7 +418,7 @@ func newNDRWatch(cfg config.Config, lab bool, cat *playbooks.Catalog, st store.S
 	if n.ln, err = net.Listen("tcp", wc.Listen); err != nil {
 		return nil, fmt.Errorf("watch.listen: %w", err)
 	}
-	n.srv = &http.Server{Handler: graphmail.NotificationHandler(state, n.w.Poke, n.sub.Lifecycle, log),
+	n.srv = &http.Server{Handler: graphmail.NotificationHandler(state, n.notified, n.lifecycle, log),
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 	return n, nil
 }
@@ -390,8 +444,45 @@ func (n *ndrWatch) run(ctx context.Context) error {
 			defer cancel()
 			return n.srv.Shutdown(shut)
 		})
+	}
+	g.Go(func() error { return n.keep.Run(ctx, n.keepWatching) })
+	return g.Wait()
+}
+
+// keepWatching is the holder's part: the subscription keeper and the poller.
+func (n *ndrWatch) keepWatching(ctx context.Context) error {
+	var g errgroup.Group
+	if n.sub != nil {
 		g.Go(func() error { return n.sub.Run(ctx) })
 	}
 	g.Go(func() error { return n.w.Run(ctx) })
 	return g.Wait()
+}
+
+// Signals the endpoint passes to the holder of the watch's lease: a change
+// notification ("poke": a delta round now) and a lifecycle notification
+// ("lifecycle EVENT SUBSCRIPTION-ID").
+const (
+	signalPoke      = "poke"
+	signalLifecycle = "lifecycle "
+)
+
+func (n *ndrWatch) notified() { n.keep.Signal(signalPoke) }
+
+func (n *ndrWatch) lifecycle(event, subscriptionID string) {
+	n.keep.Signal(signalLifecycle + event + " " + subscriptionID)
+}
+
+// signal acts on a signal on the holder.
+func (n *ndrWatch) signal(s string) {
+	if s == signalPoke {
+		n.w.Poke()
+		return
+	}
+	if rest, ok := strings.CutPrefix(s, signalLifecycle); ok && n.sub != nil {
+		event, id, _ := strings.Cut(rest, " ")
+		n.sub.Lifecycle(event, id)
+		return
+	}
+	n.log.Warn("unknown signal for the watch ignored", "signal", s)
 }
