@@ -180,7 +180,9 @@ type Lab struct {
 type Store struct {
 	// Driver is sqlite (embedded, one process) or postgres (several replicas).
 	Driver string `mapstructure:"driver" yaml:"driver"`
-	// Path is the SQLite file; empty means $XDG_DATA_HOME/ndrbot/ndrbot.db or ./ndrbot.db.
+	// Path is the SQLite file. Load fills an empty one with $STATE_DIRECTORY/ndrbot.db
+	// (systemd's StateDirectory=), else $XDG_DATA_HOME/ndrbot/ndrbot.db, else
+	// ~/.local/share/ndrbot/ndrbot.db — never the working directory.
 	Path string `mapstructure:"path" yaml:"path" config:"path"`
 	// DSN is the PostgreSQL connection string (it holds a password: env or file).
 	DSN     Secret `mapstructure:"dsn" yaml:"dsn"`

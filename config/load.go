@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -27,7 +28,7 @@ type LoadOptions struct {
 	File string
 	// Env is the environment as KEY=VALUE pairs (os.Environ's shape). A slice rather
 	// than a lookup function because Load has to enumerate it: target names are only
-	// discoverable from the variable names, and an unknown NDRBOT_* variable is an error.
+	// discoverable from the variable names, and an unknown NDRBOT_* variable is reported.
 	Env []string
 	// WorkDir is where ./ndrbot.yaml is looked for and what a relative --config or a
 	// relative path from the environment is resolved against. Empty skips ./ndrbot.yaml.
@@ -36,21 +37,66 @@ type LoadOptions struct {
 	// HomeDir/.config is used; when both are empty that step is skipped.
 	XDGConfigHome string
 	HomeDir       string
+	// StateDirectory (systemd's $STATE_DIRECTORY) and XDGDataHome ($XDG_DATA_HOME,
+	// else HomeDir/.local/share) place the SQLite store when store.path is unset
+	// (see defaultStorePath). With none of them the path stays empty: the store is
+	// never put in the working directory by default.
+	StateDirectory string
+	XDGDataHome    string
 }
 
 // OSLoadOptions returns the options for the running process with --config file.
 func OSLoadOptions(file string) LoadOptions {
-	// An unknown working or home directory only removes a place to look; --config and
-	// the environment still work, so the errors are not fatal here.
+	// An unknown working directory only removes a place to look; --config and the
+	// environment still work, so the error is not fatal here.
 	wd, _ := os.Getwd()
-	home, _ := os.UserHomeDir()
-	return LoadOptions{
-		File:          file,
-		Env:           os.Environ(),
-		WorkDir:       wd,
-		XDGConfigHome: os.Getenv("XDG_CONFIG_HOME"),
-		HomeDir:       home,
+	return EnvLoadOptions(file, os.Environ(), wd)
+}
+
+// EnvLoadOptions returns the options for a process whose environment is environ
+// (os.Environ's shape) and whose working directory is workDir. Every directory
+// Load consults comes from environ, so a caller with an injected environment (a
+// test) controls where configuration is read and where the store goes.
+func EnvLoadOptions(file string, environ []string, workDir string) LoadOptions {
+	env := parseEnviron(environ)
+	// os.UserHomeDir's variables, read from environ instead of the process.
+	home := env["HOME"]
+	if runtime.GOOS == "windows" {
+		home = env["USERPROFILE"]
 	}
+	return LoadOptions{
+		File:           file,
+		Env:            environ,
+		WorkDir:        workDir,
+		XDGConfigHome:  env["XDG_CONFIG_HOME"],
+		HomeDir:        home,
+		StateDirectory: env["STATE_DIRECTORY"],
+		XDGDataHome:    env["XDG_DATA_HOME"],
+	}
+}
+
+// StoreFile is the SQLite database's file name in the default directories.
+const StoreFile = "ndrbot.db"
+
+// defaultStorePath is where the SQLite store goes when store.path is unset, and
+// what decided it (for Print). systemd's StateDirectory= comes first: a unit that
+// declares one means the bot's state to live there (systemd.exec(5): the variable
+// holds the absolute path, several joined by ':' when several are declared — the
+// first is taken). Then the XDG Base Directory data home: $XDG_DATA_HOME, ignored
+// unless absolute (the spec says a relative value is invalid), else
+// ~/.local/share. Never the working directory: a database that moves with cd is
+// one an operator loses, and `audit verify` would check the wrong one.
+func defaultStorePath(opts LoadOptions) (path, via string) {
+	if dir, _, _ := strings.Cut(opts.StateDirectory, ":"); filepath.IsAbs(dir) {
+		return filepath.Join(dir, StoreFile), "$STATE_DIRECTORY"
+	}
+	if filepath.IsAbs(opts.XDGDataHome) {
+		return filepath.Join(opts.XDGDataHome, "ndrbot", StoreFile), "$XDG_DATA_HOME"
+	}
+	if filepath.IsAbs(opts.HomeDir) {
+		return filepath.Join(opts.HomeDir, ".local", "share", "ndrbot", StoreFile), "~/.local/share"
+	}
+	return "", ""
 }
 
 // Source reports where a loaded configuration came from.
@@ -62,6 +108,11 @@ type Source struct {
 	Via string
 	// Env lists the environment variables that set a value (names only), sorted.
 	Env []string
+	// Warnings are NDRBOT_* variables that are not settings, each with a
+	// suggestion when one is close. They are ignored rather than refused:
+	// Kubernetes sets NDRBOT_PORT, NDRBOT_SERVICE_HOST, … for a Service named
+	// ndrbot, and the bot must still start; the caller shows them.
+	Warnings []string
 }
 
 // String returns the file used, or "defaults".
@@ -75,8 +126,10 @@ func (s Source) String() string {
 // Load builds the effective configuration: defaults, then the file (resolved as
 // --config FILE → NDRBOT_CONFIG → ./ndrbot.yaml → $XDG_CONFIG_HOME/ndrbot/ndrbot.yaml →
 // none), then NDRBOT_* variables. Every problem in the file (unknown or misspelt keys,
-// wrong types) and in the environment (unknown NDRBOT_* names, unparsable values) is
-// reported at once, each naming the key with its file:line or the variable.
+// wrong types) and in the environment (unparsable values, ambiguous names) is
+// reported at once, each naming the key with its file:line or the variable. An
+// NDRBOT_* name that is no setting is a warning in Source.Warnings, not an error.
+// An unset SQLite store.path is filled in from the directories in opts.
 //
 // Load does not call Validate.
 func Load(opts LoadOptions) (Config, Source, error) {
@@ -112,10 +165,19 @@ func Load(opts LoadOptions) (Config, Source, error) {
 	if len(l.errs) > 0 {
 		return Config{}, Source{}, errors.Join(l.errs...)
 	}
+	src.Warnings = l.warnings
 
 	cfg, err := l.decode()
 	if err != nil {
 		return Config{}, Source{}, fmt.Errorf("%s: %w", src, err)
+	}
+	// Resolved here, not left to the store, so `config check` prints the file the
+	// bot will open and every command opens the same one.
+	if cfg.Store.Driver == "sqlite" && cfg.Store.Path == "" {
+		if path, via := defaultStorePath(opts); path != "" {
+			cfg.Store.Path = path
+			cfg.origins["store.path"] = "default from " + via
+		}
 	}
 	return cfg, src, nil
 }
@@ -198,6 +260,7 @@ type loader struct {
 	defaults, file, env map[string]any
 	origins             map[string]string
 	errs                []error
+	warnings            []string
 }
 
 func (l *loader) errorf(where, key, format string, args ...any) {
@@ -377,7 +440,7 @@ func (l *loader) readEnv(env map[string]string, workDir string) []string {
 		var matches []envMatch
 		l.matchEnv(rest, l.root, "", envMatch{}, &matches)
 		if len(matches) == 0 {
-			l.errs = append(l.errs, fmt.Errorf("%s: not a setting%s", name, didYouMean(name, l.envCandidates(aliases))))
+			l.warnings = append(l.warnings, fmt.Sprintf("%s: not a setting, ignored%s", name, didYouMean(name, l.envCandidates(aliases))))
 			continue
 		}
 		// Prefer entry names the defaults or the file already define, then the

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -90,14 +91,18 @@ func TestDefault(t *testing.T) {
 
 func TestLoadWithNothingIsDefault(t *testing.T) {
 	t.Parallel()
-	cfg, src, err := Load(LoadOptions{WorkDir: t.TempDir(), HomeDir: t.TempDir()})
+	home := t.TempDir()
+	cfg, src, err := Load(LoadOptions{WorkDir: t.TempDir(), HomeDir: home})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if src.String() != "defaults" || src.File != "" {
 		t.Errorf("source = %+v, want defaults", src)
 	}
-	if got, want := withoutOrigins(cfg), Default(); !reflect.DeepEqual(got, want) {
+	// The one default that depends on the options: the store under the home directory.
+	want := Default()
+	want.Store.Path = filepath.Join(home, ".local", "share", "ndrbot", "ndrbot.db")
+	if got := withoutOrigins(cfg); !reflect.DeepEqual(got, want) {
 		t.Errorf("Load with no file or env:\n got %+v\nwant %+v", got, want)
 	}
 	if o := cfg.Origin("targets.exchange.max_concurrency"); o != "default" {
@@ -353,11 +358,6 @@ func TestEnvErrors(t *testing.T) {
 		env  string
 		want []string
 	}{
-		{"misspelt variable", "", "NDRBOT_LOG_LEVL=debug",
-			[]string{"NDRBOT_LOG_LEVL: not a setting", `did you mean "NDRBOT_LOG_LEVEL"`}},
-		{"misspelt target key", "", "NDRBOT_TARGETS_EXCHANGE_PASWORD=x",
-			[]string{"NDRBOT_TARGETS_EXCHANGE_PASWORD: not a setting", `"NDRBOT_TARGETS_EXCHANGE_PASSWORD"`}},
-		{"section without key", "", "NDRBOT_LOG=debug", []string{"NDRBOT_LOG: not a setting"}},
 		{"not a number", "", "NDRBOT_LAB_TIME_SCALE=fast",
 			[]string{"NDRBOT_LAB_TIME_SCALE: lab.time_scale:", `"fast" is not a number`}},
 		{"unitless duration", "", "NDRBOT_TARGETS_EXCHANGE_OPERATION_TIMEOUT=60",
@@ -387,11 +387,137 @@ func TestEnvErrors(t *testing.T) {
 	}
 	t.Run("all reported at once", func(t *testing.T) {
 		t.Parallel()
-		_, _, err := Load(LoadOptions{Env: []string{"NDRBOT_LOG_LEVL=x", "NDRBOT_LAB_TIME_SCALE=fast"}})
-		if err == nil || !strings.Contains(err.Error(), "NDRBOT_LOG_LEVL") || !strings.Contains(err.Error(), "NDRBOT_LAB_TIME_SCALE") {
+		_, _, err := Load(LoadOptions{Env: []string{"NDRBOT_LAB_LATENCY=soon", "NDRBOT_LAB_TIME_SCALE=fast"}})
+		if err == nil || !strings.Contains(err.Error(), "NDRBOT_LAB_LATENCY") || !strings.Contains(err.Error(), "NDRBOT_LAB_TIME_SCALE") {
 			t.Errorf("err = %v, want both variables named", err)
 		}
 	})
+}
+
+// An NDRBOT_* variable that is no setting is ignored with a warning: Kubernetes
+// injects NDRBOT_PORT, NDRBOT_SERVICE_HOST, … for a Service named ndrbot
+// (https://kubernetes.io/docs/concepts/services-networking/service/#environment-variables),
+// and the bot must start anyway; a misspelling is named with its likely setting.
+func TestUnknownEnvIsAWarning(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  []string
+		want []string // one warning per entry, in order
+	}{
+		{"Kubernetes service links",
+			[]string{"NDRBOT_PORT=tcp://10.0.0.1:8080", "NDRBOT_SERVICE_HOST=10.0.0.1", "NDRBOT_SERVICE_PORT=8080",
+				"NDRBOT_PORT_8080_TCP=tcp://10.0.0.1:8080", "NDRBOT_PORT_8080_TCP_PROTO=tcp"},
+			[]string{"NDRBOT_PORT: not a setting, ignored", "NDRBOT_PORT_8080_TCP: not a setting, ignored",
+				"NDRBOT_PORT_8080_TCP_PROTO: not a setting, ignored", "NDRBOT_SERVICE_HOST: not a setting, ignored",
+				"NDRBOT_SERVICE_PORT: not a setting, ignored"}},
+		{"misspelt variable", []string{"NDRBOT_LOG_LEVL=debug"},
+			[]string{`NDRBOT_LOG_LEVL: not a setting, ignored (did you mean "NDRBOT_LOG_LEVEL"?)`}},
+		{"misspelt target key", []string{"NDRBOT_TARGETS_EXCHANGE_PASWORD=x"},
+			[]string{`NDRBOT_TARGETS_EXCHANGE_PASWORD: not a setting, ignored (did you mean "NDRBOT_TARGETS_EXCHANGE_PASSWORD"?)`}},
+		{"section without key", []string{"NDRBOT_LOG=debug"}, []string{"NDRBOT_LOG: not a setting, ignored"}},
+		{"settings warn of nothing", []string{"NDRBOT_LOG_LEVEL=debug", "NDRBOT_CONFIG="}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// Alongside a real setting, which still applies.
+			cfg, src, err := Load(LoadOptions{Env: append([]string{"NDRBOT_LAB_TIME_SCALE=60"}, tt.env...)})
+			if err != nil {
+				t.Fatalf("Load refused %v: %v", tt.env, err)
+			}
+			if cfg.Lab.TimeScale != 60 {
+				t.Errorf("lab.time_scale = %v, want 60 from the environment", cfg.Lab.TimeScale)
+			}
+			if len(src.Warnings) != len(tt.want) {
+				t.Fatalf("warnings = %q, want %d", src.Warnings, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(src.Warnings[i], w) {
+					t.Errorf("warning %d = %q, want %q", i, src.Warnings[i], w)
+				}
+			}
+			if slices.Contains(src.Env, "NDRBOT_PORT") {
+				t.Errorf("an ignored variable is listed as applied: %v", src.Env)
+			}
+		})
+	}
+}
+
+// store.path, when unset, is resolved by Load from systemd's state directory or
+// the XDG data directory, and never to the working directory.
+func TestDefaultStorePath(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		opts      LoadOptions
+		env       []string
+		want, via string
+	}{
+		{"systemd StateDirectory= first", LoadOptions{StateDirectory: "/var/lib/ndrbot", XDGDataHome: "/data", HomeDir: "/home/ops"}, nil,
+			"/var/lib/ndrbot/ndrbot.db", "default from $STATE_DIRECTORY"},
+		{"several state directories: the first", LoadOptions{StateDirectory: "/var/lib/ndrbot:/var/lib/other"}, nil,
+			"/var/lib/ndrbot/ndrbot.db", "default from $STATE_DIRECTORY"},
+		{"XDG_DATA_HOME", LoadOptions{XDGDataHome: "/data", HomeDir: "/home/ops"}, nil,
+			"/data/ndrbot/ndrbot.db", "default from $XDG_DATA_HOME"},
+		{"relative XDG_DATA_HOME is ignored (XDG spec)", LoadOptions{XDGDataHome: "data", HomeDir: "/home/ops"}, nil,
+			"/home/ops/.local/share/ndrbot/ndrbot.db", "default from ~/.local/share"},
+		{"relative STATE_DIRECTORY is ignored", LoadOptions{StateDirectory: "state", HomeDir: "/home/ops"}, nil,
+			"/home/ops/.local/share/ndrbot/ndrbot.db", "default from ~/.local/share"},
+		{"home only", LoadOptions{HomeDir: "/home/ops"}, nil,
+			"/home/ops/.local/share/ndrbot/ndrbot.db", "default from ~/.local/share"},
+		{"nowhere known: empty, not ./ndrbot.db", LoadOptions{WorkDir: "/work"}, nil, "", "default"},
+		{"store.path wins", LoadOptions{StateDirectory: "/var/lib/ndrbot", WorkDir: "/work"}, []string{"NDRBOT_STORE_PATH=/srv/bot.db"},
+			"/srv/bot.db", "env NDRBOT_STORE_PATH"},
+		{"postgres has no file", LoadOptions{XDGDataHome: "/data"}, []string{"NDRBOT_STORE_DRIVER=postgres", "NDRBOT_STORE_DSN=postgres://db/ndr"},
+			"", "default"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.opts.Env = tt.env
+			cfg, _, err := Load(tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Store.Path != filepath.FromSlash(tt.want) || cfg.Origin("store.path") != tt.via {
+				t.Errorf("store.path = %q from %q, want %q from %q", cfg.Store.Path, cfg.Origin("store.path"), tt.want, tt.via)
+			}
+		})
+	}
+	// config check prints the resolved file and why.
+	cfg, _, err := Load(LoadOptions{XDGDataHome: "/data"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := cfg.Print(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "path: /data/ndrbot/ndrbot.db # default from $XDG_DATA_HOME") {
+		t.Errorf("Print does not show the resolved store path:\n%s", out.String())
+	}
+}
+
+// EnvLoadOptions takes every directory from the environment it is given, not
+// from the process's.
+func TestEnvLoadOptions(t *testing.T) {
+	t.Parallel()
+	env := []string{"HOME=/home/ops", "USERPROFILE=C:\\Users\\ops", "XDG_CONFIG_HOME=/cfg", "XDG_DATA_HOME=/data",
+		"STATE_DIRECTORY=/var/lib/ndrbot", "NDRBOT_LOG_LEVEL=debug"}
+	got := EnvLoadOptions("bot.yaml", env, "/work")
+	home := "/home/ops"
+	if runtime.GOOS == "windows" {
+		home = "C:\\Users\\ops"
+	}
+	want := LoadOptions{File: "bot.yaml", Env: env, WorkDir: "/work", XDGConfigHome: "/cfg", HomeDir: home,
+		StateDirectory: "/var/lib/ndrbot", XDGDataHome: "/data"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("EnvLoadOptions = %+v, want %+v", got, want)
+	}
+	if got := EnvLoadOptions("", nil, ""); !reflect.DeepEqual(got, LoadOptions{}) {
+		t.Errorf("with an empty environment: %+v, want nothing to look at", got)
+	}
 }
 
 func TestLoadFileErrors(t *testing.T) {

@@ -15,7 +15,8 @@ import (
 // in a template or the unit needs a line here; each line is held against
 // config.EnvName and against the loader (Load must record the variable as the
 // origin of that key), so a setting renamed in config/ fails here, not in
-// production, where the bot refuses an NDRBOT_* variable it does not know.
+// production, where the bot would only warn that the variable is no setting and
+// run without it.
 var settingOf = map[string]string{
 	"NDRBOT_SLACK_MODE":                       "slack.mode",
 	"NDRBOT_SLACK_LISTEN":                     "slack.listen",
@@ -54,9 +55,12 @@ func TestSettingOfMatchesEnvName(t *testing.T) {
 // applied to the key settingOf names. It returns the loaded configuration.
 func checkEnvSettings(t *testing.T, where string, env []string) config.Config {
 	t.Helper()
-	cfg, _, err := config.Load(config.LoadOptions{Env: env})
+	cfg, src, err := config.Load(config.LoadOptions{Env: env})
 	if err != nil {
 		t.Fatalf("%s: the bot would refuse this environment:\n%v", where, err)
+	}
+	for _, w := range src.Warnings {
+		t.Errorf("%s: the bot would ignore a variable: %s", where, w)
 	}
 	for _, kv := range env {
 		name, value, _ := strings.Cut(kv, "=")

@@ -284,6 +284,22 @@ func TestSystemdUnitSettings(t *testing.T) {
 	if cfg.Store.Driver != "sqlite" || filepath.Dir(cfg.Store.Path) != expand("%S/ndrbot", dirs) {
 		t.Errorf("store %s at %s, want sqlite in the StateDirectory", cfg.Store.Driver, cfg.Store.Path)
 	}
+	// The unit names the file explicitly; without that line the bot's default under
+	// StateDirectory=ndrbot ($STATE_DIRECTORY, which systemd sets) is the same file.
+	var implicit []string
+	for _, kv := range active {
+		if !strings.HasPrefix(kv, "NDRBOT_STORE_PATH=") {
+			implicit = append(implicit, kv)
+		}
+	}
+	implicit = append(implicit, "STATE_DIRECTORY="+expand("%S/ndrbot", dirs), "HOME="+filepath.Join(root, "home"))
+	byDefault, _, err := config.Load(config.EnvLoadOptions("", implicit, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if byDefault.Store.Path != cfg.Store.Path {
+		t.Errorf("under $STATE_DIRECTORY the default store is %s, the unit names %s", byDefault.Store.Path, cfg.Store.Path)
+	}
 	if filepath.Dir(cfg.Store.Checkpoints.File) != expand("%L/ndrbot", dirs) {
 		t.Errorf("checkpoints file %s, want it in the LogsDirectory", cfg.Store.Checkpoints.File)
 	}

@@ -23,6 +23,10 @@ type Metrics struct {
 	slackErrors *prometheus.CounterVec
 	slack429s   *prometheus.CounterVec
 	leader      *prometheus.GaugeVec
+	watchPolls  *prometheus.CounterVec
+	watchNDRs   *prometheus.CounterVec
+	watchLag    prometheus.Gauge
+	watchLast   prometheus.Gauge
 }
 
 // NewMetrics registers the process's metrics with reg.
@@ -53,8 +57,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ndrbot_keeper_leader", Help: "1 while this process holds the lease of a once-per-deployment work and runs it, else 0 (sum over replicas: 1).",
 		}, []string{"work"}),
+		watchPolls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ndrbot_watch_polls_total", Help: "Delta rounds of the NDR watch on this process, by outcome (ok, failed).",
+		}, []string{"outcome"}),
+		watchNDRs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ndrbot_watch_ndr_failures_total", Help: "Failed recipients of the NDRs the watch counted, by enhanced status code.",
+		}, []string{"code"}),
+		watchLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ndrbot_watch_lag_seconds", Help: "How long the oldest new message of the last round that found any waited in the mailbox before the watch read it.",
+		}),
+		watchLast: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ndrbot_watch_last_success_timestamp_seconds", Help: "When the NDR watch last completed a delta round (Unix time); alert on time() minus it.",
+		}),
 	}
-	reg.MustRegister(m.steps, m.stepErrors, m.findings, m.reliefs, m.escalations, m.slackErrors, m.slack429s, m.leader)
+	reg.MustRegister(m.steps, m.stepErrors, m.findings, m.reliefs, m.escalations, m.slackErrors, m.slack429s, m.leader,
+		m.watchPolls, m.watchNDRs, m.watchLag, m.watchLast)
 	return m
 }
 
@@ -97,6 +114,23 @@ func (m *Metrics) Leader(work string, held bool) {
 		v = 1
 	}
 	m.leader.WithLabelValues(work).Set(v)
+}
+
+// WatchPoll records one delta round of the NDR watch: whether it failed, the
+// failures it counted by code, and, when it found new messages, their lag.
+func (m *Metrics) WatchPoll(failed bool, codes map[string]int, fresh bool, lag time.Duration, at time.Time) {
+	if failed {
+		m.watchPolls.WithLabelValues("failed").Inc()
+	} else {
+		m.watchPolls.WithLabelValues("ok").Inc()
+		m.watchLast.Set(float64(at.UnixNano()) / 1e9)
+	}
+	for code, n := range codes {
+		m.watchNDRs.WithLabelValues(code).Add(float64(n))
+	}
+	if fresh {
+		m.watchLag.Set(lag.Seconds())
+	}
 }
 
 // StatsSource is the part of the store the deployment-wide gauges read.

@@ -77,6 +77,9 @@ func TestMetricsCountEventsAndReadTheStore(t *testing.T) {
 	m.Leader("ndr-watch", false)
 	m.Leader("approval-sweeper", false)
 	m.Leader("approval-sweeper", true)
+	m.WatchPoll(false, map[string]int{"5.5.4": 3, "4.4.7": 1}, true, 95*time.Second, now)
+	m.WatchPoll(false, map[string]int{"5.5.4": 2}, false, 0, now)
+	m.WatchPoll(true, nil, false, 0, now.Add(time.Minute))
 
 	_, body := get(t, NewServer(reg, nil, nil).Handler(), "/metrics")
 	for _, want := range []string{
@@ -93,6 +96,12 @@ func TestMetricsCountEventsAndReadTheStore(t *testing.T) {
 		`ndrbot_store_up 1`,
 		`ndrbot_keeper_leader{work="ndr-watch"} 0`,
 		`ndrbot_keeper_leader{work="approval-sweeper"} 1`,
+		`ndrbot_watch_polls_total{outcome="ok"} 2`,
+		`ndrbot_watch_polls_total{outcome="failed"} 1`,
+		`ndrbot_watch_ndr_failures_total{code="5.5.4"} 5`,
+		`ndrbot_watch_ndr_failures_total{code="4.4.7"} 1`,
+		`ndrbot_watch_lag_seconds 95`,
+		`ndrbot_watch_last_success_timestamp_seconds 1.7962992e+09`,
 	} {
 		assert.Contains(t, body, want)
 	}

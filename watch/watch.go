@@ -88,8 +88,11 @@ type Options struct {
 	Retention time.Duration
 	// MaxBackoff bounds the wait after failed polls (default 10 min).
 	MaxBackoff time.Duration
-	Now        func() time.Time
-	Log        *slog.Logger
+	// Polled, when set, is told the outcome of every delta round (the
+	// metrics: NDRs counted, lag, failures).
+	Polled func(Result, error)
+	Now    func() time.Time
+	Log    *slog.Logger
 }
 
 // Defaults of the watch: config's watch section has the same.
@@ -119,9 +122,14 @@ type Watcher struct {
 
 // Result is what one poll did.
 type Result struct {
-	Seen   int // messages the delta round returned
-	New    int // of which not processed before
-	NDRs   int // of the new ones, NDRs
+	Seen int // messages the delta round returned
+	New  int // of which not processed before
+	NDRs int // of the new ones, NDRs
+	// Codes counts the failures of the new NDRs by enhanced status code.
+	Codes map[string]int
+	// Lag is how long the oldest new message waited between its arrival in
+	// the mailbox and this round (zero when nothing was new).
+	Lag    time.Duration
 	Alerts []store.WatchAlert
 }
 
@@ -186,6 +194,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	lastPrune := time.Time{}
 	for {
 		res, err := w.Poll(ctx)
+		if w.o.Polled != nil && ctx.Err() == nil {
+			w.o.Polled(res, err)
+		}
 		wait := w.o.Interval
 		switch {
 		case ctx.Err() != nil:
@@ -277,8 +288,15 @@ func (w *Watcher) Poll(ctx context.Context) (Result, error) {
 	}
 	res.New = len(fresh)
 	for _, m := range fresh {
+		res.Lag = max(res.Lag, now.Sub(m.Received))
 		if len(m.Events) > 0 {
 			res.NDRs++
+		}
+		for _, e := range m.Events {
+			if res.Codes == nil {
+				res.Codes = map[string]int{}
+			}
+			res.Codes[e.Code]++
 		}
 	}
 	// Only now that every message it covers is stored does the cursor move.

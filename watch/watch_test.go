@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +28,8 @@ func TestStormPostsOneAlert(t *testing.T) {
 		r.src.Deliver(ndr511(t, fmt.Sprintf("u%d", i), fmt.Sprintf("nobody%d@fabrikam.com", i), t0.Add(time.Duration(i)*time.Second)))
 	}
 	res := r.poll(t, w)
-	assert.Equal(t, watch.Result{Seen: 44, New: 44, NDRs: 42, Alerts: res.Alerts}, res)
+	assert.Equal(t, watch.Result{Seen: 44, New: 44, NDRs: 42, Codes: map[string]int{"5.5.4": 37, "5.1.1": 5},
+		Lag: 4 * time.Minute, Alerts: res.Alerts}, res, "the oldest new message arrived 4 minutes before the round")
 	require.Len(t, res.Alerts, 1)
 
 	alerts := r.th.alerts()
@@ -307,4 +309,44 @@ func TestNewChecksOptions(t *testing.T) {
 	assert.Error(t, err)
 	_, err = watch.New(watch.Options{Key: "k", Source: &mailbox{}, Store: newRig(t).st, Thread: &recThread{}})
 	assert.ErrorContains(t, err, "channel")
+}
+
+// Run tells every round's outcome to Polled (the metrics), failures included:
+// a round that recorded NDRs and then failed still counted them, and the next
+// round does not count them again.
+func TestRunTellsEachRound(t *testing.T) {
+	r := newRig(t)
+	var mu sync.Mutex
+	codes := map[string]int{}
+	var ok, failed int
+	w := r.watcher(t, &failingCursor{WatchStore: r.st, n: 1}, func(o *watch.Options) {
+		o.Interval = 10 * time.Millisecond
+		o.MaxBackoff = 10 * time.Millisecond
+		o.Polled = func(res watch.Result, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed++
+			} else {
+				ok++
+			}
+			for c, n := range res.Codes {
+				codes[c] += n
+			}
+		}
+	})
+	r.src.Deliver(storm(t, "s", 3, 2, t0, time.Second)...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return failed >= 1 && ok >= 2
+	}, 10*time.Second, 5*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, map[string]int{"5.5.4": 3}, codes)
 }

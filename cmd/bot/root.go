@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -42,11 +43,15 @@ and every key from the environment as NDRBOT_<SECTION>_<KEY>.`,
 
 // loadConfig loads and validates the configuration; problems are usage errors.
 func (g *globals) loadConfig() (config.Config, string, error) {
-	opts := config.OSLoadOptions(g.configFile)
-	opts.Env = g.io.environ()
-	cfg, src, err := config.Load(opts)
+	// Every place the configuration and the store are looked for comes from the
+	// (injectable) environment, so a test's runs never reach the real home.
+	wd, _ := os.Getwd() // unknown: only ./ndrbot.yaml is not looked for
+	cfg, src, err := config.Load(config.EnvLoadOptions(g.configFile, g.io.environ(), wd))
 	if err != nil {
 		return cfg, "", &exitError{code: exitUsage, err: err}
+	}
+	for _, w := range src.Warnings {
+		fmt.Fprintln(g.io.err, "warning: "+w)
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, "", &exitError{code: exitUsage, err: fmt.Errorf("invalid configuration (%s):\n%w", src, err)}

@@ -167,7 +167,7 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 	if err := recoverServe(ctx, svc, log); err != nil {
 		return err
 	}
-	nw, err := newNDRWatch(cfg, f.lab.set(), cat, st, thread, base)
+	nw, err := newNDRWatch(cfg, f.lab.set(), cat, st, thread, metrics, base)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
@@ -379,7 +379,7 @@ type ndrWatch struct {
 // newNDRWatch builds the watch when watch.enabled; nil when it is off, or with --lab
 // (the lab simulates no mailbox). In notifications mode it binds the endpoint now, so
 // a busy port stops `bot serve` at once.
-func newNDRWatch(cfg config.Config, lab bool, cat *playbooks.Catalog, st store.Store, th commands.Thread, log *slog.Logger) (*ndrWatch, error) {
+func newNDRWatch(cfg config.Config, lab bool, cat *playbooks.Catalog, st store.Store, th commands.Thread, metrics *observe.Metrics, log *slog.Logger) (*ndrWatch, error) {
 	wc := cfg.Watch
 	if !wc.Enabled {
 		return nil, nil
@@ -399,7 +399,10 @@ func newNDRWatch(cfg config.Config, lab bool, cat *playbooks.Catalog, st store.S
 	n := &ndrWatch{log: log.With("component", "watch")}
 	n.w, err = watch.New(watch.Options{Key: src.Key(), Mailbox: wc.Mailbox + "/" + wc.Folder, Source: src, Store: st, Thread: th,
 		Channel: cfg.AlertChannel(), Playbooks: watch.CatalogPlaybooks(func() *playbooks.Catalog { return cat }),
-		Threshold: wc.Threshold, Window: wc.Window, Cooldown: wc.Cooldown, Interval: wc.PollInterval, Log: log})
+		Threshold: wc.Threshold, Window: wc.Window, Cooldown: wc.Cooldown, Interval: wc.PollInterval, Log: log,
+		Polled: func(res watch.Result, err error) {
+			metrics.WatchPoll(err != nil, res.Codes, res.New > 0, res.Lag, time.Now())
+		}})
 	if err != nil {
 		return nil, err
 	}
