@@ -1,15 +1,14 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ndrbot/ndrbot/audit"
+	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/store"
 )
 
@@ -27,7 +26,11 @@ With --checkpoints (the file store.checkpoints.file wrote, syslog, or an export 
 the store.checkpoints.channel), the chain is also held against those signed
 statements of its head, kept where the database's writer cannot reach: a deleted
 tail or a rewritten head is found even when the head row was rewritten or deleted
-with it. Checkpoints need the audit key.`,
+with it. Checkpoints need the audit key.
+
+The database is opened read-only and named in the answer; when there is none
+(store.path, or its default in the XDG data directory) the exit is 1 and
+nothing is created.`,
 		Example: "  bot audit verify\n  NDRBOT_STORE_AUDIT_KEY_FILE=/run/secrets/audit-key bot audit verify --checkpoints /var/log/ndrbot/checkpoints.log",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -43,35 +46,33 @@ with it. Checkpoints need the audit key.`,
 			if err != nil {
 				return err
 			}
-			// Verifying must not create the database it is asked about: an empty
-			// directory used to answer "OK: 0 events" and leave an empty file.
-			where := "PostgreSQL (store.dsn)"
-			if cfg.Store.Driver != "postgres" {
-				if where = cfg.Store.Path; where == "" {
-					where = store.DefaultSQLitePath()
-				}
-				if _, err := os.Stat(where); errors.Is(err, fs.ErrNotExist) {
-					fmt.Fprintf(g.io.err, "no audit trail at %s (store.path): nothing to verify\n", where)
-					return &exitError{code: 1}
-				}
+			// Read-only: verifying must not create the database it is asked about
+			// (an empty directory used to answer "OK: 0 events" and leave an empty
+			// file), nor change one it checks.
+			st, where, err := g.openReadOnly(cmd.Context(), cfg, "no audit trail to verify")
+			if err != nil {
+				return err
 			}
-			return g.withStore(cmd.Context(), func(st store.Store, key []byte) error {
-				if len(cps) > 0 && len(key) == 0 {
-					return usageErr("--checkpoints: they are signed with the audit key: set store.audit_key_file")
-				}
-				rep, err := audit.Verify(cmd.Context(), st, key, cps...)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(g.io.out, "%s\ndatabase: %s\n", rep.String(), where)
-				if len(checkpointFiles) > 0 && len(cps) == 0 {
-					fmt.Fprintln(g.io.err, "warning: the checkpoint files hold no checkpoint")
-				}
-				if !rep.OK {
-					return &exitError{code: 1}
-				}
-				return nil
-			})
+			defer st.Close()
+			key, err := config.ResolveSecret(cfg.Store.AuditKey, cfg.Store.AuditKeyFile)
+			if err != nil {
+				return &exitError{code: exitUsage, err: fmt.Errorf("store.audit_key: %w", err)}
+			}
+			if len(cps) > 0 && key == "" {
+				return usageErr("--checkpoints: they are signed with the audit key: set store.audit_key_file")
+			}
+			rep, err := audit.Verify(cmd.Context(), st, []byte(key), cps...)
+			if err != nil {
+				return fmt.Errorf("verifying %s: %w", where, err)
+			}
+			fmt.Fprintf(g.io.out, "%s\ndatabase: %s\n", rep.String(), where)
+			if len(checkpointFiles) > 0 && len(cps) == 0 {
+				fmt.Fprintln(g.io.err, "warning: the checkpoint files hold no checkpoint")
+			}
+			if !rep.OK {
+				return &exitError{code: 1}
+			}
+			return nil
 		},
 	}
 	verify.Flags().StringArrayVar(&checkpointFiles, "checkpoints", nil, "a file holding checkpoint lines (repeatable)")

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,7 +55,8 @@ var (
 func TestAuditTimelineAndVerify(t *testing.T) {
 	t.Chdir(t.TempDir())
 	env := []string{"NDRBOT_LAB_TIME_SCALE=3000"}
-	r := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
+	// The lab run's records go to the configured store, which audit reads.
+	r := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport", "--lab-store", storeFile)
 	require.Equal(t, exitFindings, r.code, r.err)
 	id := runIDRE.FindStringSubmatch(r.out)[1]
 
@@ -85,7 +87,7 @@ func TestAuditTimelineAndVerify(t *testing.T) {
 	assert.Contains(t, exp.out, id)
 
 	// Hand-edit one row of the SQLite file: verify names it and exits 1.
-	db, err := sql.Open("sqlite", "ndrbot.db")
+	db, err := sql.Open("sqlite", storeFile)
 	require.NoError(t, err)
 	var seq int64
 	require.NoError(t, db.QueryRow(`SELECT seq FROM audit_events WHERE kind = 'approved'`).Scan(&seq))
@@ -100,9 +102,10 @@ func TestAuditTimelineAndVerify(t *testing.T) {
 
 func TestSecondRestartIsBlockedByCooldown(t *testing.T) {
 	t.Chdir(t.TempDir())
-	// Unscaled: the 30-minute cooldown holds between two runs.
-	env := []string{"NDRBOT_LAB_TIME_SCALE=1"}
-	first := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue")
+	// Unscaled: the 30-minute cooldown holds between two runs that keep their lab
+	// store (each would otherwise have a throw-away one of its own).
+	env := testEnv([]string{"NDRBOT_LAB_TIME_SCALE=1"})
+	first := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--lab-store", storeFile)
 	require.Equal(t, exitFindings, first.code)
 	// Record a restart without waiting 5 minutes for its verification: cut the run
 	// short once the relief ran. The cut follows the output, not a clock, so a slow
@@ -119,14 +122,14 @@ func TestSecondRestartIsBlockedByCooldown(t *testing.T) {
 		}
 		cancel()
 	}()
-	run(ctx, []string{"diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport"}, stdio{
+	run(ctx, []string{"diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport", "--lab-store", storeFile}, stdio{
 		in: strings.NewReader(""), out: out, err: out, getenv: func(string) (string, bool) { return "", false },
 		environ: func() []string { return env }, osUser: testOSUser})
 	cancel()
 	<-watched
 	require.Contains(t, out.String(), ran)
 
-	again := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
+	again := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport", "--lab-store", storeFile)
 	assert.Contains(t, again.out, "restart-transport is blocked: restart-transport already ran on ex01.lab.contoso.com")
 	assert.NotContains(t, again.out, "✓ restart-transport ran")
 }
@@ -141,8 +144,11 @@ func TestCrashRecovery(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	const lease = "3s"
-	env := append(os.Environ(), "NDRBOT_TEST_AS_BOT=1", "NDRBOT_LAB_LATENCY=30ms", "NDRBOT_LAB_TIME_SCALE=600")
-	args := []string{"diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport", "--lease", lease}
+	// XDG_DATA_HOME last, so it wins over the one of whoever runs the tests; each
+	// process keeps its lab runs in the store of its working directory, where the
+	// next one recovers them.
+	env := append(os.Environ(), "NDRBOT_TEST_AS_BOT=1", "NDRBOT_LAB_LATENCY=30ms", "NDRBOT_LAB_TIME_SCALE=600", "XDG_DATA_HOME="+dir)
+	args := []string{"diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport", "--lease", lease, "--lab-store", storeFile}
 	// Kill points spread over a whole run's life as this machine runs it (the
 	// race detector and a loaded CI host stretch start-up several-fold): time one
 	// run left alone, in a directory of its own, first.
@@ -175,12 +181,12 @@ func TestCrashRecovery(t *testing.T) {
 
 	// Once the dead processes' leases lapse, a restart recovers their work.
 	time.Sleep(3500 * time.Millisecond)
-	r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=600"}, "", false, "diagnose", "5.5.4", "--lab", "healthy")
+	r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=600"}, "", false, "diagnose", "5.5.4", "--lab", "healthy", "--lab-store", storeFile)
 	require.Equal(t, 0, r.code, r.out+r.err)
 	v := bot(t, nil, "", false, "audit", "verify")
 	require.Equal(t, 0, v.code, v.out)
 
-	st, err := sqlite.Open(context.Background(), "ndrbot.db", store.Options{})
+	st, err := sqlite.Open(context.Background(), storeFile, store.Options{})
 	require.NoError(t, err)
 	defer st.Close()
 	runs, err := st.ListRuns(context.Background(), store.RunFilter{Limit: 1000})
@@ -203,7 +209,7 @@ func TestCrashRecovery(t *testing.T) {
 
 func assertNoReliefTwice(t *testing.T) {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(".", "ndrbot.db"), store.Options{})
+	st, err := sqlite.Open(context.Background(), storeFile, store.Options{})
 	require.NoError(t, err)
 	defer st.Close()
 	runs, err := st.ListRuns(context.Background(), store.RunFilter{Limit: 1000})
@@ -226,9 +232,10 @@ func TestAuditCheckpointsCLI(t *testing.T) {
 	cpFile := filepath.Join(dir, "log", "checkpoints.log")
 	env := []string{"NDRBOT_LAB_TIME_SCALE=3000", "NDRBOT_STORE_AUDIT_KEY_FILE=" + keyFile, "NDRBOT_STORE_CHECKPOINTS_FILE=" + cpFile}
 
-	r := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
+	// Kept lab stores are anchored as configured (a throw-away one writes no checkpoint).
+	r := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport", "--lab-store", storeFile)
 	require.Equal(t, exitFindings, r.code, r.out+r.err)
-	r = bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "healthy")
+	r = bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "healthy", "--lab-store", storeFile)
 	require.Equal(t, 0, r.code, r.out+r.err)
 	lines, err := os.ReadFile(cpFile)
 	require.NoError(t, err)
@@ -241,7 +248,7 @@ func TestAuditCheckpointsCLI(t *testing.T) {
 	assert.Contains(t, v.out, "matches 2 checkpoint(s)")
 
 	// Cut the trail back to the first checkpoint and make the head row agree.
-	db, err := sql.Open("sqlite", "ndrbot.db")
+	db, err := sql.Open("sqlite", storeFile)
 	require.NoError(t, err)
 	defer db.Close()
 	var hash string
@@ -265,21 +272,68 @@ func TestAuditCheckpointsCLI(t *testing.T) {
 	assert.Empty(t, v.err)
 }
 
-// Verifying an audit trail that is not there is an error, not "OK: 0 events",
-// and it leaves no empty database behind.
+// Verifying an audit trail that is not there is an error, not "OK: 0 events":
+// it names the database it looked for and creates nothing, neither in the
+// working directory nor where the database would be. A lab run does not make
+// one either; once there is one, verify names it.
 func TestAuditVerifyWithoutDatabase(t *testing.T) {
-	dir := t.TempDir()
-	t.Chdir(dir)
-	v := bot(t, nil, "", false, "audit", "verify")
-	assert.Equal(t, 1, v.code, v.out+v.err)
-	assert.Contains(t, v.err, "no audit trail at ndrbot.db")
-	assert.NotContains(t, v.out, "OK")
-	_, err := os.Stat(filepath.Join(dir, "ndrbot.db"))
-	assert.ErrorIs(t, err, os.ErrNotExist, "verify created the database it was asked about")
+	tests := []struct {
+		name string
+		env  func(data string) []string
+		file func(data string) string // the database verify must name
+	}{
+		{"XDG data directory", func(data string) []string { return []string{"XDG_DATA_HOME=" + data} },
+			func(data string) string { return filepath.Join(data, "ndrbot", "ndrbot.db") }},
+		{"systemd state directory", func(data string) []string {
+			return []string{"STATE_DIRECTORY=" + data, "XDG_DATA_HOME=" + data + "-unused"}
+		},
+			func(data string) string { return filepath.Join(data, "ndrbot.db") }},
+		{"home directory", func(data string) []string { return []string{"HOME=" + data, "XDG_DATA_HOME=relative/is/ignored"} },
+			func(data string) string { return filepath.Join(data, ".local", "share", "ndrbot", "ndrbot.db") }},
+		{"store.path", func(data string) []string {
+			return []string{"NDRBOT_STORE_PATH=" + filepath.Join(data, "state", "bot.db")}
+		},
+			func(data string) string { return filepath.Join(data, "state", "bot.db") }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			work, data := t.TempDir(), t.TempDir()
+			t.Chdir(work)
+			env, file := tc.env(data), tc.file(data)
+			v := bot(t, env, "", false, "audit", "verify")
+			assert.Equal(t, 1, v.code, v.out+v.err)
+			assert.Contains(t, v.err, "no database at "+file)
+			assert.Contains(t, v.err, "no audit trail to verify")
+			assert.NotContains(t, v.out, "OK")
+			assertEmptyDirs(t, work, data)
 
-	r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false, "diagnose", "5.5.4", "--lab", "healthy")
-	require.Equal(t, 0, r.code, r.out+r.err)
-	v = bot(t, nil, "", false, "audit", "verify")
-	assert.Equal(t, 0, v.code, v.out+v.err)
-	assert.Contains(t, v.out, "database: ndrbot.db")
+			lab := append(slices.Clip(env), "NDRBOT_LAB_TIME_SCALE=3000")
+			r := bot(t, lab, "", false, "diagnose", "5.5.4", "--lab", "healthy")
+			require.Equal(t, 0, r.code, r.out+r.err)
+			v = bot(t, env, "", false, "audit", "verify")
+			assert.Equal(t, 1, v.code, "a lab run made the database: %s%s", v.out, v.err)
+			assertEmptyDirs(t, work, data)
+
+			r = bot(t, lab, "", false, "diagnose", "5.5.4", "--lab", "healthy", "--lab-store", file)
+			require.Equal(t, 0, r.code, r.out+r.err)
+			v = bot(t, env, "", false, "audit", "verify")
+			assert.Equal(t, 0, v.code, v.out+v.err)
+			assert.Contains(t, v.out, "audit chain OK")
+			assert.Contains(t, v.out, "database: "+file)
+		})
+	}
+}
+
+// assertEmptyDirs fails unless every dir is empty.
+func assertEmptyDirs(t *testing.T, dirs ...string) {
+	t.Helper()
+	for _, dir := range dirs {
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		assert.Empty(t, names, "files created in %s", dir)
+	}
 }

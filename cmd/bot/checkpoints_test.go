@@ -25,7 +25,8 @@ func TestServeCheckpointsToAuditChannel(t *testing.T) {
 
 	fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
 	defer fake.Close()
-	s := startServeEnv(t, fake, 1, extra, "--lab", "overloaded-queue")
+	// A kept lab store is anchored as configured, and audit verify reads it below.
+	s := startServeEnv(t, fake, 1, extra, "--lab", "overloaded-queue", "--lab-store", storeFile)
 	s.waitFor(t, "the start-up checkpoint", func() bool { return len(fake.Messages(auditChannel)) == 1 })
 
 	s.diagnose(t)

@@ -23,6 +23,7 @@ import (
 // (nil: the system's lookup), with env as the process environment.
 func botAs(t *testing.T, osUser func() (*user.User, error), env []string, stdin string, interactive bool, args ...string) result {
 	t.Helper()
+	env = testEnv(env)
 	var out, errb bytes.Buffer
 	lookup := func(k string) (string, bool) {
 		for _, kv := range env {
@@ -37,10 +38,11 @@ func botAs(t *testing.T, osUser func() (*user.User, error), env []string, stdin 
 	return result{code: code, out: out.String(), err: errb.String()}
 }
 
-// auditEvents reads the events of kind from ./ndrbot.db.
+// auditEvents reads the events of kind from the configured store (storeFile),
+// where the lab runs of these tests keep their records (--lab-store).
 func auditEvents(t *testing.T, kind audit.Kind) []audit.Event {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), "ndrbot.db", store.Options{})
+	st, err := sqlite.Open(context.Background(), storeFile, store.Options{})
 	require.NoError(t, err)
 	defer st.Close()
 	var out []audit.Event
@@ -59,7 +61,7 @@ func TestCLIUserIsTheOSAccount(t *testing.T) {
 	t.Setenv("USER", "mallory") // os/user without cgo would fall back to it
 	t.Setenv("LOGNAME", "mallory")
 	me, lookupErr := currentOSUser()
-	r := botAs(t, nil, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
+	r := botAs(t, nil, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--lab-store", storeFile, "--approve", "restart-transport")
 	if lookupErr != nil {
 		// This machine cannot name its user: the terminal says so and runs nothing.
 		assert.Equal(t, exitUsage, r.code)
@@ -88,7 +90,7 @@ func TestCLIUserUnknownIsAnError(t *testing.T) {
 	t.Chdir(t.TempDir())
 	unknown := func() (*user.User, error) { return nil, errors.New("user: unknown userid 70001") }
 	r := botAs(t, unknown, []string{"USER=alice", "NDRBOT_LAB_TIME_SCALE=3000"}, "", false,
-		"diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
+		"diagnose", "5.5.4", "--lab", "overloaded-queue", "--lab-store", storeFile, "--approve", "restart-transport")
 	assert.Equal(t, exitUsage, r.code)
 	assert.Contains(t, r.err, "cannot tell which operating-system user runs bot (user: unknown userid 70001)")
 	assert.Contains(t, r.err, "never under $USER")
@@ -113,7 +115,7 @@ func TestCLIFourEyesRefuse(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "ndrbot.yaml"), []byte(refuseConfig), 0o600))
 	env := []string{"NDRBOT_LAB_TIME_SCALE=3000"}
 
-	r := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
+	r := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--lab-store", storeFile, "--approve", "restart-transport")
 	assert.Equal(t, exitFindings, r.code, r.out+r.err)
 	for _, want := range []string{
 		"restart-transport needs four eyes (access.cli_four_eyes: refuse): cli:tester asked for this run and may not approve it alone.",
@@ -136,7 +138,7 @@ func TestCLIFourEyesRefuse(t *testing.T) {
 	assert.Contains(t, string(reqs[0].Payload), `"four_eyes":true`, "the terminal's approval is four-eyes")
 
 	// On a terminal: not asked, told why.
-	r = bot(t, env, "y\n", true, "diagnose", "5.5.4", "--lab", "overloaded-queue")
+	r = bot(t, env, "y\n", true, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--lab-store", storeFile)
 	assert.NotContains(t, r.out, "[y/N]")
 	assert.Contains(t, r.out, "restart-transport needs four eyes")
 	assert.Contains(t, r.out, "Nothing was run.")
@@ -151,7 +153,7 @@ func TestCLIFourEyesAllowIsTheDefault(t *testing.T) {
 	t.Chdir(dir)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "ndrbot.yaml"),
 		[]byte(strings.Replace(refuseConfig, "cli_four_eyes: refuse", "cli_four_eyes: allow", 1)), 0o600))
-	r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
+	r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--lab-store", storeFile, "--approve", "restart-transport")
 	assert.Equal(t, exitFindings, r.code, r.out+r.err)
 	assert.Contains(t, r.out, "restart-transport approved by cli:tester")
 	assert.Contains(t, r.out, "✓ restart-transport ran on ex01.lab.contoso.com")
@@ -178,7 +180,7 @@ func TestCLIFourEyesRefuseLeavesOtherReliefs(t *testing.T) {
 	cfg := strings.Replace(refuseConfig, "four_eyes: true", "four_eyes: false", 1) + "playbooks:\n  dir: pb\n"
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "ndrbot.yaml"), []byte(cfg), 0o600))
 
-	r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
+	r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--lab-store", storeFile, "--approve", "restart-transport")
 	assert.Equal(t, exitFindings, r.code, r.out+r.err)
 	assert.Contains(t, r.out, "✓ restart-transport ran on ex01.lab.contoso.com")
 	assert.Empty(t, auditEvents(t, audit.KindVoteRefused))

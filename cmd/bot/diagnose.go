@@ -215,11 +215,11 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		return usageErr("%v", err)
 	}
 
-	st, key, err := g.openStore(ctx, cfg)
+	st, key, closeStore, err := g.openRunStore(ctx, &cfg, f.lab)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore()
 	anchor, err := newCheckpointer(cfg, st, key, nil, g.logger(cfg))
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}

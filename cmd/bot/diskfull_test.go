@@ -19,14 +19,14 @@ func TestServeDiskFullAtClaim(t *testing.T) {
 	t.Chdir(t.TempDir())
 	fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
 	defer fake.Close()
-	s := startServe(t, fake, "--lab", "overloaded-queue")
+	s := startServe(t, fake, "--lab", "overloaded-queue", "--lab-store", storeFile) // a store the test can reach
 
 	s.diagnose(t)
 	card, approval := s.card(t)
 
 	// Only the relief's start event fails, as SQLite reports a full disk (a
 	// trigger; see storetest's FillDisk): the vote before it is recorded.
-	db, err := sql.Open("sqlite", "ndrbot.db?_pragma=busy_timeout(20000)") // the bot is writing too
+	db, err := sql.Open("sqlite", storeFile+"?_pragma=busy_timeout(20000)") // the bot is writing too
 	require.NoError(t, err)
 	defer db.Close()
 	_, err = db.Exec(`CREATE TRIGGER disk_full BEFORE INSERT ON audit_events WHEN NEW.kind = 'relief'
@@ -60,9 +60,9 @@ func TestServeStopsWhenItsLeaseLapses(t *testing.T) {
 	t.Chdir(t.TempDir())
 	fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
 	defer fake.Close()
-	s := startServe(t, fake, "--lab", "healthy", "--lease", "3s")
+	s := startServe(t, fake, "--lab", "healthy", "--lease", "3s", "--lab-store", storeFile)
 
-	db, err := sql.Open("sqlite", "ndrbot.db?_pragma=busy_timeout(20000)")
+	db, err := sql.Open("sqlite", storeFile+"?_pragma=busy_timeout(20000)")
 	require.NoError(t, err)
 	defer db.Close()
 	_, err = db.Exec(`CREATE TRIGGER lease_stuck BEFORE UPDATE ON leases BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)

@@ -179,7 +179,7 @@ func TestDiagnoseGraph503RecreatesAgainstGraph(t *testing.T) {
 	assert.Empty(t, fake.GraphRequests(http.MethodPost, "/subscriptions"))
 
 	// A fresh store: the failed attempt's cooldown does not carry over.
-	require.NoError(t, os.Remove("ndrbot.db"))
+	require.NoError(t, os.Remove(storeFile))
 	env = append(env, "NDRBOT_TARGETS_GRAPH_CLIENT_STATE="+clientState)
 	r = bot(t, env, "", false, append(args, "--json")...)
 	require.Equal(t, exitFindings, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
@@ -299,7 +299,7 @@ func TestGraph503TerminalAndSlackAgree(t *testing.T) {
 	s.card(t)
 	require.Equal(t, 0, s.stop(t))
 
-	st, err := sqlite.Open(context.Background(), "ndrbot.db", store.Options{})
+	st, err := sqlite.Open(context.Background(), storeFile, store.Options{})
 	require.NoError(t, err)
 	defer st.Close()
 	runs, err := st.ListRuns(context.Background(), store.RunFilter{})

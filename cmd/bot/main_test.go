@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,29 @@ type result struct {
 	out, err string
 }
 
+// storeFile is where the configured store of an in-process run is, relative to
+// the test's working directory: testEnv points XDG_DATA_HOME there, and the
+// store's default is $XDG_DATA_HOME/ndrbot/ndrbot.db. A test that wants a lab
+// run's records there passes "--lab-store", storeFile.
+var storeFile = filepath.Join("ndrbot", "ndrbot.db")
+
+// testEnv is env with XDG_DATA_HOME set to the working directory unless env sets
+// it: the store then defaults to ./ndrbot/ndrbot.db (storeFile), in the test's
+// own directory, and never under the home directory of whoever runs the tests.
+// env itself is not changed.
+func testEnv(env []string) []string {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "XDG_DATA_HOME=") {
+			return env
+		}
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		panic(err) // a test without a working directory cannot run the bot
+	}
+	return append(slices.Clip(env), "XDG_DATA_HOME="+wd)
+}
+
 // bot runs the command tree in-process with its own environment and stdin.
 func bot(t *testing.T, env []string, stdin string, interactive bool, args ...string) result {
 	t.Helper()
@@ -34,6 +58,7 @@ func bot(t *testing.T, env []string, stdin string, interactive bool, args ...str
 // botDial is bot with the executors' dialer (nil: the system's).
 func botDial(t *testing.T, env []string, dial func(ctx context.Context, network, addr string) (net.Conn, error), stdin string, interactive bool, args ...string) result {
 	t.Helper()
+	env = testEnv(env)
 	var out, errb bytes.Buffer
 	lookup := func(k string) (string, bool) {
 		for _, kv := range env {

@@ -1,14 +1,10 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -19,7 +15,6 @@ import (
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/incident"
 	"github.com/ndrbot/ndrbot/store"
-	"github.com/ndrbot/ndrbot/store/backends"
 )
 
 type runsListFlags struct {
@@ -178,31 +173,11 @@ func (g *globals) listRuns(ctx context.Context, f store.RunFilter, asJSON bool) 
 
 // openStoreReadOnly opens the configured store for reading: SQLite read-only and
 // only when the file is there (an empty directory is exit 1 and creates nothing,
-// as `audit verify`); PostgreSQL as openStore does. No audit key or redactor is
-// needed: nothing is written.
+// as `audit verify`); PostgreSQL as openStore does.
 func (g *globals) openStoreReadOnly(ctx context.Context, cfg config.Config) (runLister, error) {
-	dsn, err := config.ResolveSecret(cfg.Store.DSN, cfg.Store.DSNFile)
+	st, _, err := g.openReadOnly(ctx, cfg, "no runs to list")
 	if err != nil {
-		return nil, &exitError{code: exitUsage, err: fmt.Errorf("store.dsn: %w", err)}
-	}
-	bc := backends.Config{Driver: cfg.Store.Driver, Path: cfg.Store.Path, DSN: dsn}
-	if cfg.Store.Driver != "postgres" && cfg.Store.Driver != "postgresql" {
-		if bc.Path == "" {
-			bc.Path = store.DefaultSQLitePath()
-		}
-		if abs, err := filepath.Abs(bc.Path); err == nil {
-			bc.Path = abs // the message says where it looked
-		}
-		if _, err := os.Stat(bc.Path); errors.Is(err, fs.ErrNotExist) {
-			return nil, &exitError{code: 1, err: fmt.Errorf("no database at %s (store.path): no runs to list", bc.Path)}
-		}
-	}
-	st, err := backends.OpenReadOnly(ctx, bc, store.Options{})
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, &exitError{code: 1, err: fmt.Errorf("no database at %s (store.path): no runs to list", bc.Path)}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store (%s): %w", cmp.Or(cfg.Store.Driver, "sqlite"), err)
+		return nil, err
 	}
 	return st, nil
 }

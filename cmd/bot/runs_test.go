@@ -20,13 +20,14 @@ import (
 func TestRunsList(t *testing.T) {
 	t.Chdir(t.TempDir())
 	env := []string{"NDRBOT_LAB_TIME_SCALE=3000"}
-	first := bot(t, env, "", false, "diagnose", "4.4.0", "--lab", "healthy")
+	// Recorded in the configured store, which runs list reads.
+	first := bot(t, env, "", false, "diagnose", "4.4.0", "--lab", "healthy", "--lab-store", storeFile)
 	require.Equal(t, exitHealthy, first.code, first.err)
-	escalated := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "network-down")
+	escalated := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "network-down", "--lab-store", storeFile)
 	require.Equal(t, exitEscalation, escalated.code, escalated.err)
 	finishedID := runIDRE.FindStringSubmatch(first.out)[1]
 	escalatedID := runIDRE.FindStringSubmatch(escalated.out)[1]
-	before, err := os.ReadFile("ndrbot.db")
+	before, err := os.ReadFile(storeFile)
 	require.NoError(t, err)
 
 	tests := []struct {
@@ -97,7 +98,7 @@ func TestRunsList(t *testing.T) {
 	typo := bot(t, nil, "", false, "runs", "lsit")
 	assert.Equal(t, exitUsage, typo.code, "a mistyped subcommand is not the help and exit 0")
 
-	after, err := os.ReadFile("ndrbot.db")
+	after, err := os.ReadFile(storeFile)
 	require.NoError(t, err)
 	assert.Equal(t, before, after, "listing changed nothing in the database")
 }
@@ -143,7 +144,7 @@ func TestRunsListWithoutADatabase(t *testing.T) {
 		env  []string
 		file string // where the message says it looked
 	}{
-		{"default path", nil, "ndrbot.db"},
+		{"default path", nil, storeFile}, // testEnv's $XDG_DATA_HOME is the working directory
 		{"store.path", []string{"NDRBOT_STORE_PATH=state/bot.db"}, filepath.Join("state", "bot.db")},
 	}
 	for _, tc := range tests {

@@ -105,11 +105,11 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 		return err
 	}
 
-	st, key, err := g.openStore(ctx, cfg)
+	st, key, closeStore, err := g.openRunStore(ctx, &cfg, f.lab)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore()
 	anchor, err := newCheckpointer(cfg, st, key, poster, base)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}

@@ -77,7 +77,7 @@ func startServeDial(t *testing.T, fake *slackfake.Server, nth int, extra []strin
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &served{fake: fake, cancel: cancel, done: make(chan int, 1), out: &lockedBuffer{}}
-	env := append(serveEnv(fake), extra...)
+	env := testEnv(append(serveEnv(fake), extra...))
 	go func() {
 		s.done <- run(ctx, append([]string{"serve"}, args...), stdio{in: strings.NewReader(""), out: s.out, err: s.out,
 			getenv: lookupIn(env), environ: func() []string { return env }, dial: dial})
@@ -329,8 +329,9 @@ func TestServeFailsFastOnBadTokens(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			var out lockedBuffer
+			env := testEnv(tc.env)
 			code := run(ctx, []string{"serve"}, stdio{in: strings.NewReader(""), out: &out, err: &out,
-				getenv: lookupIn(tc.env), environ: func() []string { return tc.env }})
+				getenv: lookupIn(env), environ: func() []string { return env }})
 			assert.Equal(t, exitUsage, code, out.String())
 			assert.Contains(t, out.String(), tc.want)
 			assert.NotContains(t, out.String(), "xoxb-revoked")
@@ -346,13 +347,14 @@ func TestServeTwoReplicasOnePostgres(t *testing.T) {
 	defer fake.Close()
 	pgEnv := []string{"NDRBOT_STORE_DRIVER=postgres", "NDRBOT_STORE_DSN=" + dsn}
 	t.Chdir(t.TempDir())
-	a := startServeEnv(t, fake, 1, pgEnv, "--lab", "overloaded-queue")
+	// The lab's runs go to the configured PostgreSQL, which both replicas share.
+	a := startServeEnv(t, fake, 1, pgEnv, "--lab", "overloaded-queue", "--lab-store", labStoreConfigured)
 	ctx := context.Background()
 	_, err := fake.SlashCommand(ctx, slackfake.SlashCommand{UserID: requesterU, ChannelID: incChannel, ChannelName: "inc-mail", Text: "diagnose 5.5.4"})
 	require.NoError(t, err)
 	card, approval := a.card(t)
 
-	b := startServeEnv(t, fake, 2, pgEnv, "--lab", "overloaded-queue")
+	b := startServeEnv(t, fake, 2, pgEnv, "--lab", "overloaded-queue", "--lab-store", labStoreConfigured)
 	fake.SendToNewest(true)
 	for range 2 { // a double click, both on replica b
 		_, err = fake.Click(ctx, slackfake.Click{UserID: approverU, ChannelID: incChannel, MessageTS: card.TS, ActionID: "approve", Value: approval})
@@ -383,20 +385,22 @@ func TestServeTwoReplicasOnePostgres(t *testing.T) {
 // The same incident from the terminal and from Slack gives the same findings.
 func TestTerminalAndSlackAgree(t *testing.T) {
 	t.Chdir(t.TempDir())
-	term := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000", "NDRBOT_STORE_PATH=cli.db"}, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--json")
+	// Its run goes to a throw-away lab store, not to the one bot serve keeps below.
+	term := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--json")
 	require.Equal(t, exitFindings, term.code, term.err)
 	var rep runReport
 	require.NoError(t, json.Unmarshal([]byte(term.out), &rep))
 
 	fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
 	defer fake.Close()
-	s := startServe(t, fake, "--lab", "overloaded-queue")
+	// The chat run is read back from the lab store bot serve keeps.
+	s := startServe(t, fake, "--lab", "overloaded-queue", "--lab-store", storeFile)
 	_, err := fake.SlashCommand(context.Background(), slackfake.SlashCommand{UserID: requesterU, ChannelID: incChannel, ChannelName: "inc-mail", Text: "diagnose 5.5.4"})
 	require.NoError(t, err)
 	s.card(t)
 	require.Equal(t, 0, s.stop(t))
 
-	st, err := sqlite.Open(context.Background(), "ndrbot.db", store.Options{})
+	st, err := sqlite.Open(context.Background(), storeFile, store.Options{})
 	require.NoError(t, err)
 	defer st.Close()
 	runs, err := st.ListRuns(context.Background(), store.RunFilter{})
@@ -463,7 +467,7 @@ func TestServeHTTPMode(t *testing.T) {
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 	const secret = "http-mode-signing-secret"
-	env := append(serveEnv(fake), "NDRBOT_SLACK_MODE=http", "NDRBOT_SLACK_LISTEN="+addr, "SLACK_SIGNING_SECRET="+secret)
+	env := testEnv(append(serveEnv(fake), "NDRBOT_SLACK_MODE=http", "NDRBOT_SLACK_LISTEN="+addr, "SLACK_SIGNING_SECRET="+secret))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := &lockedBuffer{}

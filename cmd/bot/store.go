@@ -3,7 +3,9 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -17,12 +19,38 @@ import (
 	"github.com/ndrbot/ndrbot/store/backends"
 )
 
-// openStore opens the configured store with the audit key and a redactor that
-// knows every secret of the configuration, so none reaches the audit trail.
-func (g *globals) openStore(ctx context.Context, cfg config.Config) (store.Store, []byte, error) {
+// storeBackend says where the configured store is. config.Load has resolved an
+// unset store.path (systemd's state directory, else the XDG data directory);
+// when it could not, the bot refuses rather than fall back to the working
+// directory, where a database moves with cd.
+func storeBackend(cfg config.Config) (backends.Config, error) {
 	dsn, err := config.ResolveSecret(cfg.Store.DSN, cfg.Store.DSNFile)
 	if err != nil {
-		return nil, nil, &exitError{code: exitUsage, err: fmt.Errorf("store.dsn: %w", err)}
+		return backends.Config{}, &exitError{code: exitUsage, err: fmt.Errorf("store.dsn: %w", err)}
+	}
+	bc := backends.Config{Driver: cfg.Store.Driver, Path: cfg.Store.Path, DSN: dsn}
+	if isPostgres(cfg.Store.Driver) {
+		return bc, nil
+	}
+	if bc.Path == "" {
+		return bc, usageErr("store.path: no place for the SQLite database: none of $STATE_DIRECTORY, $XDG_DATA_HOME and $HOME is set; set store.path (or %s)",
+			config.EnvName("store.path"))
+	}
+	if abs, err := filepath.Abs(bc.Path); err == nil {
+		bc.Path = abs // messages name the file whatever the working directory
+	}
+	return bc, nil
+}
+
+func isPostgres(driver string) bool { return driver == "postgres" || driver == "postgresql" }
+
+// openStore opens the configured store with the audit key and a redactor that
+// knows every secret of the configuration, so none reaches the audit trail.
+// SQLite creates a missing database, in a directory made 0700.
+func (g *globals) openStore(ctx context.Context, cfg config.Config) (store.Store, []byte, error) {
+	bc, err := storeBackend(cfg)
+	if err != nil {
+		return nil, nil, err
 	}
 	key, err := config.ResolveSecret(cfg.Store.AuditKey, cfg.Store.AuditKeyFile)
 	if err != nil {
@@ -32,12 +60,62 @@ func (g *globals) openStore(ctx context.Context, cfg config.Config) (store.Store
 	if err != nil {
 		return nil, nil, &exitError{code: exitUsage, err: err}
 	}
-	st, err := backends.Open(ctx, backends.Config{Driver: cfg.Store.Driver, Path: cfg.Store.Path, DSN: dsn},
-		store.Options{AuditKey: []byte(key), Redactor: audit.NewRedactor(secrets...)})
+	st, err := backends.Open(ctx, bc, store.Options{AuditKey: []byte(key), Redactor: audit.NewRedactor(secrets...)})
 	if err != nil {
-		return nil, nil, fmt.Errorf("store (%s): %w", cfg.Store.Driver, err)
+		return nil, nil, fmt.Errorf("store (%s): %w", cmp.Or(cfg.Store.Driver, "sqlite"), err)
 	}
 	return st, []byte(key), nil
+}
+
+// openRunStore opens the store a diagnosis or `bot serve` records its runs in:
+// the configured one, or, for a lab run (--lab, --lab-file), a store of the lab's
+// own, so a simulated restart puts no real run under a cooldown and nothing of the
+// lab lands in the real audit trail. That store is a SQLite file in a temporary
+// directory, removed by the returned close (SQLite has no in-memory database in
+// WAL mode, which the store needs), or the file --lab-store names, kept across
+// runs for a trainer or a test.
+//
+// --lab-store configured uses the configured store after all: for a
+// configuration that is itself a lab's, e.g. lab replicas sharing a PostgreSQL.
+//
+// A throw-away lab store also turns off cfg's checkpoints: they would anchor a
+// trail that is deleted at exit, and, written beside the real trail's, read as a
+// rewrite to `audit verify --checkpoints`. A store named by --lab-store is the
+// operator's to anchor as configured.
+func (g *globals) openRunStore(ctx context.Context, cfg *config.Config, lf labFlags) (store.Store, []byte, func(), error) {
+	if !lf.set() || lf.store == labStoreConfigured {
+		st, key, err := g.openStore(ctx, *cfg)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return st, key, func() { st.Close() }, nil
+	}
+	labCfg := *cfg
+	labCfg.Store.Driver, labCfg.Store.DSN, labCfg.Store.DSNFile = "sqlite", "", ""
+	if lf.store != "" {
+		labCfg.Store.Path = lf.store
+		st, key, err := g.openStore(ctx, labCfg)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return st, key, func() { st.Close() }, nil
+	}
+	dir, err := os.MkdirTemp("", "ndrbot-lab-")
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("lab store: %w (--lab-store PATH names one)", err)
+	}
+	labCfg.Store.Path = filepath.Join(dir, config.StoreFile)
+	st, key, err := g.openStore(ctx, labCfg)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, nil, err
+	}
+	cfg.Store.Checkpoints.File, cfg.Store.Checkpoints.Channel = "", ""
+	g.logger(*cfg).Debug("lab store: throw-away", "path", labCfg.Store.Path)
+	return st, key, func() {
+		st.Close()
+		os.RemoveAll(dir)
+	}, nil
 }
 
 // withStore loads the configuration, opens the store for fn and closes it after.
@@ -54,9 +132,40 @@ func (g *globals) withStore(ctx context.Context, fn func(st store.Store, auditKe
 	return fn(st, key)
 }
 
+// openReadOnly opens the configured store for a command that only reads it
+// (`audit verify`, `runs list`), and says which database it is. SQLite is
+// opened read-only (mode=ro) and only when the file is there: a missing one is
+// exit 1 with "no database at PATH: …" + missing, and nothing is created, not
+// even its directory. PostgreSQL is opened as openStore does.
+func (g *globals) openReadOnly(ctx context.Context, cfg config.Config, missing string) (store.Store, string, error) {
+	bc, err := storeBackend(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	where := bc.Path
+	if isPostgres(bc.Driver) {
+		where = "PostgreSQL (store.dsn)"
+	}
+	st, err := backends.OpenReadOnly(ctx, bc, store.Options{})
+	if errors.Is(err, fs.ErrNotExist) {
+		from := ""
+		if o := cfg.Origin("store.path"); o != "" && o != "default" {
+			from = ": " + o
+		}
+		return nil, where, &exitError{code: 1, err: fmt.Errorf("no database at %s (store.path%s): %s", where, from, missing)}
+	}
+	if err != nil {
+		return nil, where, fmt.Errorf("store (%s): %w", cmp.Or(cfg.Store.Driver, "sqlite"), err)
+	}
+	return st, where, nil
+}
+
 // simulation builds the lab for --lab (nil without it) and the wait scale that
 // goes with it. playbook, when set, must be the scenario's playbook.
 func simulation(cfg config.Config, lf labFlags, playbook string) (*lab.Lab, float64, error) {
+	if lf.store != "" && !lf.set() {
+		return nil, 0, usageErr("--lab-store is for a lab run: add --lab SCENARIO or --lab-file FILE (without them the configured store is used)")
+	}
 	opts := lab.Options{Latency: cfg.Lab.Latency, Playbook: playbook}
 	var (
 		l   *lab.Lab
@@ -84,15 +193,22 @@ func simulation(cfg config.Config, lf labFlags, playbook string) (*lab.Lab, floa
 	return l, cfg.Lab.TimeScale, nil
 }
 
+// labStoreConfigured is the --lab-store value that sends lab runs to the
+// configured store.
+const labStoreConfigured = "configured"
+
 // labFlags choose a simulated organisation instead of real servers: a built-in
-// scenario (--lab) or an organisation file (--lab-file).
+// scenario (--lab) or an organisation file (--lab-file), and the store its runs
+// go to (--lab-store; empty: a throw-away one, see openRunStore).
 type labFlags struct {
-	scenario, file string
+	scenario, file, store string
 }
 
 func (lf *labFlags) register(fs *pflag.FlagSet, what string) {
 	fs.StringVar(&lf.scenario, "lab", "", what+": a built-in lab scenario (bot diagnose --help lists them)")
 	fs.StringVar(&lf.file, "lab-file", "", what+": an organisation file (executors/lab/ORGFILE.md)")
+	fs.StringVar(&lf.store, "lab-store", "", "with --lab or --lab-file: keep the lab's runs, cooldowns and audit trail in this SQLite file "+
+		"across runs, or in the configured store with \""+labStoreConfigured+"\" (default: a throw-away store, removed at exit)")
 }
 
 // set reports whether a lab was asked for.

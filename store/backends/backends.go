@@ -16,7 +16,7 @@ import (
 // store.dsn / store.dsn_file).
 type Config struct {
 	Driver string // "sqlite" (default) or "postgres"
-	Path   string // sqlite: database file; "" = store.DefaultSQLitePath()
+	Path   string // sqlite: database file, required (config.Load resolves store.path's default)
 	DSN    string // postgres: connection string (a secret: from env or file)
 }
 
@@ -24,6 +24,11 @@ type Config struct {
 func (c Config) Validate() error {
 	switch c.Driver {
 	case "", "sqlite":
+		// No fallback to a default here: the sqlite package's own would be the
+		// working directory, where a database moves with cd.
+		if c.Path == "" {
+			return fmt.Errorf("%w: store.driver sqlite needs store.path (or NDRBOT_STORE_PATH)", incident.ErrInvalidInput)
+		}
 		return nil
 	case "postgres", "postgresql":
 		if c.DSN == "" {

@@ -2,6 +2,7 @@ package backends_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -19,8 +20,10 @@ func TestValidate(t *testing.T) {
 		c       backends.Config
 		wantErr bool
 	}{
-		{backends.Config{}, false},
+		{backends.Config{Path: "x.db"}, false},
 		{backends.Config{Driver: "sqlite", Path: "x.db"}, false},
+		{backends.Config{}, true},                 // no path: never ./ndrbot.db
+		{backends.Config{Driver: "sqlite"}, true}, // likewise
 		{backends.Config{Driver: "postgres", DSN: "postgres://localhost/ndr"}, false},
 		{backends.Config{Driver: "postgres"}, true},
 		{backends.Config{Driver: "mysql"}, true},
@@ -43,4 +46,18 @@ func TestOpenSQLite(t *testing.T) {
 	assert.IsType(t, &sqlite.Store{}, s)
 	_, err = backends.Open(context.Background(), backends.Config{Driver: "postgres"}, store.Options{})
 	assert.Error(t, err)
+}
+
+// Without a path nothing is opened, and nothing is created in the working
+// directory, read-write or read-only.
+func TestOpenSQLiteNeedsAPath(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	_, err := backends.Open(context.Background(), backends.Config{Driver: "sqlite"}, store.Options{})
+	assert.ErrorIs(t, err, incident.ErrInvalidInput)
+	_, err = backends.OpenReadOnly(context.Background(), backends.Config{}, store.Options{})
+	assert.ErrorIs(t, err, incident.ErrInvalidInput)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, entries)
 }
