@@ -20,7 +20,7 @@ import (
 	"github.com/ndrbot/ndrbot/store/sqlite"
 )
 
-var kinds = map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph"}
+var kinds = map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph", "exo": "exo"}
 
 // thread records what the service published, by key, keeping every version.
 type thread struct {

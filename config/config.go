@@ -354,6 +354,11 @@ func defaults() Config {
 			// ndr-5.5.4 reports its service-health step as not configured, and
 			// graph-503 refuses to start until RequireApp is satisfied.
 			"graph": {Kind: KindGraph, Endpoints: []string{}},
+			// Exchange Online, likewise without an app registration: the playbooks
+			// that read the tenant lint, and their exo steps are skipped with what to
+			// set (RequireApp) until tenant_id, client_id and a credential are given.
+			// The InvokeCommand route stays off (allow_module_endpoint).
+			"exo": {Kind: KindEXO, Endpoints: []string{}},
 		},
 		Store:  Store{Driver: "sqlite", Checkpoints: Checkpoints{Interval: 15 * time.Minute}},
 		Server: Server{Listen: ":9464"},
@@ -480,30 +485,37 @@ func (t Target) RequireEndpoints(name string) error {
 		name, ErrNoEndpoints, key, EnvName(key), exampleEndpoints(t.Kind))
 }
 
-// ErrNotConfigured: a graph target names no tenant, application or credential yet.
+// ErrNotConfigured: a graph or exo target names no tenant, application or
+// credential yet.
 var ErrNotConfigured = errors.New("not configured")
 
-// GraphAppUnset reports a graph target with none of tenant_id, client_id and a
-// credential set: the default graph target before the operator registers an app.
-// Validate accepts it; RequireApp speaks when a playbook uses it. A graph target with
-// some but not all of them set is a configuration error.
-func (t Target) GraphAppUnset() bool {
-	return t.Kind == KindGraph && t.TenantID == "" && t.ClientID == "" && t.ClientSecret == "" &&
+// AppUnset reports a graph or exo target with none of tenant_id, client_id and a
+// credential set: the default graph and exo targets before the operator registers
+// an app. Validate accepts it; RequireApp speaks when a playbook uses it. A
+// target with some but not all of them set is a configuration error. Other kinds
+// sign in no app and are never unset.
+func (t Target) AppUnset() bool {
+	return (t.Kind == KindGraph || t.Kind == KindEXO) && t.TenantID == "" && t.ClientID == "" && t.ClientSecret == "" &&
 		t.ClientSecretFile == "" && t.CertificateFile == "" && t.CertificatePassword == "" &&
 		t.CertificatePasswordFile == "" && t.ClientState == "" && t.ClientStateFile == ""
 }
 
-// RequireApp returns nil unless t (configured as name) is a graph target with no app
-// registration yet (GraphAppUnset); then an error wrapping ErrNotConfigured that says
-// which keys and variables to set.
+// RequireApp returns nil unless t (configured as name) is a graph or exo target
+// with no app registration yet (AppUnset); then an error wrapping
+// ErrNotConfigured that says which keys and variables to set, and which README
+// section lists the app registration.
 func (t Target) RequireApp(name string) error {
-	if !t.GraphAppUnset() {
+	if !t.AppUnset() {
 		return nil
 	}
 	prefix := "targets." + name
-	return fmt.Errorf("graph target %q %w: set %s.tenant_id, %s.client_id and a credential (%s, %s.client_secret_file or %s.certificate_file); "+
-		"the README's \"Microsoft Graph\" section lists the app registration and its permissions",
-		name, ErrNotConfigured, prefix, prefix, EnvName(prefix+".client_secret"), prefix, prefix)
+	section := "Microsoft Graph"
+	if t.Kind == KindEXO {
+		section = "Exchange Online"
+	}
+	return fmt.Errorf("%s target %q %w: set %s.tenant_id, %s.client_id and a credential (%s, %s.client_secret_file or %s.certificate_file); "+
+		"the README's %q section lists the app registration and its permissions",
+		t.Kind, name, ErrNotConfigured, prefix, prefix, EnvName(prefix+".client_secret"), prefix, prefix, section)
 }
 
 func exampleEndpoints(kind string) string {

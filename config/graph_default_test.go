@@ -16,7 +16,7 @@ func TestDefaultGraphTargetIsNotConfiguredYet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.Kind != KindGraph || g.Cloud != CloudGlobal || len(g.Endpoints) != 0 || !g.GraphAppUnset() {
+	if g.Kind != KindGraph || g.Cloud != CloudGlobal || len(g.Endpoints) != 0 || !g.AppUnset() {
 		t.Fatalf("graph = %+v", g)
 	}
 	if err := cfg.Validate(); err != nil {
@@ -53,7 +53,7 @@ func TestGraphTargetHalfConfigured(t *testing.T) {
 	} {
 		cfg := mustLoad(t, filepath.Join("testdata", "empty.yaml"), env)
 		g := cfg.Targets["graph"]
-		if g.GraphAppUnset() {
+		if g.AppUnset() {
 			t.Errorf("%s: still counted as unset", env)
 		}
 		err := cfg.Validate()

@@ -593,7 +593,7 @@ func TestValidFixture(t *testing.T) {
 	if ex.MaxConcurrency != 6 || ex.OperationTimeout != 2*time.Minute || ex.MaxOutputBytes != 1<<20 {
 		t.Errorf("exchange = %+v", ex)
 	}
-	if got := cfg.TargetKinds(); !reflect.DeepEqual(got, map[string]string{"exchange": KindWinRM, "jea": KindJEA, "eop": KindProbe, "net": KindProbe, "graph": KindGraph, "sim": KindLab}) {
+	if got := cfg.TargetKinds(); !reflect.DeepEqual(got, map[string]string{"exchange": KindWinRM, "jea": KindJEA, "eop": KindProbe, "net": KindProbe, "graph": KindGraph, "exo": KindEXO, "sim": KindLab}) {
 		t.Errorf("TargetKinds = %v", got)
 	}
 }

@@ -24,7 +24,7 @@ func (v *validator) graph(prefix string, t Target) {
 	}
 	// With no app registration at all (the default graph target) the identity is
 	// not configured yet: RequireApp speaks when a playbook uses the target.
-	if !t.GraphAppUnset() {
+	if !t.AppUnset() {
 		v.graphIdentity(prefix, t)
 	}
 	v.graphEndpoints(prefix, t)

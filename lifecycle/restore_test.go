@@ -22,7 +22,7 @@ import (
 )
 
 // The target kinds of the embedded playbooks, as the lab simulates them.
-var kinds = map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph"}
+var kinds = map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph", "exo": "exo"}
 
 var requester = incident.Actor{ID: "U0REQ", Name: "req"}
 

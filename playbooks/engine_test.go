@@ -15,7 +15,7 @@ import (
 	"github.com/ndrbot/ndrbot/playbooks"
 )
 
-var labTargets = map[string]string{"exchange": "exchange", "psrp": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph"}
+var labTargets = map[string]string{"exchange": "exchange", "psrp": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph", "exo": "exo"}
 
 // labTargetsFor maps every playbook target onto one lab organisation.
 func labTargetsFor(l *lab.Lab) lab.Targets { return l.Targets(labTargets) }

@@ -23,7 +23,7 @@ import (
 
 var (
 	t0    = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	kinds = map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph"}
+	kinds = map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph", "exo": "exo"}
 )
 
 const (

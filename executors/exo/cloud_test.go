@@ -95,6 +95,40 @@ func TestNewRejects(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 			assert.Contains(t, err.Error(), `exo target "exo"`)
 			assert.NotContains(t, err.Error(), testSecret)
+			// Half a configuration is a mistake to fix, not a target left unset.
+			assert.NotErrorIs(t, err, executors.ErrNotConfigured)
+		})
+	}
+}
+
+// A target with no app registration at all — the default exo target — is not
+// set up yet: New (and the kind's constructor, which the wiring calls) says so
+// with executors.ErrNotConfigured and the keys to set, so its steps are skipped
+// with that note rather than failed.
+func TestNewUnsetIsNotConfigured(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		t    config.Target
+	}{
+		{"the default exo target", config.Default().Targets["exo"]},
+		{"no kind given", config.Target{}},
+		{"module endpoint on, still no app", config.Target{Kind: config.KindEXO, AllowModuleEndpoint: true, Cloud: config.CloudUSGov}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			for via, build := range map[string]func() error{
+				"New":            func() error { _, err := New("exo", tt.t); return err },
+				"Describe().New": func() error { _, err := Describe().New("exo", tt.t, executors.Env{}); return err },
+			} {
+				err := build()
+				require.ErrorIs(t, err, executors.ErrNotConfigured, via)
+				for _, w := range []string{`exo target "exo" not configured`, "targets.exo.tenant_id", "targets.exo.client_id",
+					"NDRBOT_TARGETS_EXO_CLIENT_SECRET", "targets.exo.certificate_file"} {
+					assert.Contains(t, err.Error(), w, via)
+				}
+			}
 		})
 	}
 }

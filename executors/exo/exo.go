@@ -142,7 +142,10 @@ type session struct {
 var _ executors.Executor = (*Executor)(nil)
 
 // New builds the executor of exo target t named name. It checks the
-// configuration and reads the credential, without contacting Microsoft.
+// configuration and reads the credential, without contacting Microsoft. A
+// target with no app registration at all (the default exo target) is not set
+// up yet: the error wraps executors.ErrNotConfigured and names the keys to set,
+// so the engine skips its steps with that note, as it does a graph target's.
 func New(name string, t config.Target, opts ...Option) (*Executor, error) {
 	o := options{retry: entra.DefaultRetryPolicy(), rand: rand.Float64, maxPages: DefaultMaxPages,
 		maxRows: DefaultMaxRows, maxBody: DefaultMaxBody, pageSize: DefaultPageSize}
@@ -151,6 +154,13 @@ func New(name string, t config.Target, opts ...Option) (*Executor, error) {
 	}
 	fail := func(format string, args ...any) (*Executor, error) {
 		return nil, fmt.Errorf("exo target %q: "+format, append([]any{name}, args...)...)
+	}
+	if t.Kind == "" || t.Kind == Kind {
+		kinded := t
+		kinded.Kind = Kind
+		if err := kinded.RequireApp(name); err != nil {
+			return nil, executors.NotConfigured(err)
+		}
 	}
 	switch {
 	case t.Kind != "" && t.Kind != Kind:

@@ -15,7 +15,7 @@ import (
 // the case's result for checks beyond the expectations its file states.
 func runAll(t *testing.T, all []cases.Case, each func(*testing.T, cases.Case, cases.Result)) {
 	t.Helper()
-	kinds := map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph"}
+	kinds := map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph", "exo": "exo"}
 	cat, err := playbooks.Load("", kinds)
 	require.NoError(t, err)
 	require.NotEmpty(t, all)
