@@ -16,6 +16,8 @@ const (
 	ActionApprove      = "approve"
 	ActionReject       = "reject"
 	ActionRunDiagnosis = "run-diagnosis"
+	// ActionChoosePlaybook picks one of the playbooks that fit a pasted bounce.
+	ActionChoosePlaybook = "choose-playbook"
 )
 
 // Click handles one button press. The button's value is never trusted alone: the
@@ -31,6 +33,8 @@ func (s *Service) Click(ctx context.Context, c Click) Reply {
 		return s.vote(ctx, c, incident.Reject)
 	case ActionRunDiagnosis:
 		return s.alertDiagnosis(ctx, c)
+	case ActionChoosePlaybook:
+		return s.choosePlaybook(ctx, c)
 	}
 	s.refused(ctx, c.User, "", "click", map[string]any{"action": c.Action, "value": c.Value, "why": "unknown action"})
 	return Reply{Text: "That button is not one of ndrbot's; nothing was run."}

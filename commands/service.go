@@ -40,6 +40,9 @@ type Store interface {
 	GetApproval(ctx context.Context, id string) (store.Approval, error)
 	FindWatchAlert(ctx context.Context, channel, button string) (store.WatchAlert, error)
 	ClaimAlertDiagnosis(ctx context.Context, id string, by incident.Actor) (store.WatchAlert, bool, error)
+	// FirstSighting answers true once per key until expires, across replicas:
+	// here, the first click on a bounce's playbook choice (choosePlaybook).
+	FirstSighting(ctx context.Context, key string, expires time.Time) (bool, error)
 }
 
 // Options are a Service's dependencies.
@@ -102,7 +105,7 @@ func New(opts Options) *Service {
 	s.runs = lifecycle.New(lifecycle.Options{Store: opts.Store, Engine: opts.Engine, Catalog: opts.Catalog, Owner: opts.Owner,
 		FourEyes: opts.Access.FourEyes, ResumeChat: true, Observe: s.follow, AfterRelief: opts.AfterRelief, Now: opts.Now, Log: opts.Log})
 	s.verbs = []verb{
-		{"diagnose", "diagnose CODE|PLAYBOOK [key=value…]", "run a playbook's diagnosis in a new thread", RoleResponder, s.diagnose},
+		{"diagnose", "diagnose CODE|PLAYBOOK [key=value…]", "run a playbook's diagnosis in a new thread (or paste a bounce after diagnose)", RoleResponder, s.diagnose},
 		{"status", "status [RUN]", "recent runs, or one run's state", RoleAnyone, s.status},
 		{"audit", "audit RUN", "a run's audit timeline", RoleResponder, s.auditRun},
 		{"playbooks", "playbooks", "the playbooks and the codes they match", RoleAnyone, s.listPlaybooks},
@@ -140,21 +143,30 @@ func (s *Service) goBackground(f func(ctx context.Context)) {
 
 // Command handles one `/ndr …`. Bad input changes nothing and gets usage.
 func (s *Service) Command(ctx context.Context, req Request) Reply {
-	args, err := ParseArgs(req.Text)
-	if err != nil {
-		return Reply{Text: fmt.Sprintf("%v\n%s", err, s.usage())}
+	// A pasted bounce is prose, not arguments: it is read whole (diagnoseNDR),
+	// and only its digest is recorded, never its text.
+	paste, pasted := s.pastedNDR(req)
+	text, name := req.Text, "diagnose"
+	var args Args
+	if pasted {
+		text = "diagnose <a pasted bounce>"
+	} else {
+		var err error
+		if args, err = ParseArgs(req.Text); err != nil {
+			return Reply{Text: fmt.Sprintf("%v\n%s", err, s.usage())}
+		}
+		if len(args.Positional) == 0 {
+			return s.help(ctx, req, args)
+		}
+		name = strings.ToLower(args.Positional[0])
+		args.Positional = args.Positional[1:]
 	}
-	if len(args.Positional) == 0 {
-		return s.help(ctx, req, args)
-	}
-	name := strings.ToLower(args.Positional[0])
-	args.Positional = args.Positional[1:]
 	for _, v := range s.verbs {
 		if v.name != name {
 			continue
 		}
 		if !s.auth.channelAllowed(req.ChannelID, req.ChannelName) {
-			s.refused(ctx, req.User, "", "command", map[string]any{"text": req.Text, "channel": req.ChannelID, "why": "channel not allowed"})
+			s.refused(ctx, req.User, "", "command", map[string]any{"text": text, "channel": req.ChannelID, "why": "channel not allowed"})
 			return Reply{Text: "ndrbot does not take commands in this channel; use an incident channel (access.channels)."}
 		}
 		ok, err := s.auth.allowed(ctx, req.User.ID, v.role)
@@ -162,10 +174,13 @@ func (s *Service) Command(ctx context.Context, req Request) Reply {
 			return s.internal("authorising", err)
 		}
 		if !ok {
-			s.refused(ctx, req.User, "", "command", map[string]any{"text": req.Text, "why": "not a " + v.role})
+			s.refused(ctx, req.User, "", "command", map[string]any{"text": text, "why": "not a " + v.role})
 			return Reply{Text: fmt.Sprintf("`/ndr %s` needs the %s role (access.%ss); ask an ndrbot admin.", v.name, v.role, v.role)}
 		}
-		s.log.Info("command", "verb", v.name, "user", req.User.ID, "channel", req.ChannelID, "text", Echo(req.Text))
+		s.log.Info("command", "verb", v.name, "user", req.User.ID, "channel", req.ChannelID, "text", Echo(text))
+		if pasted {
+			return s.diagnoseNDR(ctx, req, paste)
+		}
 		return v.run(ctx, req, args)
 	}
 	return Reply{Text: fmt.Sprintf("Unknown command %q.\n%s", Echo(name), s.usage())}
@@ -229,23 +244,32 @@ func (s *Service) refused(ctx context.Context, who incident.Actor, runID, what s
 
 func (s *Service) diagnose(ctx context.Context, req Request, args Args) Reply {
 	if len(args.Positional) != 1 {
-		return Reply{Text: "Usage: /ndr diagnose CODE|PLAYBOOK [key=value…] — e.g. /ndr diagnose 5.5.4 sender=alice@contoso.com"}
+		return Reply{Text: "Usage: /ndr diagnose CODE|PLAYBOOK [key=value…] — e.g. /ndr diagnose 5.5.4 sender=alice@contoso.com; or paste a bounce after /ndr diagnose"}
 	}
 	pb, err := s.opts.Catalog().Resolve(args.Positional[0])
 	if err != nil {
 		return Reply{Text: err.Error()}
 	}
-	run, err := s.runs.Start(ctx, lifecycle.Start{Playbook: pb, Args: args.Named, Requester: req.User, Origin: "chat",
-		Channel: req.ChannelID, Command: map[string]any{"text": req.Text, "channel": req.ChannelID}})
+	reply, _ := s.start(ctx, req, pb, args.Named, Echo(args.Positional[0]), map[string]any{"text": req.Text, "channel": req.ChannelID})
+	return reply
+}
+
+// start records a run of pb in the request's channel, posts its thread's root
+// and diagnoses it in the background; it returns the run's id ("" when none
+// started). shown is how the usage line names the playbook; command is what
+// the audit trail records of the request.
+func (s *Service) start(ctx context.Context, req Request, pb *playbooks.Playbook, args map[string]string, shown string, command map[string]any) (Reply, string) {
+	run, err := s.runs.Start(ctx, lifecycle.Start{Playbook: pb, Args: args, Requester: req.User, Origin: "chat",
+		Channel: req.ChannelID, Command: command})
 	if errors.Is(err, lifecycle.ErrParams) {
-		return Reply{Text: fmt.Sprintf("%v\nUsage: /ndr diagnose %s %s", err, Echo(args.Positional[0]), ParamUsage(pb))}
+		return Reply{Text: fmt.Sprintf("%v\nUsage: /ndr diagnose %s %s", err, shown, ParamUsage(pb))}, ""
 	}
 	if err != nil {
-		return s.internal("starting the run", err)
+		return s.internal("starting the run", err), ""
 	}
 	threadOf(run).publishRoot(ctx)
 	s.goBackground(func(ctx context.Context) { s.runDiagnosis(ctx, run) })
-	return Reply{Text: fmt.Sprintf("Started %s (run %s); follow the thread.", pb.ID, run.ID)}
+	return Reply{Text: fmt.Sprintf("Started %s (run %s); follow the thread.", pb.ID, run.ID)}, run.ID
 }
 
 // runDiagnosis diagnoses a started or resumed run and shows what it found.

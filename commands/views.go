@@ -13,7 +13,12 @@ type Actor = incident.Actor
 // Request is one `/ndr …` command, whatever chat platform it came from.
 type Request struct {
 	// Text is everything after `/ndr` ("diagnose 5.5.4 sender=alice@contoso.com").
-	Text        string
+	Text string
+	// Plain is the same text as prose, for reading a pasted bounce: every link
+	// the platform wrote stands for its visible text wherever it is (Text
+	// keeps a link glued to other text as it came, since as an argument it is
+	// no value of its own). Empty: Text is plain already.
+	Plain       string
 	User        Actor
 	ChannelID   string
 	ChannelName string
@@ -21,11 +26,12 @@ type Request struct {
 
 // Click is one button press on a message the bot posted.
 type Click struct {
-	// Action is the button's action id: ActionApprove, ActionReject or
-	// ActionRunDiagnosis.
+	// Action is the button's action id: ActionApprove, ActionReject,
+	// ActionRunDiagnosis or ActionChoosePlaybook.
 	Action string
-	// Value is the button's value (an approval id, or a playbook code for
-	// run-diagnosis). It is never trusted alone: it is looked up in the store.
+	// Value is the button's value (an approval id, a playbook code for
+	// run-diagnosis, a stored choice and playbook for choose-playbook). It is
+	// never trusted alone: it is looked up in the store.
 	Value     string
 	User      Actor
 	ChannelID string
@@ -70,6 +76,9 @@ type Message struct {
 	// Notice is something else the watch must tell the channel by itself (its
 	// change-notification subscription keeps failing to renew; RunID empty, TopLevel set).
 	Notice *NoticeView `json:",omitempty"`
+	// Choice asks which playbook to run when several fit a pasted bounce
+	// (RunID empty, TopLevel set).
+	Choice *ChoiceView `json:",omitempty"`
 }
 
 // NoticeView is a short message the watch posts about itself.
@@ -227,4 +236,48 @@ func humanWindow(d time.Duration) string {
 	default:
 		return d.String()
 	}
+}
+
+// ChoiceKey is the key of the message that asks which playbook fits a bounce.
+func ChoiceKey(choiceID string) string { return "ndr-choice:" + choiceID }
+
+// ChoiceView asks which playbook to run when several fit a pasted bounce: one
+// option per playbook, best first, each with a button until one is chosen.
+type ChoiceView struct {
+	ChoiceID string
+	// Read is what was read from the bounce (NDR.Summary).
+	Read      string
+	Requester Actor
+	Options   []ChoiceOption
+	At        time.Time
+	// ExpiresAt ends the buttons: a later click starts nothing.
+	ExpiresAt time.Time
+	// Chosen is set once a responder chose: the buttons are gone then.
+	Chosen *ChoiceMade `json:",omitempty"`
+}
+
+// ChoiceOption is one playbook that fits.
+type ChoiceOption struct {
+	Playbook string
+	Title    string
+	// Reason says why it fits (bounce.Choice.Reason).
+	Reason string
+	// Params are the values read from the bounce, in the playbook's order.
+	Params []Param
+	// Missing are required parameters the bounce does not give: no button
+	// then; Command says how to start it by hand.
+	Missing []string
+	// Command starts the same diagnosis by hand: /ndr diagnose PLAYBOOK key=value….
+	Command string
+	// Button is the button's value; empty: no button. A click is checked
+	// against the choice the bot stored, never taken at its word.
+	Button string `json:",omitempty"`
+}
+
+// ChoiceMade is who chose which playbook, and the run it started.
+type ChoiceMade struct {
+	Playbook string
+	By       Actor
+	At       time.Time
+	RunID    string
 }
