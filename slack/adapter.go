@@ -164,6 +164,7 @@ func commandJob(cmd slackgo.SlashCommand) job {
 	return job{
 		command: &commands.Request{
 			Text:        CommandText(cmd.Text),
+			Plain:       plainUnlessSame(cmd.Text),
 			User:        commands.Actor{ID: cmd.UserID, Name: cmd.UserName},
 			ChannelID:   cmd.ChannelID,
 			ChannelName: cmd.ChannelName,

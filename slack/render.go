@@ -66,7 +66,7 @@ func Render(m commands.Message) (Rendered, error) { return Renderer{}.Render(m) 
 // Block Kit's limits: what does not fit goes into Files, and the message says so.
 func (r Renderer) Render(m commands.Message) (Rendered, error) {
 	set := 0
-	for _, v := range []bool{m.Root != nil, m.Findings != nil, m.Approval != nil, m.Escalation != nil, m.Alert != nil, m.Notice != nil} {
+	for _, v := range []bool{m.Root != nil, m.Findings != nil, m.Approval != nil, m.Escalation != nil, m.Alert != nil, m.Notice != nil, m.Choice != nil} {
 		if v {
 			set++
 		}
@@ -88,6 +88,8 @@ func (r Renderer) Render(m commands.Message) (Rendered, error) {
 		r.alert(b, m.Alert)
 	case m.Notice != nil:
 		r.notice(b, m.Notice)
+	case m.Choice != nil:
+		r.choice(b, m.Choice)
 	}
 	out := Rendered{Text: b.text, Blocks: b.blocks, Files: b.files}
 	if err := checkLimits(out); err != nil {

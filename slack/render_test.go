@@ -177,6 +177,9 @@ func goldenCases() map[string]commands.Message {
 	for name, v := range alertCases() {
 		cases[name] = commands.Message{Channel: "C0ESC", TopLevel: true, Key: commands.WatchAlertKey(v.AlertID), Alert: &v}
 	}
+	for name, m := range choiceCases() {
+		cases[name] = m
+	}
 	// The watch's notice about its subscription (watch/graphmail).
 	cases["notice-renewal-failing"] = commands.Message{Channel: "C0ESC", TopLevel: true, Key: "watch-notice:x", Notice: &commands.NoticeView{
 		Severity: "critical", Title: "NDR watch: Graph subscription renewal keeps failing", At: time.Date(2026, 11, 29, 16, 0, 0, 0, time.UTC),
