@@ -3,7 +3,8 @@
 // for tests that drive the real exo executor and azidentity.
 //
 // One httptest TLS server answers every host name: the authority routes
-// (/{tenant}/oauth2/v2.0/token, the OpenID configuration, instance discovery),
+// (/{tenant}/oauth2/v2.0/token, the OpenID configuration, instance discovery:
+// the fake authority graphfake serves too, entrafake.Authority),
 // POST /adminapi/v2.0/{tenant}/{Endpoint} for the Admin API's six endpoints and
 // POST /adminapi/beta/{tenant}/InvokeCommand. Its certificate is valid for the
 // Exchange Online and login hosts of every national cloud and for localhost; a
@@ -18,34 +19,18 @@
 package exofake
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"context"
+	"github.com/ndrbot/ndrbot/executors/internal/entra/entrafake"
 )
 
 // Hosts the certificate is valid for, besides localhost and the loopback addresses.
@@ -57,8 +42,8 @@ var Hosts = []string{
 
 // Default identity of the fake tenant and app.
 const (
-	DefaultTenant   = "contoso.onmicrosoft.com"
-	DefaultClientID = "00000000-1111-2222-3333-444444444444"
+	DefaultTenant   = entrafake.DefaultTenant
+	DefaultClientID = entrafake.DefaultClientID
 )
 
 // Endpoints maps each Admin API endpoint to the one read cmdlet the fake
@@ -85,21 +70,13 @@ type Request struct {
 }
 
 // IsToken reports a token request.
-func (r Request) IsToken() bool { return strings.HasSuffix(r.Path, "/oauth2/v2.0/token") }
+func (r Request) IsToken() bool { return entrafake.IsTokenPath(r.Path) }
 
 // IsEXO reports an Admin API or InvokeCommand request.
 func (r Request) IsEXO() bool { return strings.HasPrefix(r.Path, "/adminapi/") }
 
 // Scope is the resource scope a token request asked for.
-func (r Request) Scope() string {
-	form, _ := url.ParseQuery(string(r.Body))
-	for _, sc := range strings.Fields(form.Get("scope")) {
-		if strings.HasSuffix(sc, "/.default") {
-			return sc
-		}
-	}
-	return ""
-}
+func (r Request) Scope() string { return entrafake.Scope(r.Body) }
 
 // CmdletInput is the body both routes take.
 type CmdletInput struct {
@@ -139,60 +116,28 @@ type Fault struct {
 
 // Server is the fake. Its zero value is not usable: call New.
 type Server struct {
-	*httptest.Server
-
-	Tenant       string
-	ClientID     string
-	ClientSecret string
-	// ClientCert, when set, is the certificate whose key must sign client
-	// assertions (and no secret is accepted).
-	ClientCert *x509.Certificate
+	// Site is the TLS server (URL, CAFile, DialContext …).
+	*entrafake.Site
+	// Authority is the token service (Tenant, ClientID, ClientSecret, ClientCert).
+	*entrafake.Authority
 	// PageSize is how many objects a page holds (default 2, to exercise paging).
 	PageSize int
 	// NextLinkHost, when set, is the host the nextLinks name instead of the
 	// request's own (a link to elsewhere, which the client must not follow).
 	NextLinkHost string
 
-	caPEM  []byte
-	caFile string
-
 	mu       sync.Mutex
 	requests []Request
 	faults   []*Fault
-	tokens   map[string]bool
 	objects  map[string][]json.RawMessage // by lower-case cmdlet
-	counter  int
 }
 
 // New starts a fake for t; it stops when the test ends.
 func New(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{Tenant: DefaultTenant, ClientID: DefaultClientID, ClientSecret: "fake-client-secret",
-		PageSize: 2, tokens: map[string]bool{}, objects: map[string][]json.RawMessage{}}
-	cert, err := selfSigned(append([]string{"localhost"}, Hosts...))
-	if err != nil {
-		t.Fatalf("exofake: certificate: %v", err)
-	}
-	s.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
-	s.caFile = filepath.Join(t.TempDir(), "exofake-ca.pem")
-	if err := os.WriteFile(s.caFile, s.caPEM, 0o600); err != nil {
-		t.Fatalf("exofake: %v", err)
-	}
-	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
-	s.Server.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	s.StartTLS()
-	t.Cleanup(s.Close)
+	s := &Server{Authority: entrafake.NewAuthority("fake-exo-token"), PageSize: 2, objects: map[string][]json.RawMessage{}}
+	s.Site = entrafake.StartSite(t, "exofake", Hosts, http.HandlerFunc(s.serve))
 	return s
-}
-
-// CAFile is a PEM file holding the fake's CA, for a target's ca_file.
-func (s *Server) CAFile() string { return s.caFile }
-
-// DialContext sends every connection to the fake, whatever the address; TLS
-// still checks the name the client asked for against the fake's certificate.
-func (s *Server) DialContext(ctx context.Context, network, _ string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, network, s.Listener.Addr().String())
 }
 
 // SetObjects sets what cmdlet returns: each item one JSON object as Exchange
@@ -247,123 +192,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.requests = append(s.requests, rec)
 	s.mu.Unlock()
 	switch {
-	case rec.IsToken() && r.Method == http.MethodPost:
-		s.token(w, r, body)
-	case strings.HasSuffix(r.URL.Path, "/v2.0/.well-known/openid-configuration"):
-		tenant := tenantOf(r.URL.Path)
-		base := "https://" + r.Host + "/" + tenant
-		writeJSON(w, http.StatusOK, nil, map[string]any{
-			"token_endpoint": base + "/oauth2/v2.0/token", "authorization_endpoint": base + "/oauth2/v2.0/authorize",
-			"issuer": base + "/v2.0", "token_endpoint_auth_methods_supported": []string{"client_secret_post", "private_key_jwt"},
-		})
-	case r.URL.Path == "/common/discovery/instance":
-		writeJSON(w, http.StatusOK, nil, map[string]any{
-			"tenant_discovery_endpoint": "https://" + r.Host + "/" + s.Tenant + "/v2.0/.well-known/openid-configuration",
-			"api-version":               "1.1",
-			"metadata":                  []map[string]any{{"preferred_network": r.Host, "preferred_cache": r.Host, "aliases": []string{r.Host}}},
-		})
+	case s.Handle(w, r, body):
 	case rec.IsEXO():
 		s.exo(w, r, rec)
 	default:
 		http.NotFound(w, r)
 	}
-}
-
-func tenantOf(path string) string {
-	t, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
-	return t
-}
-
-func tokenError(w http.ResponseWriter, status int, code, desc string) {
-	writeJSON(w, status, nil, map[string]any{
-		"error": code, "error_description": desc + "\r\nTrace ID: 0000\r\nCorrelation ID: 0000\r\nTimestamp: 2026-05-15 00:05:19Z",
-		"error_codes": []int{0}, "trace_id": "0000", "correlation_id": "0000",
-	})
-}
-
-func (s *Server) token(w http.ResponseWriter, r *http.Request, body []byte) {
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		tokenError(w, http.StatusBadRequest, "invalid_request", "AADSTS900144: malformed body")
-		return
-	}
-	switch {
-	case !strings.EqualFold(tenantOf(r.URL.Path), s.Tenant):
-		tokenError(w, http.StatusBadRequest, "invalid_request", "AADSTS90002: Tenant '"+tenantOf(r.URL.Path)+"' not found.")
-		return
-	case form.Get("grant_type") != "client_credentials":
-		tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "AADSTS70003: grant type not supported")
-		return
-	case form.Get("client_id") != s.ClientID:
-		tokenError(w, http.StatusBadRequest, "unauthorized_client", "AADSTS700016: Application with identifier '"+form.Get("client_id")+"' was not found in the directory.")
-		return
-	}
-	if s.ClientCert != nil {
-		if err := s.verifyAssertion(form, "https://"+r.Host+r.URL.Path); err != nil {
-			tokenError(w, http.StatusUnauthorized, "invalid_client", "AADSTS700027: Client assertion failed signature validation: "+err.Error())
-			return
-		}
-	} else if form.Get("client_secret") != s.ClientSecret || s.ClientSecret == "" {
-		tokenError(w, http.StatusUnauthorized, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
-		return
-	}
-	s.mu.Lock()
-	s.counter++
-	tok := fmt.Sprintf("fake-exo-token-%d-%s", s.counter, randomHex(8))
-	s.tokens[tok] = true
-	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, nil, map[string]any{"token_type": "Bearer", "expires_in": 3599, "access_token": tok})
-}
-
-// verifyAssertion checks a client_assertion JWT (PS256 or RS256) against the
-// configured certificate's key, and its audience, issuer and subject.
-func (s *Server) verifyAssertion(form url.Values, tokenURL string) error {
-	if form.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
-		return fmt.Errorf("no client assertion")
-	}
-	parts := strings.Split(form.Get("client_assertion"), ".")
-	if len(parts) != 3 {
-		return fmt.Errorf("assertion is not a JWT")
-	}
-	var hdr struct {
-		Alg string `json:"alg"`
-	}
-	var claims struct {
-		Aud, Iss, Sub string
-	}
-	for i, v := range []any{&hdr, &claims} {
-		b, err := base64.RawURLEncoding.DecodeString(parts[i])
-		if err != nil {
-			return err
-		}
-		if err := json.Unmarshal(b, v); err != nil {
-			return err
-		}
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil {
-		return err
-	}
-	pub, ok := s.ClientCert.PublicKey.(*rsa.PublicKey)
-	if !ok {
-		return fmt.Errorf("configured certificate is not RSA")
-	}
-	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	switch hdr.Alg {
-	case "PS256":
-		err = rsa.VerifyPSS(pub, crypto.SHA256, sum[:], sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
-	case "RS256":
-		err = rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig)
-	default:
-		err = fmt.Errorf("alg %q", hdr.Alg)
-	}
-	if err != nil {
-		return fmt.Errorf("signature: %w", err)
-	}
-	if claims.Iss != s.ClientID || claims.Sub != s.ClientID || !strings.EqualFold(claims.Aud, tokenURL) {
-		return fmt.Errorf("claims iss=%q sub=%q aud=%q", claims.Iss, claims.Sub, claims.Aud)
-	}
-	return nil
 }
 
 // exoError writes an Exchange Online OData error with the response headers the
@@ -410,11 +244,7 @@ func (s *Server) exo(w http.ResponseWriter, r *http.Request, rec Request) {
 		exoError(w, r, http.StatusMethodNotAllowed, "MethodNotAllowed", "The Admin API takes POST only.", "")
 		return
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	s.mu.Lock()
-	known := s.tokens[tok]
-	s.mu.Unlock()
-	if !ok || !known {
+	if !s.Authorized(r.Header.Get("Authorization")) {
 		h := ids(r)
 		h.Set("WWW-Authenticate", `Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="00000001-0000-0000-c000-000000000000@*"`)
 		h.Set("x-ms-diagnostics", `2000001;reason="The token is missing or not valid.";error_category="invalid_token"`)
@@ -451,20 +281,8 @@ func (s *Server) exo(w http.ResponseWriter, r *http.Request, rec Request) {
 		return
 	}
 	if f := s.matchFault(cmdlet); f != nil {
-		if f.Reset {
-			if hj, ok := w.(http.Hijacker); ok {
-				if conn, _, err := hj.Hijack(); err == nil {
-					if tc, ok := conn.(*net.TCPConn); ok {
-						_ = tc.SetLinger(0)
-					} else if tc, ok := conn.(*tls.Conn); ok {
-						if raw, ok := tc.NetConn().(*net.TCPConn); ok {
-							_ = raw.SetLinger(0)
-						}
-					}
-					_ = conn.Close()
-					return
-				}
-			}
+		if f.Reset && entrafake.ResetConnection(w) {
+			return
 		}
 		status := f.Status
 		if status == 0 {
@@ -532,32 +350,4 @@ func newGUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%x", b)
-}
-
-func selfSigned(hosts []string) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "exofake"},
-		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:        true, BasicConstraintsValid: true,
-		DNSNames:    hosts,
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
