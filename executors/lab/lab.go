@@ -2,7 +2,9 @@
 // queues, transport limits, send connectors, throttling policies, message tracking,
 // the EOP endpoint and the outside world the network probes see (destination MX
 // hosts, DNS, DNSBL listings), and its Microsoft 365 tenant (service health, the
-// app's change-notification subscriptions, a mailbox), in named scenarios whose
+// app's change-notification subscriptions, a mailbox; for exo targets its
+// Exchange Online side — accepted domains, outbound spam policy, blocked
+// senders, connectors, message trace: exo.go), in named scenarios whose
 // state reacts to reliefs. It answers the same scripts the real servers get,
 // recognised by the cmdlets they call, with output shaped like the playbooks' own
 // ConvertTo-Json projections of Exchange 2019 cmdlet output, and probe and graph
@@ -28,6 +30,7 @@ import (
 	"time"
 
 	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/executors/exo"
 	"github.com/ndrbot/ndrbot/executors/probe"
 	"github.com/ndrbot/ndrbot/executors/psobj"
 )
@@ -168,7 +171,7 @@ const eopTarget = "eop"
 
 // Target returns an executor for one configured target group: winrm-like targets
 // map to the lab's Exchange servers, probe targets to their configured endpoints,
-// graph targets to the lab's Microsoft 365 tenant (Tenant).
+// graph and exo targets to the lab's Microsoft 365 tenant (Tenant).
 // A probe target without endpoints is, as with the real probe executor, the bot's
 // own vantage point (probe.VantagePoint) — except eop, which stands for the EOP
 // endpoint its default configuration names.
@@ -184,8 +187,8 @@ func (l *Lab) Target(name, kind string, endpoints []string) *Target {
 		default:
 			t.hosts = []string{probe.VantagePoint}
 		}
-	case "graph":
-		// One host, the tenant, as the graph executor's Hosts is its tenant_id.
+	case "graph", "exo":
+		// One host, the tenant, as the graph and exo executors' Hosts is their tenant_id.
 		t.hosts = []string{Tenant}
 	default:
 		for _, s := range l.org.servers {
@@ -223,6 +226,9 @@ func (t *Target) Run(ctx context.Context, host string, a executors.Action) (exec
 	if !slices.Contains(t.hosts, host) {
 		return executors.Output{Host: host}, fmt.Errorf("lab %s: %w: not a host of target %q", host, executors.ErrUnreachable, t.name)
 	}
+	if t.kind == "exo" {
+		return t.runEXO(host, a, start)
+	}
 	if a.Check == "" {
 		return t.runCmdlet(host, a, start)
 	}
@@ -254,7 +260,57 @@ func (t *Target) Invoke(host string, a executors.Action) (items []any, warnings 
 	t.lab.mu.Lock()
 	defer t.lab.mu.Unlock()
 	t.lab.recordLocked(Call{Target: t.name, Host: host, Step: a.Step, Cmdlet: a.Cmdlet, Args: slices.Clone(a.Args), Params: a.Params})
+	if t.kind == "exo" {
+		items, _, warnings, err = t.lab.org.runEXO(t.name, a)
+		return items, warnings, err
+	}
 	return t.lab.org.runCmdlet(host, t.kind, a)
+}
+
+// runEXO answers a step of an exo target as the exo executor would: cmdlet
+// steps only, each row carrying the route it took (exo.RouteField), the route
+// named in Stderr, and a refusal when the route is not allowed.
+func (t *Target) runEXO(host string, a executors.Action, start time.Time) (executors.Output, error) {
+	t.lab.mu.Lock()
+	t.lab.recordLocked(Call{Target: t.name, Host: host, Step: a.Step, Cmdlet: a.Cmdlet, Args: slices.Clone(a.Args), Params: a.Params})
+	var (
+		items    []any
+		route    exo.Route
+		warnings []string
+		err      error
+	)
+	if a.Cmdlet == "" {
+		err = fmt.Errorf("exo %s: step %q: %w: exo targets take cmdlet steps (cmdlet: with args:), not scripts or checks", t.name, a.Step, executors.ErrUnsupported)
+	} else {
+		items, route, warnings, err = t.lab.org.runEXO(t.name, a)
+	}
+	t.lab.mu.Unlock()
+
+	o := executors.Output{Host: host, Duration: time.Since(start)}
+	if route != "" {
+		o.Stderr = "route: " + string(route) + " (lab)"
+	}
+	if len(warnings) > 0 {
+		o.Stderr = strings.TrimSpace(o.Stderr + "\n" + strings.Join(warnings, "\n"))
+	}
+	if err != nil {
+		var ce *CmdletError
+		if errors.As(err, &ce) {
+			o.ExitCode = 1
+			o.Stderr = strings.TrimSpace(o.Stderr + "\n" + strings.TrimPrefix(ce.Record(), " : "))
+			return o, fmt.Errorf("lab %s: %s: %w: %w", host, a.Step, executors.ErrExit, err)
+		}
+		o.Stderr = strings.TrimSpace(o.Stderr + "\n" + err.Error())
+		return o, err
+	}
+	rows := make([]map[string]any, 0, len(items))
+	for _, it := range items {
+		r := psobj.Row(it, a.Select)
+		r[exo.RouteField] = string(route)
+		rows = append(rows, r)
+	}
+	o.Stdout, err = json.Marshal(rows)
+	return o, err
 }
 
 // runCmdlet answers a cmdlet step from the organisation model. Exchange's

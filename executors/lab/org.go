@@ -33,8 +33,9 @@ type org struct {
 	listings        map[string]listing      // "ip zone" → DNSBL listing
 	dnsblDown       map[string]string       // "ip zone" → the probe status of a zone that does not answer
 
-	// The Microsoft 365 tenant (see graph.go).
+	// The Microsoft 365 tenant (see graph.go) and its Exchange Online side (exo.go).
 	m365 *m365
+	exo  *exoTenant
 
 	// What the cmdlet path adds (see cmdlets.go, reliefs.go): the events that keep
 	// arriving in message tracking while the incident lasts, and how the world

@@ -253,6 +253,93 @@ type fileTenant struct {
 	Issues        []fileIssue          `yaml:"issues"`
 	Subscriptions []fileSubscription   `yaml:"subscriptions"`
 	Mail          keyed[[]fileMessage] `yaml:"mail"`
+
+	// Exchange Online, as exo targets read it (exo.go).
+	AllowModuleEndpoint  *bool                        `yaml:"allow_module_endpoint"`
+	AcceptedDomains      keyed[fileEXODomain]         `yaml:"accepted_domains"`
+	OutboundSpamPolicies keyed[fileOutboundPolicy]    `yaml:"outbound_spam_policies"`
+	BlockedSenders       keyed[fileBlockedSender]     `yaml:"blocked_senders"`
+	InboundConnectors    keyed[fileInboundConnector]  `yaml:"inbound_connectors"`
+	OutboundConnectors   keyed[fileOutboundConnector] `yaml:"outbound_connectors"`
+	MessageTrace         []fileTrace                  `yaml:"message_trace"`
+}
+
+type fileEXODomain struct {
+	DomainName                string `yaml:"DomainName"`
+	DomainType                string `yaml:"DomainType"`
+	Default                   bool   `yaml:"Default"`
+	MatchSubDomains           bool   `yaml:"MatchSubDomains"`
+	SendingFromDomainDisabled bool   `yaml:"SendingFromDomainDisabled"`
+	EmailOnly                 bool   `yaml:"EmailOnly"`
+}
+
+type fileOutboundPolicy struct {
+	IsDefault                     *bool  `yaml:"IsDefault"`
+	RecipientLimitExternalPerHour int64  `yaml:"RecipientLimitExternalPerHour"`
+	RecipientLimitInternalPerHour int64  `yaml:"RecipientLimitInternalPerHour"`
+	RecipientLimitPerDay          int64  `yaml:"RecipientLimitPerDay"`
+	ActionWhenThresholdReached    string `yaml:"ActionWhenThresholdReached"`
+	AutoForwardingMode            string `yaml:"AutoForwardingMode"`
+	BccSuspiciousOutboundMail     bool   `yaml:"BccSuspiciousOutboundMail"`
+	NotifyOutboundSpam            bool   `yaml:"NotifyOutboundSpam"`
+	WhenChanged                   *when  `yaml:"WhenChanged"`
+}
+
+type fileBlockedSender struct {
+	Reason          string `yaml:"Reason"`
+	BlockType       string `yaml:"BlockType"`
+	CreatedDatetime when   `yaml:"CreatedDatetime"`
+	ChangedDatetime *when  `yaml:"ChangedDatetime"`
+	TemporaryBlock  bool   `yaml:"TemporaryBlock"`
+	ExpireDatetime  *when  `yaml:"ExpireDatetime"`
+}
+
+type fileInboundConnector struct {
+	ConnectorType                string   `yaml:"ConnectorType"`
+	ConnectorSource              string   `yaml:"ConnectorSource"`
+	Enabled                      *bool    `yaml:"Enabled"`
+	SenderDomains                []string `yaml:"SenderDomains"`
+	SenderIPAddresses            []string `yaml:"SenderIPAddresses"`
+	RequireTls                   *bool    `yaml:"RequireTls"`
+	RestrictDomainsToCertificate bool     `yaml:"RestrictDomainsToCertificate"`
+	RestrictDomainsToIPAddresses bool     `yaml:"RestrictDomainsToIPAddresses"`
+	TlsSenderCertificateName     string   `yaml:"TlsSenderCertificateName"`
+	CloudServicesMailEnabled     bool     `yaml:"CloudServicesMailEnabled"`
+	TreatMessagesAsInternal      bool     `yaml:"TreatMessagesAsInternal"`
+	WhenChanged                  *when    `yaml:"WhenChanged"`
+}
+
+type fileOutboundConnector struct {
+	ConnectorType                 string   `yaml:"ConnectorType"`
+	ConnectorSource               string   `yaml:"ConnectorSource"`
+	Enabled                       *bool    `yaml:"Enabled"`
+	RecipientDomains              []string `yaml:"RecipientDomains"`
+	SmartHosts                    []string `yaml:"SmartHosts"`
+	UseMXRecord                   bool     `yaml:"UseMXRecord"`
+	TlsSettings                   string   `yaml:"TlsSettings"`
+	TlsDomain                     string   `yaml:"TlsDomain"`
+	IsTransportRuleScoped         bool     `yaml:"IsTransportRuleScoped"`
+	RouteAllMessagesViaOnPremises bool     `yaml:"RouteAllMessagesViaOnPremises"`
+	CloudServicesMailEnabled      bool     `yaml:"CloudServicesMailEnabled"`
+	AllAcceptedDomains            bool     `yaml:"AllAcceptedDomains"`
+	WhenChanged                   *when    `yaml:"WhenChanged"`
+}
+
+// fileTrace is one message trace row, or with count a run of them: count
+// messages, the first at Received and one every every after it, "{n}" in
+// RecipientAddress, MessageId and Subject numbering them from 1.
+type fileTrace struct {
+	Received         when     `yaml:"Received"`
+	SenderAddress    string   `yaml:"SenderAddress"`
+	RecipientAddress string   `yaml:"RecipientAddress"`
+	Subject          string   `yaml:"Subject"`
+	Status           string   `yaml:"Status"`
+	FromIP           string   `yaml:"FromIP"`
+	ToIP             string   `yaml:"ToIP"`
+	Size             int64    `yaml:"Size"`
+	MessageId        string   `yaml:"MessageId"`
+	Count            int      `yaml:"count"`
+	Every            *spanVal `yaml:"every"`
 }
 
 type fileIssue struct {
@@ -676,5 +763,134 @@ func (ld *loader) tenant(o *org, t *fileTenant, now time.Time) error {
 			m.mail[strings.ToLower(box.key)] = append(m.mail[strings.ToLower(box.key)], &message{id: msg.ID, receivedAgo: now.Sub(msg.Received.at(now))})
 		}
 	}
+	return ld.exo(o, t, now)
+}
+
+// maxTraceRun bounds one message_trace entry's count: more than a message
+// trace query can return (5000) is more than a scenario needs.
+const maxTraceRun = 10000
+
+// exo builds the Exchange Online side of the tenant.
+func (ld *loader) exo(o *org, t *fileTenant, now time.Time) error {
+	x := &exoTenant{allowModule: t.AllowModuleEndpoint == nil || *t.AllowModuleEndpoint}
+	o.exo = x
+	oneOf := func(n *yaml.Node, what, v string, allowed []string) error {
+		if v != "" && !slices.Contains(allowed, v) {
+			return fmt.Errorf("lab: %s: %s %q is not one of %s", ld.at(n), what, v, strings.Join(allowed, ", "))
+		}
+		return nil
+	}
+	optTime := func(w *when) time.Time {
+		if w == nil {
+			return time.Time{}
+		}
+		return w.at(now)
+	}
+	for _, it := range t.AcceptedDomains.items {
+		d := it.val
+		if err := oneOf(it.node, "DomainType", d.DomainType, exoDomainTypes); err != nil {
+			return err
+		}
+		x.domains = append(x.domains, &exoDomain{name: it.key, domain: either(d.DomainName, it.key), kind: either(d.DomainType, "Authoritative"),
+			isDefault: d.Default, matchSub: d.MatchSubDomains, sendingDisabled: d.SendingFromDomainDisabled, emailOnly: d.EmailOnly})
+	}
+	for _, it := range t.OutboundSpamPolicies.items {
+		pv := it.val
+		if err := oneOf(it.node, "ActionWhenThresholdReached", pv.ActionWhenThresholdReached, thresholdActions); err != nil {
+			return err
+		}
+		if err := oneOf(it.node, "AutoForwardingMode", pv.AutoForwardingMode, forwardingModes); err != nil {
+			return err
+		}
+		for _, l := range []int64{pv.RecipientLimitExternalPerHour, pv.RecipientLimitInternalPerHour, pv.RecipientLimitPerDay} {
+			if l < 0 || l > 10000 {
+				return fmt.Errorf("lab: %s: outbound spam policy %s: a recipient limit is 0 (the service's default) to 10000, not %d", ld.at(it.node), it.key, l)
+			}
+		}
+		x.policies = append(x.policies, &outboundPolicy{name: it.key, isDefault: pv.IsDefault != nil && *pv.IsDefault || pv.IsDefault == nil && it.key == "Default",
+			externalPerHour: pv.RecipientLimitExternalPerHour, internalPerHour: pv.RecipientLimitInternalPerHour, perDay: pv.RecipientLimitPerDay,
+			action: either(pv.ActionWhenThresholdReached, "BlockUserForToday"), autoForwarding: either(pv.AutoForwardingMode, "Automatic"),
+			bccSuspicious: pv.BccSuspiciousOutboundMail, notify: pv.NotifyOutboundSpam, whenChanged: optTime(pv.WhenChanged)})
+	}
+	for _, it := range t.BlockedSenders.items {
+		b := it.val
+		if !strings.Contains(it.key, "@") {
+			return fmt.Errorf("lab: %s: blocked sender %q: the key is the sender's address", ld.at(it.node), it.key)
+		}
+		created := b.CreatedDatetime.at(now)
+		changed := created
+		if b.ChangedDatetime != nil {
+			changed = b.ChangedDatetime.at(now)
+		}
+		x.blocked = append(x.blocked, &blockedSender{address: it.key, reason: b.Reason, blockType: b.BlockType, created: created,
+			changed: changed, temporary: b.TemporaryBlock, expires: optTime(b.ExpireDatetime)})
+	}
+	for _, it := range t.InboundConnectors.items {
+		c := it.val
+		if err := oneOf(it.node, "ConnectorType", c.ConnectorType, connectorTypes); err != nil {
+			return err
+		}
+		if err := oneOf(it.node, "ConnectorSource", c.ConnectorSource, connectorSources); err != nil {
+			return err
+		}
+		x.inbound = append(x.inbound, &inboundConnector{name: it.key, kind: either(c.ConnectorType, "Partner"), source: either(c.ConnectorSource, "Default"),
+			tlsName: c.TlsSenderCertificateName, enabled: c.Enabled == nil || *c.Enabled, requireTLS: c.RequireTls == nil || *c.RequireTls,
+			restrictCert: c.RestrictDomainsToCertificate, restrictIPs: c.RestrictDomainsToIPAddresses, cloudMail: c.CloudServicesMailEnabled,
+			internal: c.TreatMessagesAsInternal, senderDomains: c.SenderDomains, senderIPs: c.SenderIPAddresses, whenChanged: optTime(c.WhenChanged)})
+	}
+	for _, it := range t.OutboundConnectors.items {
+		c := it.val
+		for _, e := range []struct {
+			what, v string
+			allowed []string
+		}{{"ConnectorType", c.ConnectorType, connectorTypes},
+			{"ConnectorSource", c.ConnectorSource, connectorSources}, {"TlsSettings", c.TlsSettings, tlsSettings}} {
+			if err := oneOf(it.node, e.what, e.v, e.allowed); err != nil {
+				return err
+			}
+		}
+		x.outbound = append(x.outbound, &outboundConnector{name: it.key, kind: either(c.ConnectorType, "Partner"), source: either(c.ConnectorSource, "Default"),
+			tlsSettings: c.TlsSettings, tlsDomain: c.TlsDomain, enabled: c.Enabled == nil || *c.Enabled, useMX: c.UseMXRecord,
+			ruleScoped: c.IsTransportRuleScoped, viaOnPrem: c.RouteAllMessagesViaOnPremises, cloudMail: c.CloudServicesMailEnabled,
+			all: c.AllAcceptedDomains, recipientDomains: c.RecipientDomains, smartHosts: c.SmartHosts, whenChanged: optTime(c.WhenChanged)})
+	}
+	for i, tr := range t.MessageTrace {
+		where := fmt.Sprintf("tenant.message_trace[%d]", i)
+		if tr.SenderAddress == "" || tr.RecipientAddress == "" {
+			return fmt.Errorf("lab: %s: SenderAddress and RecipientAddress are required", where)
+		}
+		if !slices.Contains(traceStatuses, either(tr.Status, "Delivered")) {
+			return fmt.Errorf("lab: %s: Status %q is not one of %s", where, tr.Status, strings.Join(traceStatuses, ", "))
+		}
+		count := max(tr.Count, 1)
+		switch {
+		case count > maxTraceRun:
+			return fmt.Errorf("lab: %s: count %d: at most %d rows an entry", where, count, maxTraceRun)
+		case count > 1 && (tr.Every == nil || *tr.Every <= 0):
+			return fmt.Errorf("lab: %s: count %d needs every: a positive time span (30s)", where, count)
+		}
+		first := tr.Received.at(now)
+		for n := 1; n <= count; n++ {
+			num := func(s string) string { return strings.ReplaceAll(s, "{n}", fmt.Sprint(n)) }
+			at := first
+			if n > 1 {
+				at = first.Add(time.Duration(n-1) * time.Duration(*tr.Every))
+			}
+			if at.After(now) {
+				break // a run ends at the lab's clock: message trace holds no future
+			}
+			id := labGUID(fmt.Sprintf("trace %d %d", i, n))
+			x.trace = append(x.trace, &traceRow{id: id, messageID: either(num(tr.MessageId), "<"+id+"@"+addressDomain(tr.SenderAddress)+">"),
+				sender: tr.SenderAddress, recipient: num(tr.RecipientAddress), fromIP: tr.FromIP, toIP: tr.ToIP, subject: num(tr.Subject),
+				status: either(tr.Status, "Delivered"), received: at, size: max(tr.Size, 20488)})
+		}
+	}
+	sortTrace(x.trace)
 	return nil
+}
+
+// addressDomain is the part of an address after its @.
+func addressDomain(addr string) string {
+	_, d, _ := strings.Cut(addr, "@")
+	return strings.ToLower(d)
 }
