@@ -17,7 +17,6 @@ import (
 
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/internal/entra"
-	"github.com/ndrbot/ndrbot/incident"
 )
 
 // RequestError is a cmdlet call that failed for good: a non-retriable answer, or
@@ -81,31 +80,11 @@ func (e *RequestError) Error() string {
 	return b.String()
 }
 
-// Unwrap exposes the kind of failure for the engine.
+// Unwrap exposes the kind of failure for the engine (entra.Kind: a 429 or any
+// 5xx is Exchange Online being unavailable) and the cause.
 func (e *RequestError) Unwrap() []error {
-	var kind error
-	switch {
-	case e.Status == 0 && e.Deadline:
-		kind = executors.ErrTimeout
-	case e.Status == 0:
-		kind = executors.ErrUnreachable
-	case e.Status == http.StatusUnauthorized:
-		kind = executors.ErrAuth
-	case e.Status == http.StatusForbidden:
-		kind = incident.ErrNotAllowed
-	case e.Status == http.StatusNotFound:
-		kind = incident.ErrNotFound
-	case e.Status == http.StatusTooManyRequests || e.Status >= 500:
-		kind = incident.ErrUnavailable
-	}
-	out := []error{}
-	if kind != nil {
-		out = append(out, kind)
-	}
-	if e.cause != nil {
-		out = append(out, e.cause)
-	}
-	return out
+	transient := e.Status == http.StatusTooManyRequests || e.Status >= 500
+	return entra.Chain(entra.Kind(e.Status, e.Deadline, transient), e.cause)
 }
 
 // errTooBig is an answer longer than the executor reads.

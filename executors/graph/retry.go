@@ -15,9 +15,7 @@ import (
 	khttp "github.com/microsoft/kiota-http-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
-	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/internal/entra"
-	"github.com/ndrbot/ndrbot/incident"
 )
 
 // Why the retry loop is ours, around each SDK call, and not kiota's RetryHandler in
@@ -107,33 +105,11 @@ func (e *RequestError) Error() string {
 	return b.String()
 }
 
-// Unwrap exposes the kind of failure for the engine (executors.ErrTimeout,
-// executors.ErrAuth, incident.ErrUnavailable, incident.ErrNotFound,
-// incident.ErrNotAllowed, executors.ErrUnreachable) and the SDK's own error.
+// Unwrap exposes the kind of failure for the engine (entra.Kind: the statuses
+// Graph retries — 429, 503, 504 — are Graph being unavailable) and the SDK's own
+// error.
 func (e *RequestError) Unwrap() []error {
-	var kind error
-	switch {
-	case e.Status == 0 && e.Deadline:
-		kind = executors.ErrTimeout
-	case e.Status == 0:
-		kind = executors.ErrUnreachable
-	case e.Status == http.StatusUnauthorized:
-		kind = executors.ErrAuth
-	case e.Status == http.StatusForbidden:
-		kind = incident.ErrNotAllowed
-	case e.Status == http.StatusNotFound:
-		kind = incident.ErrNotFound
-	case retriableStatus(e.Status):
-		kind = incident.ErrUnavailable
-	}
-	out := []error{}
-	if kind != nil {
-		out = append(out, kind)
-	}
-	if e.cause != nil {
-		out = append(out, e.cause)
-	}
-	return out
+	return entra.Chain(entra.Kind(e.Status, e.Deadline, retriableStatus(e.Status)), e.cause)
 }
 
 // MaybeProcessed reports a failure that leaves the request's effect unknown: no

@@ -2,10 +2,12 @@
 // app registration share: reading the app's credential (a client secret, or a
 // certificate whose PEM key may be encrypted) anew on each use, building the
 // azidentity credential for a national cloud's authority, summarising a refused
-// token request in one line, and the retry rules for Microsoft's REST answers
+// token request in one line, the retry rules for Microsoft's REST answers
 // (Retry-After, connection resets, capped exponential backoff bounded by a
-// deadline). executors/graph and executors/exo sign in and retry through it, so
-// both read the same configuration keys the same way.
+// deadline) and the engine's error kind of a call that failed for good.
+// executors/graph and executors/exo sign in, retry and classify through it, so
+// both read the same configuration keys and name a failure the same way; the
+// fakes their tests run against share entrafake.
 package entra
 
 import (
