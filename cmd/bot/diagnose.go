@@ -31,17 +31,25 @@ type diagnoseFlags struct {
 	approve []string
 	json    bool
 	noInput bool
+	ndrFile string
 }
 
 func newDiagnoseCmd(g *globals) *cobra.Command {
 	f := &diagnoseFlags{}
 	c := &cobra.Command{
-		Use:   "diagnose CODE|PLAYBOOK [key=value…]",
+		Use:   "diagnose CODE|PLAYBOOK [key=value…] | diagnose --ndr-file FILE [PLAYBOOK] [key=value…]",
 		Short: "Run an incident playbook from the terminal",
 		Long: `Resolves an NDR code (5.5.4, 4.4.0, …) or a playbook id, validates the parameters,
 runs the read-only diagnostic steps, prints findings, proposed reliefs (the exact
 command, hosts, risk, preview) and escalations. A relief runs only when approved:
 on a terminal you are asked for each (y/N); otherwise pass --approve RELIEF.
+
+With --ndr-file FILE (- for standard input) it starts from a bounce instead: the
+.eml, or the text Outlook shows. It reads the status code, servers, recipient
+domain and sender, picks the playbook that fits and fills its parameters
+(key=value on the command line override or complete them). When several fit it
+asks on a terminal, else lists them with the command that runs each (exit 2);
+when none fits it names the closest (exit 2).
 
 Exit codes: 0 healthy, 1 findings, 2 usage or configuration error, 3 escalation.
 
@@ -49,8 +57,18 @@ Lab scenarios (--lab): ` + strings.Join(lab.ScenarioNames(), ", ") + `.`,
 		Example: `  bot diagnose 5.5.4 --lab overloaded-queue
   bot diagnose 5.5.4 --lab overloaded-queue --approve restart-transport
   bot diagnose 5.5.4 sender=alice@contoso.com window=30m
-  bot diagnose ndr-5.5.4 --json > run.json`,
-		Args: cobra.MinimumNArgs(1),
+  bot diagnose ndr-5.5.4 --json > run.json
+  bot diagnose --ndr-file bounce.eml
+  bot diagnose --ndr-file - domain=fabrikam.com < bounce.txt`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if f.ndrFile != "" {
+				return nil
+			}
+			if err := cobra.MinimumNArgs(1)(cmd, args); err != nil {
+				return usageErr("%v: give a CODE or PLAYBOOK, or a bounce with --ndr-file FILE", err)
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.diagnose(cmd.Context(), f, args)
 		},
@@ -59,6 +77,8 @@ Lab scenarios (--lab): ` + strings.Join(lab.ScenarioNames(), ", ") + `.`,
 	c.Flags().StringSliceVar(&f.approve, "approve", nil, "approve this relief id without asking (repeatable)")
 	c.Flags().BoolVar(&f.json, "json", false, "print the run as JSON for machines (no prompts, no progress)")
 	c.Flags().BoolVar(&f.noInput, "no-input", false, "never prompt, even on a terminal")
+	c.Flags().StringVar(&f.ndrFile, "ndr-file", "", "start from a bounce: the .eml or its text, - for standard input")
+	_ = c.MarkFlagFilename("ndr-file", "eml", "txt")
 	// How long this process's claim on its work outlives it; tests shorten it.
 	c.Flags().DurationVar(&f.lease, "lease", 30*time.Second, "")
 	_ = c.Flags().MarkHidden("lease")
@@ -175,20 +195,34 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	if err != nil {
 		return err
 	}
-	pb, err := cat.Resolve(args[0])
-	if err != nil {
-		var ps playbooks.Problems
-		if errors.As(err, &ps) {
-			return &exitError{code: exitUsage, err: fmt.Errorf("playbooks:\n%w", err)}
+	// Read before anything is opened: --ndr-file - consumes standard input, so
+	// nothing is prompted for then.
+	reader := bufio.NewReader(g.io.in)
+	prompt := g.io.interactive && !f.json && !f.noInput && f.ndrFile != "-"
+	var (
+		pb     *playbooks.Playbook
+		kv     commands.Args
+		intake *ndrIntake
+	)
+	if f.ndrFile != "" {
+		if intake, err = g.ndrIntake(f, cat, args, reader, prompt); err != nil {
+			return err
 		}
-		return usageErr("%v", err)
-	}
-	kv, err := commands.ArgsFromWords(args[1:])
-	if err != nil {
-		return usageErr("%v", err)
-	}
-	if len(kv.Positional) > 0 {
-		return usageErr("unexpected argument %q: parameters are key=value (%s)", kv.Positional[0], commands.ParamUsage(pb))
+		pb, kv, args = intake.pb, intake.args, intake.words
+	} else {
+		if pb, err = cat.Resolve(args[0]); err != nil {
+			var ps playbooks.Problems
+			if errors.As(err, &ps) {
+				return &exitError{code: exitUsage, err: fmt.Errorf("playbooks:\n%w", err)}
+			}
+			return usageErr("%v", err)
+		}
+		if kv, err = commands.ArgsFromWords(args[1:]); err != nil {
+			return usageErr("%v", err)
+		}
+		if len(kv.Positional) > 0 {
+			return usageErr("unexpected argument %q: parameters are key=value (%s)", kv.Positional[0], commands.ParamUsage(pb))
+		}
 	}
 	// Checked before anything is opened, so a typo changes nothing; Start
 	// checks them again when it records the run.
@@ -250,8 +284,12 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	defer func() { stopKeep(); _ = keep.Wait() }()
 
 	started := time.Now()
+	command := map[string]any{"command": "diagnose", "args": args, "lab": f.lab.name(), "approve": f.approve, "os_uid": uid}
+	if intake != nil {
+		command["ndr_file"] = intake.record(f.ndrFile)
+	}
 	run, err := runs.Start(ctx, lifecycle.Start{Playbook: pb, Args: kv.Named, Requester: actor, Origin: "cli", Terminal: !refuseAlone,
-		Command: map[string]any{"command": "diagnose", "args": args, "lab": f.lab.name(), "approve": f.approve, "os_uid": uid}})
+		Command: command})
 	if errors.Is(err, lifecycle.ErrParams) {
 		return usageErr("%v\nusage: bot diagnose %s %s", err, args[0], commands.ParamUsage(pb))
 	}
@@ -265,8 +303,6 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	}
 	out.summary(run.Run)
 
-	prompt := g.io.interactive && !f.json && !f.noInput
-	reader := bufio.NewReader(g.io.in)
 	for _, p := range run.Proposals() {
 		approved := slices.Contains(f.approve, p.Relief)
 		if p.Blocked != "" {
@@ -291,6 +327,9 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 			again := strings.Join(args, " ")
 			if f.lab.set() {
 				again += " " + f.lab.flag()
+			}
+			if intake != nil {
+				again = rerun(f, pb.ID, intake.given)
 			}
 			out.printf("\n%s not approved: nothing was changed. To run it: bot diagnose %s --approve %s\n", p.Relief, again, p.Relief)
 			continue

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ndrbot/ndrbot/executors/lab"
+)
+
+// ndrSample is the absolute path of a bounce sample (bounce/testdata, sources
+// in its README): each test runs in a directory of its own.
+func ndrSample(t *testing.T, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "..", "bounce", "testdata", name))
+	require.NoError(t, err)
+	return p
+}
+
+// `bot diagnose --ndr-file` picks the playbook for every sample of
+// bounce/testdata through the real command and runs it in a lab scenario of
+// that playbook; several fitting are listed with the command for each, none
+// fitting gets the closest, a report without a status code is told what to
+// give. A new sample needs a row; a new playbook that changes a choice (issue
+// 15's next families) changes its row.
+func TestDiagnoseNDRFileSamples(t *testing.T) {
+	tests := []struct {
+		file     string
+		playbook string // the playbook run; "" when none runs
+		scenario string // its lab scenario
+		code     int
+		want     []string
+	}{
+		{"exchange2019-5.5.4.eml", "ndr-5.5.4", "overloaded-queue", exitFindings, []string{
+			"Read 550 5.5.4 for bob@fabrikam.com from ex01.contoso.com, recipient domain fabrikam.com, sender alice@contoso.com; running ndr-5.5.4\n",
+			"params: sender=alice@contoso.com window=15m", "Proposed relief: restart-transport"}},
+		{"exchange-fr-paste-5.5.4.txt", "ndr-5.5.4", "eop-side", exitEscalation, []string{
+			"Read 550 5.5.4 for bob@fabrikam.com from ex01.contoso.com, recipient domain fabrikam.com, sender lea@contoso.com; running ndr-5.5.4",
+			"params: sender=lea@contoso.com"}},
+		{"outlook-paste-multi.txt", "ndr-5.5.4", "network-down", exitEscalation, []string{
+			"Read 550 5.1.1 for frank@fabrikam.com from ex01.contoso.com, recipient domain fabrikam.com, sender harriet@contoso.com; running ndr-5.5.4",
+			"params: sender=harriet@contoso.com", "ESCALATE to Network team"}},
+		{"postfix-4.3.2.eml", "smtp-421", "concurrency-too-high", exitFindings, []string{
+			"Read 421 4.3.2 for carol@fabrikam.com from relay.contoso.com, recipient domain fabrikam.com, sender dave@contoso.com; running smtp-421",
+			"params: connections=5 domain=fabrikam.com sending_domain=contoso.com", "Proposed relief: lower-per-domain-connections"}},
+		{"dsn-fields-4.4.7.txt", "", "", exitUsage, []string{
+			"Read 550 4.4.7 for heidi@fabrikam.com from ex01.contoso.com, recipient domain fabrikam.com; 2 playbooks fit it, best first:",
+			"1. ndr-4.4.7 — ", "bot diagnose ndr-4.4.7 --ndr-file ", "2. ndr-5.5.4 — ", "bot diagnose ndr-5.5.4 --ndr-file "}},
+		{"exchange-delay-4.4.7-421.txt", "", "", exitUsage, []string{
+			"2 playbooks fit it, best first:", "1. ndr-4.4.7 — ", "from the bounce: domain=fabrikam.com sender=erin@contoso.com",
+			"2. smtp-421 — ", `the reply behind the report's 400 4.4.7 for dave@fabrikam.com is 421 4.3.2`,
+			"from the bounce: domain=fabrikam.com sending_domain=contoso.com", "bot diagnose smtp-421 --ndr-file "}},
+		{"exo-5.7.708.eml", "", "", exitUsage, []string{"Read 550 5.7.708 for bob@fabrikam.com", "no playbook handles 550 5.7.708. The closest:",
+			"ndr-5.5.4 — ", `and "service unavailable" appears in the reply`, "bot diagnose ndr-5.5.4 --ndr-file "}},
+		{"exo-qp-5.2.0.eml", "", "", exitUsage, []string{"Read 554 5.2.0 for statements@fabrikam.com", "no playbook handles 554 5.2.0. The closest:"}},
+		{"outlook-paste-exo-5.1.8.txt", "", "", exitUsage, []string{"Read 550 5.1.8 for orders@fabrikam.com", "no playbook handles 550 5.1.8."}},
+		{"owa-paste-exo-5.7.23.txt", "", "", exitUsage, []string{"Read 550 5.7.23 for ivan@fabrikam.com", "no playbook handles 550 5.7.23. The closest:\n  smtp-421 — "}},
+		{"postfix-gmail-4.7.0.eml", "", "", exitUsage, []string{"Read 421 4.7.0 for erin@fabrikam.com", "no playbook handles 421 4.7.0. The closest:\n  smtp-421 — ",
+			`this very code, though its wording "421 4.7.0 too many connections" is not in the reply`}},
+		{"rfc3464-multi.eml", "", "", exitUsage, []string{"Read 550 5.0.0 for ann@fabrikam.com", "no playbook handles 550 5.0.0."}},
+		{"rfc3464-simple.eml", "", "", exitUsage, []string{"Read 426 4.0.0 for louis@larry.fabrikam.com", "no playbook handles 426 4.0.0."}},
+		// Exchange Online's SMTP AUTH thread limit has no playbook of its own
+		// yet: the bare 4.3.2 of smtp-421 fits, and the report has no domain.
+		{"smtp-auth-432.txt", "", "", exitUsage, []string{"Read 432 4.3.2; smtp-421 fits it, but it does not say domain: give domain=<domain>",
+			"usage: bot diagnose smtp-421 --ndr-file "}},
+		{"garbage.txt", "", "", exitUsage, []string{"does not read as a bounce. No SMTP status code"}},
+		{"ndr-headers-only.txt", "", "", exitUsage, []string{"does not read as a bounce. No SMTP status code", "Remote Server returned"}},
+		{"not-a-bounce.eml", "", "", exitUsage, []string{"does not read as a bounce. No SMTP status code"}},
+	}
+	files, err := filepath.Glob(filepath.Join("..", "..", "bounce", "testdata", "*"))
+	require.NoError(t, err)
+	for _, f := range files {
+		if name := filepath.Base(f); !strings.HasSuffix(name, ".md") {
+			assert.True(t, slices.ContainsFunc(tests, func(tc struct {
+				file, playbook, scenario string
+				code                     int
+				want                     []string
+			}) bool {
+				return tc.file == name
+			}), "no row for sample %s", name)
+		}
+	}
+	for _, tc := range tests {
+		path := ndrSample(t, tc.file)
+		t.Run(tc.file, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			args := []string{"diagnose", "--ndr-file", path}
+			if tc.playbook != "" {
+				require.Contains(t, lab.ScenariosFor(tc.playbook), tc.scenario)
+				args = append(args, "--lab", tc.scenario)
+			}
+			r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false, args...)
+			assert.Equal(t, tc.code, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
+			all := r.out + r.err
+			for _, w := range tc.want {
+				assert.Contains(t, all, w)
+			}
+			if tc.playbook != "" {
+				assert.Contains(t, r.out, "running "+tc.playbook+"\n"+tc.playbook+" — ", "the run that follows is the chosen playbook's")
+			} else {
+				assert.NotContains(t, r.out, "run r-", "nothing ran")
+			}
+		})
+	}
+}
+
+// What the admin adds on the command line: a playbook among several, values
+// the bounce lacks or that override its own, the bounce on standard input, a
+// choice at a terminal.
+func TestDiagnoseNDRFileChoices(t *testing.T) {
+	delay := ndrSample(t, "exchange-delay-4.4.7-421.txt")
+	tests := []struct {
+		name        string
+		args        []string
+		stdin       string
+		interactive bool
+		code        int
+		want        []string
+		notWant     []string
+	}{
+		{name: "a playbook named among several", args: []string{"diagnose", "smtp-421", "--ndr-file", delay, "--lab", "healthy"}, code: exitHealthy,
+			want: []string{"sender erin@contoso.com; running smtp-421\nsmtp-421 — ", "params: connections=5 domain=fabrikam.com sending_domain=contoso.com"}},
+		{name: "asked at a terminal", args: []string{"diagnose", "--ndr-file", delay, "--lab", "healthy"}, stdin: "2\n", interactive: true, code: exitHealthy,
+			want: []string{"2 playbooks fit it, best first:", "Which one? [1-2, Enter for none] ", "running smtp-421\nsmtp-421 — "}},
+		{name: "nothing chosen at a terminal", args: []string{"diagnose", "--ndr-file", delay, "--lab", "healthy"}, stdin: "\n", interactive: true, code: exitUsage,
+			want: []string{"no playbook chosen; nothing was run"}, notWant: []string{"run r-"}},
+		{name: "--no-input lists instead of asking", args: []string{"diagnose", "--ndr-file", delay, "--lab", "healthy", "--no-input"}, interactive: true, code: exitUsage,
+			want:    []string{"Choose one and run its command.", "bot diagnose ndr-4.4.7 --ndr-file " + delay + " --lab healthy"},
+			notWant: []string{"Which one?"}},
+		{name: "a value the bounce lacks", args: []string{"diagnose", "--ndr-file", ndrSample(t, "smtp-auth-432.txt"), "domain=fabrikam.com", "--lab", "healthy"}, code: exitHealthy,
+			want: []string{"Read 432 4.3.2; running smtp-421", "params: connections=5 domain=fabrikam.com"}},
+		{name: "a value given overrides the bounce's", args: []string{"diagnose", "--ndr-file", ndrSample(t, "exchange2019-5.5.4.eml"), "sender=carol@contoso.com", "--lab", "overloaded-queue"},
+			code: exitFindings, want: []string{"running ndr-5.5.4", "params: sender=carol@contoso.com window=15m"}},
+		{name: "an invalid value given is refused", args: []string{"diagnose", "--ndr-file", ndrSample(t, "exchange2019-5.5.4.eml"), "sender=x'; Remove-Mailbox ceo", "--lab", "overloaded-queue"},
+			code: exitUsage, want: []string{"is not an email address", "usage: bot diagnose ndr-5.5.4 "}, notWant: []string{"run r-"}},
+		{name: "a playbook named that does not fit", args: []string{"diagnose", "graph-503", "--ndr-file", ndrSample(t, "postfix-4.3.2.eml"), "--lab", "healthy"}, code: exitHealthy,
+			want: []string{"running graph-503 as asked, though it does not fit the bounce\ngraph-503 — "}},
+		{name: "the bounce on standard input", args: []string{"diagnose", "--ndr-file", "-", "--lab", "overloaded-queue"}, stdin: mustRead(t, ndrSample(t, "exchange2019-5.5.4.eml")),
+			interactive: true, code: exitFindings,
+			want:    []string{"sender alice@contoso.com; running ndr-5.5.4", "restart-transport not approved: nothing was changed. To run it: bot diagnose ndr-5.5.4 --ndr-file - --lab overloaded-queue --approve restart-transport"},
+			notWant: []string{"[y/N]"}},
+		{name: "a file that is not there", args: []string{"diagnose", "--ndr-file", "missing.eml"}, code: exitUsage, want: []string{"--ndr-file: open missing.eml: no such file"}},
+		{name: "neither code nor file", args: []string{"diagnose"}, code: exitUsage, want: []string{"give a CODE or PLAYBOOK, or a bounce with --ndr-file FILE"}},
+		{name: "two playbooks named", args: []string{"diagnose", "smtp-421", "ndr-5.5.4", "--ndr-file", delay}, code: exitUsage, want: []string{`unexpected argument "ndr-5.5.4"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, tc.stdin, tc.interactive, tc.args...)
+			assert.Equal(t, tc.code, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
+			for _, w := range tc.want {
+				assert.Contains(t, r.out+r.err, w)
+			}
+			for _, w := range tc.notWant {
+				assert.NotContains(t, r.out+r.err, w)
+			}
+		})
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(data)
+}
