@@ -1,14 +1,6 @@
 package exo
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,6 +10,7 @@ import (
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/exo/exofake"
+	"github.com/ndrbot/ndrbot/executors/internal/entra/entrafake"
 )
 
 // Each national cloud reaches its own Exchange Online host and authority, and
@@ -37,11 +30,11 @@ func TestNationalClouds(t *testing.T) {
 		t.Run(tt.cloud, func(t *testing.T) {
 			t.Parallel()
 			fake := exofake.New(t)
-			cert, certFile := appCertificate(t)
-			fake.ClientCert = cert
+			app := entrafake.NewAppCert(t)
+			fake.ClientCert = app.Cert
 			fake.SetObjects("Get-AcceptedDomain", fixture(t, "accepted-domains.json")[:1]...)
 			tg := config.Target{Kind: config.KindEXO, TenantID: fake.Tenant, ClientID: fake.ClientID,
-				CertificateFile: certFile, CAFile: fake.CAFile(), Cloud: tt.cloud}
+				CertificateFile: app.File, CAFile: fake.CAFile(), Cloud: tt.cloud}
 			e, err := New("exo", tg, WithDialer(fake.DialContext), WithRetryPolicy(fastRetry))
 			require.NoError(t, err)
 			assert.Equal(t, "https://"+tt.exoHost, e.Endpoints().BaseURL)
@@ -131,24 +124,4 @@ func TestNewUnsetIsNotConfigured(t *testing.T) {
 			}
 		})
 	}
-}
-
-// appCertificate writes an RSA certificate and its key, PEM, to a file: the
-// app registration's credential.
-func appCertificate(t *testing.T) (*x509.Certificate, string) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ndrbot-exo"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	require.NoError(t, err)
-	file := filepath.Join(t.TempDir(), "app.pem")
-	data := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...)
-	require.NoError(t, os.WriteFile(file, data, 0o600))
-	return cert, file
 }

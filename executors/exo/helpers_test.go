@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,36 +14,19 @@ import (
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/exo/exofake"
-	"github.com/ndrbot/ndrbot/executors/internal/entra"
+	"github.com/ndrbot/ndrbot/executors/internal/entra/entrafake"
 )
 
 // testSecret is distinctive so a leak is easy to find in any output.
 const testSecret = "Xq7~EXO-S3CR3T-never-print"
 
-// fastRetry keeps storms short: waits of 75, 150, 300 … ms with the jitter at 0.5.
-var fastRetry = entra.RetryPolicy{MaxAttempts: 5, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second, MinAttemptTime: 50 * time.Millisecond}
+// fastRetry keeps storms short (entrafake.FastRetry).
+var fastRetry = entrafake.FastRetry()
 
 type harness struct {
 	fake *exofake.Server
 	exec *Executor
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *entrafake.Logs
 }
 
 // target is an exo target for fake: Exchange Online is the real cloud host
@@ -65,9 +46,8 @@ func newHarness(t *testing.T, edit func(*config.Target), opts ...Option) *harnes
 	if edit != nil {
 		edit(&tg)
 	}
-	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	all := append([]Option{WithLogger(logger), WithDialer(fake.DialContext), WithRetryPolicy(fastRetry),
+	logs := &entrafake.Logs{}
+	all := append([]Option{WithLogger(logs.Logger()), WithDialer(fake.DialContext), WithRetryPolicy(fastRetry),
 		withRand(func() float64 { return 0.5 })}, opts...)
 	e, err := New("exo", tg, all...)
 	require.NoError(t, err)

@@ -1,10 +1,8 @@
 package graph
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -15,36 +13,20 @@ import (
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/graph/graphfake"
+	"github.com/ndrbot/ndrbot/executors/internal/entra/entrafake"
 )
 
 // testSecret is distinctive so a leak is easy to find in any output.
 const testSecret = "Zq8~S3CR3T-value-NEVER-print"
 
-// fastRetry keeps storms short: waits of 75, 150, 300 … ms with the jitter at 0.5.
-var fastRetry = RetryPolicy{MaxAttempts: 5, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second, MinAttemptTime: 50 * time.Millisecond}
+// fastRetry keeps storms short (entrafake.FastRetry).
+var fastRetry = RetryPolicy(entrafake.FastRetry())
 
 // harness is one executor wired to one fake.
 type harness struct {
 	fake *graphfake.Server
 	exec *Executor
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *entrafake.Logs
 }
 
 // target is a graph target for fake: Graph and the authority are the fake's own
@@ -65,9 +47,8 @@ func newHarness(t *testing.T, fakeOpts []graphfake.Option, edit func(*config.Tar
 	if edit != nil {
 		edit(&tg)
 	}
-	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	all := append([]Option{WithLogger(logger), WithRetryPolicy(fastRetry), withRand(func() float64 { return 0.5 })}, opts...)
+	logs := &entrafake.Logs{}
+	all := append([]Option{WithLogger(logs.Logger()), WithRetryPolicy(fastRetry), withRand(func() float64 { return 0.5 })}, opts...)
 	e, err := New("m365", tg, all...)
 	require.NoError(t, err)
 	return &harness{fake: fake, exec: e, logs: logs}

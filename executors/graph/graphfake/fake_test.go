@@ -1,7 +1,6 @@
 package graphfake
 
 import (
-	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,13 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-func client(s *Server) *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: s.CertPool(), MinVersion: tls.VersionTLS12},
-		DialContext:     s.DialContext,
-	}}
-}
 
 func token(t *testing.T, s *Server, c *http.Client, host, secret string) (int, map[string]any) {
 	t.Helper()
@@ -36,7 +28,7 @@ func token(t *testing.T, s *Server, c *http.Client, host, secret string) (int, m
 func TestFake(t *testing.T) {
 	t.Parallel()
 	s := New(t, WithClientSecret("right"))
-	c := client(s)
+	c := s.CloudClient()
 
 	status, body := token(t, s, c, "login.microsoftonline.us", "wrong")
 	assert.Equal(t, http.StatusUnauthorized, status)

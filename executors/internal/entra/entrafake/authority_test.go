@@ -5,13 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"math/big"
 	"net/http"
 	"net/url"
 	"strings"
@@ -33,24 +29,7 @@ func site(t *testing.T, a *Authority) (*Site, *http.Client) {
 			http.NotFound(w, r)
 		}
 	}))
-	c := &http.Client{Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: s.CertPool(), MinVersion: tls.VersionTLS12},
-		DialContext:     s.DialContext,
-	}}
-	return s, c
-}
-
-func rsaCert(t *testing.T) (*rsa.PrivateKey, *x509.Certificate) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "app"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	return key, cert
+	return s, s.CloudClient()
 }
 
 // assertion is a client assertion as MSAL writes it, signed with key.
@@ -78,8 +57,8 @@ func assertion(t *testing.T, key *rsa.PrivateKey, alg, aud, clientID string) str
 
 func TestTokenEndpoint(t *testing.T) {
 	t.Parallel()
-	key, cert := rsaCert(t)
-	otherKey, _ := rsaCert(t)
+	app, other := NewAppCert(t), NewAppCert(t)
+	key, cert, otherKey := app.Key, app.Cert, other.Key
 	tokenURL := "https://" + login + "/" + DefaultTenant + "/oauth2/v2.0/token"
 	secret := func(s string) url.Values {
 		return url.Values{"grant_type": {"client_credentials"}, "client_id": {DefaultClientID}, "client_secret": {s},

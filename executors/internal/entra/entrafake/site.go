@@ -75,6 +75,15 @@ func (s *Site) DialContext(ctx context.Context, network, _ string) (net.Conn, er
 	return d.DialContext(ctx, network, s.Addr())
 }
 
+// CloudClient is a client that trusts the site only and reaches it under any
+// host name, as an executor configured with CAFile and DialContext does.
+func (s *Site) CloudClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: s.CertPool(), MinVersion: tls.VersionTLS12},
+		DialContext:     s.DialContext,
+	}}
+}
+
 // ResetConnection drops the connection of w with a TCP RST (SO_LINGER 0) instead
 // of answering, and reports false when w's connection cannot be taken over.
 func ResetConnection(w http.ResponseWriter) bool {
