@@ -28,7 +28,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ndrbot/ndrbot/executors/internal/entra/entrafake"
 )
@@ -58,25 +57,12 @@ var Endpoints = map[string]string{
 	"DynamicDistributionGroupMember": "Get-DynamicDistributionGroupMember",
 }
 
-// Request is one request the fake received.
-type Request struct {
-	Method   string
-	Host     string
-	Path     string
-	RawQuery string
-	Header   http.Header
-	Body     []byte
-	Time     time.Time
-}
-
-// IsToken reports a token request.
-func (r Request) IsToken() bool { return entrafake.IsTokenPath(r.Path) }
+// Request is one request the fake received (method, host, path, query, headers,
+// body, time; IsToken, Scope and Query are entrafake.Request's).
+type Request struct{ entrafake.Request }
 
 // IsEXO reports an Admin API or InvokeCommand request.
 func (r Request) IsEXO() bool { return strings.HasPrefix(r.Path, "/adminapi/") }
-
-// Scope is the resource scope a token request asked for.
-func (r Request) Scope() string { return entrafake.Scope(r.Body) }
 
 // CmdletInput is the body both routes take.
 type CmdletInput struct {
@@ -120,16 +106,17 @@ type Server struct {
 	*entrafake.Site
 	// Authority is the token service (Tenant, ClientID, ClientSecret, ClientCert).
 	*entrafake.Authority
+	// RequestLog records every request (Requests, TokenRequests, ResetRequests).
+	entrafake.RequestLog[Request]
 	// PageSize is how many objects a page holds (default 2, to exercise paging).
 	PageSize int
 	// NextLinkHost, when set, is the host the nextLinks name instead of the
 	// request's own (a link to elsewhere, which the client must not follow).
 	NextLinkHost string
 
-	mu       sync.Mutex
-	requests []Request
-	faults   []*Fault
-	objects  map[string][]json.RawMessage // by lower-case cmdlet
+	mu      sync.Mutex
+	faults  []*Fault
+	objects map[string][]json.RawMessage // by lower-case cmdlet
 }
 
 // New starts a fake for t; it stops when the test ends.
@@ -155,13 +142,6 @@ func (s *Server) AddFault(f Fault) {
 	s.faults = append(s.faults, &f)
 }
 
-// Requests returns every request so far.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
-}
-
 // EXORequests returns the Admin API and InvokeCommand requests.
 func (s *Server) EXORequests() []Request {
 	var out []Request
@@ -173,26 +153,11 @@ func (s *Server) EXORequests() []Request {
 	return out
 }
 
-// TokenRequests returns the token requests.
-func (s *Server) TokenRequests() []Request {
-	var out []Request
-	for _, r := range s.Requests() {
-		if r.IsToken() {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	rec := Request{Method: r.Method, Host: r.Host, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
-		Header: r.Header.Clone(), Body: body, Time: time.Now()}
-	s.mu.Lock()
-	s.requests = append(s.requests, rec)
-	s.mu.Unlock()
+	rec := Request{entrafake.Received(r)}
+	s.Record(rec)
 	switch {
-	case s.Handle(w, r, body):
+	case s.Handle(w, r, rec.Body):
 	case rec.IsEXO():
 		s.exo(w, r, rec)
 	default:

@@ -22,7 +22,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -51,28 +50,9 @@ const (
 	DefaultClientID = entrafake.DefaultClientID
 )
 
-// Request is one request the fake received.
-type Request struct {
-	Method   string
-	Host     string // the Host header: the name the client dialled
-	Path     string // decoded, e.g. /v1.0/subscriptions/abc
-	RawQuery string
-	Header   http.Header
-	Body     []byte
-	Time     time.Time
-}
-
-// Query returns a decoded query parameter.
-func (r Request) Query(key string) string {
-	v, _ := url.ParseQuery(r.RawQuery)
-	return v.Get(key)
-}
-
-// IsToken reports a request to the token endpoint.
-func (r Request) IsToken() bool { return entrafake.IsTokenPath(r.Path) }
-
-// Scope is the resource scope a token request asked for.
-func (r Request) Scope() string { return entrafake.Scope(r.Body) }
+// Request is one request the fake received (method, host, path, query, headers,
+// body, time; IsToken, Scope and Query are entrafake.Request's).
+type Request struct{ entrafake.Request }
 
 // IsGraph reports a request to a Graph route.
 func (r Request) IsGraph() bool {
@@ -153,10 +133,11 @@ type Server struct {
 	// Authority is the token service (Tenant, ClientID, ClientSecret, ClientCert,
 	// SetClientSecret).
 	*entrafake.Authority
+	// RequestLog records every request (Requests, TokenRequests, ResetRequests).
+	entrafake.RequestLog[Request]
 
 	mu       sync.Mutex
 	now      func() time.Time
-	requests []Request
 	faults   []*Fault
 	issues   []map[string]any
 	subs     map[string]*Subscription
@@ -215,13 +196,6 @@ func (s *Server) ClearFaults() {
 	s.faults = nil
 }
 
-// Requests returns every request so far, in arrival order.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.requests)
-}
-
 // GraphRequests returns the Graph requests with the given method ("" any) whose path
 // after the version starts with prefix.
 func (s *Server) GraphRequests(method, prefix string) []Request {
@@ -232,24 +206,6 @@ func (s *Server) GraphRequests(method, prefix string) []Request {
 		}
 	}
 	return out
-}
-
-// TokenRequests returns the token endpoint requests.
-func (s *Server) TokenRequests() []Request {
-	var out []Request
-	for _, r := range s.Requests() {
-		if r.IsToken() {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// ResetRequests forgets the recorded requests.
-func (s *Server) ResetRequests() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.requests = nil
 }
 
 // SetIssues replaces the service health issues with the "value" of a Graph
@@ -352,15 +308,10 @@ func (s *Server) SetTraceUnavailable(status int, code, message string) {
 // ---- serving ----
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	rec := Request{Method: r.Method, Host: r.Host, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
-		Header: r.Header.Clone(), Body: body, Time: time.Now()}
-	s.mu.Lock()
-	s.requests = append(s.requests, rec)
-	s.mu.Unlock()
-
+	rec := Request{entrafake.Received(r)}
+	s.Record(rec)
 	switch {
-	case s.Handle(w, r, body):
+	case s.Handle(w, r, rec.Body):
 	case rec.IsGraph():
 		s.graph(w, r, rec)
 	default:
