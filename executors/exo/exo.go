@@ -33,7 +33,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -129,14 +128,12 @@ type Executor struct {
 	maxBody     int
 	pageSize    int
 
-	mu      sync.Mutex
-	current *session
+	current entra.Current[*session]
 }
 
 // session is the credential of one reading of the credential material.
 type session struct {
-	fingerprint [32]byte
-	cred        azcore.TokenCredential
+	cred azcore.TokenCredential
 }
 
 var _ executors.Executor = (*Executor)(nil)
@@ -241,22 +238,14 @@ func (e *Executor) GoString() string { return e.String() }
 // session returns the credential for the current material, rebuilt when the
 // secret or certificate file changed since the last call.
 func (e *Executor) session() (*session, error) {
-	m, err := e.source.Load()
-	if err != nil {
-		return nil, err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.current != nil && e.current.fingerprint == m.Fingerprint {
-		return e.current, nil
-	}
-	cred, err := entra.App{Tenant: e.tenant, ClientID: e.clientID, Authority: e.ep.AuthorityURL,
-		InstanceDiscovery: e.ep.InstanceDiscovery, Transport: e.authHTTP}.Credential(m)
-	if err != nil {
-		return nil, err
-	}
-	e.current = &session{fingerprint: m.Fingerprint, cred: cred}
-	return e.current, nil
+	return e.current.Get(e.source, func(m entra.Material) (*session, error) {
+		cred, err := entra.App{Tenant: e.tenant, ClientID: e.clientID, Authority: e.ep.AuthorityURL,
+			InstanceDiscovery: e.ep.InstanceDiscovery, Transport: e.authHTTP}.Credential(m)
+		if err != nil {
+			return nil, err
+		}
+		return &session{cred: cred}, nil
+	})
 }
 
 // Run implements executors.Executor: one cmdlet step on the tenant.

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -45,14 +44,12 @@ type Client struct {
 	transport *http.Transport // shared by the credential and the adapter
 	authHTTP  *http.Client    // the credential's pipeline transport
 
-	mu      sync.Mutex
-	current *session // rebuilt when the credential material changes
+	current entra.Current[*session] // rebuilt when the credential material changes
 }
 
 // session is a credential and the adapter that uses it.
 type session struct {
-	fingerprint [32]byte
-	adapter     abs.RequestAdapter
+	adapter abs.RequestAdapter
 }
 
 // NewClient builds the client of graph target t named name. It checks the
@@ -173,15 +170,11 @@ func (c *Client) CheckLink(link string) (*url.URL, error) {
 // secret or certificate file changed since the last call (a rotated client secret
 // is picked up by the next request, without a restart).
 func (c *Client) session() (*session, error) {
-	m, err := c.cred.Load()
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.current != nil && c.current.fingerprint == m.Fingerprint {
-		return c.current, nil
-	}
+	return c.current.Get(c.cred, c.newSession)
+}
+
+// newSession builds the credential for m and the adapter that uses it.
+func (c *Client) newSession(m entra.Material) (*session, error) {
 	cred, err := c.credential(m)
 	if err != nil {
 		return nil, err
@@ -196,8 +189,7 @@ func (c *Client) session() (*session, error) {
 		return nil, fmt.Errorf("request adapter: %w", err)
 	}
 	adapter.SetBaseUrl(c.ep.GraphURL)
-	c.current = &session{fingerprint: m.Fingerprint, adapter: adapter}
-	return c.current, nil
+	return &session{adapter: adapter}, nil
 }
 
 // graphHTTPClient is the adapter's client: a fixed middleware chain over the shared

@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
@@ -65,13 +66,13 @@ type Source struct {
 	pwFile     string
 }
 
-// Material is one reading of the credential; Fingerprint identifies it without
-// keeping a second copy of the secret around.
+// Material is one reading of the credential; its fingerprint identifies it
+// without keeping a second copy of the secret around.
 type Material struct {
 	secret       string
 	cert         []byte
 	certPassword string
-	Fingerprint  [32]byte
+	fingerprint  [32]byte
 }
 
 // NewSource checks that t names exactly one credential: client_secret (env or
@@ -114,8 +115,41 @@ func (c Source) Load() (Material, error) {
 		h.Write(b)
 		h.Write([]byte("\x00" + m.certPassword))
 	}
-	copy(m.Fingerprint[:], h.Sum(nil))
+	copy(m.fingerprint[:], h.Sum(nil))
 	return m, nil
+}
+
+// Current holds what was built from the latest reading of a Source — a
+// credential, or a request adapter around one — and builds it again only when
+// the material changed, so a rotated secret or certificate file is picked up by
+// the next use without a restart. Its zero value is empty; it is safe for
+// concurrent use.
+type Current[T any] struct {
+	mu          sync.Mutex
+	built       bool
+	fingerprint [32]byte
+	v           T
+}
+
+// Get reads src and returns what build made of it, calling build only when the
+// material differs from the last reading's. Errors are src's and build's.
+func (c *Current[T]) Get(src Source, build func(Material) (T, error)) (T, error) {
+	var zero T
+	m, err := src.Load()
+	if err != nil {
+		return zero, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.built && c.fingerprint == m.fingerprint {
+		return c.v, nil
+	}
+	v, err := build(m)
+	if err != nil {
+		return zero, err
+	}
+	c.v, c.fingerprint, c.built = v, m.fingerprint, true
+	return v, nil
 }
 
 // App is who signs in and where.
