@@ -1,6 +1,7 @@
 package playbooks
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -11,6 +12,12 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/compiler"
+	"github.com/expr-lang/expr/conf"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/optimizer"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -90,17 +97,92 @@ func (r *refs) Visit(node *ast.Node) {
 	}
 }
 
-// compile compiles an expression against the environment and returns what it
-// refers to. asBool demands a boolean result.
-func compile(src string, asBool bool) (*vm.Program, *refs, error) {
-	r := &refs{}
-	opts := []expr.Option{expr.Env(compileEnv()), expr.Patch(r)}
-	if asBool {
-		opts = append(opts, expr.AsBool())
+// exprCompiler compiles the expressions of one playbook. expr.Compile builds
+// its configuration and describes the environment's types anew for every
+// expression, and a patch (how refs used to be collected) makes it type-check
+// twice: together more than half of its time. This builds the two
+// configurations (any result, boolean result) once, type-checks once, and
+// compiles each distinct expression once — a playbook's texts repeat the same
+// holes ({{ it.Identity }}) and conditions. TestCompilerIsExprCompile holds the
+// programs and errors to expr.Compile's.
+//
+// Not safe for concurrent use: a check uses it in one goroutine at a time
+// (the phases of a deferred check run one after the other).
+type exprCompiler struct {
+	anyResult, boolResult *conf.Config
+	done                  map[exprKey]compiled
+}
+
+type exprKey struct {
+	src    string
+	asBool bool
+}
+
+type compiled struct {
+	prog *vm.Program
+	refs *refs
+	err  error
+}
+
+func newExprCompiler() *exprCompiler {
+	env := compileEnv()
+	config := func(opts ...expr.Option) *conf.Config {
+		c := conf.CreateNew()
+		expr.Env(env)(c)
+		for _, o := range opts {
+			o(c)
+		}
+		return c
 	}
-	prog, err := expr.Compile(src, opts...)
+	return &exprCompiler{anyResult: config(), boolResult: config(expr.AsBool()), done: map[exprKey]compiled{}}
+}
+
+// compile compiles an expression against the environment and returns what it
+// refers to. asBool demands a boolean result. The program and refs may be
+// shared with another use of the same expression: neither is changed after.
+func (c *exprCompiler) compile(src string, asBool bool) (*vm.Program, *refs, error) {
+	k := exprKey{src, asBool}
+	if d, ok := c.done[k]; ok {
+		return d.prog, d.refs, d.err
+	}
+	config := c.anyResult
+	if asBool {
+		config = c.boolResult
+	}
+	prog, r, err := compileWith(src, config)
 	if err != nil {
-		return nil, nil, fmt.Errorf("expression %q: %s", src, firstLine(err.Error()))
+		err = fmt.Errorf("expression %q: %s", src, firstLine(err.Error()))
+		prog, r = nil, nil
+	}
+	c.done[k] = compiled{prog, r, err}
+	return prog, r, err
+}
+
+// compileWith is expr.Compile's pipeline (parse, check, optimise, emit) with
+// a configuration made beforehand; the parsed tree is walked for refs before
+// the checker and optimiser rewrite it, as expr.Patch would have.
+func compileWith(src string, config *conf.Config) (*vm.Program, *refs, error) {
+	tree, err := parser.ParseWithConfig(src, config)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := &refs{}
+	ast.Walk(&tree.Node, r)
+	if _, err := checker.Check(tree, config); err != nil {
+		return nil, nil, err
+	}
+	if config.Optimize {
+		if err := optimizer.Optimize(&tree.Node, config); err != nil {
+			var fe *file.Error
+			if errors.As(err, &fe) {
+				return nil, nil, fe.Bind(tree.Source)
+			}
+			return nil, nil, err
+		}
+	}
+	prog, err := compiler.Compile(tree, config)
+	if err != nil {
+		return nil, nil, err
 	}
 	return prog, r, nil
 }
@@ -120,12 +202,12 @@ type template struct {
 
 var holeRE = regexp.MustCompile(`\{\{(.*?)\}\}`)
 
-func compileTemplate(src string) (template, *refs, error) {
+func (c *exprCompiler) template(src string) (template, *refs, error) {
 	var t template
 	all := &refs{}
 	last := 0
 	for _, m := range holeRE.FindAllStringSubmatchIndex(src, -1) {
-		prog, r, err := compile(strings.TrimSpace(src[m[2]:m[3]]), false)
+		prog, r, err := c.compile(strings.TrimSpace(src[m[2]:m[3]]), false)
 		if err != nil {
 			return template{}, nil, err
 		}

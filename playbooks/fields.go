@@ -226,6 +226,9 @@ type fieldCheck struct {
 	steps map[string]*rowShape
 	// seen keeps a text's holes from repeating one problem.
 	seen map[string]bool
+	// trees are the expressions parsed so far (nil: does not parse): the same
+	// expression recurs across a playbook's texts.
+	trees map[string]*parser.Tree
 }
 
 // expr checks one expression; it is the value it yields.
@@ -233,8 +236,15 @@ func (fc fieldCheck) expr(line int, where, src string, it value) value {
 	if strings.TrimSpace(src) == "" {
 		return value{}
 	}
-	tree, err := parser.Parse(src)
-	if err != nil {
+	tree, parsed := fc.trees[src]
+	if !parsed {
+		var err error
+		if tree, err = parser.Parse(src); err != nil {
+			tree = nil
+		}
+		fc.trees[src] = tree
+	}
+	if tree == nil {
 		return value{} // compile has reported it
 	}
 	w := &fieldWalker{steps: fc.steps}
@@ -285,7 +295,7 @@ func (fc fieldCheck) cmdlet(where string, c *Cmdlet, own *rowShape) {
 
 // checkFields walks every expression of the playbook.
 func checkFields(pr *problems, pb *Playbook, sh shapes) {
-	fc := fieldCheck{pr: pr, steps: sh.steps, seen: map[string]bool{}}
+	fc := fieldCheck{pr: pr, steps: sh.steps, seen: map[string]bool{}, trees: map[string]*parser.Tree{}}
 	for _, s := range pb.Steps {
 		where := "steps." + s.ID
 		fc.expr(s.Line, where+".when", s.When, value{})

@@ -12,180 +12,213 @@ import (
 // not empty, say what each target kind runs (describe.go); the fields of the
 // rows each step returns are then checked in every expression (fields.go).
 func check(pr *problems, pb *Playbook, knownTargets map[string]string, kinds executors.Kinds) {
-	stepIDs := map[string]*Step{}
+	c := newPlaybookCheck(pb, knownTargets, kinds)
+	c.steps(pr)
+	c.rest(pr)
+}
+
+// playbookCheck checks one playbook in two phases: steps, what a diagnosis
+// needs before its first step starts, and rest (rules, reliefs, escalations and
+// the fields every expression reads), which a diagnosis needs only once steps
+// have finished. Run one after the other they report exactly what one pass
+// would, in the same order.
+type playbookCheck struct {
+	pb           *Playbook
+	knownTargets map[string]string
+	kinds        executors.Kinds
+	exprs        *exprCompiler
+
+	stepIDs   map[string]*Step
+	reliefIDs map[string]bool
+	ruleIDs   map[string]bool
+}
+
+func newPlaybookCheck(pb *Playbook, knownTargets map[string]string, kinds executors.Kinds) *playbookCheck {
+	c := &playbookCheck{pb: pb, knownTargets: knownTargets, kinds: kinds, exprs: newExprCompiler(),
+		stepIDs: map[string]*Step{}, reliefIDs: map[string]bool{}, ruleIDs: map[string]bool{}}
 	for _, s := range pb.Steps {
-		stepIDs[s.ID] = s
+		c.stepIDs[s.ID] = s
 	}
-	reliefIDs := map[string]bool{}
 	for _, r := range pb.Reliefs {
-		reliefIDs[r.ID] = true
+		c.reliefIDs[r.ID] = true
 	}
-	ruleIDs := map[string]bool{}
-	for _, r := range pb.Rules {
-		if ruleIDs[r.ID] {
+	return c
+}
+
+func (c *playbookCheck) checkTarget(pr *problems, a lintAction) {
+	if a.target == "" {
+		pr.add(a.line, "%s.target is required", a.where)
+		return
+	}
+	kind, known := c.knownTargets[a.target]
+	if c.knownTargets != nil && !known {
+		pr.add(a.line, "%s.target: unknown target %q (configured: %s)", a.where, a.target, strings.Join(sortedKeys(c.knownTargets), ", "))
+	}
+	set := 0
+	for _, on := range []bool{a.script != "", a.check != "", a.cmdlet != nil} {
+		if on {
+			set++
+		}
+	}
+	switch {
+	case set == 0:
+		pr.add(a.line, "%s: set cmdlet, powershell or check", a.where)
+	case set > 1:
+		pr.add(a.line, "%s: set one of cmdlet, powershell and check", a.where)
+	case known && len(c.kinds) > 0:
+		checkKind(pr, c.pb, c.kinds, kind, a)
+	}
+}
+
+// refsOK reports references to unknown steps, reliefs and rules. allowedSteps,
+// when not nil, limits step references (a step may only read what it needs).
+func (c *playbookCheck) refsOK(pr *problems, line int, where string, r *refs, allowedSteps map[string]bool) {
+	for _, s := range r.steps {
+		if c.stepIDs[s] == nil {
+			pr.add(line, "%s: unknown step %q", where, s)
+		} else if allowedSteps != nil && !allowedSteps[s] {
+			pr.add(line, "%s: reads step %q, which is not in its needs", where, s)
+		}
+	}
+	for _, id := range r.reliefs {
+		if !c.reliefIDs[id] {
+			pr.add(line, "%s: unknown relief %q", where, id)
+		}
+	}
+	for _, id := range r.rules {
+		if !c.ruleIDs[id] {
+			pr.add(line, "%s: unknown rule %q", where, id)
+		}
+	}
+	for _, name := range r.params {
+		if _, declared := c.pb.Params[name]; !declared {
+			pr.add(line, "%s: unknown name params.%s (declared: %s)", where, name, strings.Join(sortedKeys(c.pb.Params), ", "))
+		}
+	}
+}
+
+func (c *playbookCheck) compileArgs(pr *problems, line int, where string, args []Arg, allowed map[string]bool) {
+	for i := range args {
+		prog, r, err := c.exprs.compile(args[i].Expr, false)
+		if err != nil {
+			pr.add(line, "%s.with.%s: %v", where, args[i].Name, err)
+			continue
+		}
+		args[i].prog = prog
+		c.refsOK(pr, line, where+".with."+args[i].Name, r, allowed)
+	}
+}
+
+// compileCmdlet compiles a cmdlet's expressions. A relief's arguments are fixed
+// when it is approved (params, its with, the host): reading steps would let
+// what runs drift from what was approved.
+func (c *playbookCheck) compileCmdlet(pr *problems, where string, cm *Cmdlet, allowed map[string]bool, relief bool) {
+	if cm == nil {
+		return
+	}
+	if cm.ForEach != "" {
+		prog, r, err := c.exprs.compile(cm.ForEach, false)
+		switch {
+		case err != nil:
+			pr.add(cm.Line, "%s.foreach: %v", where, err)
+		case relief && len(r.steps) > 0:
+			pr.add(cm.Line, "%s.foreach: a relief's list reads params, args (its with) and host, not steps (%s): compute it in with", where, strings.Join(r.steps, ", "))
+		default:
+			cm.foreach = prog
+			c.refsOK(pr, cm.Line, where+".foreach", r, allowed)
+		}
+	}
+	for i := range cm.Derive {
+		d := &cm.Derive[i]
+		if relief {
+			pr.add(cm.Line, "%s.derive: only steps add columns", where)
+			break
+		}
+		if !argNameRE.MatchString(d.Name) {
+			pr.add(cm.Line, "%s.derive: %q is not a column name", where, d.Name)
+		}
+		prog, r, err := c.exprs.compile(d.Expr, false)
+		if err != nil {
+			pr.add(cm.Line, "%s.derive.%s: %v", where, d.Name, err)
+			continue
+		}
+		d.prog = prog
+		c.refsOK(pr, cm.Line, where+".derive."+d.Name, r, allowed)
+	}
+	if cm.Where != "" {
+		if relief {
+			pr.add(cm.Line, "%s.where: only steps filter their rows", where)
+		} else if prog, r, err := c.exprs.compile(cm.Where, true); err != nil {
+			pr.add(cm.Line, "%s.where: %v", where, err)
+		} else {
+			cm.where = prog
+			c.refsOK(pr, cm.Line, where+".where", r, allowed)
+		}
+	}
+	seen := map[string]bool{}
+	for i := range cm.Args {
+		a := &cm.Args[i]
+		if seen[strings.ToLower(a.Name)] {
+			pr.add(a.Line, "%s.args: %s is given twice", where, a.Name)
+		}
+		seen[strings.ToLower(a.Name)] = true
+		if a.Expr == "" {
+			continue
+		}
+		prog, r, err := c.exprs.compile(a.Expr, false)
+		if err != nil {
+			pr.add(a.Line, "%s.args.%s: %v", where, a.Name, err)
+			continue
+		}
+		a.prog = prog
+		if relief && len(r.steps) > 0 {
+			pr.add(a.Line, "%s.args.%s: a relief's arguments read params, args (its with) and host, not steps (%s): compute the value in with", where, a.Name, strings.Join(r.steps, ", "))
+			continue
+		}
+		c.refsOK(pr, a.Line, where+".args."+a.Name, r, allowed)
+	}
+}
+
+// steps is the first phase: duplicate rule ids, then every step (its target,
+// needs and expressions), then needs cycles.
+func (c *playbookCheck) steps(pr *problems) {
+	for _, r := range c.pb.Rules {
+		if c.ruleIDs[r.ID] {
 			pr.add(r.Line, "rules: duplicate id %q", r.ID)
 		}
-		ruleIDs[r.ID] = true
+		c.ruleIDs[r.ID] = true
 	}
-
-	checkTarget := func(a lintAction) {
-		if a.target == "" {
-			pr.add(a.line, "%s.target is required", a.where)
-			return
-		}
-		kind, known := knownTargets[a.target]
-		if knownTargets != nil && !known {
-			pr.add(a.line, "%s.target: unknown target %q (configured: %s)", a.where, a.target, strings.Join(sortedKeys(knownTargets), ", "))
-		}
-		set := 0
-		for _, on := range []bool{a.script != "", a.check != "", a.cmdlet != nil} {
-			if on {
-				set++
-			}
-		}
-		switch {
-		case set == 0:
-			pr.add(a.line, "%s: set cmdlet, powershell or check", a.where)
-		case set > 1:
-			pr.add(a.line, "%s: set one of cmdlet, powershell and check", a.where)
-		case known && len(kinds) > 0:
-			checkKind(pr, pb, kinds, kind, a)
-		}
-	}
-
-	// refsOK reports references to unknown steps, reliefs and rules. allowedSteps,
-	// when not nil, limits step references (a step may only read what it needs).
-	refsOK := func(line int, where string, r *refs, allowedSteps map[string]bool) {
-		for _, s := range r.steps {
-			if stepIDs[s] == nil {
-				pr.add(line, "%s: unknown step %q", where, s)
-			} else if allowedSteps != nil && !allowedSteps[s] {
-				pr.add(line, "%s: reads step %q, which is not in its needs", where, s)
-			}
-		}
-		for _, id := range r.reliefs {
-			if !reliefIDs[id] {
-				pr.add(line, "%s: unknown relief %q", where, id)
-			}
-		}
-		for _, id := range r.rules {
-			if !ruleIDs[id] {
-				pr.add(line, "%s: unknown rule %q", where, id)
-			}
-		}
-		for _, name := range r.params {
-			if _, declared := pb.Params[name]; !declared {
-				pr.add(line, "%s: unknown name params.%s (declared: %s)", where, name, strings.Join(sortedKeys(pb.Params), ", "))
-			}
-		}
-	}
-	compileArgs := func(line int, where string, args []Arg, allowed map[string]bool) {
-		for i := range args {
-			prog, r, err := compile(args[i].Expr, false)
-			if err != nil {
-				pr.add(line, "%s.with.%s: %v", where, args[i].Name, err)
-				continue
-			}
-			args[i].prog = prog
-			refsOK(line, where+".with."+args[i].Name, r, allowed)
-		}
-	}
-
-	// A relief's arguments are fixed when it is approved (params, its with, the
-	// host): reading steps would let what runs drift from what was approved.
-	compileCmdlet := func(where string, c *Cmdlet, allowed map[string]bool, relief bool) {
-		if c == nil {
-			return
-		}
-		if c.ForEach != "" {
-			prog, r, err := compile(c.ForEach, false)
-			switch {
-			case err != nil:
-				pr.add(c.Line, "%s.foreach: %v", where, err)
-			case relief && len(r.steps) > 0:
-				pr.add(c.Line, "%s.foreach: a relief's list reads params, args (its with) and host, not steps (%s): compute it in with", where, strings.Join(r.steps, ", "))
-			default:
-				c.foreach = prog
-				refsOK(c.Line, where+".foreach", r, allowed)
-			}
-		}
-		for i := range c.Derive {
-			d := &c.Derive[i]
-			if relief {
-				pr.add(c.Line, "%s.derive: only steps add columns", where)
-				break
-			}
-			if !argNameRE.MatchString(d.Name) {
-				pr.add(c.Line, "%s.derive: %q is not a column name", where, d.Name)
-			}
-			prog, r, err := compile(d.Expr, false)
-			if err != nil {
-				pr.add(c.Line, "%s.derive.%s: %v", where, d.Name, err)
-				continue
-			}
-			d.prog = prog
-			refsOK(c.Line, where+".derive."+d.Name, r, allowed)
-		}
-		if c.Where != "" {
-			if relief {
-				pr.add(c.Line, "%s.where: only steps filter their rows", where)
-			} else if prog, r, err := compile(c.Where, true); err != nil {
-				pr.add(c.Line, "%s.where: %v", where, err)
-			} else {
-				c.where = prog
-				refsOK(c.Line, where+".where", r, allowed)
-			}
-		}
-		seen := map[string]bool{}
-		for i := range c.Args {
-			a := &c.Args[i]
-			if seen[strings.ToLower(a.Name)] {
-				pr.add(a.Line, "%s.args: %s is given twice", where, a.Name)
-			}
-			seen[strings.ToLower(a.Name)] = true
-			if a.Expr == "" {
-				continue
-			}
-			prog, r, err := compile(a.Expr, false)
-			if err != nil {
-				pr.add(a.Line, "%s.args.%s: %v", where, a.Name, err)
-				continue
-			}
-			a.prog = prog
-			if relief && len(r.steps) > 0 {
-				pr.add(a.Line, "%s.args.%s: a relief's arguments read params, args (its with) and host, not steps (%s): compute the value in with", where, a.Name, strings.Join(r.steps, ", "))
-				continue
-			}
-			refsOK(a.Line, where+".args."+a.Name, r, allowed)
-		}
-	}
-
-	for _, s := range pb.Steps {
+	for _, s := range c.pb.Steps {
 		where := "steps." + s.ID
-		checkTarget(lintAction{where: where, line: s.Line, target: s.Target, script: s.PowerShell, check: s.Check,
+		c.checkTarget(pr, lintAction{where: where, line: s.Line, target: s.Target, script: s.PowerShell, check: s.Check,
 			checkLine: s.checkLine, with: s.With, cmdlet: s.Cmdlet})
 		for _, n := range s.Needs {
-			if stepIDs[n] == nil {
+			if c.stepIDs[n] == nil {
 				pr.add(s.Line, "%s.needs: unknown step %q", where, n)
 			}
 		}
-		allowed := ancestors(s, stepIDs)
+		allowed := ancestors(s, c.stepIDs)
 		if s.When != "" {
-			prog, r, err := compile(s.When, true)
+			prog, r, err := c.exprs.compile(s.When, true)
 			if err != nil {
 				pr.add(s.Line, "%s.when: %v", where, err)
 			} else {
 				s.when = prog
-				refsOK(s.Line, where+".when", r, allowed)
+				c.refsOK(pr, s.Line, where+".when", r, allowed)
 			}
 		}
-		compileArgs(s.Line, where, s.With, allowed)
-		compileCmdlet(where, s.Cmdlet, allowed, false)
+		c.compileArgs(pr, s.Line, where, s.With, allowed)
+		c.compileCmdlet(pr, where, s.Cmdlet, allowed, false)
 	}
-	if cycle := findCycle(pb.Steps, stepIDs); cycle != nil {
-		pr.add(stepIDs[cycle[0]].Line, "steps: needs form a cycle: %s", strings.Join(cycle, " → "))
+	if cycle := findCycle(c.pb.Steps, c.stepIDs); cycle != nil {
+		pr.add(c.stepIDs[cycle[0]].Line, "steps: needs form a cycle: %s", strings.Join(cycle, " → "))
 	}
+}
 
+// rest is the second phase: rules, reliefs, escalations, then the fields every
+// expression reads. It needs the rule ids steps collected.
+func (c *playbookCheck) rest(pr *problems) {
+	pb := c.pb
 	for _, r := range pb.Rules {
 		where := "rules." + r.ID
 		reads := func(rf *refs) {
@@ -196,22 +229,22 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string, kinds exe
 			}
 		}
 		if r.Each != "" {
-			prog, rf, err := compile(r.Each, false)
+			prog, rf, err := c.exprs.compile(r.Each, false)
 			if err != nil {
 				pr.add(r.Line, "%s.each: %v", where, err)
 			} else {
 				r.each = prog
-				refsOK(r.Line, where+".each", rf, nil)
+				c.refsOK(pr, r.Line, where+".each", rf, nil)
 				reads(rf)
 			}
 		}
 		if r.When == "" {
 			pr.add(r.Line, "%s.when is required", where)
-		} else if prog, rf, err := compile(r.When, true); err != nil {
+		} else if prog, rf, err := c.exprs.compile(r.When, true); err != nil {
 			pr.add(r.Line, "%s.when: %v", where, err)
 		} else {
 			r.when = prog
-			refsOK(r.Line, where+".when", rf, nil)
+			c.refsOK(pr, r.Line, where+".when", rf, nil)
 			reads(rf)
 			if len(rf.reliefs) > 0 || len(rf.rules) > 0 {
 				// found()/proposed() depend on other rules: evaluate at the end.
@@ -228,23 +261,23 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string, kinds exe
 		}
 		var err error
 		var rf *refs
-		if r.finding, rf, err = compileTemplate(r.Finding); err != nil {
+		if r.finding, rf, err = c.exprs.template(r.Finding); err != nil {
 			pr.add(r.Line, "%s.finding: %v", where, err)
 		} else {
-			refsOK(r.Line, where+".finding", rf, nil)
+			c.refsOK(pr, r.Line, where+".finding", rf, nil)
 			if r.reads != nil {
 				reads(rf)
 			}
 		}
-		if r.evidence, rf, err = compileTemplate(r.Evidence); err != nil {
+		if r.evidence, rf, err = c.exprs.template(r.Evidence); err != nil {
 			pr.add(r.Line, "%s.evidence: %v", where, err)
 		} else {
-			refsOK(r.Line, where+".evidence", rf, nil)
+			c.refsOK(pr, r.Line, where+".evidence", rf, nil)
 			if r.reads != nil {
 				reads(rf)
 			}
 		}
-		if r.Propose != "" && !reliefIDs[r.Propose] {
+		if r.Propose != "" && !c.reliefIDs[r.Propose] {
 			pr.add(r.Line, "%s.propose: unknown relief %q", where, r.Propose)
 		}
 	}
@@ -257,39 +290,39 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string, kinds exe
 		if r.Guard != nil {
 			a.reads[where+".guard"] = r.Guard.Cmdlet
 		}
-		checkTarget(a)
-		compileArgs(r.Line, where, r.With, nil)
-		compileCmdlet(where, r.Cmdlet, nil, true)
-		compileCmdlet(where+".preview", r.PreviewCmdlet, nil, true)
-		compileCmdlet(where+".readback", r.Readback, nil, true)
+		c.checkTarget(pr, a)
+		c.compileArgs(pr, r.Line, where, r.With, nil)
+		c.compileCmdlet(pr, where, r.Cmdlet, nil, true)
+		c.compileCmdlet(pr, where+".preview", r.PreviewCmdlet, nil, true)
+		c.compileCmdlet(pr, where+".readback", r.Readback, nil, true)
 		if g := r.Gate; g != nil {
 			for _, id := range g.Steps {
-				if stepIDs[id] == nil {
+				if c.stepIDs[id] == nil {
 					pr.add(g.Line, "%s.gate.steps: unknown step %q", where, id)
 				}
 			}
-			if prog, rf, err := compile(g.OK, true); err != nil {
+			if prog, rf, err := c.exprs.compile(g.OK, true); err != nil {
 				pr.add(g.Line, "%s.gate.ok: %v", where, err)
 			} else {
 				g.ok = prog
-				refsOK(g.Line, where+".gate.ok", rf, nil)
+				c.refsOK(pr, g.Line, where+".gate.ok", rf, nil)
 			}
 		}
 		if b := r.Block; b != nil {
-			if prog, rf, err := compile(b.When, true); err != nil {
+			if prog, rf, err := c.exprs.compile(b.When, true); err != nil {
 				pr.add(b.Line, "%s.block.when: %v", where, err)
 			} else {
 				b.when = prog
-				refsOK(b.Line, where+".block.when", rf, nil)
+				c.refsOK(pr, b.Line, where+".block.when", rf, nil)
 			}
 			var err error
-			if b.reason, _, err = compileTemplate(b.Reason); err != nil {
+			if b.reason, _, err = c.exprs.template(b.Reason); err != nil {
 				pr.add(b.Line, "%s.block.reason: %v", where, err)
 			}
 		}
 		if g := r.Guard; g != nil && g.Cmdlet != nil {
-			compileCmdlet(where+".guard", g.Cmdlet, nil, true)
-			if prog, rf, err := compile(g.When, true); err != nil {
+			c.compileCmdlet(pr, where+".guard", g.Cmdlet, nil, true)
+			if prog, rf, err := c.exprs.compile(g.When, true); err != nil {
 				pr.add(g.Line, "%s.guard.when: %v", where, err)
 			} else if len(rf.steps) > 0 {
 				pr.add(g.Line, "%s.guard.when: reads the rows it fetched (it), params, args and host, not steps", where)
@@ -297,23 +330,23 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string, kinds exe
 				g.when = prog
 			}
 			var err error
-			if g.refuse, _, err = compileTemplate(g.Refuse); err != nil {
+			if g.refuse, _, err = c.exprs.template(g.Refuse); err != nil {
 				pr.add(g.Line, "%s.guard.refuse: %v", where, err)
 			}
 		}
 		if r.Verify != nil {
 			for _, s := range r.Verify.Steps {
-				if stepIDs[s] == nil {
+				if c.stepIDs[s] == nil {
 					pr.add(r.Verify.Line, "%s.verify.steps: unknown step %q", where, s)
 				}
 			}
 			if r.Verify.OK != "" {
-				prog, rf, err := compile(r.Verify.OK, true)
+				prog, rf, err := c.exprs.compile(r.Verify.OK, true)
 				if err != nil {
 					pr.add(r.Verify.Line, "%s.verify.ok: %v", where, err)
 				} else {
 					r.Verify.ok = prog
-					refsOK(r.Verify.Line, where+".verify.ok", rf, nil)
+					c.refsOK(pr, r.Verify.Line, where+".verify.ok", rf, nil)
 				}
 			}
 		}
@@ -323,25 +356,25 @@ func check(pr *problems, pb *Playbook, knownTargets map[string]string, kinds exe
 		where := "escalate." + e.ID
 		if e.When == "" {
 			pr.add(e.Line, "%s.when is required", where)
-		} else if prog, rf, err := compile(e.When, true); err != nil {
+		} else if prog, rf, err := c.exprs.compile(e.When, true); err != nil {
 			pr.add(e.Line, "%s.when: %v", where, err)
 		} else {
 			e.when = prog
-			refsOK(e.Line, where+".when", rf, nil)
+			c.refsOK(pr, e.Line, where+".when", rf, nil)
 		}
 		if e.Reason == "" || e.Owner == "" {
 			pr.add(e.Line, "%s: reason and owner are required", where)
 		}
 		var err error
 		var rf *refs
-		if e.reason, rf, err = compileTemplate(e.Reason); err != nil {
+		if e.reason, rf, err = c.exprs.template(e.Reason); err != nil {
 			pr.add(e.Line, "%s.reason: %v", where, err)
 		} else {
-			refsOK(e.Line, where+".reason", rf, nil)
+			c.refsOK(pr, e.Line, where+".reason", rf, nil)
 		}
 	}
 
-	checkFields(pr, pb, describeShapes(pb, knownTargets, kinds))
+	checkFields(pr, pb, describeShapes(pb, c.knownTargets, c.kinds))
 }
 
 // ancestors is the set of steps a step may read: everything it needs, transitively.

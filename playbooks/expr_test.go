@@ -1,0 +1,98 @@
+package playbooks
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/expr-lang/expr"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// exprCompile is how every expression was compiled before exprCompiler: a
+// fresh environment and configuration each time, refs collected by a patch.
+func exprCompile(src string, asBool bool) (string, *refs, error) {
+	r := &refs{}
+	opts := []expr.Option{expr.Env(compileEnv()), expr.Patch(r)}
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	prog, err := expr.Compile(src, opts...)
+	if err != nil {
+		return "", nil, err
+	}
+	return prog.Disassemble(), r, nil
+}
+
+// exprCompiler must compile exactly as expr.Compile does: the same bytecode,
+// the same refs, the same errors. It is held to it for every expression of
+// every built-in playbook and lint fixture (the ones a check compiled), both as
+// any and as a boolean, and for expressions that fail in each stage. An
+// upgrade of expr that changes its pipeline fails here.
+func TestCompilerIsExprCompile(t *testing.T) {
+	type source struct {
+		file string
+		data []byte
+	}
+	var sources []source
+	names, err := fs.Glob(builtin, "builtin/*.yaml")
+	require.NoError(t, err)
+	for _, n := range names {
+		data, err := builtin.ReadFile(n)
+		require.NoError(t, err)
+		sources = append(sources, source{n, data})
+	}
+	lintFiles, err := filepath.Glob("testdata/lint/*.yaml")
+	require.NoError(t, err)
+	for _, n := range lintFiles {
+		data, err := os.ReadFile(n)
+		require.NoError(t, err)
+		sources = append(sources, source{n, data})
+	}
+
+	srcs := map[string]bool{
+		"":                              true, // nothing to parse
+		"any(steps.queues, .Count >":    true, // parse error
+		`params.window + "x"`:           true, // type error
+		`1 / 0`:                         true, // fails while optimising (constant folding)
+		`"a" in ["a", "b"]`:             true, // rewritten by the optimiser
+		`ok("queues") && found("deep")`: true,
+		`steps.queues[0].MessageCount`:  true,
+		`filter(steps.queues, .MessageCount > 10) | len()`: true,
+	}
+	for _, s := range sources {
+		pb, pr, err := parse(s.file, s.data)
+		if err != nil {
+			continue // not a playbook at all (bad-yaml)
+		}
+		c := newPlaybookCheck(pb, nil, nil)
+		c.steps(pr)
+		c.rest(pr)
+		for k := range c.exprs.done {
+			srcs[k.src] = true
+		}
+	}
+	require.Greater(t, len(srcs), 200, "the expressions of the built-ins are compared")
+
+	comp := newExprCompiler()
+	for src := range srcs {
+		for _, asBool := range []bool{false, true} {
+			wantCode, wantRefs, wantErr := exprCompile(src, asBool)
+			prog, gotRefs, gotErr := comp.compile(src, asBool)
+			if wantErr != nil {
+				require.Error(t, gotErr, "%q asBool=%v", src, asBool)
+				assert.Equal(t, fmt.Sprintf("expression %q: %s", src, firstLine(wantErr.Error())), gotErr.Error())
+				continue
+			}
+			require.NoError(t, gotErr, "%q asBool=%v", src, asBool)
+			assert.Equal(t, wantCode, prog.Disassemble(), "%q asBool=%v", src, asBool)
+			assert.Equal(t, wantRefs, gotRefs, "%q asBool=%v", src, asBool)
+			// Compiled once: asking again gives the same program.
+			again, _, _ := comp.compile(src, asBool)
+			assert.Same(t, prog, again)
+		}
+	}
+}
