@@ -22,28 +22,71 @@ var builtin embed.FS
 // overridden (by id) by a configured directory.
 type Catalog struct {
 	byID map[string]*Playbook
+	// unparsed are the built-ins an Index knows by id and matches only, until
+	// one is chosen or the playbooks are listed.
+	unparsed map[string]*unparsed
 	// deferred is set by Index: playbooks are checked and compiled when Resolve
 	// first returns them, not at load.
 	deferred *deferredCheck
 }
 
-// deferredCheck checks each playbook of an Index once, when it is first chosen.
+// unparsed is a built-in playbook known by its head (id and matches); it is
+// parsed once, when first needed.
+type unparsed struct {
+	matches []string
+	parse   func() (*Playbook, error)
+
+	once sync.Once
+	pb   *Playbook
+	err  error
+}
+
+// knownMatches are the matches its head names; nil for no entry.
+func (u *unparsed) knownMatches() []string {
+	if u == nil {
+		return nil
+	}
+	return u.matches
+}
+
+func (u *unparsed) playbook() (*Playbook, error) {
+	u.once.Do(func() { u.pb, u.err = u.parse() })
+	return u.pb, u.err
+}
+
+// deferredCheck checks each playbook of an Index once, when it is first chosen:
+// its steps at once, the rest (rules, reliefs, escalations and the fields every
+// expression reads) in the background, while the diagnosis's first steps wait
+// on the network. The engine waits for the rest before it evaluates a rule
+// (Playbook.await).
 type deferredCheck struct {
 	targets map[string]string
 	kinds   []executors.Kind
 
-	mu      sync.Mutex
-	pending map[string]*problems // id → parse problems so far, until checked
-	failed  map[string]error
+	mu sync.Mutex
+	// steps holds the verdict of each chosen playbook's first phase: its
+	// problems together with the second phase's, or nil when the second phase
+	// was started (Playbook.pending).
+	steps map[*Playbook]error
 }
 
-// Index is Load for a process that runs one playbook (bot diagnose): it reads
-// and parses every playbook, so listing and choosing work and malformed files are
-// reported, but checks and compiles a playbook's expressions only when Resolve
-// first returns it — compiling them all was most of a diagnosis's start-up.
+// pendingCheck is the second phase of a deferred check.
+type pendingCheck struct {
+	done chan struct{}
+	err  error // Problems; set before done is closed
+}
+
+// Index is Load for a process that runs one playbook (bot diagnose). It reads
+// the built-ins' ids and matches without parsing them (headOf), parses the
+// files of dir (so their problems are reported at once, as Load does), and
+// parses, checks and compiles a built-in only when Resolve first returns it
+// or All lists it. The chosen playbook's steps are checked before Resolve
+// returns; its rules, reliefs and escalations are compiled concurrently with
+// the diagnosis's first steps, and their problems, if any, end the diagnosis
+// (Engine.Diagnose) and are returned by the next Resolve.
 func Index(dir string, targets map[string]string, kinds ...executors.Kind) (*Catalog, error) {
-	d := &deferredCheck{targets: targets, kinds: kinds, pending: map[string]*problems{}, failed: map[string]error{}}
-	c, err := load(dir, func(file string, data []byte) (*Playbook, error) {
+	d := &deferredCheck{targets: targets, kinds: kinds, steps: map[*Playbook]error{}}
+	c, err := load(dir, true, func(file string, data []byte) (*Playbook, error) {
 		pb, pr, err := parse(file, data)
 		if err != nil {
 			return nil, err
@@ -51,7 +94,6 @@ func Index(dir string, targets map[string]string, kinds ...executors.Kind) (*Cat
 		if len(pr.list) > 0 {
 			return nil, pr.list.sorted()
 		}
-		d.pending[pb.ID] = pr
 		return pb, nil
 	})
 	if err != nil {
@@ -61,23 +103,43 @@ func Index(dir string, targets map[string]string, kinds ...executors.Kind) (*Cat
 	return c, nil
 }
 
-// ready checks and compiles pb if that was deferred; it is safe for concurrent use.
+// ready checks pb if that was deferred; it is safe for concurrent use. It
+// returns the problems of pb's steps at once (with those of the rest), and
+// those of the rest once they are known; until then the engine waits for them.
 func (d *deferredCheck) ready(pb *Playbook) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err, failed := d.failed[pb.ID]; failed {
-		return err
+	if err, checked := d.steps[pb]; checked {
+		if err != nil {
+			return err
+		}
+		select {
+		case <-pb.pending.done:
+			return pb.pending.err
+		default:
+			return nil
+		}
 	}
-	pr, pending := d.pending[pb.ID]
-	if !pending {
-		return nil
-	}
-	delete(d.pending, pb.ID)
-	check(pr, pb, d.targets, d.kinds)
+	c := newPlaybookCheck(pb, d.targets, d.kinds)
+	pr := &problems{file: pb.Source}
+	c.steps(pr)
 	if len(pr.list) > 0 {
-		d.failed[pb.ID] = pr.list.sorted()
-		return d.failed[pb.ID]
+		// Broken already: report everything, as Load would.
+		c.rest(pr)
+		d.steps[pb] = pr.list.sorted()
+		return d.steps[pb]
 	}
+	d.steps[pb] = nil
+	pc := &pendingCheck{done: make(chan struct{})}
+	pb.pending = pc
+	go func() {
+		defer close(pc.done)
+		rest := &problems{file: pb.Source}
+		c.rest(rest)
+		if len(rest.list) > 0 {
+			pc.err = rest.list.sorted()
+		}
+	}()
 	return nil
 }
 
@@ -86,11 +148,14 @@ func (d *deferredCheck) ready(pb *Playbook) error {
 // target check. kinds describe the target kinds (see Parse). Every problem in
 // every file is returned at once.
 func Load(dir string, targets map[string]string, kinds ...executors.Kind) (*Catalog, error) {
-	return load(dir, func(file string, data []byte) (*Playbook, error) { return Parse(file, data, targets, kinds...) })
+	return load(dir, false, func(file string, data []byte) (*Playbook, error) { return Parse(file, data, targets, kinds...) })
 }
 
-func load(dir string, parseFile func(file string, data []byte) (*Playbook, error)) (*Catalog, error) {
-	c := &Catalog{byID: map[string]*Playbook{}}
+// load reads the built-ins, then dir's files, each through parseFile. With
+// lazy, a built-in whose head reads cleanly is only indexed: parseFile runs
+// when it is first needed.
+func load(dir string, lazy bool, parseFile func(file string, data []byte) (*Playbook, error)) (*Catalog, error) {
+	c := &Catalog{byID: map[string]*Playbook{}, unparsed: map[string]*unparsed{}}
 	var all Problems
 	add := func(pb *Playbook, err error) {
 		var ps Problems
@@ -102,6 +167,7 @@ func load(dir string, parseFile func(file string, data []byte) (*Playbook, error
 			all = append(all, Problem{Msg: err.Error()})
 			return
 		}
+		delete(c.unparsed, pb.ID)
 		c.byID[pb.ID] = pb
 	}
 	entries, err := fs.Glob(builtin, "builtin/*.yaml")
@@ -113,7 +179,15 @@ func load(dir string, parseFile func(file string, data []byte) (*Playbook, error
 		if err != nil {
 			return nil, err
 		}
-		add(parseFile("builtin:"+filepath.Base(name), data))
+		file := "builtin:" + filepath.Base(name)
+		if lazy {
+			if id, ms, ok := headOf(data); ok {
+				delete(c.byID, id)
+				c.unparsed[id] = &unparsed{matches: ms, parse: func() (*Playbook, error) { return parseFile(file, data) }}
+				continue
+			}
+		}
+		add(parseFile(file, data))
 	}
 	if dir != "" {
 		files, err := yamlFiles(dir)
@@ -184,30 +258,62 @@ func yamlFiles(dir string) ([]string, error) {
 	return out, nil
 }
 
-// All lists the playbooks by id.
+// ids are the ids of every playbook, parsed or not, sorted.
+func (c *Catalog) ids() []string {
+	ids := sortedKeys(c.byID)
+	for id := range c.unparsed {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// All lists the playbooks by id. An Index parses the built-ins it has not
+// parsed yet; one that does not parse (the tests keep every built-in clean) is
+// left out, and Resolve reports its problems.
 func (c *Catalog) All() []*Playbook {
-	out := make([]*Playbook, 0, len(c.byID))
-	for _, id := range sortedKeys(c.byID) {
-		out = append(out, c.byID[id])
+	out := make([]*Playbook, 0, len(c.byID)+len(c.unparsed))
+	for _, id := range c.ids() {
+		if pb := c.byID[id]; pb != nil {
+			out = append(out, pb)
+		} else if pb, err := c.unparsed[id].playbook(); err == nil {
+			out = append(out, pb)
+		}
 	}
 	return out
 }
 
 // Resolve finds the playbook for an NDR code, phrase or playbook id.
 func (c *Catalog) Resolve(code string) (*Playbook, error) {
-	for _, pb := range c.All() {
-		if pb.matches(code) {
-			if c.deferred != nil {
-				if err := c.deferred.ready(pb); err != nil {
-					return nil, err
-				}
-			}
-			return pb, nil
+	for _, id := range c.ids() {
+		pb := c.byID[id]
+		if pb != nil && !pb.matches(code) {
+			continue
 		}
+		if pb == nil {
+			u := c.unparsed[id]
+			if !matches(id, u.matches, code) {
+				continue
+			}
+			var err error
+			if pb, err = u.playbook(); err != nil {
+				return nil, err
+			}
+		}
+		if c.deferred != nil {
+			if err := c.deferred.ready(pb); err != nil {
+				return nil, err
+			}
+		}
+		return pb, nil
 	}
 	var known []string
-	for _, pb := range c.All() {
-		known = append(known, pb.ID+" ("+strings.Join(pb.Matches, ", ")+")")
+	for _, id := range c.ids() {
+		ms := c.unparsed[id].knownMatches()
+		if pb := c.byID[id]; pb != nil {
+			ms = pb.Matches
+		}
+		known = append(known, id+" ("+strings.Join(ms, ", ")+")")
 	}
 	return nil, fmt.Errorf("%w: no playbook for %q; known: %s", incident.ErrNotFound, truncate(code, 40), strings.Join(known, "; "))
 }

@@ -97,7 +97,9 @@ const (
 
 // Diagnose runs the playbook's diagnostic steps concurrently as `needs` allows,
 // then evaluates rules and escalations. A failed step is a finding, not an error:
-// Diagnose returns an error only when ctx is cancelled.
+// Diagnose returns an error when ctx is cancelled, or, for a playbook whose
+// check an Index deferred, the Problems of its rules, reliefs or escalations
+// (its steps, read-only, will have run; no rule is evaluated).
 func (e *Engine) Diagnose(ctx context.Context, run *Run) error {
 	run.mu.Lock()
 	run.since = run.Started.Add(-run.window())
@@ -106,6 +108,9 @@ func (e *Engine) Diagnose(ctx context.Context, run *Run) error {
 	err := e.runSteps(ctx, run, run.Playbook.Steps, PhaseDiagnose)
 	if err != nil {
 		return err
+	}
+	if err := run.Playbook.await(ctx); err != nil {
+		return fmt.Errorf("playbook %s: %w", run.Playbook.ID, err)
 	}
 	e.evaluate(ctx, run, PhaseDiagnose)
 	return ctx.Err()

@@ -26,6 +26,9 @@ func runExpr(prog *vm.Program, env map[string]any) (any, error) {
 // evaluateReady evaluates, during the diagnosis, every rule whose steps have all
 // finished and that has not been evaluated yet.
 func (e *Engine) evaluateReady(ctx context.Context, run *Run) {
+	if run.Playbook.await(ctx) != nil {
+		return // Diagnose returns the problems
+	}
 	run.mu.Lock()
 	var ready []int
 	for i, rule := range run.Playbook.Rules {

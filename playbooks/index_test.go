@@ -1,57 +1,260 @@
 package playbooks
 
 import (
+	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/executors/lab"
+	"github.com/ndrbot/ndrbot/executors/registry"
+	"github.com/ndrbot/ndrbot/incident"
 )
 
-// Index (bot diagnose) parses every playbook but compiles only the one chosen:
-// a playbook that does not compile stops nobody who runs another, and is
-// reported, with its line, to whoever chooses it. Load (bot serve, lint) still
-// refuses it up front.
-func TestIndexCompilesOnlyWhatIsChosen(t *testing.T) {
+// dirWith is a playbooks directory holding copies of the named lint fixtures.
+func dirWith(t *testing.T, fixtures ...string) string {
+	t.Helper()
 	dir := t.TempDir()
-	data, err := os.ReadFile("testdata/lint/bad-expr.yaml")
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad-expr.yaml"), data, 0o600))
+	for _, f := range fixtures {
+		data, err := os.ReadFile(filepath.Join("testdata/lint", f))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, f), data, 0o600))
+	}
+	return dir
+}
 
-	_, err = Load(dir, nil)
+// Index (bot diagnose) reads the built-ins' heads only and checks only the
+// playbook chosen: its steps before Resolve returns, the rest by the time the
+// engine needs it. A playbook that does not compile stops nobody who runs
+// another, and is reported, with its line, to whoever chooses it. Load (bot
+// serve, lint) still refuses it up front.
+func TestIndexCompilesOnlyWhatIsChosen(t *testing.T) {
+	ctx := context.Background()
+	dir := dirWith(t, "bad-expr.yaml", "undeclared-need.yaml")
+
+	_, err := Load(dir, nil)
 	require.Error(t, err, "Load compiles everything")
 
 	cat, err := Index(dir, nil)
 	require.NoError(t, err)
-	for _, pb := range cat.All() {
-		for _, r := range pb.Rules {
-			assert.Nil(t, r.when, "%s: nothing compiled before it is chosen", pb.ID)
-		}
-	}
+	assert.Empty(t, cat.byID["ndr-5.5.4"], "a built-in is not parsed before it is needed")
+	require.NotNil(t, cat.unparsed["ndr-5.5.4"])
+
 	pb, err := cat.Resolve("5.5.4")
 	require.NoError(t, err)
 	require.NotEmpty(t, pb.Rules)
+	for _, s := range pb.Steps {
+		if s.Cmdlet != nil {
+			for _, a := range s.Cmdlet.Args {
+				assert.True(t, a.Expr == "" || a.prog != nil, "step %s -%s is compiled when Resolve returns", s.ID, a.Name)
+			}
+		}
+	}
+	require.NoError(t, pb.await(ctx))
 	for _, r := range pb.Rules {
 		assert.NotNil(t, r.when, "rule %s of the chosen playbook is compiled", r.ID)
 	}
 	again, err := cat.Resolve("ndr-5.5.4")
 	require.NoError(t, err)
 	assert.Same(t, pb, again)
-
-	for range 2 { // the same answer every time it is chosen
-		_, err = cat.Resolve("bad-expr")
-		var ps Problems
-		require.True(t, errors.As(err, &ps), "%v", err)
-		assert.Equal(t, 8, ps[0].Line)
-		assert.Contains(t, ps[0].Msg, "rules.broken.when: expression")
+	for _, other := range cat.All() {
+		if other.ID == "ndr-5.5.4" {
+			continue
+		}
+		for _, r := range other.Rules {
+			assert.Nil(t, r.when, "%s: listed, not compiled", other.ID)
+		}
 	}
 
-	// A file that is not a playbook at all is still refused when indexing.
-	bad, err := os.ReadFile("testdata/lint/bad-yaml.yaml")
+	// Its steps compile, its rule does not: chosen, then the problem comes
+	// from await (the engine's wait), and from every later Resolve.
+	broken, err := cat.Resolve("bad-expr")
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad-yaml.yaml"), bad, 0o600))
-	_, err = Index(dir, nil)
+	err = broken.await(ctx)
+	for i := range 3 {
+		var ps Problems
+		require.True(t, errors.As(err, &ps), "%d: %v", i, err)
+		require.Len(t, ps, 1)
+		assert.Equal(t, 8, ps[0].Line)
+		assert.Contains(t, ps[0].Msg, "rules.broken.when: expression")
+		_, err = cat.Resolve("bad-expr")
+	}
+
+	// Broken in its steps: refused by Resolve, with everything wrong in it.
+	_, err = cat.Resolve("undeclared-need")
+	var ps Problems
+	require.True(t, errors.As(err, &ps), "%v", err)
+	assert.Equal(t, 7, ps[0].Line)
+	assert.Contains(t, ps[0].Msg, `reads step "queues", which is not in its needs`)
+
+	// A file that is not a playbook at all is still refused when indexing.
+	_, err = Index(dirWith(t, "bad-yaml.yaml"), nil)
 	assert.Error(t, err)
+}
+
+// Whatever a diagnosis defers, it reports exactly what lint does: for every
+// lint fixture, Index then Resolve then await give Load's problems, in order,
+// or, for a file broken before any check (its YAML, its keys), the problems
+// Index refuses it with, as before.
+func TestIndexReportsWhatLoadReports(t *testing.T) {
+	targets := config.Default().TargetKinds()
+	kinds := registry.Kinds()
+	files, err := filepath.Glob("testdata/lint/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			dir := dirWith(t, filepath.Base(f))
+			_, loadErr := Load(dir, targets, kinds...)
+			var want Problems
+			require.True(t, errors.As(loadErr, &want), "every fixture is broken: %v", loadErr)
+
+			data, err := os.ReadFile(f)
+			require.NoError(t, err)
+			_, pr, parseErr := parse(filepath.Join(dir, filepath.Base(f)), data)
+			cat, indexErr := Index(dir, targets, kinds...)
+			if parseErr != nil || len(pr.list) > 0 {
+				var got Problems
+				require.True(t, errors.As(indexErr, &got), "refused when indexing: %v", indexErr)
+				if parseErr == nil {
+					assert.Equal(t, pr.list.sorted(), got)
+				}
+				return
+			}
+			require.NoError(t, indexErr)
+			id := strings.TrimSpace(strings.TrimPrefix(strings.SplitN(string(data), "\n", 2)[0], "id:"))
+			pb, err := cat.Resolve(id)
+			if err == nil {
+				err = pb.await(context.Background())
+			}
+			var got Problems
+			require.True(t, errors.As(err, &got), "%v", err)
+			assert.Equal(t, want, got)
+		})
+	}
+}
+
+// A diagnosis whose rules turn out not to compile ends with their problems,
+// evaluating no rule; one whose playbook is sound finds what a Load-checked
+// one finds.
+func TestDeferredCheckAndTheDiagnosis(t *testing.T) {
+	ctx := context.Background()
+	targets := map[string]string{"exchange": "exchange", "psrp": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph", "exo": "exo"}
+	kinds := registry.Kinds()
+	diagnose := func(t *testing.T, cat *Catalog, code, scenario string) (*Run, error) {
+		t.Helper()
+		pb, err := cat.Resolve(code)
+		require.NoError(t, err)
+		l, err := lab.New(scenario, lab.Options{Now: func() time.Time { return time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC) }})
+		require.NoError(t, err)
+		eng := NewEngine(l.Targets(targets), Options{Now: func() time.Time { return time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC) }})
+		run := NewRun("r-1", pb, map[string]any{}, time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC), nil)
+		return run, eng.Diagnose(ctx, run)
+	}
+
+	t.Run("rules do not compile", func(t *testing.T) {
+		cat, err := Index(dirWith(t, "rule-field.yaml"), targets, kinds...)
+		require.NoError(t, err)
+		run, err := diagnose(t, cat, "rule-field", "healthy")
+		var ps Problems
+		require.True(t, errors.As(err, &ps), "%v", err)
+		assert.Len(t, ps, 2)
+		assert.Contains(t, ps[0].Msg, "reads MessageCnt")
+		assert.Len(t, run.Steps(), 2, "the read-only steps ran")
+		for _, f := range run.Findings() {
+			assert.Contains(t, []string{"step-failed", "step-skipped"}, f.Rule, "no rule was evaluated")
+		}
+	})
+
+	for _, scenario := range []string{"healthy", "overloaded-queue", "throttled-sender"} {
+		t.Run(scenario, func(t *testing.T) {
+			loaded, err := Load("", targets, kinds...)
+			require.NoError(t, err)
+			indexed, err := Index("", targets, kinds...)
+			require.NoError(t, err)
+			want, err := diagnose(t, loaded, "5.5.4", scenario)
+			require.NoError(t, err)
+			got, err := diagnose(t, indexed, "5.5.4", scenario)
+			require.NoError(t, err)
+			require.NotEmpty(t, want.Findings())
+			assert.Equal(t, want.Findings(), got.Findings())
+			assert.Equal(t, want.Proposals(), got.Proposals())
+			assert.Equal(t, want.Escalations(), got.Escalations())
+		})
+	}
+}
+
+// headOf must read every built-in as parse does; a built-in it cannot read is
+// parsed whole, which costs time, not correctness, but is a shape to look at.
+func TestHeadOfIsParse(t *testing.T) {
+	names, err := fs.Glob(builtin, "builtin/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, names)
+	for _, n := range names {
+		data, err := builtin.ReadFile(n)
+		require.NoError(t, err)
+		pb, pr, err := parse(n, data)
+		require.NoError(t, err)
+		require.Empty(t, pr.list)
+		id, matches, ok := headOf(data)
+		require.True(t, ok, "%s: headOf gives up on it", n)
+		assert.Equal(t, pb.ID, id, n)
+		assert.Equal(t, pb.Matches, matches, n)
+	}
+}
+
+func TestHeadOf(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		id      string
+		matches []string
+		ok      bool
+	}{
+		{"flow list", "id: a\ntitle: A\nmatches: [\"5.5.4\", 4.4.0]\nsteps: {}\n", "a", []string{"5.5.4", "4.4.0"}, true},
+		{"block list, indented", "# c\nid: a\nmatches:\n  - x   # first\n\n  - 'y z'\nsteps:\n  s:\n    id: no\n", "a", []string{"x", "y z"}, true},
+		{"block list at column 0", "matches:\n- x\n- y\nid: \"a\"\n", "a", []string{"x", "y"}, true},
+		{"one match", "id: a\nmatches: x\n", "a", []string{"x"}, true},
+		{"CRLF", "id: a\r\nmatches:\r\n  - x\r\n", "a", []string{"x"}, true},
+		{"a nested id is not the id", "steps:\n  id: b\nid: a\nmatches: [x]\n", "a", []string{"x"}, true},
+		{"no matches", "id: a\ntitle: A\n", "", nil, false},
+		{"no id", "matches: [x]\n", "", nil, false},
+		{"empty id", "id:\nmatches: [x]\n", "", nil, false},
+		{"id twice", "id: a\nmatches: [x]\nid: b\n", "", nil, false},
+		{"document marker", "---\nid: a\nmatches: [x]\n", "", nil, false},
+		{"flow mapping", "{id: a, matches: [x]}\n", "", nil, false},
+		{"quoted key", "\"id\": a\nmatches: [x]\n", "", nil, false},
+		{"tab", "id: a\n\tmatches: [x]\n", "", nil, false},
+		{"id is a list", "id: [a]\nmatches: [x]\n", "", nil, false},
+		{"a match is a mapping", "id: a\nmatches: [{x: 1}]\n", "", nil, false},
+		{"alias", "id: *a\nmatches: [x]\n", "", nil, false},
+		{"not a sequence item", "id: a\n-x\nmatches: [x]\n", "", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, matches, ok := headOf([]byte(tt.yaml))
+			assert.Equal(t, tt.ok, ok)
+			assert.Equal(t, tt.id, id)
+			assert.Equal(t, tt.matches, matches)
+		})
+	}
+}
+
+// The list of known playbooks in Resolve's refusal names the unparsed ones too.
+func TestIndexRefusalListsEveryPlaybook(t *testing.T) {
+	cat, err := Index(dirWith(t, "rule-field.yaml"), nil)
+	require.NoError(t, err)
+	_, err = cat.Resolve("9.9.9")
+	require.ErrorIs(t, err, incident.ErrNotFound)
+	assert.Contains(t, err.Error(), "ndr-5.5.4 (5.5.4, 4.4.0")
+	assert.Contains(t, err.Error(), "rule-field ()")
+	assert.Empty(t, cat.byID["ndr-5.5.4"], "refusing parses nothing")
 }

@@ -3,6 +3,7 @@
 package playbooks
 
 import (
+	"context"
 	"regexp"
 	"slices"
 	"strings"
@@ -35,6 +36,25 @@ type Playbook struct {
 	Source string
 	// Version is a digest of the source bytes: an approval is bound to it.
 	Version string
+
+	// pending, when set, is the part of the check an Index deferred (rules,
+	// reliefs, escalations): see await.
+	pending *pendingCheck
+}
+
+// await waits until the playbook is wholly checked and compiled, and returns
+// the problems found. A playbook from Load is; one an Index chose is once the
+// second phase of its check is done (deferredCheck).
+func (p *Playbook) await(ctx context.Context) error {
+	if p.pending == nil {
+		return nil
+	}
+	select {
+	case <-p.pending.done:
+		return p.pending.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Step is one read-only diagnostic step.
@@ -324,13 +344,16 @@ func (p *Playbook) Targets() []string {
 	return out
 }
 
-// Matches reports whether a code or phrase the user typed names this playbook.
-func (p *Playbook) matches(code string) bool {
+// matches reports whether a code or phrase the user typed names this playbook.
+func (p *Playbook) matches(code string) bool { return matches(p.ID, p.Matches, code) }
+
+// matches reports whether code names the playbook id or one of its matches.
+func matches(id string, matches []string, code string) bool {
 	code = strings.ToLower(strings.TrimSpace(code))
-	if code == strings.ToLower(p.ID) {
+	if code == strings.ToLower(id) {
 		return true
 	}
-	for _, m := range p.Matches {
+	for _, m := range matches {
 		if code == strings.ToLower(m) {
 			return true
 		}

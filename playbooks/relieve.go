@@ -20,6 +20,9 @@ import (
 // caller's business; Relieve refuses only what can never run: an unknown or
 // blocked proposal, or one that already ran in this run.
 func (e *Engine) Relieve(ctx context.Context, run *Run, reliefID string) (incident.ReliefResult, error) {
+	if err := run.Playbook.await(ctx); err != nil {
+		return incident.ReliefResult{}, fmt.Errorf("playbook %s: %w", run.Playbook.ID, err)
+	}
 	p, ok := run.Proposal(reliefID)
 	if !ok {
 		return incident.ReliefResult{}, fmt.Errorf("%w: relief %q was not proposed in run %s", incident.ErrNotFound, reliefID, run.ID)
