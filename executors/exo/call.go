@@ -147,11 +147,8 @@ func (e *Executor) post(ctx context.Context, s *session, p plan, link string, bo
 				"code", re.Code, "attempts", attempt, "request_id", re.RequestID, "client_request_id", re.ClientRequestID)
 			return nil, attempt, re
 		}
-		wait := retryAfter
-		if wait < 0 {
-			wait = e.retry.Wait(attempt, e.rand)
-		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+e.retry.MinAttemptTime {
+		wait, ok := e.retry.Next(ctx, attempt, retryAfter, e.rand)
+		if !ok {
 			re.Deadline = true
 			e.log.Warn("exo request not retried: the wait would pass the step deadline", "cmdlet", p.Cmdlet,
 				"route", p.Route, "status", re.Status, "wait", wait, "attempts", attempt, "request_id", re.RequestID)
@@ -159,16 +156,12 @@ func (e *Executor) post(ctx context.Context, s *session, p plan, link string, bo
 		}
 		e.log.Debug("exo request retried", "cmdlet", p.Cmdlet, "route", p.Route, "status", re.Status, "attempt", attempt,
 			"wait", wait, "retry_after", retryAfter >= 0, "request_id", re.RequestID, "client_request_id", re.ClientRequestID)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if err := entra.Pause(ctx, wait); err != nil {
 			last.Deadline = true
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return nil, attempt, fmt.Errorf("exo %s via %s: %w", p.Cmdlet, p.Route, ctx.Err())
+			if errors.Is(err, context.Canceled) {
+				return nil, attempt, fmt.Errorf("exo %s via %s: %w", p.Cmdlet, p.Route, err)
 			}
 			return nil, attempt, last
-		case <-t.C:
 		}
 	}
 }

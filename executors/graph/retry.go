@@ -52,6 +52,12 @@ func (p RetryPolicy) wait(n int, rnd func() float64) time.Duration {
 	return entra.RetryPolicy(p).Wait(n, rnd)
 }
 
+// next is the wait before retry n, and whether the deadline leaves time for it
+// (entra.RetryPolicy.Next).
+func (p RetryPolicy) next(ctx context.Context, n int, retryAfter time.Duration, rnd func() float64) (time.Duration, bool) {
+	return entra.RetryPolicy(p).Next(ctx, n, retryAfter, rnd)
+}
+
 // RequestError is a Graph request that failed for good: a non-retriable answer, or a
 // transient one that outlasted the retries or the deadline. It carries what Microsoft
 // support asks for: request-id, client-request-id and the date of the failure.
@@ -222,11 +228,9 @@ func (e *Executor) call(ctx context.Context, op string, idempotent bool, fn func
 				"attempts", attempt, "request_id", re.RequestID, "client_request_id", re.ClientRequestID)
 			return info, re
 		}
-		wait := retryAfter
-		if wait < 0 {
-			wait = e.retry.wait(attempt, e.rand)
-		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+e.retry.MinAttemptTime {
+		wait, ok := e.retry.next(ctx, attempt, retryAfter, e.rand)
+		if !ok {
+			dl, _ := ctx.Deadline()
 			re.Deadline = true
 			e.log.Warn("graph request not retried: the wait would pass the step deadline", "op", op,
 				"status", re.Status, "wait", wait, "left", time.Until(dl).Round(time.Millisecond), "attempts", attempt,
@@ -235,16 +239,12 @@ func (e *Executor) call(ctx context.Context, op string, idempotent bool, fn func
 		}
 		e.log.Debug("graph request retried", "op", op, "status", re.Status, "code", re.Code, "attempt", attempt,
 			"wait", wait, "retry_after", retryAfter >= 0, "request_id", re.RequestID, "client_request_id", re.ClientRequestID)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if err := entra.Pause(ctx, wait); err != nil {
 			last.Deadline = true
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return info, fmt.Errorf("graph %s: %w", op, ctx.Err())
+			if errors.Is(err, context.Canceled) {
+				return info, fmt.Errorf("graph %s: %w", op, err)
 			}
 			return info, last
-		case <-t.C:
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package entra
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +51,34 @@ func (p RetryPolicy) Valid() error {
 // jitter source.
 func (p RetryPolicy) Wait(n int, rnd func() float64) time.Duration {
 	return backoff.Policy{Base: p.BaseDelay, Max: p.MaxDelay, Jitter: backoff.Equal}.Wait(n, rnd)
+}
+
+// Next is the wait before retry n: retryAfter when the service sent one (0 or
+// more; negative when it did not), else Wait's backoff. ok is false when that
+// wait would not leave MinAttemptTime for the attempt before ctx's deadline:
+// then there is no retry.
+func (p RetryPolicy) Next(ctx context.Context, n int, retryAfter time.Duration, rnd func() float64) (wait time.Duration, ok bool) {
+	wait = retryAfter
+	if wait < 0 {
+		wait = p.Wait(n, rnd)
+	}
+	if dl, has := ctx.Deadline(); has && time.Until(dl) < wait+p.MinAttemptTime {
+		return wait, false
+	}
+	return wait, true
+}
+
+// Pause waits d before the next attempt, or until ctx ends, whose error it
+// returns then.
+func Pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // ParseRetryAfter reads delay-seconds or an HTTP-date (RFC 9110 §10.2.3). A date
