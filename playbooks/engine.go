@@ -119,17 +119,30 @@ func (e *Engine) Diagnose(ctx context.Context, run *Run) error {
 // runSteps runs steps honouring needs; rules whose steps are all finished are
 // evaluated as soon as possible so the first finding does not wait for the slowest
 // step.
+//
+// A step starts the moment the results of its needs are in the run: their
+// events (durable writes, chat) and the rules they complete follow in their
+// own goroutines meanwhile, so none of that lengthens a chain of needs. A
+// step that reads findings (found() and the like) waits for those too.
 func (e *Engine) runSteps(ctx context.Context, run *Run, steps []*Step, phase string) error {
-	done := make(map[string]chan struct{}, len(steps))
+	finished := make(map[string]chan struct{}, len(steps)) // the result is in the run
+	settled := make(map[string]chan struct{}, len(steps))  // its events are out, its rules evaluated
 	for _, s := range steps {
-		done[s.ID] = make(chan struct{})
+		finished[s.ID] = make(chan struct{})
+		settled[s.ID] = make(chan struct{})
 	}
 	var g errgroup.Group
 	for _, s := range steps {
 		g.Go(func() error {
-			defer close(done[s.ID])
+			defer close(settled[s.ID])
+			finish := sync.OnceFunc(func() { close(finished[s.ID]) })
+			defer finish()
+			after := finished
+			if s.readsFindings {
+				after = settled
+			}
 			for _, n := range s.Needs {
-				if ch, ok := done[n]; ok {
+				if ch, ok := after[n]; ok {
 					select {
 					case <-ch:
 					case <-ctx.Done():
@@ -139,6 +152,7 @@ func (e *Engine) runSteps(ctx context.Context, run *Run, steps []*Step, phase st
 			}
 			res := e.runStep(ctx, run, s, phase)
 			run.setStep(res)
+			finish()
 			e.emit(ctx, run, incident.Event{Kind: incident.EventStepFinished, Step: &res})
 			if res.Status == incident.StepSkipped && res.Error != "" {
 				// Skipped because its target is not set up: say so, without alarm.

@@ -31,6 +31,9 @@ type playbookCheck struct {
 	stepIDs   map[string]*Step
 	reliefIDs map[string]bool
 	ruleIDs   map[string]bool
+	// readsFindings is set by refsOK when an expression refers to rules or
+	// reliefs: steps reads it for each step.
+	readsFindings bool
 }
 
 func newPlaybookCheck(pb *Playbook, knownTargets map[string]string, kinds executors.Kinds) *playbookCheck {
@@ -73,6 +76,9 @@ func (c *playbookCheck) checkTarget(pr *problems, a lintAction) {
 // refsOK reports references to unknown steps, reliefs and rules. allowedSteps,
 // when not nil, limits step references (a step may only read what it needs).
 func (c *playbookCheck) refsOK(pr *problems, line int, where string, r *refs, allowedSteps map[string]bool) {
+	if len(r.rules) > 0 || len(r.reliefs) > 0 {
+		c.readsFindings = true
+	}
 	for _, s := range r.steps {
 		if c.stepIDs[s] == nil {
 			pr.add(line, "%s: unknown step %q", where, s)
@@ -190,6 +196,7 @@ func (c *playbookCheck) steps(pr *problems) {
 	}
 	for _, s := range c.pb.Steps {
 		where := "steps." + s.ID
+		c.readsFindings = false
 		c.checkTarget(pr, lintAction{where: where, line: s.Line, target: s.Target, script: s.PowerShell, check: s.Check,
 			checkLine: s.checkLine, with: s.With, cmdlet: s.Cmdlet})
 		for _, n := range s.Needs {
@@ -209,6 +216,7 @@ func (c *playbookCheck) steps(pr *problems) {
 		}
 		c.compileArgs(pr, s.Line, where, s.With, allowed)
 		c.compileCmdlet(pr, where, s.Cmdlet, allowed, false)
+		s.readsFindings = c.readsFindings
 	}
 	if cycle := findCycle(c.pb.Steps, c.stepIDs); cycle != nil {
 		pr.add(c.stepIDs[cycle[0]].Line, "steps: needs form a cycle: %s", strings.Join(cycle, " → "))

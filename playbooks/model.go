@@ -80,6 +80,10 @@ type Step struct {
 	when *vm.Program
 	// checkLine is the line of check:, where a problem with the check is shown.
 	checkLine int
+	// readsFindings is set when an expression of the step calls found(),
+	// proposed(), done() or failed(): it then starts only once the rules its
+	// needs complete have been evaluated (Engine.runSteps).
+	readsFindings bool
 }
 
 // Cmdlet is one PowerShell command with named, typed arguments: what runs on a
