@@ -173,7 +173,14 @@ func TestCrashRecovery(t *testing.T) {
 		}
 
 		v := bot(t, nil, "", false, "audit", "verify")
-		require.Equal(t, 0, v.code, "trial %d: %s%s", trial, v.out, v.err)
+		// The first process may die before its database has a schema (or exists):
+		// verify, which creates and migrates nothing, then finds no trail to check.
+		// From then on there is one (assertNoReliefTwice opens it read-write).
+		noTrailYet := trial == 0 && v.code == 1 &&
+			(strings.Contains(v.err, "is empty: created, never written") || strings.Contains(v.err, "no database at"))
+		if !noTrailYet {
+			require.Equal(t, 0, v.code, "trial %d: %s%s", trial, v.out, v.err)
+		}
 		assertNoReliefTwice(t)
 	}
 	t.Logf("%d of 20 subprocesses killed mid-run", killed)

@@ -101,14 +101,18 @@ func TestLabRunLeavesTheRealStoreUntouched(t *testing.T) {
 	keyFile := filepath.Join(dir, "audit.key")
 	require.NoError(t, os.WriteFile(keyFile, []byte("lab-isolation-test-key-32-bytes!"), 0o600))
 	cpFile := filepath.Join(dir, "checkpoints.log")
-	env := testEnv([]string{"NDRBOT_LAB_TIME_SCALE=3000", "NDRBOT_STORE_AUDIT_KEY_FILE=" + keyFile, "NDRBOT_STORE_CHECKPOINTS_FILE=" + cpFile})
+	config := []string{"NDRBOT_STORE_AUDIT_KEY_FILE=" + keyFile, "NDRBOT_STORE_CHECKPOINTS_FILE=" + cpFile}
+	// Waits scaled down for runs that go to the end; unscaled (a 30-minute
+	// cooldown that holds) for those that look for a cooldown.
+	fast := testEnv(append([]string{"NDRBOT_LAB_TIME_SCALE=3000"}, config...))
+	unscaled := testEnv(append([]string{"NDRBOT_LAB_TIME_SCALE=1"}, config...))
 	const ran = "✓ restart-transport ran on ex01.lab.contoso.com"
 
-	// The real store: a restart on ex01 recorded there, under its 30-minute cooldown.
-	r := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport", "--lab-store", storeFile)
+	// The real store: a restart on ex01 recorded there, under its cooldown.
+	r := bot(t, fast, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport", "--lab-store", storeFile)
 	require.Equal(t, exitFindings, r.code, r.out+r.err)
 	require.Contains(t, r.out, ran)
-	blocked := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport", "--lab-store", storeFile)
+	blocked := bot(t, unscaled, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport", "--lab-store", storeFile)
 	require.Contains(t, blocked.out, "restart-transport is blocked", "the real store holds no cooldown: the test proves nothing")
 
 	before := snapshot(t, storeFile, cpFile)
@@ -123,9 +127,11 @@ func TestLabRunLeavesTheRealStoreUntouched(t *testing.T) {
 
 	t.Run("bot diagnose --lab", func(t *testing.T) {
 		for i := range 2 { // twice: the first run's restart does not block the second either
-			r := bot(t, env, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
-			require.Equal(t, exitFindings, r.code, r.out+r.err)
-			assert.Contains(t, r.out, ran, "lab run %d saw a cooldown", i+1)
+			// Unscaled, the restart's verification would wait 5 minutes: the run is
+			// stopped once the restart ran.
+			out := runUntil(t, unscaled, ran, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
+			assert.Contains(t, out, ran, "lab run %d saw a cooldown", i+1)
+			assert.NotContains(t, out, "is blocked")
 			assert.Equal(t, before, snapshot(t, storeFile, cpFile))
 			assert.Empty(t, labStores(), "the lab store outlived its run")
 		}
@@ -134,7 +140,7 @@ func TestLabRunLeavesTheRealStoreUntouched(t *testing.T) {
 	t.Run("bot serve --lab", func(t *testing.T) {
 		fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
 		defer fake.Close()
-		s := startServeEnv(t, fake, 1, env, "--lab", "overloaded-queue")
+		s := startServeEnv(t, fake, 1, fast, "--lab", "overloaded-queue")
 		s.diagnose(t)
 		card, approval := s.card(t)
 		s.approve(t, card, approval)
@@ -150,8 +156,31 @@ func TestLabRunLeavesTheRealStoreUntouched(t *testing.T) {
 		assert.Empty(t, labStores(), "the lab store outlived bot serve")
 	})
 
-	v := bot(t, env, "", false, "audit", "verify", "--checkpoints", cpFile)
+	v := bot(t, fast, "", false, "audit", "verify", "--checkpoints", cpFile)
 	assert.Equal(t, 0, v.code, v.out+v.err)
+}
+
+// runUntil runs bot in-process and stops it once its output holds marker (or
+// when it ends by itself), returning the output. The stop follows the output,
+// not a clock, so a slow machine only makes the test slower.
+func runUntil(t *testing.T, env []string, marker string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := &lockedBuffer{}
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for ctx.Err() == nil && !strings.Contains(out.String(), marker) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+	}()
+	run(ctx, args, stdio{in: strings.NewReader(""), out: out, err: out, getenv: lookupIn(env),
+		environ: func() []string { return env }, osUser: testOSUser})
+	cancel()
+	<-watched
+	return out.String()
 }
 
 // storeState is what a lab run must not change about the real store.

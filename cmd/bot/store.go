@@ -147,12 +147,16 @@ func (g *globals) openReadOnly(ctx context.Context, cfg config.Config, missing s
 		where = "PostgreSQL (store.dsn)"
 	}
 	st, err := backends.OpenReadOnly(ctx, bc, store.Options{})
-	if errors.Is(err, fs.ErrNotExist) {
-		from := ""
-		if o := cfg.Origin("store.path"); o != "" && o != "default" {
-			from = ": " + o
-		}
+	from := ""
+	if o := cfg.Origin("store.path"); o != "" && o != "default" {
+		from = ": " + o
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, where, &exitError{code: 1, err: fmt.Errorf("no database at %s (store.path%s): %s", where, from, missing)}
+	case errors.Is(err, backends.ErrEmpty):
+		// Not "OK: 0 events": a database emptied by someone reads the same.
+		return nil, where, &exitError{code: 1, err: fmt.Errorf("the database at %s (store.path%s) is empty: created, never written (or emptied): %s", where, from, missing)}
 	}
 	if err != nil {
 		return nil, where, fmt.Errorf("store (%s): %w", cmp.Or(cfg.Store.Driver, "sqlite"), err)

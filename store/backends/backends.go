@@ -53,9 +53,13 @@ func Open(ctx context.Context, c Config, opt store.Options) (store.Store, error)
 	}
 }
 
+// ErrEmpty: the SQLite file is there but holds nothing (see sqlite.ErrEmpty).
+var ErrEmpty = sqlite.ErrEmpty
+
 // OpenReadOnly opens the configured store for a command that only reads it, and
 // never creates a database that is not there: SQLite opens the existing file
-// read-only (sqlite.OpenReadOnly: a missing file wraps fs.ErrNotExist).
+// read-only (sqlite.OpenReadOnly: a missing file wraps fs.ErrNotExist, one with
+// nothing in it ErrEmpty).
 // PostgreSQL has no read-only open here yet: it is opened as Open does, whose
 // migrations change nothing on a database that is already current.
 func OpenReadOnly(ctx context.Context, c Config, opt store.Options) (store.Store, error) {

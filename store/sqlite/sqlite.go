@@ -171,6 +171,10 @@ func schemaIsCurrent(ctx context.Context, db *sql.DB) error {
 	var cur int
 	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&cur); err != nil {
 		if strings.Contains(err.Error(), "no such table") {
+			var tables int
+			if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&tables); err == nil && tables == 0 {
+				return ErrEmpty
+			}
 			return errors.New("not an ndrbot database (it has no schema_version table)")
 		}
 		return fmt.Errorf("read schema version: %w", err)
@@ -183,6 +187,11 @@ func schemaIsCurrent(ctx context.Context, db *sql.DB) error {
 	}
 	return nil
 }
+
+// ErrEmpty says the database holds nothing at all: Open creates the file before it
+// migrates it, so a process stopped in between (killed at start) leaves one —
+// as does someone who emptied it. A reader has no trail in it to check.
+var ErrEmpty = errors.New("not an ndrbot database yet: it is empty (created, never written)")
 
 // ErrCorrupt says the database file failed SQLite's own integrity check.
 var ErrCorrupt = errors.New("database file is damaged")

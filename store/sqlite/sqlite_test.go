@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -219,13 +220,28 @@ func TestOpenReadOnly(t *testing.T) {
 	defer raw.Close()
 	empty := filepath.Join(dir, "empty.db")
 	require.NoError(t, os.WriteFile(empty, nil, 0o600))
+	// What Open leaves when stopped before migrating: WAL set, no table.
+	unmigrated := filepath.Join(dir, "unmigrated.db")
+	um, err := sql.Open("sqlite", sqlite.DSN(unmigrated, false))
+	require.NoError(t, err)
+	require.NoError(t, um.Ping())
+	require.NoError(t, um.Close())
+	foreign := filepath.Join(dir, "foreign.db")
+	fdb, err := sql.Open("sqlite", sqlite.DSN(foreign, false))
+	require.NoError(t, err)
+	_, err = fdb.Exec(`CREATE TABLE notes (body TEXT)`)
+	require.NoError(t, err)
+	require.NoError(t, fdb.Close())
 	tests := []struct {
 		name, path, sql string
 		want            string
+		empty           bool // wraps ErrEmpty
 	}{
-		{"newer schema", path, `INSERT INTO schema_version (version, applied_us) VALUES (99, 0)`, "newer than this ndrbot"},
-		{"older schema", path, `DELETE FROM schema_version WHERE version > 1`, "to migrate it"},
-		{"not ndrbot's", empty, "", "not an ndrbot database"},
+		{"newer schema", path, `INSERT INTO schema_version (version, applied_us) VALUES (99, 0)`, "newer than this ndrbot", false},
+		{"older schema", path, `DELETE FROM schema_version WHERE version > 1`, "to migrate it", false},
+		{"an empty file", empty, "", "not an ndrbot database yet: it is empty", true},
+		{"created, never migrated", unmigrated, "", "not an ndrbot database yet: it is empty", true},
+		{"not ndrbot's", foreign, "", "not an ndrbot database (it has no schema_version table)", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,6 +251,7 @@ func TestOpenReadOnly(t *testing.T) {
 			}
 			_, err := sqlite.OpenReadOnly(ctx, tc.path, store.Options{})
 			assert.ErrorContains(t, err, tc.want)
+			assert.Equal(t, tc.empty, errors.Is(err, sqlite.ErrEmpty), "%v", err)
 		})
 	}
 }
