@@ -141,7 +141,8 @@ func TestWatcherOverGraphfake(t *testing.T) {
 	fake.Deliver(mailbox, "inbox", "m3", time.Now())
 	res, err = newWatcher().Poll(context.Background())
 	require.NoError(t, err)
-	assert.Equal(t, watch.Result{Seen: 1, New: 1}, res, "the restarted watch continues from the stored delta link")
+	assert.Equal(t, watch.Result{Seen: 1, New: 1, Lag: res.Lag}, res, "the restarted watch continues from the stored delta link")
+	assert.True(t, res.Lag >= 0 && res.Lag < time.Minute, "m3 arrived just now: lag %s", res.Lag)
 }
 
 type nopThread struct{}
