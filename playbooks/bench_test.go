@@ -25,8 +25,9 @@ func (f *firstFinding) Observe(_ context.Context, ev incident.Event) {
 
 // BenchmarkDiagnoseNDR554 runs the ndr-5.5.4 diagnosis with every simulated call
 // taking 200ms. The longest dependency chain is one round of independent steps,
-// the throttling step where it runs (it needs queues and tracking), and the
-// relief preview: a sequential runbook pays for every call in turn.
+// then port25 (it needs connectors) and the sender's mailbox where it runs (it
+// needs queues and tracking), then the relief's preview (after every step): a
+// sequential runbook pays for every call in turn.
 //
 //	go test ./playbooks -run '^$' -bench DiagnoseNDR554 -benchtime 10x
 func BenchmarkDiagnoseNDR554(b *testing.B) {
@@ -35,9 +36,9 @@ func BenchmarkDiagnoseNDR554(b *testing.B) {
 		scenario string
 		chain    time.Duration // the longest dependency chain in calls
 	}{
-		{"healthy", 1 * latency},          // 5 independent steps; throttling skipped
-		{"overloaded-queue", 2 * latency}, // steps → restart-transport preview
-		{"throttled-sender", 3 * latency}, // steps → throttling → adjust-throttling preview
+		{"healthy", 2 * latency},          // connectors → port25; the mailbox skipped, nothing proposed
+		{"overloaded-queue", 3 * latency}, // connectors → port25 → restart-transport preview
+		{"throttled-sender", 3 * latency}, // queues → mailbox (and port25) → adjust-throttling preview
 	} {
 		b.Run(bc.scenario, func(b *testing.B) {
 			pb := builtin(b, "5.5.4")

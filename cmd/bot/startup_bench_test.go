@@ -1,19 +1,29 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
 
-// BenchmarkDiagnoseProcess times `bot diagnose 5.5.4 --lab healthy` as a whole
-// process (this test binary re-executed as the bot: start-up, configuration,
-// playbooks, store, diagnosis, exit) against its floor, a hello-world Go binary
-// built for the purpose, alternately in one run so the machine's noise moves
-// both alike; x-hello is the ratio of their wall times.
-func BenchmarkDiagnoseProcess(b *testing.B) {
+// processBench builds the floor, a hello-world Go binary, and returns it with a
+// timer of whole processes: each run in an empty directory of its own, with
+// this test binary standing in for the bot (NDRBOT_TEST_AS_BOT) and env added.
+// A run must exit with one of the codes given (none: 0).
+type processBench struct {
+	b     *testing.B
+	hello string
+	self  string // this test binary
+	work  string
+	env   []string
+}
+
+func newProcessBench(b *testing.B, env ...string) *processBench {
+	b.Helper()
 	dir := b.TempDir()
 	src := filepath.Join(dir, "hello.go")
 	if err := os.WriteFile(src, []byte("package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello\") }\n"), 0o600); err != nil {
@@ -27,20 +37,51 @@ func BenchmarkDiagnoseProcess(b *testing.B) {
 	if err := os.Mkdir(work, 0o700); err != nil {
 		b.Fatal(err)
 	}
-	env := append(os.Environ(), "NDRBOT_TEST_AS_BOT=1")
-	timeRun := func(name string, args ...string) time.Duration {
-		cmd := exec.Command(name, args...)
-		cmd.Dir, cmd.Env = work, env
-		start := time.Now()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("%s %v: %v\n%s", name, args, err, out)
-		}
-		return time.Since(start)
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
 	}
+	return &processBench{b: b, hello: hello, self: self, work: work, env: append(append(os.Environ(), "NDRBOT_TEST_AS_BOT=1"), env...)}
+}
+
+// floor times one run of the hello-world binary.
+func (p *processBench) floor() time.Duration { return p.time([]int{0}, p.hello) }
+
+// bot times one run of the bot with args, which must exit with one of codes.
+func (p *processBench) bot(codes []int, args ...string) time.Duration {
+	return p.time(codes, p.self, args...)
+}
+
+func (p *processBench) time(codes []int, name string, args ...string) time.Duration {
+	cmd := exec.Command(name, args...)
+	cmd.Dir, cmd.Env = p.work, p.env
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	code := 0
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
+	} else if err != nil {
+		p.b.Fatalf("%s %v: %v", name, args, err)
+	}
+	if !slices.Contains(codes, code) {
+		p.b.Fatalf("%s %v: exit %d, want %v\n%s", name, args, code, codes, out)
+	}
+	return took
+}
+
+// BenchmarkDiagnoseProcess times `bot diagnose 5.5.4 --lab healthy` as a whole
+// process (this test binary re-executed as the bot: start-up, configuration,
+// playbooks, store, diagnosis, exit) against its floor, a hello-world Go binary
+// built for the purpose, alternately in one run so the machine's noise moves
+// both alike; x-hello is the ratio of their wall times.
+func BenchmarkDiagnoseProcess(b *testing.B) {
+	p := newProcessBench(b)
 	var bot, floor time.Duration
 	for b.Loop() {
-		floor += timeRun(hello)
-		bot += timeRun(os.Args[0], "diagnose", "5.5.4", "--lab", "healthy")
+		floor += p.floor()
+		bot += p.bot([]int{0}, "diagnose", "5.5.4", "--lab", "healthy")
 	}
 	b.ReportMetric(float64(bot.Milliseconds())/float64(b.N), "bot-ms")
 	b.ReportMetric(float64(floor.Microseconds())/1000/float64(b.N), "hello-ms")
