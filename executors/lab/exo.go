@@ -30,6 +30,7 @@ type exoTenant struct {
 	domains     []*exoDomain
 	policies    []*outboundPolicy
 	blocked     []*blockedSender
+	mailboxes   []*cloudMailbox
 	inbound     []*inboundConnector
 	outbound    []*outboundConnector
 	// trace is every message trace row, newest first.
@@ -57,6 +58,14 @@ type blockedSender struct {
 	temporary                  bool
 }
 
+// cloudMailbox is a mailbox in Exchange Online, as Get-Mailbox shows it.
+type cloudMailbox struct {
+	address, alias, displayName, kind string
+	forwardingSMTP                    string // ForwardingSmtpAddress, "smtp:" and all; "" is $null
+	deliverAndForward, disabled       bool
+	whenChanged                       time.Time
+}
+
 type inboundConnector struct {
 	name, kind, source, tlsName                    string
 	enabled, requireTLS, restrictCert, restrictIPs bool
@@ -82,13 +91,14 @@ type traceRow struct {
 // and Set-HostedOutboundSpamFilterPolicy, New-InboundConnector,
 // New-OutboundConnector, Get-MessageTraceV2's -Status).
 var (
-	exoDomainTypes   = []string{"Authoritative", "InternalRelay", "ExternalRelay"}
-	thresholdActions = []string{"Alert", "BlockUserForToday", "BlockUser"}
-	forwardingModes  = []string{"Automatic", "On", "Off"}
-	connectorTypes   = []string{"OnPremises", "Partner"}
-	connectorSources = []string{"Default", "HybridWizard", "Migrated"}
-	tlsSettings      = []string{"EncryptionOnly", "CertificateValidation", "DomainValidation"}
-	traceStatuses    = []string{"Delivered", "Expanded", "Failed", "FilteredAsSpam", "GettingStatus", "None", "Pending", "Quarantined"}
+	exoDomainTypes    = []string{"Authoritative", "InternalRelay", "ExternalRelay"}
+	thresholdActions  = []string{"Alert", "BlockUserForToday", "BlockUser"}
+	forwardingModes   = []string{"Automatic", "On", "Off"}
+	connectorTypes    = []string{"OnPremises", "Partner"}
+	connectorSources  = []string{"Default", "HybridWizard", "Migrated"}
+	tlsSettings       = []string{"EncryptionOnly", "CertificateValidation", "DomainValidation"}
+	cloudMailboxTypes = []string{"UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox"}
+	traceStatuses     = []string{"Delivered", "Expanded", "Failed", "FilteredAsSpam", "GettingStatus", "None", "Pending", "Quarantined"}
 )
 
 // exoCmdlet is one simulated Exchange Online cmdlet and the route it takes.
@@ -109,6 +119,9 @@ func exoCmdlets() []exoCmdlet {
 	return []exoCmdlet{
 		{cmdlet: &cmdlet{name: "Get-AcceptedDomain", params: []param{s("Identity"), k("ResultSize", kUnlimited)}, run: getEXOAcceptedDomain},
 			admin: []string{"Identity", "ResultSize"}},
+		{cmdlet: &cmdlet{name: "Get-Mailbox", params: []param{s("Identity"), k("ResultSize", kUnlimited)},
+			unsimulated: []string{"IncludeGrantSendOnBehalfToWithDisplayNames", "Filter", "Anr", "RecipientTypeDetails"}, run: getEXOMailbox},
+			admin: []string{"Identity", "ResultSize", "IncludeGrantSendOnBehalfToWithDisplayNames"}},
 		{cmdlet: &cmdlet{name: "Get-HostedOutboundSpamFilterPolicy", params: []param{s("Identity")}, run: getOutboundSpamPolicy}},
 		{cmdlet: &cmdlet{name: "Get-BlockedSenderAddress", params: []param{s("SenderAddress")}, run: getBlockedSenderAddress}},
 		{cmdlet: &cmdlet{name: "Get-InboundConnector", params: []param{s("Identity")}, run: getInboundConnector}},
@@ -220,6 +233,27 @@ func getEXOAcceptedDomain(c *call) ([]any, error) {
 			p("AddressBookEnabled", d.kind != "ExternalRelay"), p("AuthenticationType", "Managed"),
 			p("SendingFromDomainDisabled", d.sendingDisabled), p("EmailOnly", d.emailOnly),
 			p("Name", d.name), p("Identity", d.name), p("Guid", labGUID("domain "+d.name)), p("IsValid", true)))
+	}
+	if c.has("Identity") && len(out) == 0 {
+		return nil, exoNotFound(c.cmd.name, id)
+	}
+	return c.limit(out), nil
+}
+
+func getEXOMailbox(c *call) ([]any, error) {
+	id := c.str("Identity")
+	var out []any
+	for _, m := range c.o.exo.mailboxes {
+		if c.has("Identity") && !strings.EqualFold(m.address, id) && !strings.EqualFold(m.alias, id) {
+			continue
+		}
+		out = append(out, exoObject(
+			p("Alias", m.alias), p("DisplayName", m.displayName), p("PrimarySmtpAddress", m.address),
+			p("EmailAddresses", strList([]string{"SMTP:" + m.address})), p("RecipientTypeDetails", m.kind),
+			p("UserPrincipalName", m.address), p("ForwardingSmtpAddress", str(m.forwardingSMTP)),
+			p("DeliverToMailboxAndForward", m.deliverAndForward), p("AccountDisabled", m.disabled),
+			p("WhenChanged", date(m.whenChanged)),
+			p("Name", m.alias), p("Identity", m.alias), p("Guid", labGUID("mailbox "+m.address)), p("IsValid", true)))
 	}
 	if c.has("Identity") && len(out) == 0 {
 		return nil, exoNotFound(c.cmd.name, id)

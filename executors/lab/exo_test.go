@@ -107,6 +107,13 @@ func TestEXOCmdlets(t *testing.T) {
 			}, exo.RouteAdminAPI},
 		{"one accepted domain", "Get-AcceptedDomain", []any{"Identity", "contoso.onmicrosoft.com"}, []string{"DomainName"},
 			func(t *testing.T, rows []map[string]any) { require.Len(t, rows, 1) }, exo.RouteAdminAPI},
+		{"a cloud mailbox", "Get-Mailbox", []any{"Identity", "dana@contoso.com"}, []string{"PrimarySmtpAddress", "RecipientTypeDetails", "ForwardingSmtpAddress", "DeliverToMailboxAndForward"},
+			func(t *testing.T, rows []map[string]any) {
+				assert.Equal(t, []map[string]any{{"PrimarySmtpAddress": "dana@contoso.com", "RecipientTypeDetails": "UserMailbox",
+					"ForwardingSmtpAddress": nil, "DeliverToMailboxAndForward": false, exo.RouteField: "AdminAPI"}}, rows)
+			}, exo.RouteAdminAPI},
+		{"every cloud mailbox", "Get-Mailbox", []any{"ResultSize", "Unlimited"}, []string{"Alias"},
+			func(t *testing.T, rows []map[string]any) { assert.Len(t, rows, 4) }, exo.RouteAdminAPI},
 		{"the outbound spam policy", "Get-HostedOutboundSpamFilterPolicy", nil, nil,
 			func(t *testing.T, rows []map[string]any) {
 				require.Len(t, rows, 1)
@@ -161,9 +168,21 @@ func TestEXOCmdlets(t *testing.T) {
 		assert.Contains(t, err.Error(), "object 'Inbound from nowhere' couldn't be found")
 	})
 	t.Run("an unsimulated cmdlet", func(t *testing.T) {
-		_, err := runEXOStep(l, "Get-Mailbox", nil)
+		_, err := runEXOStep(l, "Get-InboxRule", nil)
 		require.Error(t, err)
-		assert.Contains(t, err.Error(), "does not simulate Get-Mailbox on an Exchange Online target")
+		assert.Contains(t, err.Error(), "does not simulate Get-InboxRule on an Exchange Online target")
+	})
+	t.Run("a mailbox that is not in Exchange Online", func(t *testing.T) {
+		// alice's mailbox is on-premises: Exchange Online has none of hers.
+		_, err := runEXOStep(l, "Get-Mailbox", nil, "Identity", "alice@contoso.com")
+		require.ErrorIs(t, err, executors.ErrExit)
+		assert.Contains(t, err.Error(), "object 'alice@contoso.com' couldn't be found")
+	})
+	t.Run("an unsimulated parameter takes the route it would", func(t *testing.T) {
+		out, err := runEXOStep(l, "Get-Mailbox", nil, "Filter", "ForwardingSmtpAddress -ne $null")
+		require.Error(t, err)
+		assert.Contains(t, out.Stderr, "route: InvokeCommand")
+		assert.Contains(t, err.Error(), "does not simulate parameter 'Filter'")
 	})
 	t.Run("an on-premises cmdlet", func(t *testing.T) {
 		_, err := runEXOStep(l, "Get-Queue", nil)
@@ -300,6 +319,9 @@ func TestEXOOrgErrors(t *testing.T) {
 		{"trace run without every", "tenant: {message_trace: [{SenderAddress: a@b.c, RecipientAddress: d@e.f, count: 3}]}", "needs every"},
 		{"trace without sender", "tenant: {message_trace: [{RecipientAddress: d@e.f}]}", "SenderAddress and RecipientAddress are required"},
 		{"unknown key", "tenant: {blocked_senders: {a@b.c: {Reson: x}}}", `unknown key "Reson"`},
+		{"mailbox key", "tenant: {mailboxes: {dana: {}}}", "the key is its primary SMTP address"},
+		{"mailbox type", "tenant: {mailboxes: {x@contoso.com: {RecipientTypeDetails: MailUser}}}", `RecipientTypeDetails "MailUser" is not one of`},
+		{"forwarding", "tenant: {mailboxes: {x@contoso.com: {ForwardingSmtpAddress: y@fabrikam.com}}}", "ForwardingSmtpAddress is written smtp:<address>"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -259,6 +259,7 @@ type fileTenant struct {
 	AcceptedDomains      keyed[fileEXODomain]         `yaml:"accepted_domains"`
 	OutboundSpamPolicies keyed[fileOutboundPolicy]    `yaml:"outbound_spam_policies"`
 	BlockedSenders       keyed[fileBlockedSender]     `yaml:"blocked_senders"`
+	Mailboxes            keyed[fileCloudMailbox]      `yaml:"mailboxes"`
 	InboundConnectors    keyed[fileInboundConnector]  `yaml:"inbound_connectors"`
 	OutboundConnectors   keyed[fileOutboundConnector] `yaml:"outbound_connectors"`
 	MessageTrace         []fileTrace                  `yaml:"message_trace"`
@@ -292,6 +293,16 @@ type fileBlockedSender struct {
 	ChangedDatetime *when  `yaml:"ChangedDatetime"`
 	TemporaryBlock  bool   `yaml:"TemporaryBlock"`
 	ExpireDatetime  *when  `yaml:"ExpireDatetime"`
+}
+
+type fileCloudMailbox struct {
+	Alias                      string `yaml:"Alias"`
+	DisplayName                string `yaml:"DisplayName"`
+	RecipientTypeDetails       string `yaml:"RecipientTypeDetails"`
+	ForwardingSmtpAddress      string `yaml:"ForwardingSmtpAddress"`
+	DeliverToMailboxAndForward bool   `yaml:"DeliverToMailboxAndForward"`
+	AccountDisabled            bool   `yaml:"AccountDisabled"`
+	WhenChanged                *when  `yaml:"WhenChanged"`
 }
 
 type fileInboundConnector struct {
@@ -824,6 +835,22 @@ func (ld *loader) exo(o *org, t *fileTenant, now time.Time) error {
 		}
 		x.blocked = append(x.blocked, &blockedSender{address: it.key, reason: b.Reason, blockType: b.BlockType, created: created,
 			changed: changed, temporary: b.TemporaryBlock, expires: optTime(b.ExpireDatetime)})
+	}
+	for _, it := range t.Mailboxes.items {
+		m := it.val
+		if !strings.Contains(it.key, "@") {
+			return fmt.Errorf("lab: %s: tenant mailbox %q: the key is its primary SMTP address", ld.at(it.node), it.key)
+		}
+		if err := oneOf(it.node, "RecipientTypeDetails", m.RecipientTypeDetails, cloudMailboxTypes); err != nil {
+			return err
+		}
+		if m.ForwardingSmtpAddress != "" && !strings.HasPrefix(strings.ToLower(m.ForwardingSmtpAddress), "smtp:") {
+			return fmt.Errorf("lab: %s: tenant mailbox %s: ForwardingSmtpAddress is written smtp:<address>, as Get-Mailbox shows it", ld.at(it.node), it.key)
+		}
+		local, _, _ := strings.Cut(it.key, "@")
+		x.mailboxes = append(x.mailboxes, &cloudMailbox{address: it.key, alias: either(m.Alias, local), displayName: either(m.DisplayName, local),
+			kind: either(m.RecipientTypeDetails, "UserMailbox"), forwardingSMTP: m.ForwardingSmtpAddress, deliverAndForward: m.DeliverToMailboxAndForward,
+			disabled: m.AccountDisabled, whenChanged: optTime(m.WhenChanged)})
 	}
 	for _, it := range t.InboundConnectors.items {
 		c := it.val
