@@ -55,11 +55,14 @@ func TestDiagnoseNDRFileSamples(t *testing.T) {
 			"2 playbooks fit it, best first:", "1. ndr-4.4.7 — ", "from the bounce: domain=fabrikam.com sender=erin@contoso.com",
 			"2. smtp-421 — ", `the reply behind the report's 400 4.4.7 for dave@fabrikam.com is 421 4.3.2`,
 			"from the bounce: domain=fabrikam.com sending_domain=contoso.com", "bot diagnose smtp-421 --ndr-file "}},
-		{"exo-5.7.708.eml", "", "", exitUsage, []string{"Read 550 5.7.708 for bob@fabrikam.com", "no playbook handles 550 5.7.708. The closest:",
-			"ndr-5.5.4 — ", `and "service unavailable" appears in the reply`, "bot diagnose ndr-5.5.4 --ndr-file "}},
+		{"exo-5.7.708.eml", "ndr-5.7.708", "tenant-blocked", exitEscalation, []string{
+			"Read 550 5.7.708 for bob@fabrikam.com from sa1pr11mb8765.namprd11.prod.outlook.com, recipient domain fabrikam.com, sender alice@contoso.com; running ndr-5.7.708\n",
+			"params: sender=alice@contoso.com", "ESCALATE to Microsoft support"}},
 		{"exo-qp-5.2.0.eml", "", "", exitUsage, []string{"Read 554 5.2.0 for statements@fabrikam.com", "no playbook handles 554 5.2.0. The closest:"}},
-		{"outlook-paste-exo-5.1.8.txt", "", "", exitUsage, []string{"Read 550 5.1.8 for orders@fabrikam.com", "no playbook handles 550 5.1.8."}},
-		{"owa-paste-exo-5.7.23.txt", "", "", exitUsage, []string{"Read 550 5.7.23 for ivan@fabrikam.com", "no playbook handles 550 5.7.23. The closest:\n  smtp-421 — "}},
+		{"outlook-paste-exo-5.1.8.txt", "ndr-5.1.8", "sender-compromised", exitFindings, []string{
+			"Read 550 5.1.8 for orders@fabrikam.com from bn8pr11mb3456.namprd11.prod.outlook.com, recipient domain fabrikam.com, sender alice@contoso.com; running ndr-5.1.8\n",
+			"params: sender=alice@contoso.com"}},
+		{"owa-paste-exo-5.7.23.txt", "", "", exitUsage, []string{"Read 550 5.7.23 for ivan@fabrikam.com", "no playbook handles 550 5.7.23. The closest:\n  ndr-5.1.8 — "}},
 		{"postfix-gmail-4.7.0.eml", "", "", exitUsage, []string{"Read 421 4.7.0 for erin@fabrikam.com", "no playbook handles 421 4.7.0. The closest:\n  smtp-421 — ",
 			`this very code, though its wording "421 4.7.0 too many connections" is not in the reply`}},
 		{"rfc3464-multi.eml", "", "", exitUsage, []string{"Read 550 5.0.0 for ann@fabrikam.com", "no playbook handles 550 5.0.0."}},
