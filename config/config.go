@@ -48,11 +48,6 @@ const (
 	KindEXO = "exo"
 )
 
-// MaxWinRMConcurrency is the highest max_concurrency a winrm target may have: Exchange
-// allows 18 concurrent remote PowerShell connections per user (PowerShellMaxConcurrency)
-// and the bot must never hit that ceiling, or its own steps start failing with quota faults.
-const MaxWinRMConcurrency = 18
-
 // Sentinel errors, for errors.Is.
 var (
 	// ErrUnknownTarget: a playbook or command named a target that is not configured.
@@ -371,75 +366,15 @@ func defaults() Config {
 	}
 }
 
-// kindDefaults holds what a target of a kind gets for the keys it leaves unset.
-func kindDefaults(kind string) Target {
-	switch kind {
-	case KindWinRM:
-		return Target{
-			Auth:             "ntlm",
-			MaxConcurrency:   4,
-			OperationTimeout: 60 * time.Second,
-			MaxOutputBytes:   1 << 20,
-		}
-	case KindExchange, KindJEA:
-		t := Target{
-			Auth:              "kerberos",
-			MaxConcurrency:    4,
-			OperationTimeout:  60 * time.Second,
-			MaxOutputBytes:    1 << 20,
-			IdleTimeout:       5 * time.Minute,
-			ConfigurationName: "Microsoft.Exchange",
-		}
-		if kind == KindJEA {
-			t.ConfigurationName = "ndrbot"
-		}
-		return t
-	case KindProbe:
-		return Target{Timeout: 10 * time.Second}
-	case KindGraph, KindEXO:
-		return Target{Cloud: CloudGlobal}
-	}
-	return Target{}
-}
-
-// Default returns the embedded defaults: enough for the bot to start with no file
-// (lab runs and the EOP probe work; Exchange needs endpoints and credentials).
-func Default() Config {
+// Default returns the embedded defaults, each target completed by its kind's
+// defaults from kinds: enough for the bot to start with no file (lab runs and
+// the EOP probe work; Exchange needs endpoints and credentials).
+func Default(kinds Kinds) Config {
 	c := defaults()
 	for name, t := range c.Targets {
-		c.Targets[name] = t.withKindDefaults()
+		c.Targets[name] = t.withKindDefaults(kinds)
 	}
 	return c
-}
-
-// withKindDefaults fills the zero fields of t from its kind's defaults.
-func (t Target) withKindDefaults() Target {
-	d := kindDefaults(t.Kind)
-	if t.Auth == "" {
-		t.Auth = d.Auth
-	}
-	if t.MaxConcurrency == 0 {
-		t.MaxConcurrency = d.MaxConcurrency
-	}
-	if t.OperationTimeout == 0 {
-		t.OperationTimeout = d.OperationTimeout
-	}
-	if t.MaxOutputBytes == 0 {
-		t.MaxOutputBytes = d.MaxOutputBytes
-	}
-	if t.Timeout == 0 {
-		t.Timeout = d.Timeout
-	}
-	if t.Cloud == "" {
-		t.Cloud = d.Cloud
-	}
-	if t.IdleTimeout == 0 {
-		t.IdleTimeout = d.IdleTimeout
-	}
-	if t.ConfigurationName == "" {
-		t.ConfigurationName = d.ConfigurationName
-	}
-	return t
 }
 
 // Target returns the target called name, or an error wrapping ErrUnknownTarget that
@@ -557,9 +492,4 @@ func ResolveSecret(value Secret, file string) (string, error) {
 		return "", fmt.Errorf("secret file %s is empty", file)
 	}
 	return s, nil
-}
-
-// Kinds lists every target kind.
-func Kinds() []string {
-	return []string{KindExchange, KindJEA, KindWinRM, KindProbe, KindGraph, KindEXO, KindLab}
 }

@@ -1,17 +1,19 @@
-package config
+package config_test
 
 import (
 	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	. "github.com/ndrbot/ndrbot/config"
 )
 
 // The default graph target has no app registration: the configuration is valid
 // (the built-in playbooks lint against it), and RequireApp says what to set.
 func TestDefaultGraphTargetIsNotConfiguredYet(t *testing.T) {
 	t.Parallel()
-	cfg := Default()
+	cfg := Default(kinds())
 	g, err := cfg.Target("graph")
 	if err != nil {
 		t.Fatal(err)
@@ -19,7 +21,7 @@ func TestDefaultGraphTargetIsNotConfiguredYet(t *testing.T) {
 	if g.Kind != KindGraph || g.Cloud != CloudGlobal || len(g.Endpoints) != 0 || !g.AppUnset() {
 		t.Fatalf("graph = %+v", g)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(kinds()); err != nil {
 		t.Fatalf("the defaults do not validate: %v", err)
 	}
 	if err := g.RequireEndpoints("graph"); err != nil {
@@ -56,7 +58,7 @@ func TestGraphTargetHalfConfigured(t *testing.T) {
 		if g.AppUnset() {
 			t.Errorf("%s: still counted as unset", env)
 		}
-		err := cfg.Validate()
+		err := cfg.Validate(kinds())
 		if err == nil || !strings.Contains(err.Error(), "targets.graph.") {
 			t.Errorf("%s: Validate = %v, want the missing graph keys named", env, err)
 		}
@@ -69,7 +71,7 @@ func TestGraphTargetHalfConfigured(t *testing.T) {
 		"NDRBOT_TARGETS_GRAPH_CLIENT_ID=00000000-1111-2222-3333-444444444444",
 		"NDRBOT_TARGETS_GRAPH_CLIENT_SECRET=s3cret-from-env",
 		"NDRBOT_TARGETS_GRAPH_CLIENT_STATE=state-from-env")
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(kinds()); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
 	g := cfg.Targets["graph"]
@@ -89,7 +91,7 @@ func TestGraphClientStateAndUnsetTargetFixtures(t *testing.T) {
 	} {
 		cfg := mustLoad(t, filepath.Join("testdata", "invalid", tt.fixture+".yaml"))
 		var ve *ValidationError
-		if err := cfg.Validate(); !errors.As(err, &ve) {
+		if err := cfg.Validate(kinds()); !errors.As(err, &ve) {
 			t.Fatalf("%s: Validate = %v", tt.fixture, err)
 		}
 		if len(ve.Problems) != 1 || ve.Problems[0].Key != tt.key || !strings.Contains(ve.Problems[0].Msg, tt.msg) {

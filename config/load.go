@@ -43,6 +43,10 @@ type LoadOptions struct {
 	// never put in the working directory by default.
 	StateDirectory string
 	XDGDataHome    string
+	// Kinds are the target kinds the build knows (the executors' registry):
+	// each target gets its kind's defaults for the keys no layer set. A target
+	// of a kind not listed gets none, and Validate reports its kind.
+	Kinds Kinds
 }
 
 // OSLoadOptions returns the options for the running process with --config file.
@@ -149,6 +153,7 @@ func Load(opts LoadOptions) (Config, Source, error) {
 		file:     map[string]any{},
 		env:      map[string]any{},
 		origins:  map[string]string{},
+		kinds:    opts.Kinds,
 	}
 	flatten(reflect.ValueOf(defaults()), root, "", false, l.defaults)
 	for k := range l.defaults {
@@ -259,6 +264,7 @@ type loader struct {
 	root                *schema
 	defaults, file, env map[string]any
 	origins             map[string]string
+	kinds               Kinds
 	errs                []error
 	warnings            []string
 }
@@ -622,7 +628,7 @@ func (l *loader) decode() (Config, error) {
 	targetSchema := l.root.field("targets").schema.elem
 	for name, kind := range l.targetKinds() {
 		kd := map[string]any{}
-		flatten(reflect.ValueOf(kindDefaults(kind)), targetSchema, "targets."+name, true, kd)
+		flatten(reflect.ValueOf(l.kinds.defaults(kind)), targetSchema, "targets."+name, true, kd)
 		for k, val := range kd {
 			v.SetDefault(k, val)
 			if _, set := l.origins[k]; !set {

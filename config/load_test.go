@@ -1,8 +1,9 @@
-package config
+package config_test
 
 import (
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	. "github.com/ndrbot/ndrbot/config"
 )
 
 // loadFile loads one fixture with the given environment, and no other place to look.
@@ -20,7 +23,7 @@ func loadFile(t *testing.T, file string, env ...string) (Config, Source, error) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Load(LoadOptions{File: file, Env: env, WorkDir: wd})
+	return Load(LoadOptions{Kinds: kinds(), File: file, Env: env, WorkDir: wd})
 }
 
 func mustLoad(t *testing.T, file string, env ...string) Config {
@@ -42,15 +45,9 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-// withoutOrigins compares configurations by value only.
-func withoutOrigins(c Config) Config {
-	c.origins = nil
-	return c
-}
-
 func TestDefault(t *testing.T) {
 	t.Parallel()
-	d := Default()
+	d := Default(kinds())
 	ex, eop := d.Targets["exchange"], d.Targets["eop"]
 	want := map[string][2]any{
 		"exchange.kind":              {ex.Kind, KindExchange},
@@ -79,12 +76,12 @@ func TestDefault(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, gw[0], gw[1])
 		}
 	}
-	if err := d.Validate(); err != nil {
-		t.Errorf("Default().Validate() = %v", err)
+	if err := d.Validate(kinds()); err != nil {
+		t.Errorf("Default(kinds()).Validate(kinds()) = %v", err)
 	}
 	// Default hands out fresh maps: a caller editing one must not change the next.
 	d.Targets["exchange"] = Target{}
-	if Default().Targets["exchange"].Kind != KindExchange {
+	if Default(kinds()).Targets["exchange"].Kind != KindExchange {
 		t.Error("Default shares state between calls")
 	}
 }
@@ -92,7 +89,7 @@ func TestDefault(t *testing.T) {
 func TestLoadWithNothingIsDefault(t *testing.T) {
 	t.Parallel()
 	home := t.TempDir()
-	cfg, src, err := Load(LoadOptions{WorkDir: t.TempDir(), HomeDir: home})
+	cfg, src, err := Load(LoadOptions{Kinds: kinds(), WorkDir: t.TempDir(), HomeDir: home})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,9 +97,9 @@ func TestLoadWithNothingIsDefault(t *testing.T) {
 		t.Errorf("source = %+v, want defaults", src)
 	}
 	// The one default that depends on the options: the store under the home directory.
-	want := Default()
+	want := Default(kinds())
 	want.Store.Path = filepath.Join(home, ".local", "share", "ndrbot", "ndrbot.db")
-	if got := withoutOrigins(cfg); !reflect.DeepEqual(got, want) {
+	if got := WithoutOrigins(cfg); !reflect.DeepEqual(got, want) {
 		t.Errorf("Load with no file or env:\n got %+v\nwant %+v", got, want)
 	}
 	if o := cfg.Origin("targets.exchange.max_concurrency"); o != "default" {
@@ -178,7 +175,7 @@ func TestFileResolutionErrors(t *testing.T) {
 		work := t.TempDir()
 		// A ./ndrbot.yaml must not be used in its place.
 		writeFile(t, filepath.Join(work, "ndrbot.yaml"), "log: {level: debug}\n")
-		_, _, err := Load(LoadOptions{File: "missing.yaml", WorkDir: work})
+		_, _, err := Load(LoadOptions{Kinds: kinds(), File: "missing.yaml", WorkDir: work})
 		if !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("err = %v, want fs.ErrNotExist", err)
 		}
@@ -190,7 +187,7 @@ func TestFileResolutionErrors(t *testing.T) {
 	})
 	t.Run("missing NDRBOT_CONFIG", func(t *testing.T) {
 		t.Parallel()
-		_, _, err := Load(LoadOptions{Env: []string{"NDRBOT_CONFIG=/nonexistent/ndrbot.yaml"}})
+		_, _, err := Load(LoadOptions{Kinds: kinds(), Env: []string{"NDRBOT_CONFIG=/nonexistent/ndrbot.yaml"}})
 		if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "NDRBOT_CONFIG") {
 			t.Fatalf("err = %v", err)
 		}
@@ -198,7 +195,7 @@ func TestFileResolutionErrors(t *testing.T) {
 	t.Run("--config is a directory", func(t *testing.T) {
 		t.Parallel()
 		dir := t.TempDir()
-		_, _, err := Load(LoadOptions{File: dir})
+		_, _, err := Load(LoadOptions{Kinds: kinds(), File: dir})
 		if err == nil || !strings.Contains(err.Error(), "is a directory") {
 			t.Fatalf("err = %v", err)
 		}
@@ -209,7 +206,7 @@ func TestFileResolutionErrors(t *testing.T) {
 		if err := os.Mkdir(filepath.Join(work, "ndrbot.yaml"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		_, _, err := Load(LoadOptions{WorkDir: work})
+		_, _, err := Load(LoadOptions{Kinds: kinds(), WorkDir: work})
 		if err == nil {
 			t.Fatal("a directory named ndrbot.yaml was silently skipped")
 		}
@@ -307,7 +304,7 @@ func TestEnvForKeysAbsentFromFile(t *testing.T) {
 	if !slices.Contains(src.Env, "NDRBOT_TARGETS_EXCHANGE_PASSWORD") || slices.Contains(src.Env, "PATH") {
 		t.Errorf("Source.Env = %q", src.Env)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(kinds()); err != nil {
 		t.Errorf("Validate: %v", err)
 	}
 }
@@ -341,7 +338,7 @@ func TestEnvTargetNames(t *testing.T) {
 			cfg := mustLoad(t, "testdata/named-targets.yaml", tt.env)
 			target, ok := cfg.Targets[tt.target]
 			if !ok {
-				t.Fatalf("no target %q; have %v", tt.target, sortedKeys(cfg.Targets))
+				t.Fatalf("no target %q; have %v", tt.target, slices.Sorted(maps.Keys(cfg.Targets)))
 			}
 			if !tt.check(target) {
 				t.Errorf("%s: target %q = %+v", tt.env, tt.target, target)
@@ -374,7 +371,7 @@ func TestEnvErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, _, err := Load(LoadOptions{File: tt.file, Env: []string{tt.env}, WorkDir: mustWD(t)})
+			_, _, err := Load(LoadOptions{Kinds: kinds(), File: tt.file, Env: []string{tt.env}, WorkDir: mustWD(t)})
 			if err == nil {
 				t.Fatalf("%s: no error", tt.env)
 			}
@@ -387,7 +384,7 @@ func TestEnvErrors(t *testing.T) {
 	}
 	t.Run("all reported at once", func(t *testing.T) {
 		t.Parallel()
-		_, _, err := Load(LoadOptions{Env: []string{"NDRBOT_LAB_LATENCY=soon", "NDRBOT_LAB_TIME_SCALE=fast"}})
+		_, _, err := Load(LoadOptions{Kinds: kinds(), Env: []string{"NDRBOT_LAB_LATENCY=soon", "NDRBOT_LAB_TIME_SCALE=fast"}})
 		if err == nil || !strings.Contains(err.Error(), "NDRBOT_LAB_LATENCY") || !strings.Contains(err.Error(), "NDRBOT_LAB_TIME_SCALE") {
 			t.Errorf("err = %v, want both variables named", err)
 		}
@@ -422,7 +419,7 @@ func TestUnknownEnvIsAWarning(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			// Alongside a real setting, which still applies.
-			cfg, src, err := Load(LoadOptions{Env: append([]string{"NDRBOT_LAB_TIME_SCALE=60"}, tt.env...)})
+			cfg, src, err := Load(LoadOptions{Kinds: kinds(), Env: append([]string{"NDRBOT_LAB_TIME_SCALE=60"}, tt.env...)})
 			if err != nil {
 				t.Fatalf("Load refused %v: %v", tt.env, err)
 			}
@@ -486,12 +483,12 @@ func TestDefaultStorePath(t *testing.T) {
 		})
 	}
 	// config check prints the resolved file and why.
-	cfg, _, err := Load(LoadOptions{XDGDataHome: "/data"})
+	cfg, _, err := Load(LoadOptions{Kinds: kinds(), XDGDataHome: "/data"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out strings.Builder
-	if err := cfg.Print(&out); err != nil {
+	if err := cfg.Print(&out, kinds()); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "path: /data/ndrbot/ndrbot.db # default from $XDG_DATA_HOME") {
@@ -569,8 +566,8 @@ func TestLoadEmptyAndNullValues(t *testing.T) {
 		if src.File == "" {
 			t.Errorf("%s: source = defaults, want the file", f)
 		}
-		if got := withoutOrigins(cfg); !reflect.DeepEqual(got, Default()) {
-			t.Errorf("%s: empty values should leave the defaults:\n got %+v\nwant %+v", f, got, Default())
+		if got := WithoutOrigins(cfg); !reflect.DeepEqual(got, Default(kinds())) {
+			t.Errorf("%s: empty values should leave the defaults:\n got %+v\nwant %+v", f, got, Default(kinds()))
 		}
 	}
 }
@@ -578,7 +575,7 @@ func TestLoadEmptyAndNullValues(t *testing.T) {
 func TestValidFixture(t *testing.T) {
 	t.Parallel()
 	cfg := mustLoad(t, "testdata/valid.yaml")
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(kinds()); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
 	ex := cfg.Targets["exchange"]
@@ -603,7 +600,7 @@ func TestExampleConfig(t *testing.T) {
 	wd := mustWD(t)
 	// The example names the operator's own CA and playbook directory; point them at
 	// fixtures, and give the password the way the example says to.
-	cfg, src, err := Load(LoadOptions{
+	cfg, src, err := Load(LoadOptions{Kinds: kinds(),
 		File:    filepath.Join("..", "ndrbot.example.yaml"),
 		WorkDir: wd,
 		Env: []string{
@@ -618,7 +615,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(kinds()); err != nil {
 		t.Fatalf("ndrbot.example.yaml does not validate:\n%v", err)
 	}
 	if src.Via != "--config" {
@@ -647,7 +644,7 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("eop = %+v", eop)
 	}
 	// Without the password the example must fail, naming the variable to set.
-	cfg, _, err = Load(LoadOptions{
+	cfg, _, err = Load(LoadOptions{Kinds: kinds(),
 		File: filepath.Join("..", "ndrbot.example.yaml"), WorkDir: wd,
 		Env: []string{"NDRBOT_TARGETS_EXCHANGE_KRB5_CONF=testdata/krb5.conf", "NDRBOT_TARGETS_JEA_PASSWORD=example-password",
 			"NDRBOT_TARGETS_JEA_KRB5_CONF=testdata/krb5.conf", "NDRBOT_TARGETS_JEA_CA_FILE=testdata/ca.pem", "NDRBOT_PLAYBOOKS_DIR=testdata/playbooks"},
@@ -655,26 +652,8 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "NDRBOT_TARGETS_EXCHANGE_PASSWORD") {
+	if err := cfg.Validate(kinds()); err == nil || !strings.Contains(err.Error(), "NDRBOT_TARGETS_EXCHANGE_PASSWORD") {
 		t.Errorf("Validate without password = %v", err)
-	}
-}
-
-func TestSchemaCoversConfig(t *testing.T) {
-	t.Parallel()
-	// A section added with a type the loader cannot read must fail here, not be ignored.
-	if _, err := configSchema(); err != nil {
-		t.Fatal(err)
-	}
-	type bad struct {
-		Hooks []struct{ URL string } `mapstructure:"hooks"`
-	}
-	if _, err := buildSchema(reflect.TypeFor[bad](), "bad"); err == nil {
-		t.Error("a []struct field was accepted")
-	}
-	type untagged struct{ Level string }
-	if _, err := buildSchema(reflect.TypeFor[untagged](), "untagged"); err == nil {
-		t.Error("a field without a mapstructure key was accepted")
 	}
 }
 

@@ -64,14 +64,15 @@ func redact(rv reflect.Value) {
 // secrets as "[redacted]" (or "" when unset), and a comment on each value that did not
 // come from the defaults saying where it came from (file:line or env variable). Keys a
 // target's kind does not use are left out while they are empty, so a probe target does
-// not list WinRM settings; the output loads back to the same configuration.
-func (c Config) Print(w io.Writer) error {
+// not list WinRM settings (kinds says which keys each kind reads); the output loads
+// back to the same configuration.
+func (c Config) Print(w io.Writer, kinds Kinds) error {
 	var doc yaml.Node
 	if err := doc.Encode(c.Redacted()); err != nil {
 		return fmt.Errorf("encoding configuration: %w", err)
 	}
 	annotate(&doc, "", c.origins)
-	pruneTargets(&doc, c.Targets)
+	pruneTargets(&doc, c.Targets, kinds)
 	enc := yaml.NewEncoder(w)
 	enc.SetIndent(2)
 	if err := enc.Encode(&doc); err != nil {
@@ -109,7 +110,7 @@ func annotate(n *yaml.Node, prefix string, origins map[string]string) {
 
 // pruneTargets removes, from each target's mapping, the keys its kind ignores and
 // that hold their zero value.
-func pruneTargets(doc *yaml.Node, targets map[string]Target) {
+func pruneTargets(doc *yaml.Node, targets map[string]Target, kinds Kinds) {
 	top := doc
 	if top.Kind == yaml.DocumentNode && len(top.Content) > 0 {
 		top = top.Content[0]
@@ -121,15 +122,17 @@ func pruneTargets(doc *yaml.Node, targets map[string]Target) {
 	for i := 0; i+1 < len(tnode.Content); i += 2 {
 		name, body := tnode.Content[i].Value, tnode.Content[i+1]
 		t, ok := targets[name]
-		if !ok || body.Kind != yaml.MappingNode || !knownKind(t.Kind) {
+		kind, known := kinds.Lookup(t.Kind)
+		// A lab target accepts every key but, like any kind, is printed without
+		// the empty ones of other kinds.
+		if !ok || body.Kind != yaml.MappingNode || !known {
 			continue
 		}
 		zero := zeroKeys(t)
 		kept := body.Content[:0]
 		for j := 0; j+1 < len(body.Content); j += 2 {
 			key := body.Content[j].Value
-			kinds := keyKinds(key)
-			if zero[key] && kinds != nil && !slices.Contains(kinds, t.Kind) {
+			if zero[key] && !slices.Contains(kind.Keys, key) && kinds.keyKinds(key) != nil {
 				continue
 			}
 			kept = append(kept, body.Content[j], body.Content[j+1])
@@ -148,10 +151,6 @@ func mappingValue(m *yaml.Node, key string) *yaml.Node {
 		}
 	}
 	return nil
-}
-
-func knownKind(kind string) bool {
-	return slices.Contains(Kinds(), kind)
 }
 
 // zeroKeys lists the mapstructure keys of t's fields that hold their zero value.

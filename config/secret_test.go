@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	. "github.com/ndrbot/ndrbot/config"
 )
 
 const leak = "hunter2-do-not-print"
@@ -75,7 +77,7 @@ func TestPrintHidesEnvSecret(t *testing.T) {
 	t.Parallel()
 	cfg := mustLoad(t, "testdata/valid.yaml", "NDRBOT_TARGETS_SIM_PASSWORD="+leak)
 	var out bytes.Buffer
-	if err := cfg.Print(&out); err != nil {
+	if err := cfg.Print(&out, kinds()); err != nil {
 		t.Fatal(err)
 	}
 	s := out.String()
@@ -97,7 +99,7 @@ func TestPrintHidesEnvSecret(t *testing.T) {
 		t.Errorf("preamble printed %d times, want once (exchange only):\n%s", n, s)
 	}
 	// Redacted leaves the original alone.
-	if cfg.Redacted().Targets["sim"].Password.Reveal() != redacted || cfg.Targets["sim"].Password.Reveal() != leak {
+	if cfg.Redacted().Targets["sim"].Password.Reveal() != "[redacted]" || cfg.Targets["sim"].Password.Reveal() != leak {
 		t.Error("Redacted changed the original or did not redact the copy")
 	}
 }
@@ -108,7 +110,7 @@ func TestPrintRoundTrip(t *testing.T) {
 	t.Parallel()
 	cfg := mustLoad(t, "testdata/valid.yaml")
 	var out bytes.Buffer
-	if err := cfg.Print(&out); err != nil {
+	if err := cfg.Print(&out, kinds()); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "printed.yaml")
@@ -116,7 +118,7 @@ func TestPrintRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	again := mustLoad(t, path)
-	a, b := withoutOrigins(cfg), withoutOrigins(again)
+	a, b := WithoutOrigins(cfg), WithoutOrigins(again)
 	if fmt.Sprintf("%#v", a) != fmt.Sprintf("%#v", b) {
 		t.Errorf("round trip changed the configuration:\n%s\nbefore %#v\nafter  %#v", out.String(), a, b)
 	}

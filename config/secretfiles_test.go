@@ -26,7 +26,7 @@ func TestLooseSecretFiles(t *testing.T) {
 	keytab := write("ndrbot.keytab", 0o640)
 	ca := write("ca.pem", 0o644)
 
-	cfg := config.Default()
+	cfg := config.Default(kinds())
 	cfg.Slack.BotTokenFile = loose
 	cfg.Slack.AppTokenFile = private
 	ex := cfg.Targets["exchange"]

@@ -60,9 +60,11 @@ func (e *ValidationError) Unwrap() []error {
 
 // Validate checks the configuration without running anything and reports every
 // problem at once as a *ValidationError. It reads the files the configuration names
-// (ca_file, *_file, playbooks.dir) to check they are usable.
-func (c Config) Validate() error {
-	v := &validator{c: c}
+// (ca_file, *_file, playbooks.dir) to check they are usable. kinds are the
+// target kinds the build knows: a target's kind must be one of them, and its
+// spec checks the rest of the target.
+func (c Config) Validate(kinds Kinds) error {
+	v := &validator{c: c, kinds: kinds}
 	v.targets()
 	v.playbooks()
 	v.lab()
@@ -85,6 +87,7 @@ func (c Config) Validate() error {
 
 type validator struct {
 	c        Config
+	kinds    Kinds
 	problems []Problem
 }
 
@@ -121,41 +124,23 @@ func (v *validator) targets() {
 }
 
 func (v *validator) target(prefix string, t Target) {
-	switch t.Kind {
-	case KindWinRM, KindExchange, KindJEA, KindProbe, KindGraph, KindEXO, KindLab:
-	case "":
-		v.add(prefix+".kind", "required (%s)%s", strings.Join(Kinds(), "|"), v.envOnlyHint(prefix))
+	kind, known := v.kinds.Lookup(t.Kind)
+	switch {
+	case t.Kind == "":
+		v.add(prefix+".kind", "required (%s)%s", strings.Join(v.kinds.Names(), "|"), v.envOnlyHint(prefix))
 		return
-	default:
-		v.add(prefix+".kind", "unknown kind %q (%s)", t.Kind, strings.Join(Kinds(), "|"))
+	case !known:
+		v.add(prefix+".kind", "unknown kind %q (%s)", t.Kind, strings.Join(v.kinds.Names(), "|"))
 		return
 	}
-	v.notUsedByKind(prefix, t)
-	v.endpoints(prefix, t)
+	v.notUsedByKind(prefix, t, kind)
+	v.endpoints(prefix, t, kind)
 
 	if t.MaxConcurrency < 0 {
 		v.add(prefix+".max_concurrency", "%d must not be negative (0 means the executor's default)", t.MaxConcurrency)
 	}
-	switch t.Kind {
-	case KindWinRM:
-		v.winrm(prefix, t)
-	case KindExchange, KindJEA:
-		v.psrp(prefix, t)
-	case KindProbe:
-		if t.Timeout <= 0 {
-			v.add(prefix+".timeout", "%s must be positive", t.Timeout)
-		}
-		if t.HeloName != "" && !validHostname(t.HeloName) {
-			v.add(prefix+".helo_name", "%q is not a host name", t.HeloName)
-		}
-	case KindGraph:
-		if t.Timeout < 0 {
-			v.add(prefix+".timeout", "%s must not be negative", t.Timeout)
-		}
-		v.tls(prefix, t)
-		v.graph(prefix, t)
-	case KindEXO:
-		v.exo(prefix, t)
+	if kind.Validate != nil {
+		kind.Validate(prefix, t, v.add)
 	}
 }
 
@@ -182,52 +167,25 @@ func (v *validator) envOnlyHint(prefix string) string {
 	return fmt.Sprintf("; the target is defined only by %s: a misspelt target name?", strings.Join(vars, ", "))
 }
 
-// keyKinds says which kinds read a target key; nil means every kind. A key set on a
-// kind that ignores it is almost always a mistake (timeout on a winrm target meant as
-// operation_timeout), so it is reported. Lab targets stand in for any kind and accept
-// everything.
-func keyKinds(key string) []string {
-	switch key {
-	case "auth", "username", "password", "password_file", "allow_unencrypted",
-		"operation_timeout", "max_output_bytes":
-		return []string{KindWinRM, KindExchange, KindJEA}
-	case "preamble":
-		return []string{KindWinRM}
-	case "configuration_name", "idle_timeout", "keytab_file", "krb5_conf", "realm", "spn":
-		return []string{KindExchange, KindJEA}
-	case "ca_file", "insecure_skip_verify":
-		return []string{KindWinRM, KindExchange, KindJEA, KindGraph, KindEXO}
-	case "timeout":
-		return []string{KindProbe, KindGraph, KindEXO}
-	case "helo_name":
-		return []string{KindProbe}
-	case "tenant_id", "client_id", "client_secret", "client_secret_file", "certificate_file",
-		"certificate_password", "certificate_password_file", "cloud", "authority_url":
-		return []string{KindGraph, KindEXO}
-	case "graph_url":
-		return []string{KindGraph}
-	case "allow_module_endpoint":
-		return []string{KindEXO}
-	}
-	return nil
-}
-
-func (v *validator) notUsedByKind(prefix string, t Target) {
-	if t.Kind == KindLab {
+// notUsedByKind reports the keys set on t that its kind does not read but
+// another kind does (KindSpec.Keys).
+func (v *validator) notUsedByKind(prefix string, t Target, kind KindSpec) {
+	if kind.AnyKey {
 		return
 	}
 	rv := reflect.ValueOf(t)
 	for i := range rv.NumField() {
 		key, _, _ := strings.Cut(rv.Type().Field(i).Tag.Get("mapstructure"), ",")
-		kinds := keyKinds(key)
-		if kinds == nil || slices.Contains(kinds, t.Kind) || rv.Field(i).IsZero() {
+		if rv.Field(i).IsZero() || slices.Contains(kind.Keys, key) {
 			continue
 		}
-		v.add(prefix+"."+key, "not used by kind %s (only by %s)", t.Kind, strings.Join(kinds, ", "))
+		if kinds := v.kinds.keyKinds(key); kinds != nil {
+			v.add(prefix+"."+key, "not used by kind %s (only by %s)", t.Kind, strings.Join(kinds, ", "))
+		}
 	}
 }
 
-func (v *validator) endpoints(prefix string, t Target) {
+func (v *validator) endpoints(prefix string, t Target, kind KindSpec) {
 	seen := map[string]int{}
 	for i, ep := range t.Endpoints {
 		key := fmt.Sprintf("%s.endpoints[%d]", prefix, i)
@@ -240,23 +198,18 @@ func (v *validator) endpoints(prefix string, t Target) {
 			continue
 		}
 		seen[strings.ToLower(ep)] = i
-		var msg string
-		switch t.Kind {
-		case KindWinRM, KindJEA:
-			msg = checkURL(ep, "WS-Management URL", "https://ex01.contoso.com:5986/wsman")
-		case KindExchange:
-			msg = checkURL(ep, "remote PowerShell URL", "http://ex01.contoso.com/PowerShell")
-		case KindProbe:
-			msg = checkHostPort(ep)
+		if kind.Endpoint == nil {
+			continue
 		}
-		if msg != "" {
+		if msg := kind.Endpoint(ep); msg != "" {
 			v.add(key, "%s", msg)
 		}
 	}
 }
 
-// checkURL returns what is wrong with an http(s) endpoint URL, or "".
-func checkURL(raw, what, example string) string {
+// CheckURL returns what is wrong with an http(s) endpoint URL, or "": what is
+// a what (WS-Management URL), example shows a good one.
+func CheckURL(raw, what, example string) string {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Sprintf("%q is not an http(s) %s (e.g. %s)", raw, what, example)
@@ -268,18 +221,18 @@ func checkURL(raw, what, example string) string {
 	if u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Sprintf("%q must not have a query or fragment", raw)
 	}
-	if !validHost(u.Hostname()) {
+	if !ValidHost(u.Hostname()) {
 		return fmt.Sprintf("%q: %q is not a host name or IP address", raw, u.Hostname())
 	}
-	if p := u.Port(); p != "" && !validPort(p) {
+	if p := u.Port(); p != "" && !ValidPort(p) {
 		return fmt.Sprintf("%q: port %s out of range 1..65535", raw, p)
 	}
 	return ""
 }
 
-// checkHostPort accepts what the probe executor dials: host, host:port, an IP, or
-// [IPv6]:port.
-func checkHostPort(raw string) string {
+// CheckHostPort returns what is wrong with an endpoint dialled as host,
+// host:port, an IP or [IPv6]:port, or "".
+func CheckHostPort(raw string) string {
 	if _, err := netip.ParseAddr(raw); err == nil {
 		return ""
 	}
@@ -289,30 +242,32 @@ func checkHostPort(raw string) string {
 	} else if strings.ContainsAny(raw, ":[]/") {
 		return fmt.Sprintf("%q is not host[:port] (e.g. contoso-com.mail.protection.outlook.com:25)", raw)
 	}
-	if !validHost(host) {
+	if !ValidHost(host) {
 		return fmt.Sprintf("%q: %q is not a host name or IP address", raw, host)
 	}
-	if port != "" && !validPort(port) {
+	if port != "" && !ValidPort(port) {
 		return fmt.Sprintf("%q: port %s out of range 1..65535", raw, port)
 	}
 	return ""
 }
 
-func validPort(p string) bool {
+// ValidPort says whether p is a TCP port number, 1..65535.
+func ValidPort(p string) bool {
 	n, err := strconv.Atoi(p)
 	return err == nil && n >= 1 && n <= 65535
 }
 
-func validHost(h string) bool {
+// ValidHost says whether h is an IP address or a DNS host name.
+func ValidHost(h string) bool {
 	if _, err := netip.ParseAddr(h); err == nil {
 		return true
 	}
-	return validHostname(h)
+	return ValidHostname(h)
 }
 
-// validHostname checks DNS host name syntax (letters, digits, hyphens; labels of 1–63;
+// ValidHostname checks DNS host name syntax (letters, digits, hyphens; labels of 1–63;
 // one trailing dot allowed).
-func validHostname(h string) bool {
+func ValidHostname(h string) bool {
 	h = strings.TrimSuffix(h, ".")
 	if h == "" || len(h) > 253 {
 		return false
@@ -330,122 +285,29 @@ func validHostname(h string) bool {
 	return true
 }
 
-func (v *validator) winrm(prefix string, t Target) {
-	if t.Auth != "ntlm" && t.Auth != "basic" {
-		v.add(prefix+".auth", "must be ntlm or basic, not %q", t.Auth)
-	}
-	v.wsmanLimits(prefix, t)
-	v.tls(prefix, t)
-
-	if len(t.Endpoints) == 0 {
-		return // not configured yet; RequireEndpoints speaks when it is used
-	}
-	if t.Username == "" {
-		v.add(prefix+".username", "required when endpoints are set")
-	}
-	if t.Password == "" && t.PasswordFile == "" {
-		v.add(prefix+".password", "required when endpoints are set: set %s or %s.password_file",
-			EnvName(prefix+".password"), prefix)
-	}
-	v.basicOverHTTP(prefix, t)
-}
-
-// psrp checks an exchange or jea target: remote PowerShell with Kerberos (the
-// out-of-box /PowerShell virtual directory), Basic (where an admin enabled it,
-// https only unless allow_unencrypted) or NTLM.
-func (v *validator) psrp(prefix string, t Target) {
-	switch t.Auth {
-	case "kerberos", "basic", "ntlm":
-	default:
-		v.add(prefix+".auth", "must be kerberos, basic or ntlm, not %q", t.Auth)
-	}
-	v.wsmanLimits(prefix, t)
-	if t.IdleTimeout < time.Second {
-		v.add(prefix+".idle_timeout", "%s must be at least 1s", t.IdleTimeout)
-	}
-	if t.ConfigurationName == "" || strings.ContainsAny(t.ConfigurationName, "/ \t?#") {
-		v.add(prefix+".configuration_name", "%q is not a session configuration name (Microsoft.Exchange, or the JEA name registered on the servers)", t.ConfigurationName)
-	}
-	if t.Auth != "kerberos" {
-		for key, set := range map[string]bool{"keytab_file": t.KeytabFile != "", "krb5_conf": t.Krb5Conf != "", "realm": t.Realm != "", "spn": t.SPN != ""} {
-			if set {
-				v.add(prefix+"."+key, "only used with auth: kerberos")
-			}
-		}
-	}
-	for key, file := range map[string]string{"keytab_file": t.KeytabFile, "krb5_conf": t.Krb5Conf} {
-		if file == "" {
-			continue
-		}
-		if _, err := os.Stat(file); err != nil {
-			v.add(prefix+"."+key, "%v", err)
-		}
-	}
-	v.tls(prefix, t)
-
-	if len(t.Endpoints) == 0 {
-		return
-	}
-	if t.Username == "" {
-		v.add(prefix+".username", "required when endpoints are set")
-	}
-	hasPassword := t.Password != "" || t.PasswordFile != ""
-	switch {
-	case t.Auth == "kerberos" && t.KeytabFile != "" && hasPassword:
-		v.add(prefix+".keytab_file", "set a keytab or a password, not both")
-	case t.Auth == "kerberos" && !hasPassword && t.KeytabFile == "":
-		v.add(prefix+".password", "required when endpoints are set: set %s, %s.password_file or %s.keytab_file",
-			EnvName(prefix+".password"), prefix, prefix)
-	case t.Auth != "kerberos" && !hasPassword:
-		v.add(prefix+".password", "required when endpoints are set: set %s or %s.password_file", EnvName(prefix+".password"), prefix)
-	}
-	v.basicOverHTTP(prefix, t)
-}
-
-// wsmanLimits checks what every WS-Management target (winrm, exchange, jea) bounds.
-func (v *validator) wsmanLimits(prefix string, t Target) {
-	if t.MaxConcurrency < 1 || t.MaxConcurrency > MaxWinRMConcurrency {
-		v.add(prefix+".max_concurrency", "%d is out of range 1..%d (Exchange allows %d concurrent remote PowerShell connections per user; the bot must stay within it)",
-			t.MaxConcurrency, MaxWinRMConcurrency, MaxWinRMConcurrency)
-	}
-	if t.OperationTimeout < time.Second {
-		v.add(prefix+".operation_timeout", "%s must be at least 1s (WS-Management counts in seconds)", t.OperationTimeout)
-	}
-	if t.MaxOutputBytes < 1 {
-		v.add(prefix+".max_output_bytes", "%d must be positive", t.MaxOutputBytes)
-	}
-}
-
-// basicOverHTTP refuses a clear-text password unless the operator accepted it.
-func (v *validator) basicOverHTTP(prefix string, t Target) {
-	if t.Auth == "basic" && !t.AllowUnencrypted {
-		if i := firstHTTP(t.Endpoints); i >= 0 {
-			v.add(prefix+".allow_unencrypted", "basic auth over http (endpoints[%d] %q) sends the password unencrypted: use https, or set allow_unencrypted: true to accept that",
-				i, t.Endpoints[i])
-		}
-	}
-}
-
-// tls checks the settings that only mean something for https endpoints.
-func (v *validator) tls(prefix string, t Target) {
+// CheckTLS reports what is wrong with the settings of t that only mean
+// something for https endpoints (ca_file, insecure_skip_verify), for the kinds
+// that read them.
+func CheckTLS(prefix string, t Target, report Report) {
 	if t.CAFile != "" {
 		if b, err := os.ReadFile(t.CAFile); err != nil {
-			v.add(prefix+".ca_file", "%v", err)
+			report(prefix+".ca_file", "%v", err)
 		} else if !x509.NewCertPool().AppendCertsFromPEM(b) {
-			v.add(prefix+".ca_file", "%s holds no PEM certificate", t.CAFile)
+			report(prefix+".ca_file", "%s holds no PEM certificate", t.CAFile)
 		}
 	}
 	if t.InsecureSkipVerify {
-		if i := firstHTTP(t.Endpoints); i >= 0 {
-			v.add(prefix+".insecure_skip_verify", "only applies to https, but endpoints[%d] %q is http", i, t.Endpoints[i])
+		if i := FirstHTTP(t.Endpoints); i >= 0 {
+			report(prefix+".insecure_skip_verify", "only applies to https, but endpoints[%d] %q is http", i, t.Endpoints[i])
 		}
 		if t.CAFile != "" {
-			v.add(prefix+".insecure_skip_verify", "turns off the verification ca_file is for: set one or the other")
+			report(prefix+".insecure_skip_verify", "turns off the verification ca_file is for: set one or the other")
 		}
 	}
 }
 
-func firstHTTP(endpoints []string) int {
+// FirstHTTP returns the index of the first plain-http URL among endpoints, or -1.
+func FirstHTTP(endpoints []string) int {
 	for i, ep := range endpoints {
 		if u, err := url.Parse(ep); err == nil && u.Scheme == "http" {
 			return i

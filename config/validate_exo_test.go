@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"bytes"
@@ -7,12 +7,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	. "github.com/ndrbot/ndrbot/config"
 )
 
 func TestEXOTargetsValid(t *testing.T) {
 	t.Parallel()
 	cfg := mustLoad(t, "testdata/exo-valid.yaml", "NDRBOT_TARGETS_EXO_GOV_ALLOW_MODULE_ENDPOINT=false")
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(kinds()); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
 	exo, gov := cfg.Targets["exo"], cfg.Targets["exo-gov"]
@@ -32,7 +34,7 @@ func TestEXOTargetsValid(t *testing.T) {
 		t.Error("NDRBOT_TARGETS_EXO_GOV_ALLOW_MODULE_ENDPOINT=true not applied")
 	}
 	var buf bytes.Buffer
-	if err := cfg.Print(&buf); err != nil {
+	if err := cfg.Print(&buf, kinds()); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(sectionOf(buf.String(), "exo:"), "allow_module_endpoint: true") {
@@ -45,7 +47,7 @@ func TestEXOTargetsValid(t *testing.T) {
 // InvokeCommand route is off, and RequireApp names what to set.
 func TestDefaultEXOTargetIsNotConfiguredYet(t *testing.T) {
 	t.Parallel()
-	cfg := Default()
+	cfg := Default(kinds())
 	exo, err := cfg.Target("exo")
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +55,7 @@ func TestDefaultEXOTargetIsNotConfiguredYet(t *testing.T) {
 	if exo.Kind != KindEXO || exo.Cloud != CloudGlobal || len(exo.Endpoints) != 0 || exo.AllowModuleEndpoint || !exo.AppUnset() {
 		t.Fatalf("exo = %+v", exo)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(kinds()); err != nil {
 		t.Fatalf("the defaults do not validate: %v", err)
 	}
 	err = exo.RequireApp("exo")
@@ -94,7 +96,7 @@ func TestEXOTargetHalfConfigured(t *testing.T) {
 				t.Fatal("still counted as unset")
 			}
 			var ve *ValidationError
-			if err := cfg.Validate(); !errors.As(err, &ve) {
+			if err := cfg.Validate(kinds()); !errors.As(err, &ve) {
 				t.Fatalf("Validate = %v, want the missing exo keys named", err)
 			}
 			var keys []string
@@ -113,7 +115,7 @@ func TestEXOTargetHalfConfigured(t *testing.T) {
 		"NDRBOT_TARGETS_EXO_TENANT_ID=contoso.onmicrosoft.com",
 		"NDRBOT_TARGETS_EXO_CLIENT_ID=00000000-1111-2222-3333-444444444444",
 		"NDRBOT_TARGETS_EXO_CLIENT_SECRET=s3cret-from-env")
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(kinds()); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
 	if err := cfg.Targets["exo"].RequireApp("exo"); err != nil {

@@ -1,10 +1,12 @@
-package config
+package config_test
 
 import (
 	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	. "github.com/ndrbot/ndrbot/config"
 )
 
 // One fixture per failure: each must produce exactly one problem, on the named key.
@@ -125,7 +127,7 @@ func TestValidateFixtures(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join("testdata", "invalid", tt.fixture+".yaml")
 			cfg := mustLoad(t, path, tt.env...)
-			err := cfg.Validate()
+			err := cfg.Validate(kinds())
 			var ve *ValidationError
 			if !errors.As(err, &ve) {
 				t.Fatalf("Validate = %v, want a *ValidationError", err)
@@ -160,7 +162,7 @@ func TestValidateFixtures(t *testing.T) {
 func TestValidateReportsEveryProblem(t *testing.T) {
 	t.Parallel()
 	cfg := mustLoad(t, "testdata/invalid/many.yaml")
-	err := cfg.Validate()
+	err := cfg.Validate(kinds())
 	var ve *ValidationError
 	if !errors.As(err, &ve) {
 		t.Fatalf("Validate = %v", err)
@@ -197,17 +199,17 @@ func TestValidateConfigBuiltInCode(t *testing.T) {
 	t.Parallel()
 	// With no origins (a Config built by a test or by code), a password set directly is
 	// fine: only the file is forbidden from holding one.
-	cfg := Default()
+	cfg := Default(kinds())
 	ex := cfg.Targets["exchange"]
 	ex.Endpoints = []string{"https://ex01.contoso.com:5986/wsman"}
 	ex.Username = "svc"
 	ex.Password = "pw"
 	cfg.Targets["exchange"] = ex
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(kinds()); err != nil {
 		t.Errorf("Validate = %v", err)
 	}
 	cfg.Targets["Bad.Name"] = Target{Kind: KindLab}
-	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `targets.Bad.Name: "Bad.Name" is not a valid target name`) {
+	if err := cfg.Validate(kinds()); err == nil || !strings.Contains(err.Error(), `targets.Bad.Name: "Bad.Name" is not a valid target name`) {
 		t.Errorf("Validate = %v", err)
 	}
 }
@@ -215,7 +217,7 @@ func TestValidateConfigBuiltInCode(t *testing.T) {
 func TestValidateHintsAtMisspeltTargetInEnv(t *testing.T) {
 	t.Parallel()
 	cfg := mustLoad(t, "testdata/log-only.yaml", "NDRBOT_TARGETS_EXCHNGE_PASSWORD=pw")
-	err := cfg.Validate()
+	err := cfg.Validate(kinds())
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -228,7 +230,7 @@ func TestValidateHintsAtMisspeltTargetInEnv(t *testing.T) {
 
 func TestRequireEndpoints(t *testing.T) {
 	t.Parallel()
-	cfg := Default()
+	cfg := Default(kinds())
 	err := cfg.Targets["exchange"].RequireEndpoints("exchange")
 	if !errors.Is(err, ErrNoEndpoints) {
 		t.Fatalf("err = %v, want ErrNoEndpoints", err)
@@ -249,7 +251,7 @@ func TestRequireEndpoints(t *testing.T) {
 
 func TestTargetLookup(t *testing.T) {
 	t.Parallel()
-	cfg := Default()
+	cfg := Default(kinds())
 	if tg, err := cfg.Target("eop"); err != nil || tg.Kind != KindProbe {
 		t.Errorf("Target(eop) = %+v, %v", tg, err)
 	}

@@ -355,7 +355,7 @@ func TestChartServiceLinksWouldOnlyWarn(t *testing.T) {
 	if len(links) == 0 {
 		t.Fatalf("no NDRBOT_* service link variables for Services %v", env)
 	}
-	_, src, err := config.Load(config.LoadOptions{Env: env})
+	_, src, err := config.Load(config.LoadOptions{Env: env, Kinds: configKinds(t)})
 	if err != nil {
 		t.Fatalf("the bot would refuse to start with service link variables %v: %v", env, err)
 	}
@@ -807,7 +807,7 @@ func materialize(t *testing.T, r *rendered, p *pod) {
 	}
 	slices.Sort(env)
 	p.cfg = checkEnvSettings(t, "the chart's pod", env)
-	if err := p.cfg.Validate(); err != nil {
+	if err := p.cfg.Validate(configKinds(t)); err != nil {
 		t.Fatalf("bot config check would fail in the pod:\n%v\nndrbot.yaml:\n%s\nenv: %v", err, b, env)
 	}
 	// Whatever the bot writes is on a writable volume.

@@ -8,7 +8,19 @@ import (
 	"testing"
 
 	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/executors/registry"
 )
+
+// configKinds are the target kinds the bot registers, which Load and Validate
+// take their per-kind defaults and checks from, as `bot` does.
+func configKinds(t *testing.T) config.Kinds {
+	t.Helper()
+	kinds, err := registry.Kinds().Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kinds
+}
 
 // settingOf maps every NDRBOT_* variable the chart or the unit sets (besides
 // NDRBOT_CONFIG, which names the file) to the setting it overrides. A new variable
@@ -55,7 +67,7 @@ func TestSettingOfMatchesEnvName(t *testing.T) {
 // applied to the key settingOf names. It returns the loaded configuration.
 func checkEnvSettings(t *testing.T, where string, env []string) config.Config {
 	t.Helper()
-	cfg, src, err := config.Load(config.LoadOptions{Env: env})
+	cfg, src, err := config.Load(config.LoadOptions{Env: env, Kinds: configKinds(t)})
 	if err != nil {
 		t.Fatalf("%s: the bot would refuse this environment:\n%v", where, err)
 	}

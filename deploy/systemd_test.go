@@ -278,7 +278,7 @@ func TestSystemdUnitSettings(t *testing.T) {
 	// together they are only loaded, not validated.
 	checkEnvSettings(t, "the unit's variables, commented ones included", all)
 	cfg := checkEnvSettings(t, "the unit's active variables", active)
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(configKinds(t)); err != nil {
 		t.Fatalf("bot config check would fail under the unit:\n%v", err)
 	}
 	if cfg.Store.Driver != "sqlite" || filepath.Dir(cfg.Store.Path) != expand("%S/ndrbot", dirs) {
@@ -293,7 +293,9 @@ func TestSystemdUnitSettings(t *testing.T) {
 		}
 	}
 	implicit = append(implicit, "STATE_DIRECTORY="+expand("%S/ndrbot", dirs), "HOME="+filepath.Join(root, "home"))
-	byDefault, _, err := config.Load(config.EnvLoadOptions("", implicit, ""))
+	opts := config.EnvLoadOptions("", implicit, "")
+	opts.Kinds = configKinds(t)
+	byDefault, _, err := config.Load(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +327,7 @@ func expand(s string, dirs map[string]string) string {
 // isSecretVariable says whether name sets a secret itself (NDRBOT_SLACK_BOT_TOKEN)
 // rather than the file holding it, by asking config which keys are secrets.
 func isSecretVariable(name string) bool {
-	for _, r := range config.Default().Secrets() {
+	for _, r := range config.Default(nil).Secrets() {
 		if !r.KeyFile && config.EnvName(r.Key) == name {
 			return true
 		}

@@ -2,6 +2,8 @@ package executors
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"reflect"
@@ -15,11 +17,14 @@ import (
 // checks and cmdlets it knows with their parameters and the fields of the rows
 // they return, and how an executor of the kind is built. Each executor package
 // exports its own (probe.Describe()); one list in executors/registry collects
-// them, and both the playbook linter and the target wiring read that list, so a
-// new kind is a new package and one line there.
+// them, and the playbook linter, the target wiring and the configuration read
+// that list, so a new kind is a new package and one line there.
 type Kind struct {
 	// Name is the kind as configured: "exchange", "probe", …
 	Name string
+	// Config is the kind's share of the configuration: its targets' defaults,
+	// the keys they read and their validation. Its Name is the kind's.
+	Config config.KindSpec
 	// Scripts: steps may run PowerShell script text (a plain WinRM shell).
 	Scripts bool
 	// Cmdlets: steps may run one cmdlet with named arguments (Action.Cmdlet).
@@ -105,6 +110,24 @@ func CommonParams() []string {
 
 // Kinds is the set of kinds a build knows.
 type Kinds []Kind
+
+// ErrNoConfig: a kind's description carries no configuration spec (or one
+// named for another kind).
+var ErrNoConfig = errors.New("kind has no configuration spec")
+
+// Config lists the kinds' configuration specs, in order, for config.Load,
+// Default, Validate and Print. A kind without its spec is an error wrapping
+// ErrNoConfig: its targets would get no defaults and no validation.
+func (ks Kinds) Config() (config.Kinds, error) {
+	out := make(config.Kinds, 0, len(ks))
+	for _, k := range ks {
+		if k.Config.Name != k.Name {
+			return nil, fmt.Errorf("%w: kind %q (executors.Kind.Config names %q)", ErrNoConfig, k.Name, k.Config.Name)
+		}
+		out = append(out, k.Config)
+	}
+	return out, nil
+}
 
 // Lookup returns the kind called name.
 func (ks Kinds) Lookup(name string) (Kind, bool) {

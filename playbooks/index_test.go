@@ -105,7 +105,7 @@ func TestIndexCompilesOnlyWhatIsChosen(t *testing.T) {
 // or, for a file broken before any check (its YAML, its keys), the problems
 // Index refuses it with, as before.
 func TestIndexReportsWhatLoadReports(t *testing.T) {
-	targets := config.Default().TargetKinds()
+	targets := config.Default(nil).TargetKinds()
 	kinds := registry.Kinds()
 	files, err := filepath.Glob("testdata/lint/*.yaml")
 	require.NoError(t, err)

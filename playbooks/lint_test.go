@@ -20,7 +20,7 @@ import (
 // lab's targets and with the default configuration's (what bot playbooks lint
 // checks them against).
 func TestBuiltinsLintClean(t *testing.T) {
-	for name, targets := range map[string]map[string]string{"lab": labTargets, "default config": config.Default().TargetKinds()} {
+	for name, targets := range map[string]map[string]string{"lab": labTargets, "default config": config.Default(nil).TargetKinds()} {
 		t.Run(name, func(t *testing.T) {
 			cat, err := playbooks.Load("", targets, registry.Kinds()...)
 			require.NoError(t, err)

@@ -46,20 +46,38 @@ func (g *globals) loadConfig() (config.Config, string, error) {
 	// Every place the configuration and the store are looked for comes from the
 	// (injectable) environment, so a test's runs never reach the real home.
 	wd, _ := os.Getwd() // unknown: only ./ndrbot.yaml is not looked for
-	cfg, src, err := config.Load(config.EnvLoadOptions(g.configFile, g.io.environ(), wd))
+	kinds, err := configKinds()
+	if err != nil {
+		return config.Config{}, "", err
+	}
+	opts := config.EnvLoadOptions(g.configFile, g.io.environ(), wd)
+	opts.Kinds = kinds
+	cfg, src, err := config.Load(opts)
 	if err != nil {
 		return cfg, "", &exitError{code: exitUsage, err: err}
 	}
 	for _, w := range src.Warnings {
 		fmt.Fprintln(g.io.err, "warning: "+w)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(kinds); err != nil {
 		return cfg, "", &exitError{code: exitUsage, err: fmt.Errorf("invalid configuration (%s):\n%w", src, err)}
 	}
 	for _, w := range cfg.LooseSecretFiles() {
 		fmt.Fprintln(g.io.err, "warning: "+w)
 	}
 	return cfg, src.String(), nil
+}
+
+// configKinds is every registered kind's share of the configuration (its
+// targets' defaults, keys and validation), for Load, Validate and Print.
+func configKinds() (config.Kinds, error) {
+	kinds, err := registry.Kinds().Config()
+	if err != nil {
+		// A kind registered without its spec is a build mistake (registry's tests
+		// catch it): refuse rather than run with targets nobody checked.
+		return nil, fmt.Errorf("target kinds: %w", err)
+	}
+	return kinds, nil
 }
 
 // configAndCatalog loads the configuration and the playbooks it names, as most
@@ -141,8 +159,12 @@ prints the effective configuration with every secret redacted. Exit 2 on problem
 			if _, err := g.catalog(cfg); err != nil {
 				return err
 			}
+			kinds, err := configKinds()
+			if err != nil {
+				return err
+			}
 			fmt.Fprintf(g.io.out, "# configuration OK (source: %s)\n", src)
-			return cfg.Print(g.io.out)
+			return cfg.Print(g.io.out, kinds)
 		},
 	})
 	return c

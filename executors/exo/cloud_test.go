@@ -104,7 +104,7 @@ func TestNewUnsetIsNotConfigured(t *testing.T) {
 		name string
 		t    config.Target
 	}{
-		{"the default exo target", config.Default().Targets["exo"]},
+		{"the default exo target", config.Default(config.Kinds{Config()}).Targets["exo"]},
 		{"no kind given", config.Target{}},
 		{"module endpoint on, still no app", config.Target{Kind: config.KindEXO, AllowModuleEndpoint: true, Cloud: config.CloudUSGov}},
 	}

@@ -11,6 +11,7 @@ import (
 func Describe() executors.Kind {
 	return executors.Kind{
 		Name:     config.KindEXO,
+		Config:   Config(),
 		Cmdlets:  true,
 		Commands: Commands(),
 		New: func(name string, t config.Target, env executors.Env) (executors.Executor, error) {

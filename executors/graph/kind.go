@@ -14,7 +14,8 @@ func Describe() executors.Kind {
 	p := func(name, typ string) executors.Param { return executors.Param{Name: name, Type: typ} }
 	req := func(name, typ string) executors.Param { return executors.Param{Name: name, Type: typ, Required: true} }
 	return executors.Kind{
-		Name: Kind,
+		Name:   Kind,
+		Config: Config(),
 		Checks: []executors.Check{
 			{Name: CheckServiceHealth, Doc: "unresolved incidents and advisories of a Microsoft 365 service (default Exchange Online)",
 				Params: []executors.Param{p("service", "string"), p("include_resolved", "bool")},

@@ -24,7 +24,10 @@ func Describe() executors.Kind {
 		}
 	}
 	return executors.Kind{
-		Name:     config.KindLab,
+		Name: config.KindLab,
+		// A lab target stands in for a target of any kind, so it accepts every
+		// key and has no defaults of its own.
+		Config:   config.KindSpec{Name: config.KindLab, AnyKey: true},
 		Cmdlets:  true,
 		Commands: cmds,
 		Checks:   slices.Concat(probe.Describe().Checks, graph.Describe().Checks),

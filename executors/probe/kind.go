@@ -12,7 +12,8 @@ func Describe() executors.Kind {
 	domain := executors.Param{Name: "domain", Type: "domain", Required: true}
 	starttls := executors.Param{Name: "starttls", Type: "bool"}
 	return executors.Kind{
-		Name: Kind,
+		Name:   Kind,
+		Config: Config(),
 		Checks: []executors.Check{
 			{Name: CheckSMTP, Doc: "SMTP dialogue with each endpoint: banner, EHLO, optional STARTTLS, QUIT",
 				Params: []executors.Param{starttls}, Fields: executors.RowFields(SMTPResult{})},

@@ -13,6 +13,7 @@ import (
 func DescribeExchange() executors.Kind {
 	return executors.Kind{
 		Name:     config.KindExchange,
+		Config:   ExchangeConfig(),
 		Cmdlets:  true,
 		Commands: exchange.Exchange(),
 		New: func(name string, t config.Target, env executors.Env) (executors.Executor, error) {
@@ -31,6 +32,7 @@ func DescribeExchange() executors.Kind {
 func DescribeJEA() executors.Kind {
 	return executors.Kind{
 		Name:     config.KindJEA,
+		Config:   JEAConfig(),
 		Cmdlets:  true,
 		Commands: exchange.JEA(),
 		New: func(name string, t config.Target, env executors.Env) (executors.Executor, error) {

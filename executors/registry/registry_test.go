@@ -14,11 +14,30 @@ import (
 	"github.com/ndrbot/ndrbot/executors/registry"
 )
 
-// The registry and the configuration know the same kinds: config's defaults and
-// validation per kind (config.Kinds, kindDefaults, validate.go) are not yet part
-// of the descriptions, so a kind added to one and not the other fails here.
-func TestKindsMatchConfig(t *testing.T) {
-	assert.ElementsMatch(t, config.Kinds(), registry.Kinds().Names())
+// Every registered kind carries its share of the configuration (defaults, keys,
+// validation) under its own name, so config.Load and Validate know each kind
+// the registry knows; a kind without one, or with another kind's, is refused.
+func TestKindsCarryTheirConfig(t *testing.T) {
+	specs, err := registry.Kinds().Config()
+	require.NoError(t, err)
+	assert.Equal(t, registry.Kinds().Names(), slices.Sorted(slices.Values(specs.Names())))
+
+	tests := []struct {
+		name  string
+		kinds executors.Kinds
+		err   string
+	}{
+		{"no spec", executors.Kinds{{Name: "relay"}}, `kind "relay" (executors.Kind.Config names "")`},
+		{"another kind's spec", executors.Kinds{{Name: "relay", Config: config.KindSpec{Name: "probe"}}}, `kind "relay" (executors.Kind.Config names "probe")`},
+		{"among good ones", append(registry.Kinds(), executors.Kind{Name: "relay"}), `kind "relay"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.kinds.Config()
+			require.ErrorIs(t, err, executors.ErrNoConfig)
+			assert.Contains(t, err.Error(), tt.err)
+		})
+	}
 }
 
 // Every description is whole: a name, a constructor, checks and commands with

@@ -14,6 +14,7 @@ import (
 func Describe() executors.Kind {
 	return executors.Kind{
 		Name:     config.KindWinRM,
+		Config:   Config(),
 		Scripts:  true,
 		Cmdlets:  true,
 		Commands: slices.Concat(exchange.Exchange(), exchange.Windows()),
