@@ -3,7 +3,7 @@
 //
 // Layers, lowest first: the embedded defaults (Default), one YAML file, then the
 // environment. Load merges them and decodes; Validate checks the result and reports
-// every problem at once. Load does not validate, so `bot config check` can print a
+// every problem at once. Load does not validate, so `ndrbot config check` can print a
 // configuration and its problems side by side.
 //
 // Adding a section is adding a struct field to Config (with mapstructure and yaml
@@ -191,7 +191,7 @@ type Store struct {
 }
 
 // Checkpoints are signed statements of the audit trail's head, written where
-// the database's writer cannot rewrite them; `bot audit verify --checkpoints`
+// the database's writer cannot rewrite them; `ndrbot audit verify --checkpoints`
 // checks the trail against them (a deleted tail, a rewritten head).
 type Checkpoints struct {
 	// File is appended one line per checkpoint (make it append-only: chattr +a,
@@ -200,12 +200,12 @@ type Checkpoints struct {
 	// Channel is a Slack channel id (C…) the bot posts each checkpoint to; the
 	// channel's history is the copy an attacker of the database cannot reach.
 	Channel string `mapstructure:"channel" yaml:"channel"`
-	// Interval between periodic checkpoints while `bot serve` runs (one is also
+	// Interval between periodic checkpoints while `ndrbot serve` runs (one is also
 	// written after every relief and at shutdown).
 	Interval time.Duration `mapstructure:"interval" yaml:"interval"`
 }
 
-// Slack connects `bot serve` to a workspace.
+// Slack connects `ndrbot serve` to a workspace.
 type Slack struct {
 	// Mode is socket (Socket Mode: no public ingress) or http (Events and
 	// Interactivity request URLs, signature-verified).
@@ -240,13 +240,13 @@ type Access struct {
 	Admins     []string `mapstructure:"admins" yaml:"admins"`
 	// FourEyes forbids the requester of a run to approve its reliefs.
 	FourEyes bool `mapstructure:"four_eyes" yaml:"four_eyes"`
-	// CLIFourEyes is what `bot diagnose` does with a relief whose approval is
+	// CLIFourEyes is what `ndrbot diagnose` does with a relief whose approval is
 	// four-eyes (four_eyes above, or the playbook's): allow (the default) lets
 	// the person at the terminal — requester and approver by nature — approve it
 	// alone; refuse keeps the four-eyes floor on the terminal too, so the
 	// terminal's lone approval is refused (and audited) and another approver
 	// must approve it in chat. The default is allow because refuse ends the
-	// single-operator terminal flow (bot diagnose … --approve RELIEF) for every
+	// single-operator terminal flow (ndrbot diagnose … --approve RELIEF) for every
 	// four-eyes relief, which the built-in playbooks' restarts are.
 	CLIFourEyes string `mapstructure:"cli_four_eyes" yaml:"cli_four_eyes"`
 }
@@ -316,7 +316,7 @@ func (c Config) AlertChannel() string {
 	return c.Slack.EscalationChannel
 }
 
-// Server is `bot serve`'s operations endpoint: /healthz, /readyz and /metrics
+// Server is `ndrbot serve`'s operations endpoint: /healthz, /readyz and /metrics
 // (Prometheus), in Socket Mode as in HTTP mode.
 type Server struct {
 	// Listen is its address (default :9464); empty turns it off.

@@ -60,7 +60,7 @@ func redact(rv reflect.Value) {
 	}
 }
 
-// Print writes the effective configuration as YAML for `bot config check`: every key,
+// Print writes the effective configuration as YAML for `ndrbot config check`: every key,
 // secrets as "[redacted]" (or "" when unset), and a comment on each value that did not
 // come from the defaults saying where it came from (file:line or env variable). Keys a
 // target's kind does not use are left out while they are empty, so a probe target does

@@ -41,7 +41,7 @@ func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) 
 // MarshalText covers encoders that only know encoding.TextMarshaler.
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
-// MarshalYAML keeps the value out of `bot config check` and any YAML dump.
+// MarshalYAML keeps the value out of `ndrbot config check` and any YAML dump.
 func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
 
 // Reveal returns the real value; call it only where the secret is used.

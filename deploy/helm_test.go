@@ -808,7 +808,7 @@ func materialize(t *testing.T, r *rendered, p *pod) {
 	slices.Sort(env)
 	p.cfg = checkEnvSettings(t, "the chart's pod", env)
 	if err := p.cfg.Validate(configKinds(t)); err != nil {
-		t.Fatalf("bot config check would fail in the pod:\n%v\nndrbot.yaml:\n%s\nenv: %v", err, b, env)
+		t.Fatalf("ndrbot config check would fail in the pod:\n%v\nndrbot.yaml:\n%s\nenv: %v", err, b, env)
 	}
 	// Whatever the bot writes is on a writable volume.
 	if p.cfg.Store.Driver == "sqlite" {

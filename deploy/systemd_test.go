@@ -240,7 +240,7 @@ func TestSystemdUnitSettings(t *testing.T) {
 
 	// The active environment, as systemd would give it: specifiers expanded, the
 	// credentials, state and logs directories made. The bot must accept it and
-	// bot config check must pass (with an empty ndrbot.yaml).
+	// ndrbot config check must pass (with an empty ndrbot.yaml).
 	root := t.TempDir()
 	dirs := map[string]string{
 		"%d": filepath.Join(root, "run/credentials/ndrbot.service"),
@@ -279,7 +279,7 @@ func TestSystemdUnitSettings(t *testing.T) {
 	checkEnvSettings(t, "the unit's variables, commented ones included", all)
 	cfg := checkEnvSettings(t, "the unit's active variables", active)
 	if err := cfg.Validate(configKinds(t)); err != nil {
-		t.Fatalf("bot config check would fail under the unit:\n%v", err)
+		t.Fatalf("ndrbot config check would fail under the unit:\n%v", err)
 	}
 	if cfg.Store.Driver != "sqlite" || filepath.Dir(cfg.Store.Path) != expand("%S/ndrbot", dirs) {
 		t.Errorf("store %s at %s, want sqlite in the StateDirectory", cfg.Store.Driver, cfg.Store.Path)

@@ -67,7 +67,7 @@ type Options struct {
 	// FourEyes is the configured floor (access.four_eyes).
 	FourEyes bool
 	// ResumeChat: Recover resumes the diagnoses of chat runs a dead process
-	// left (bot serve); without it they are closed (the terminal).
+	// left (ndrbot serve); without it they are closed (the terminal).
 	ResumeChat bool
 	// Observe returns what, besides the record in the store, follows a run's
 	// progress: the chat thread, the terminal. Nil: nothing.

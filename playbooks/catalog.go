@@ -76,7 +76,7 @@ type pendingCheck struct {
 	err  error // Problems; set before done is closed
 }
 
-// Index is Load for a process that runs one playbook (bot diagnose). It reads
+// Index is Load for a process that runs one playbook (ndrbot diagnose). It reads
 // the built-ins' ids and matches without parsing them (headOf), parses the
 // files of dir (so their problems are reported at once, as Load does), and
 // parses, checks and compiles a built-in only when Resolve first returns it

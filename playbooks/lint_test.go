@@ -17,7 +17,7 @@ import (
 )
 
 // The built-in playbooks lint clean against every kind's description, with the
-// lab's targets and with the default configuration's (what bot playbooks lint
+// lab's targets and with the default configuration's (what ndrbot playbooks lint
 // checks them against).
 func TestBuiltinsLintClean(t *testing.T) {
 	for name, targets := range map[string]map[string]string{"lab": labTargets, "default config": config.Default(nil).TargetKinds()} {

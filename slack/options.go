@@ -46,7 +46,7 @@ type Options struct {
 	// MaxBodyBytes limits an HTTP mode request body (default 1 MiB).
 	MaxBodyBytes int64
 	// Replay lets each signed HTTP mode request through once inside its 5-minute
-	// window (default: an in-process cache, enough for one replica; bot serve
+	// window (default: an in-process cache, enough for one replica; ndrbot serve
 	// passes the store, shared by every replica).
 	Replay ReplayGuard
 	// TeamID is the only workspace (T…) or Enterprise Grid organisation (E…)

@@ -31,7 +31,7 @@ with it. Checkpoints need the audit key.
 The database is opened read-only and named in the answer; when there is none
 (store.path, or its default in the XDG data directory) the exit is 1 and
 nothing is created.`,
-		Example: "  bot audit verify\n  NDRBOT_STORE_AUDIT_KEY_FILE=/run/secrets/audit-key bot audit verify --checkpoints /var/log/ndrbot/checkpoints.log",
+		Example: "  ndrbot audit verify\n  NDRBOT_STORE_AUDIT_KEY_FILE=/run/secrets/audit-key ndrbot audit verify --checkpoints /var/log/ndrbot/checkpoints.log",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var cps []audit.Checkpoint
@@ -82,8 +82,8 @@ nothing is created.`,
 	export := &cobra.Command{
 		Use:   "export",
 		Short: "Export audit events for a SIEM (jsonl or csv)",
-		Example: "  bot audit export > audit.jsonl\n  bot audit export --run r-20261123-1517f9c3a2 --format csv\n" +
-			"  bot audit export --since 2026-11-23T00:00:00Z",
+		Example: "  ndrbot audit export > audit.jsonl\n  ndrbot audit export --run r-20261123-1517f9c3a2 --format csv\n" +
+			"  ndrbot audit export --since 2026-11-23T00:00:00Z",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := audit.Filter{RunID: run}
@@ -111,7 +111,7 @@ nothing is created.`,
 	c.AddCommand(&cobra.Command{
 		Use:     "show RUN",
 		Short:   "Print one run's timeline in order",
-		Example: "  bot audit show r-20261123-1517f9c3a2",
+		Example: "  ndrbot audit show r-20261123-1517f9c3a2",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withStore(cmd.Context(), func(st store.Store, _ []byte) error {

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// BenchmarkDiagnoseProcessChain times `bot diagnose 5.5.4 --lab SCENARIO` as a
+// BenchmarkDiagnoseProcessChain times `ndrbot diagnose 5.5.4 --lab SCENARIO` as a
 // whole process with every simulated call taking 200 ms (lab.latency), against
 // the longest dependency chain of its calls — the least any diagnosis could
 // take (playbooks.BenchmarkDiagnoseNDR554 names the chains, from the

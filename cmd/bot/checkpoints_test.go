@@ -13,7 +13,7 @@ import (
 	"github.com/ndrbot/ndrbot/slack/slackfake"
 )
 
-// `bot serve` posts a signed checkpoint to the audit channel at start, after a
+// `ndrbot serve` posts a signed checkpoint to the audit channel at start, after a
 // relief and at shutdown; the channel's history, exported, verifies the trail.
 func TestServeCheckpointsToAuditChannel(t *testing.T) {
 	dir := t.TempDir()

@@ -92,7 +92,7 @@ func TestServiceLinkVariablesWarnAndRun(t *testing.T) {
 	assert.Contains(t, s.out.String(), "warning: NDRBOT_PORT: not a setting, ignored")
 }
 
-// A lab run, from the terminal or through bot serve, leaves the configured store
+// A lab run, from the terminal or through ndrbot serve, leaves the configured store
 // as it was — same bytes, same audit head — and does not see its cooldowns; its
 // throw-away trail writes no checkpoint beside the real one's.
 func TestLabRunLeavesTheRealStoreUntouched(t *testing.T) {
@@ -125,7 +125,7 @@ func TestLabRunLeavesTheRealStoreUntouched(t *testing.T) {
 		return found
 	}
 
-	t.Run("bot diagnose --lab", func(t *testing.T) {
+	t.Run("ndrbot diagnose --lab", func(t *testing.T) {
 		for i := range 2 { // twice: the first run's restart does not block the second either
 			// Unscaled, the restart's verification would wait 5 minutes: the run is
 			// stopped once the restart ran.
@@ -137,7 +137,7 @@ func TestLabRunLeavesTheRealStoreUntouched(t *testing.T) {
 		}
 	})
 
-	t.Run("bot serve --lab", func(t *testing.T) {
+	t.Run("ndrbot serve --lab", func(t *testing.T) {
 		fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
 		defer fake.Close()
 		s := startServeEnv(t, fake, 1, fast, "--lab", "overloaded-queue")
@@ -150,10 +150,10 @@ func TestLabRunLeavesTheRealStoreUntouched(t *testing.T) {
 			m, ok := fake.Message(incChannel, card.TS)
 			return ok && strings.Contains(strings.ToLower(string(m.Blocks)), "verified")
 		})
-		assert.Len(t, labStores(), 1, "bot serve --lab keeps its runs in a store of its own")
+		assert.Len(t, labStores(), 1, "ndrbot serve --lab keeps its runs in a store of its own")
 		require.Equal(t, 0, s.stop(t), s.out.String())
 		assert.Equal(t, before, snapshot(t, storeFile, cpFile))
-		assert.Empty(t, labStores(), "the lab store outlived bot serve")
+		assert.Empty(t, labStores(), "the lab store outlived ndrbot serve")
 	})
 
 	v := bot(t, fast, "", false, "audit", "verify", "--checkpoints", cpFile)

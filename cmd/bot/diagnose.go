@@ -54,12 +54,12 @@ when none fits it names the closest (exit 2).
 Exit codes: 0 healthy, 1 findings, 2 usage or configuration error, 3 escalation.
 
 Lab scenarios (--lab): ` + strings.Join(lab.ScenarioNames(), ", ") + `.`,
-		Example: `  bot diagnose 5.5.4 --lab overloaded-queue
-  bot diagnose 5.5.4 --lab overloaded-queue --approve restart-transport
-  bot diagnose 5.5.4 sender=alice@contoso.com window=30m
-  bot diagnose ndr-5.5.4 --json > run.json
-  bot diagnose --ndr-file bounce.eml
-  bot diagnose --ndr-file - domain=fabrikam.com < bounce.txt`,
+		Example: `  ndrbot diagnose 5.5.4 --lab overloaded-queue
+  ndrbot diagnose 5.5.4 --lab overloaded-queue --approve restart-transport
+  ndrbot diagnose 5.5.4 sender=alice@contoso.com window=30m
+  ndrbot diagnose ndr-5.5.4 --json > run.json
+  ndrbot diagnose --ndr-file bounce.eml
+  ndrbot diagnose --ndr-file - domain=fabrikam.com < bounce.txt`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if f.ndrFile != "" {
 				return nil
@@ -227,7 +227,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	// Checked before anything is opened, so a typo changes nothing; Start
 	// checks them again when it records the run.
 	if _, err := pb.Params.Resolve(kv.Named); err != nil {
-		return usageErr("%v\nusage: bot diagnose %s %s", err, args[0], commands.ParamUsage(pb))
+		return usageErr("%v\nusage: ndrbot diagnose %s %s", err, args[0], commands.ParamUsage(pb))
 	}
 	for _, id := range f.approve {
 		if pb.Relief(id) == nil {
@@ -291,7 +291,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	run, err := runs.Start(ctx, lifecycle.Start{Playbook: pb, Args: kv.Named, Requester: actor, Origin: "cli", Terminal: !refuseAlone,
 		Command: command})
 	if errors.Is(err, lifecycle.ErrParams) {
-		return usageErr("%v\nusage: bot diagnose %s %s", err, args[0], commands.ParamUsage(pb))
+		return usageErr("%v\nusage: ndrbot diagnose %s %s", err, args[0], commands.ParamUsage(pb))
 	}
 	if err != nil {
 		return err
@@ -331,7 +331,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 			if intake != nil {
 				again = rerun(f, pb.ID, intake.given)
 			}
-			out.printf("\n%s not approved: nothing was changed. To run it: bot diagnose %s --approve %s\n", p.Relief, again, p.Relief)
+			out.printf("\n%s not approved: nothing was changed. To run it: ndrbot diagnose %s --approve %s\n", p.Relief, again, p.Relief)
 			continue
 		}
 		if !alone {
@@ -401,7 +401,7 @@ func fourEyesRefusal(cfg config.Config, runID string, p incident.Proposal, actor
 	}
 	done := "Nothing was run."
 	if voted {
-		done = "Your approval was refused and nothing was run (bot audit show " + runID + ")."
+		done = "Your approval was refused and nothing was run (ndrbot audit show " + runID + ")."
 	}
 	return fmt.Sprintf("%s needs four eyes (access.cli_four_eyes: refuse): %s asked for this run and may not approve it alone. "+
 		"Someone else in %s (%s) must approve it: run the diagnosis in chat (/ndr diagnose %s) and have them press Approve. %s",
@@ -436,7 +436,7 @@ func cliUser(io stdio) (incident.Actor, string, error) {
 	}
 	if err != nil {
 		return incident.Actor{}, "", fmt.Errorf("cannot tell which operating-system user runs bot (%v): the terminal records requests and approvals "+
-			"under that account, never under $USER; run bot as an account the system's user database knows", err)
+			"under that account, never under $USER; run ndrbot as an account the system's user database knows", err)
 	}
 	return incident.CLIActor(u.Username), u.Uid, nil
 }
@@ -458,7 +458,7 @@ func currentOSUser() (*user.User, error) {
 func recoverCLI(ctx context.Context, runs *lifecycle.Runs, out *terminal) error {
 	rec, err := runs.Recover(ctx)
 	for _, x := range rec.Unknown {
-		out.printf("⚠ relief %s of run %s (on %s) was running when %s stopped: its outcome is unknown and it will not be re-run. Check the hosts by hand; bot audit show %s\n",
+		out.printf("⚠ relief %s of run %s (on %s) was running when %s stopped: its outcome is unknown and it will not be re-run. Check the hosts by hand; ndrbot audit show %s\n",
 			x.ReliefID, x.RunID, strings.Join(x.Hosts, ", "), x.Owner, x.RunID)
 	}
 	for _, c := range rec.Closed {

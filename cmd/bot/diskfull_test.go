@@ -73,7 +73,7 @@ func TestServeStopsWhenItsLeaseLapses(t *testing.T) {
 		s.done <- code
 		assert.NotZero(t, code, "a bot that lost its lease exits non-zero")
 	case <-time.After(30 * time.Second):
-		t.Fatalf("bot serve kept serving without its lease:\n%s", s.out.String())
+		t.Fatalf("ndrbot serve kept serving without its lease:\n%s", s.out.String())
 	}
 	assert.Contains(t, s.out.String(), "lease keeper stopped: lease lost")
 	assert.Contains(t, s.out.String(), "database or disk is full")

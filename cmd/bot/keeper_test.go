@@ -23,7 +23,7 @@ import (
 
 const watchClientState = "keeper-test-client-state"
 
-// watchReplica is one `bot serve` replica with the NDR watch in notifications
+// watchReplica is one `ndrbot serve` replica with the NDR watch in notifications
 // mode, seen through its log.
 type watchReplica struct {
 	name string
@@ -81,7 +81,7 @@ const (
 	subCreated    = `msg="subscription created"`
 )
 
-// startServeProcess runs `bot serve` as a process of its own (this test binary,
+// startServeProcess runs `ndrbot serve` as a process of its own (this test binary,
 // see TestMain), so that it can be killed.
 func startServeProcess(t *testing.T, fake *slackfake.Server, nth int, dir string, env []string, args ...string) (*exec.Cmd, *lockedBuffer) {
 	t.Helper()
@@ -97,7 +97,7 @@ func startServeProcess(t *testing.T, fake *slackfake.Server, nth int, dir string
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, fake.WaitConnections(ctx, nth), "bot serve did not connect:\n%s", out.String())
+	require.NoError(t, fake.WaitConnections(ctx, nth), "ndrbot serve did not connect:\n%s", out.String())
 	return cmd, out
 }
 

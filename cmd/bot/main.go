@@ -1,5 +1,5 @@
-// Command bot is ndrbot: a chat-ops bot for mail incident response, and the same
-// diagnosis engine from a terminal.
+// Command ndrbot (go build -o ndrbot ./cmd/bot) is a chat-ops bot for mail
+// incident response, and the same diagnosis engine from a terminal.
 package main
 
 import (
@@ -16,7 +16,7 @@ import (
 	"golang.org/x/term"
 )
 
-// Exit codes of `bot diagnose` (and of every command: 2 is a usage or config error).
+// Exit codes of `ndrbot diagnose` (and of every command: 2 is a usage or config error).
 const (
 	exitHealthy    = 0
 	exitFindings   = 1
@@ -43,14 +43,14 @@ type stdio struct {
 	interactive bool
 	getenv      func(string) (string, bool)
 	environ     func() []string
-	// osUser is the operating-system account running bot, which the terminal
+	// osUser is the operating-system account running ndrbot, which the terminal
 	// records as requester and approver; nil asks the system (currentOSUser).
 	// Tests give a fixed account so their output does not depend on who runs them.
 	osUser func() (*user.User, error)
 	// dial, when set, is how executors reach remote PowerShell endpoints (tests
 	// give the fakes real-looking names); nil is the system's resolver and dialer.
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// reload, when set, stands for SIGHUP in `bot serve` (tests send on it);
+	// reload, when set, stands for SIGHUP in `ndrbot serve` (tests send on it);
 	// nil: serve listens for the signal itself.
 	reload <-chan os.Signal
 }

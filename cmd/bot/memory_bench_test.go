@@ -16,7 +16,7 @@ import (
 	"github.com/ndrbot/ndrbot/slack/slackfake"
 )
 
-// BenchmarkServeMemory runs `bot serve --lab healthy` as a process of its own
+// BenchmarkServeMemory runs `ndrbot serve --lab healthy` as a process of its own
 // against the fake Slack (250 channels, 20 slash commands in flight) and reads
 // its resident memory (VmRSS) after a warm-up of 100 diagnoses, after 1000 more
 // and after another 1000 — each time once every thread has its findings, the
@@ -53,7 +53,7 @@ func BenchmarkServeMemory(b *testing.B) {
 		go logTail.read(stderr)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := fake.WaitConnections(ctx, 1); err != nil {
-			b.Fatalf("bot serve did not connect: %v\n%s", err, logTail.String())
+			b.Fatalf("ndrbot serve did not connect: %v\n%s", err, logTail.String())
 		}
 		cancel()
 

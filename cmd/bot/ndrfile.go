@@ -16,7 +16,7 @@ import (
 	"github.com/ndrbot/ndrbot/playbooks/params"
 )
 
-// ndrIntake is what `bot diagnose --ndr-file FILE` starts from: the bounce,
+// ndrIntake is what `ndrbot diagnose --ndr-file FILE` starts from: the bounce,
 // the playbook chosen for it and the parameters to run it with.
 type ndrIntake struct {
 	ndr    *commands.NDR
@@ -114,7 +114,7 @@ func (g *globals) ndrIntake(f *diagnoseFlags, cat *playbooks.Catalog, args []str
 		it.words = append(it.words, k+"="+given.Named[k])
 	}
 	if len(missing) > 0 {
-		return nil, usageErr("%s; %s fits it, but it does not say %s: give %s\nusage: bot diagnose %s %s",
+		return nil, usageErr("%s; %s fits it, but it does not say %s: give %s\nusage: ndrbot diagnose %s %s",
 			read, it.pb.ID, strings.Join(missing, ", "), placeholders(it.pb, missing),
 			rerun(f, it.pb.ID, given), commands.ParamUsage(it.pb))
 	}
@@ -166,7 +166,7 @@ func (g *globals) askChoice(f *diagnoseFlags, cat *playbooks.Catalog, given comm
 func closestListing(f *diagnoseFlags, cat *playbooks.Catalog, given commands.Args, n *commands.NDR) string {
 	code := params.Sanitize(n.Bounce.Code().String())
 	if len(n.Selection.Closest) == 0 {
-		return fmt.Sprintf("no playbook handles %s, nor a code near it (bot playbooks list shows them).", code)
+		return fmt.Sprintf("no playbook handles %s, nor a code near it (ndrbot playbooks list shows them).", code)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "no playbook handles %s. The closest:", code)
@@ -199,7 +199,7 @@ func writeOption(b *strings.Builder, cat *playbooks.Catalog, num string, c bounc
 			fmt.Fprintf(b, "\n      it does not say %s: add %s", strings.Join(missing, ", "), placeholders(pb, missing))
 		}
 	}
-	fmt.Fprintf(b, "\n      bot diagnose %s", cmd)
+	fmt.Fprintf(b, "\n      ndrbot diagnose %s", cmd)
 }
 
 func placeholders(pb *playbooks.Playbook, names []string) string {
@@ -210,7 +210,7 @@ func placeholders(pb *playbooks.Playbook, names []string) string {
 	return strings.Join(out, " ")
 }
 
-// rerun is the command line, after `bot diagnose`, that runs playbook id on
+// rerun is the command line, after `ndrbot diagnose`, that runs playbook id on
 // the same bounce: the file, the admin's own parameters and the lab, quoted for
 // a POSIX shell. The bounce's values stay out: they are read again from the file.
 func rerun(f *diagnoseFlags, id string, given commands.Args) string {

@@ -22,7 +22,7 @@ func ndrSample(t *testing.T, name string) string {
 	return p
 }
 
-// `bot diagnose --ndr-file` picks the playbook for every sample of
+// `ndrbot diagnose --ndr-file` picks the playbook for every sample of
 // bounce/testdata through the real command and runs it in a lab scenario of
 // that playbook; several fitting are listed with the command for each, none
 // fitting gets the closest, a report without a status code is told what to
@@ -50,11 +50,11 @@ func TestDiagnoseNDRFileSamples(t *testing.T) {
 			"params: connections=5 domain=fabrikam.com sending_domain=contoso.com", "Proposed relief: lower-per-domain-connections"}},
 		{"dsn-fields-4.4.7.txt", "", "", exitUsage, []string{
 			"Read 550 4.4.7 for heidi@fabrikam.com from ex01.contoso.com, recipient domain fabrikam.com; 2 playbooks fit it, best first:",
-			"1. ndr-4.4.7 — ", "bot diagnose ndr-4.4.7 --ndr-file ", "2. ndr-5.5.4 — ", "bot diagnose ndr-5.5.4 --ndr-file "}},
+			"1. ndr-4.4.7 — ", "ndrbot diagnose ndr-4.4.7 --ndr-file ", "2. ndr-5.5.4 — ", "ndrbot diagnose ndr-5.5.4 --ndr-file "}},
 		{"exchange-delay-4.4.7-421.txt", "", "", exitUsage, []string{
 			"2 playbooks fit it, best first:", "1. ndr-4.4.7 — ", "from the bounce: domain=fabrikam.com sender=erin@contoso.com",
 			"2. smtp-421 — ", `the reply behind the report's 400 4.4.7 for dave@fabrikam.com is 421 4.3.2`,
-			"from the bounce: domain=fabrikam.com sending_domain=contoso.com", "bot diagnose smtp-421 --ndr-file "}},
+			"from the bounce: domain=fabrikam.com sending_domain=contoso.com", "ndrbot diagnose smtp-421 --ndr-file "}},
 		{"exo-5.7.708.eml", "ndr-5.7.708", "tenant-blocked", exitEscalation, []string{
 			"Read 550 5.7.708 for bob@fabrikam.com from sa1pr11mb8765.namprd11.prod.outlook.com, recipient domain fabrikam.com, sender alice@contoso.com; running ndr-5.7.708\n",
 			"params: sender=alice@contoso.com", "ESCALATE to Microsoft support"}},
@@ -70,7 +70,7 @@ func TestDiagnoseNDRFileSamples(t *testing.T) {
 		// Exchange Online's SMTP AUTH thread limit has no playbook of its own
 		// yet: the bare 4.3.2 of smtp-421 fits, and the report has no domain.
 		{"smtp-auth-432.txt", "", "", exitUsage, []string{"Read 432 4.3.2; smtp-421 fits it, but it does not say domain: give domain=<domain>",
-			"usage: bot diagnose smtp-421 --ndr-file "}},
+			"usage: ndrbot diagnose smtp-421 --ndr-file "}},
 		{"garbage.txt", "", "", exitUsage, []string{"does not read as a bounce. No SMTP status code"}},
 		{"ndr-headers-only.txt", "", "", exitUsage, []string{"does not read as a bounce. No SMTP status code", "Remote Server returned"}},
 		{"not-a-bounce.eml", "", "", exitUsage, []string{"does not read as a bounce. No SMTP status code"}},
@@ -133,19 +133,19 @@ func TestDiagnoseNDRFileChoices(t *testing.T) {
 		{name: "nothing chosen at a terminal", args: []string{"diagnose", "--ndr-file", delay, "--lab", "healthy"}, stdin: "\n", interactive: true, code: exitUsage,
 			want: []string{"no playbook chosen; nothing was run"}, notWant: []string{"run r-"}},
 		{name: "--no-input lists instead of asking", args: []string{"diagnose", "--ndr-file", delay, "--lab", "healthy", "--no-input"}, interactive: true, code: exitUsage,
-			want:    []string{"Choose one and run its command.", "bot diagnose ndr-4.4.7 --ndr-file " + delay + " --lab healthy"},
+			want:    []string{"Choose one and run its command.", "ndrbot diagnose ndr-4.4.7 --ndr-file " + delay + " --lab healthy"},
 			notWant: []string{"Which one?"}},
 		{name: "a value the bounce lacks", args: []string{"diagnose", "--ndr-file", ndrSample(t, "smtp-auth-432.txt"), "domain=fabrikam.com", "--lab", "healthy"}, code: exitHealthy,
 			want: []string{"Read 432 4.3.2; running smtp-421", "params: connections=5 domain=fabrikam.com"}},
 		{name: "a value given overrides the bounce's", args: []string{"diagnose", "--ndr-file", ndrSample(t, "exchange2019-5.5.4.eml"), "sender=carol@contoso.com", "--lab", "overloaded-queue"},
 			code: exitFindings, want: []string{"running ndr-5.5.4", "params: sender=carol@contoso.com window=15m"}},
 		{name: "an invalid value given is refused", args: []string{"diagnose", "--ndr-file", ndrSample(t, "exchange2019-5.5.4.eml"), "sender=x'; Remove-Mailbox ceo", "--lab", "overloaded-queue"},
-			code: exitUsage, want: []string{"is not an email address", "usage: bot diagnose ndr-5.5.4 "}, notWant: []string{"run r-"}},
+			code: exitUsage, want: []string{"is not an email address", "usage: ndrbot diagnose ndr-5.5.4 "}, notWant: []string{"run r-"}},
 		{name: "a playbook named that does not fit", args: []string{"diagnose", "graph-503", "--ndr-file", ndrSample(t, "postfix-4.3.2.eml"), "--lab", "healthy"}, code: exitHealthy,
 			want: []string{"running graph-503 as asked, though it does not fit the bounce\ngraph-503 — "}},
 		{name: "the bounce on standard input", args: []string{"diagnose", "--ndr-file", "-", "--lab", "overloaded-queue"}, stdin: mustRead(t, ndrSample(t, "exchange2019-5.5.4.eml")),
 			interactive: true, code: exitFindings,
-			want:    []string{"sender alice@contoso.com; running ndr-5.5.4", "restart-transport not approved: nothing was changed. To run it: bot diagnose ndr-5.5.4 --ndr-file - --lab overloaded-queue --approve restart-transport"},
+			want:    []string{"sender alice@contoso.com; running ndr-5.5.4", "restart-transport not approved: nothing was changed. To run it: ndrbot diagnose ndr-5.5.4 --ndr-file - --lab overloaded-queue --approve restart-transport"},
 			notWant: []string{"[y/N]"}},
 		{name: "a file that is not there", args: []string{"diagnose", "--ndr-file", "missing.eml"}, code: exitUsage, want: []string{"--ndr-file: open missing.eml: no such file"}},
 		{name: "neither code nor file", args: []string{"diagnose"}, code: exitUsage, want: []string{"give a CODE or PLAYBOOK, or a bounce with --ndr-file FILE"}},

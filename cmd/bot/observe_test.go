@@ -18,7 +18,7 @@ import (
 
 var opsAddrRE = regexp.MustCompile(`health and metrics listening.*addr=(\S+)`)
 
-// bot serve answers /healthz, /readyz (store and Slack) and /metrics in Socket
+// ndrbot serve answers /healthz, /readyz (store and Slack) and /metrics in Socket
 // Mode; after a diagnosis the metrics count its steps and the store's runs.
 func TestServeHealthAndMetrics(t *testing.T) {
 	t.Chdir(t.TempDir())

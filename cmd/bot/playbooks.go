@@ -20,7 +20,7 @@ func newPlaybooksCmd(g *globals) *cobra.Command {
 	c.AddCommand(&cobra.Command{
 		Use:     "list",
 		Short:   "List the playbooks (built-in and from playbooks.dir)",
-		Example: "  bot playbooks list",
+		Example: "  ndrbot playbooks list",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, cat, err := g.configAndCatalog()
@@ -43,7 +43,7 @@ configuration, and what each step runs against its target's kind as the kind
 describes itself: its checks and their arguments, its cmdlets' parameters and
 properties, and the fields of the rows each step returns, which rules read.
 Every problem is printed as file:line: message; exit 2 when any.`,
-		Example: "  bot playbooks lint\n  bot playbooks lint ./my-playbooks\n  bot playbooks lint ./my-playbooks/ndr-5.5.4.yaml",
+		Example: "  ndrbot playbooks lint\n  ndrbot playbooks lint ./my-playbooks\n  ndrbot playbooks lint ./my-playbooks/ndr-5.5.4.yaml",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, _, err := g.loadConfig()
@@ -80,7 +80,7 @@ reliefs call, with the parameters passed and the targets they run on. Read-only
 cmdlets come first; the relief cmdlets change something and need the separate
 relief role (deploy/rbac) or JEA role capability (deploy/jea). Use it to audit
 the grant: nothing the bot runs is missing from this list.`,
-		Example: "  bot playbooks permissions\n  bot playbooks permissions ndr-5.5.4 --json",
+		Example: "  ndrbot playbooks permissions\n  ndrbot playbooks permissions ndr-5.5.4 --json",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, cat, err := g.configAndCatalog()
 			if err != nil {
@@ -151,7 +151,7 @@ from its organisation file, with the playbook's waits scaled down. Without DIR i
 runs the built-in playbooks' own cases. Playbooks come from the built-ins and
 playbooks.dir, as for diagnose. The case format is in playbooks/cases/README.md.
 Exit 0 when every case passes, 1 when one fails, 2 on a bad case file.`,
-		Example: "  bot playbooks test\n  bot playbooks test ./cases\n  bot playbooks test ./cases/ndr-5.5.4/overloaded-queue.yaml -v",
+		Example: "  ndrbot playbooks test\n  ndrbot playbooks test ./cases\n  ndrbot playbooks test ./cases/ndr-5.5.4/overloaded-queue.yaml -v",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, cat, err := g.configAndCatalog()

@@ -27,7 +27,7 @@ import (
 	"github.com/ndrbot/ndrbot/executors/psrp/psrpfake"
 )
 
-// The 5.5.4 playbook end to end through `bot diagnose` with the real psrp, probe and
+// The 5.5.4 playbook end to end through `ndrbot diagnose` with the real psrp, probe and
 // graph executors, the way the bot reaches a real estate: a PSRP fake answers as
 // Exchange's /PowerShell on EX01 and EX02 of a lab organisation (kind exchange), a
 // second one as their JEA endpoint (kind jea, where the transport service is read

@@ -53,7 +53,7 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 		select {
 		case <-done:
 		case <-time.After(20 * time.Second):
-			t.Errorf("bot serve did not stop:\n%s", out.String())
+			t.Errorf("ndrbot serve did not stop:\n%s", out.String())
 		}
 	}()
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)

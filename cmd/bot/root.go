@@ -22,7 +22,7 @@ type globals struct {
 func newRoot(io stdio) *cobra.Command {
 	g := &globals{io: io}
 	root := &cobra.Command{
-		Use:   "bot",
+		Use:   "ndrbot",
 		Short: "ndrbot — mail incident response: diagnose NDR storms, propose reliefs, escalate",
 		Long: `ndrbot runs incident playbooks (ndr-5.5.4, …) against your Exchange servers over
 WinRM, network probes and the built-in lab, posts what it found and proposes reliefs
@@ -149,7 +149,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 		Long: `Loads the configuration exactly as the bot would (defaults, then the file, then
 NDRBOT_* environment variables), reports every problem at once with its key, and
 prints the effective configuration with every secret redacted. Exit 2 on problems.`,
-		Example: "  bot config check\n  bot --config /etc/ndrbot/ndrbot.yaml config check\n  NDRBOT_LOG_LEVEL=debug bot config check",
+		Example: "  ndrbot config check\n  ndrbot --config /etc/ndrbot/ndrbot.yaml config check\n  NDRBOT_LOG_LEVEL=debug ndrbot config check",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, src, err := g.loadConfig()

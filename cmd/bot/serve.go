@@ -49,8 +49,8 @@ Interactivity request URLs with signature verification), checks the tokens first
 stops with a message naming any that is missing or wrong, recovers work a previous
 process left unfinished, and serves until interrupted; on SIGINT/SIGTERM it stops
 taking commands, finishes in-flight work and delivers what is queued.`,
-		Example: "  SLACK_BOT_TOKEN=xoxb-… SLACK_APP_TOKEN=xapp-… bot serve\n" +
-			"  bot serve --config /etc/ndrbot/ndrbot.yaml\n  bot serve --lab overloaded-queue   # a demo against the simulated organisation",
+		Example: "  SLACK_BOT_TOKEN=xoxb-… SLACK_APP_TOKEN=xapp-… ndrbot serve\n" +
+			"  ndrbot serve --config /etc/ndrbot/ndrbot.yaml\n  ndrbot serve --lab overloaded-queue   # a demo against the simulated organisation",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return g.serve(cmd.Context(), f) },
 	}
@@ -362,7 +362,7 @@ func keeperOwner(owner string) string {
 	return fmt.Sprintf("%s/%06x", owner, rand.Uint32()>>8)
 }
 
-// ndrWatch is the NDR watch as `bot serve` runs it: the delta poller, and in
+// ndrWatch is the NDR watch as `ndrbot serve` runs it: the delta poller, and in
 // notifications mode the subscription keeper and the notification endpoint.
 // The poller and the subscription keeper run on the replica holding the
 // watch's lease (keep); the endpoint serves on every replica, since Graph posts
@@ -378,7 +378,7 @@ type ndrWatch struct {
 
 // newNDRWatch builds the watch when watch.enabled; nil when it is off, or with --lab
 // (the lab simulates no mailbox). In notifications mode it binds the endpoint now, so
-// a busy port stops `bot serve` at once.
+// a busy port stops `ndrbot serve` at once.
 func newNDRWatch(cfg config.Config, lab bool, cat *playbooks.Catalog, st store.Store, th commands.Thread, metrics *observe.Metrics, log *slog.Logger) (*ndrWatch, error) {
 	wc := cfg.Watch
 	if !wc.Enabled {

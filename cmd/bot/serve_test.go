@@ -48,7 +48,7 @@ func serveEnv(fake *slackfake.Server) []string {
 	}
 }
 
-// startServe runs `bot serve` in-process against a fake Slack.
+// startServe runs `ndrbot serve` in-process against a fake Slack.
 func startServe(t *testing.T, fake *slackfake.Server, args ...string) *served {
 	t.Helper()
 	return startServeEnv(t, fake, 1, nil, args...)
@@ -84,7 +84,7 @@ func startServeDial(t *testing.T, fake *slackfake.Server, nth int, extra []strin
 	}()
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer wcancel()
-	require.NoError(t, fake.WaitConnections(wctx, nth), "bot serve did not connect:\n%s", s.out.String())
+	require.NoError(t, fake.WaitConnections(wctx, nth), "ndrbot serve did not connect:\n%s", s.out.String())
 	t.Cleanup(func() { s.stop(t) })
 	return s
 }
@@ -96,7 +96,7 @@ func (s *served) stop(t *testing.T) int {
 		s.done <- code
 		return code
 	case <-time.After(20 * time.Second):
-		t.Fatalf("bot serve did not stop:\n%s", s.out.String())
+		t.Fatalf("ndrbot serve did not stop:\n%s", s.out.String())
 		return -1
 	}
 }
@@ -385,7 +385,7 @@ func TestServeTwoReplicasOnePostgres(t *testing.T) {
 // The same incident from the terminal and from Slack gives the same findings.
 func TestTerminalAndSlackAgree(t *testing.T) {
 	t.Chdir(t.TempDir())
-	// Its run goes to a throw-away lab store, not to the one bot serve keeps below.
+	// Its run goes to a throw-away lab store, not to the one ndrbot serve keeps below.
 	term := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=3000"}, "", false, "diagnose", "5.5.4", "--lab", "overloaded-queue", "--json")
 	require.Equal(t, exitFindings, term.code, term.err)
 	var rep runReport
@@ -393,7 +393,7 @@ func TestTerminalAndSlackAgree(t *testing.T) {
 
 	fake := slackfake.New(slackfake.Options{PingInterval: 200 * time.Millisecond})
 	defer fake.Close()
-	// The chat run is read back from the lab store bot serve keeps.
+	// The chat run is read back from the lab store ndrbot serve keeps.
 	s := startServe(t, fake, "--lab", "overloaded-queue", "--lab-store", storeFile)
 	_, err := fake.SlashCommand(context.Background(), slackfake.SlashCommand{UserID: requesterU, ChannelID: incChannel, ChannelName: "inc-mail", Text: "diagnose 5.5.4"})
 	require.NoError(t, err)
@@ -456,7 +456,7 @@ func TestServeReliefOverPSRP(t *testing.T) {
 	site.assertOnlyCmdlets(t)
 }
 
-// HTTP mode through `bot serve`: a signed slash command starts a run; a bad
+// HTTP mode through `ndrbot serve`: a signed slash command starts a run; a bad
 // signature or an old timestamp is refused with 401 and starts nothing.
 func TestServeHTTPMode(t *testing.T) {
 	t.Chdir(t.TempDir())

@@ -71,7 +71,7 @@ func (p *processBench) time(codes []int, name string, args ...string) time.Durat
 	return took
 }
 
-// BenchmarkDiagnoseProcess times `bot diagnose 5.5.4 --lab healthy` as a whole
+// BenchmarkDiagnoseProcess times `ndrbot diagnose 5.5.4 --lab healthy` as a whole
 // process (this test binary re-executed as the bot: start-up, configuration,
 // playbooks, store, diagnosis, exit) against its floor, a hello-world Go binary
 // built for the purpose, alternately in one run so the machine's noise moves

@@ -67,7 +67,7 @@ func (g *globals) openStore(ctx context.Context, cfg config.Config) (store.Store
 	return st, []byte(key), nil
 }
 
-// openRunStore opens the store a diagnosis or `bot serve` records its runs in:
+// openRunStore opens the store a diagnosis or `ndrbot serve` records its runs in:
 // the configured one, or, for a lab run (--lab, --lab-file), a store of the lab's
 // own, so a simulated restart puts no real run under a cooldown and nothing of the
 // lab lands in the real audit trail. That store is a SQLite file in a temporary
@@ -209,7 +209,7 @@ type labFlags struct {
 }
 
 func (lf *labFlags) register(fs *pflag.FlagSet, what string) {
-	fs.StringVar(&lf.scenario, "lab", "", what+": a built-in lab scenario (bot diagnose --help lists them)")
+	fs.StringVar(&lf.scenario, "lab", "", what+": a built-in lab scenario (ndrbot diagnose --help lists them)")
 	fs.StringVar(&lf.file, "lab-file", "", what+": an organisation file (executors/lab/ORGFILE.md)")
 	fs.StringVar(&lf.store, "lab-store", "", "with --lab or --lab-file: keep the lab's runs, cooldowns and audit trail in this SQLite file "+
 		"across runs, or in the configured store with \""+labStoreConfigured+"\" (default: a throw-away store, removed at exit)")

@@ -25,7 +25,7 @@ func newStoreCmd(g *globals) *cobra.Command {
 		Long: `Opening the store already runs SQLite's quick_check and refuses a damaged file;
 this runs the full integrity_check (every index against its table), which reads the
 whole file. Exit 0 when the database is sound, 1 when it is damaged.`,
-		Example: "  bot store check\n  bot store check --config /etc/ndrbot/ndrbot.yaml",
+		Example: "  ndrbot store check\n  ndrbot store check --config /etc/ndrbot/ndrbot.yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			err := g.withStore(cmd.Context(), func(st store.Store, _ []byte) error {

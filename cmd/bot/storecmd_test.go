@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// `bot store check` passes a sound database and names a damaged one (exit 1);
+// `ndrbot store check` passes a sound database and names a damaged one (exit 1);
 // a diagnosis refuses to start on the damaged file rather than record into it.
 func TestStoreCheck(t *testing.T) {
 	t.Chdir(t.TempDir())

@@ -18,7 +18,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/terminal/*.txt from the terminal's output")
 
-// terminalCase is one `bot diagnose` whose stdout is kept as a golden file.
+// terminalCase is one `ndrbot diagnose` whose stdout is kept as a golden file.
 type terminalCase struct {
 	golden string
 	args   []string

@@ -159,7 +159,7 @@ func (e *Executor) Kind() string { return Kind }
 // configured, a GUID or a domain), so a finding says which tenant it is about.
 func (e *Executor) Hosts() []string { return []string{e.host} }
 
-// Endpoints reports where the target talks to (for `bot config check`).
+// Endpoints reports where the target talks to (for `ndrbot config check`).
 func (e *Executor) Endpoints() Endpoints { return e.ep }
 
 // String and GoString keep fmt from printing credential material.

@@ -285,7 +285,7 @@ func NoEndpointsError(target string) error {
 	return fmt.Errorf("targets.%s has no endpoints to probe; smtp-mx takes the domain from params: %w", target, incident.ErrInvalidInput)
 }
 
-// DNSServer reports the resolver address in use (for `bot config check`).
+// DNSServer reports the resolver address in use (for `ndrbot config check`).
 func (e *Executor) DNSServer() string { return e.dns.server }
 
 // Run implements executors.Executor. host must be one of the configured endpoints for

@@ -12,7 +12,7 @@ import (
 )
 
 // The built-in playbooks' own cases, one directory per playbook, each on a
-// built-in organisation (org: builtin:NAME): `bot playbooks test` with no
+// built-in organisation (org: builtin:NAME): `ndrbot playbooks test` with no
 // directory runs them, so an installed binary can check itself.
 //
 //go:embed builtin/*/*.yaml

@@ -10,7 +10,7 @@ import (
 	"github.com/ndrbot/ndrbot/playbooks/cases"
 )
 
-// runAll runs each case against the built-in playbooks, as `bot playbooks test`
+// runAll runs each case against the built-in playbooks, as `ndrbot playbooks test`
 // does, failing a subtest per case with every mismatch it reports; each returns
 // the case's result for checks beyond the expectations its file states.
 func runAll(t *testing.T, all []cases.Case, each func(*testing.T, cases.Case, cases.Result)) {

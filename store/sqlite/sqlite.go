@@ -4,7 +4,7 @@
 //
 // Writes go through one connection and start with BEGIN IMMEDIATE, so goroutines
 // queue in-process instead of failing with SQLITE_BUSY, and another process on the
-// same file (bot serve and bot diagnose) waits up to the busy timeout. Reads use a
+// same file (ndrbot serve and ndrbot diagnose) waits up to the busy timeout. Reads use a
 // separate read-only pool and do not block on writers (WAL).
 package sqlite
 
@@ -130,7 +130,7 @@ func open(ctx context.Context, path string, opt store.Options) (*Store, error) {
 }
 
 // OpenReadOnly opens the existing database at path for reading only, for the
-// commands that look at it (bot runs list): nothing is created, migrated or
+// commands that look at it (ndrbot runs list): nothing is created, migrated or
 // written, and a write through the store fails with SQLITE_READONLY. A missing
 // file is an error wrapping fs.ErrNotExist, not an empty database. A database
 // migrated by another version of ndrbot is refused (*store.SchemaTooNewError when

@@ -32,7 +32,7 @@ func (c *stepClock) set(t time.Time) {
 
 // testRunFilter holds ListRuns to its filter: states, a creation time at or
 // after Since (the boundary included), both at once, and the limit applied after
-// them — what `bot runs list --state --since --limit` passes through.
+// them — what `ndrbot runs list --state --since --limit` passes through.
 func testRunFilter(t *testing.T, open Opener) {
 	clock := &stepClock{now: t0}
 	s, ctx := open(t, store.Options{Now: clock.Now}).Store, ctxT(t)

@@ -225,7 +225,7 @@ func (s *Store) appendTx(ctx context.Context, tx Q, recs ...audit.Record) ([]aud
 	if err := tx.QueryRow(ctx, `UPDATE audit_head SET seq = seq + ? WHERE id = 1 RETURNING seq, hash, key_id, key_since`, int64(len(recs))).
 		Scan(&last, &prev, &headKey, &keySince); err != nil {
 		if s.d.IsNoRows(err) {
-			return nil, fmt.Errorf("audit: %w: refusing to write (run bot audit verify)", audit.ErrNoHead)
+			return nil, fmt.Errorf("audit: %w: refusing to write (run ndrbot audit verify)", audit.ErrNoHead)
 		}
 		return nil, fmt.Errorf("audit head: %w", err)
 	}
