@@ -258,3 +258,40 @@ func TestIndexRefusalListsEveryPlaybook(t *testing.T) {
 	assert.Contains(t, err.Error(), "rule-field ()")
 	assert.Empty(t, cat.byID["ndr-5.5.4"], "refusing parses nothing")
 }
+
+// BenchmarkChoosePlaybook is what choosing the 5.5.4 playbook costs in-process:
+// Index as a diagnosis from the terminal does (the built-ins' heads, then the
+// chosen one parsed, checked and compiled, its rules in the background: waited
+// for here), and Load as serve and lint do (every built-in parsed, checked and
+// compiled).
+//
+//	go test ./playbooks -run '^$' -bench ChoosePlaybook
+func BenchmarkChoosePlaybook(b *testing.B) {
+	targets, kinds := config.Default(nil).TargetKinds(), registry.Kinds()
+	b.Run("Index", func(b *testing.B) {
+		for b.Loop() {
+			cat, err := Index("", targets, kinds...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pb, err := cat.Resolve("5.5.4")
+			if err == nil {
+				err = pb.await(context.Background())
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Load", func(b *testing.B) {
+		for b.Loop() {
+			cat, err := Load("", targets, kinds...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := cat.Resolve("5.5.4"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
