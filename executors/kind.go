@@ -48,6 +48,18 @@ type Env struct {
 	// Dial, when not nil, opens the connections of the kinds that take a dialer
 	// (the PowerShell remoting kinds): a jump host, or a test's fake.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Retried, when not nil, is told of every request an executor sends again
+	// after a transient answer (HTTP status, 0 for a dropped connection): the
+	// REST kinds (graph, exo) call it, for the metrics.
+	Retried func(kind string, status int)
+}
+
+// RetriedBy is env.Retried for one kind, or nil.
+func (env Env) RetriedBy(kind string) func(status int) {
+	if env.Retried == nil {
+		return nil
+	}
+	return func(status int) { env.Retried(kind, status) }
 }
 
 // Check is one built-in check: the parameters it reads from Action.Params (the

@@ -3,6 +3,7 @@ package observe
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ type Metrics struct {
 	slackErrors *prometheus.CounterVec
 	slack429s   *prometheus.CounterVec
 	leader      *prometheus.GaugeVec
+	retries     *prometheus.CounterVec
 	watchPolls  *prometheus.CounterVec
 	watchNDRs   *prometheus.CounterVec
 	watchLag    prometheus.Gauge
@@ -57,6 +59,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ndrbot_keeper_leader", Help: "1 while this process holds the lease of a once-per-deployment work and runs it, else 0 (sum over replicas: 1).",
 		}, []string{"work"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ndrbot_executor_retries_total", Help: "Requests an executor sent again after a transient answer (Graph, Exchange Online), by executor kind and HTTP status (0: the connection dropped).",
+		}, []string{"executor", "status"}),
 		watchPolls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ndrbot_watch_polls_total", Help: "Delta rounds of the NDR watch on this process, by outcome (ok, failed).",
 		}, []string{"outcome"}),
@@ -71,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.steps, m.stepErrors, m.findings, m.reliefs, m.escalations, m.slackErrors, m.slack429s, m.leader,
-		m.watchPolls, m.watchNDRs, m.watchLag, m.watchLast)
+		m.retries, m.watchPolls, m.watchNDRs, m.watchLag, m.watchLast)
 	return m
 }
 
@@ -114,6 +119,11 @@ func (m *Metrics) Leader(work string, held bool) {
 		v = 1
 	}
 	m.leader.WithLabelValues(work).Set(v)
+}
+
+// Retried counts one request an executor sent again (executors.Env.Retried).
+func (m *Metrics) Retried(kind string, status int) {
+	m.retries.WithLabelValues(kind, strconv.Itoa(status)).Inc()
 }
 
 // WatchPoll records one delta round of the NDR watch: whether it failed, the

@@ -77,6 +77,9 @@ func TestMetricsCountEventsAndReadTheStore(t *testing.T) {
 	m.Leader("ndr-watch", false)
 	m.Leader("approval-sweeper", false)
 	m.Leader("approval-sweeper", true)
+	m.Retried("graph", 503)
+	m.Retried("graph", 503)
+	m.Retried("exo", 429)
 	m.WatchPoll(false, map[string]int{"5.5.4": 3, "4.4.7": 1}, true, 95*time.Second, now)
 	m.WatchPoll(false, map[string]int{"5.5.4": 2}, false, 0, now)
 	m.WatchPoll(true, nil, false, 0, now.Add(time.Minute))
@@ -96,6 +99,8 @@ func TestMetricsCountEventsAndReadTheStore(t *testing.T) {
 		`ndrbot_store_up 1`,
 		`ndrbot_keeper_leader{work="ndr-watch"} 0`,
 		`ndrbot_keeper_leader{work="approval-sweeper"} 1`,
+		`ndrbot_executor_retries_total{executor="graph",status="503"} 2`,
+		`ndrbot_executor_retries_total{executor="exo",status="429"} 1`,
 		`ndrbot_watch_polls_total{outcome="ok"} 2`,
 		`ndrbot_watch_polls_total{outcome="failed"} 1`,
 		`ndrbot_watch_ndr_failures_total{code="5.5.4"} 5`,

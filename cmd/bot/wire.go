@@ -24,6 +24,8 @@ type targets struct {
 	lab   *lab.Lab // every target is simulated when set
 	log   *slog.Logger
 	dial  func(ctx context.Context, network, addr string) (net.Conn, error) // nil: the system's
+	// retried counts the REST executors' retries (serve's metrics); nil: none.
+	retried func(kind string, status int)
 
 	mu    sync.Mutex
 	built map[string]executors.Executor
@@ -64,7 +66,7 @@ func (t *targets) Executor(name string) (executors.Executor, error) {
 	if t.lab != nil {
 		e = t.lab.Target(name, tc.Kind, tc.Endpoints)
 	} else if k, ok := t.kinds.Lookup(tc.Kind); ok && k.New != nil {
-		e, err = k.New(name, tc, executors.Env{Log: t.log, Dial: t.dial})
+		e, err = k.New(name, tc, executors.Env{Log: t.log, Dial: t.dial, Retried: t.retried})
 	} else {
 		err = fmt.Errorf("targets.%s.kind: %q has no executor in this build", name, tc.Kind)
 	}

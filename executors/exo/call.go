@@ -154,6 +154,9 @@ func (e *Executor) post(ctx context.Context, s *session, p plan, link string, bo
 				"route", p.Route, "status", re.Status, "wait", wait, "attempts", attempt, "request_id", re.RequestID)
 			return nil, attempt, re
 		}
+		if e.retried != nil {
+			e.retried(re.Status)
+		}
 		e.log.Debug("exo request retried", "cmdlet", p.Cmdlet, "route", p.Route, "status", re.Status, "attempt", attempt,
 			"wait", wait, "retry_after", retryAfter >= 0, "request_id", re.RequestID, "client_request_id", re.ClientRequestID)
 		if err := entra.Pause(ctx, wait); err != nil {

@@ -74,10 +74,14 @@ type options struct {
 	maxRows  int
 	maxBody  int
 	pageSize int
+	retried  func(status int)
 }
 
 // WithLogger sets the logger; the default discards. Nothing secret is logged.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithRetried is told of every request sent again after a transient answer.
+func WithRetried(f func(status int)) Option { return func(o *options) { o.retried = f } }
 
 // WithRetryPolicy replaces entra.DefaultRetryPolicy.
 func WithRetryPolicy(p entra.RetryPolicy) Option { return func(o *options) { o.retry = p } }
@@ -120,6 +124,7 @@ type Executor struct {
 	http        *http.Client
 	authHTTP    *http.Client
 	retry       entra.RetryPolicy
+	retried     func(status int)
 	timeout     time.Duration
 	log         *slog.Logger
 	rand        func() float64
@@ -201,7 +206,7 @@ func New(name string, t config.Target, opts ...Option) (*Executor, error) {
 			return http.ErrUseLastResponse
 		}},
 		authHTTP: &http.Client{Transport: tr},
-		retry:    o.retry, timeout: DefaultTimeout, log: o.logger, rand: o.rand,
+		retry:    o.retry, retried: o.retried, timeout: DefaultTimeout, log: o.logger, rand: o.rand,
 		maxPages: o.maxPages, maxRows: o.maxRows, maxBody: o.maxBody, pageSize: o.pageSize,
 	}
 	if t.Timeout > 0 {

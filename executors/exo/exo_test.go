@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -250,7 +251,9 @@ func TestRetries(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, nil)
+			var mu sync.Mutex
+			retried := 0
+			h := newHarness(t, nil, WithRetried(func(int) { mu.Lock(); retried++; mu.Unlock() }))
 			h.fake.SetObjects("Get-AcceptedDomain", fixture(t, "accepted-domains.json")[:1]...)
 			for _, f := range tt.faults {
 				if f.RetryAfter == "date+3s" {
@@ -263,6 +266,9 @@ func TestRetries(t *testing.T) {
 			_, err := h.run(t, "Get-AcceptedDomain", nil, nil, tt.timeout)
 			reqs := h.fake.EXORequests()
 			assert.Len(t, reqs, tt.attempts)
+			mu.Lock()
+			assert.Equal(t, tt.attempts-1, retried, "each request sent again is told (the metrics)")
+			mu.Unlock()
 			if tt.ok {
 				require.NoError(t, err)
 			} else {

@@ -22,6 +22,9 @@ func Describe() executors.Kind {
 			if env.Dial != nil {
 				opts = append(opts, WithDialer(env.Dial))
 			}
+			if f := env.RetriedBy(config.KindEXO); f != nil {
+				opts = append(opts, WithRetried(f))
+			}
 			return New(name, t, opts...)
 		},
 	}

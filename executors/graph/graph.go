@@ -74,15 +74,19 @@ type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 type Option func(*options)
 
 type options struct {
-	logger *slog.Logger
-	retry  RetryPolicy
-	dial   Dialer
-	now    func() time.Time
-	rand   func() float64
+	logger  *slog.Logger
+	retry   RetryPolicy
+	dial    Dialer
+	now     func() time.Time
+	rand    func() float64
+	retried func(status int)
 }
 
 // WithLogger sets the logger; the default discards. Nothing secret is ever logged.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithRetried is told of every request sent again after a transient answer.
+func WithRetried(f func(status int)) Option { return func(o *options) { o.retried = f } }
 
 // WithRetryPolicy replaces DefaultRetryPolicy.
 func WithRetryPolicy(p RetryPolicy) Option { return func(o *options) { o.retry = p } }
@@ -108,6 +112,7 @@ type Executor struct {
 	clientState     config.Secret
 	clientStateFile string
 	retry           RetryPolicy
+	retried         func(status int)
 	timeout         time.Duration
 	log             *slog.Logger
 	now             func() time.Time
@@ -139,7 +144,7 @@ func New(name string, t config.Target, opts ...Option) (*Executor, error) {
 	e := &Executor{
 		name: name, host: t.TenantID, tenant: t.TenantID, ep: c.ep, client: c,
 		clientState: t.ClientState, clientStateFile: t.ClientStateFile,
-		retry: o.retry, timeout: DefaultTimeout, log: o.logger, now: o.now, rand: o.rand,
+		retry: o.retry, retried: o.retried, timeout: DefaultTimeout, log: o.logger, now: o.now, rand: o.rand,
 	}
 	if t.Timeout > 0 {
 		e.timeout = t.Timeout

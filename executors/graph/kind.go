@@ -46,13 +46,13 @@ func Describe() executors.Kind {
 					p("since", "time"), p("until", "time"), p("delta_link", "string")},
 				Fields: executors.RowFields(Reconciliation{})},
 		},
-		New: func(name string, t config.Target, _ executors.Env) (executors.Executor, error) {
+		New: func(name string, t config.Target, env executors.Env) (executors.Executor, error) {
 			// Without an app registration the target is not set up yet: ndr-5.5.4
 			// skips its service-health step with this note.
 			if err := t.RequireApp(name); err != nil {
 				return nil, executors.NotConfigured(err)
 			}
-			return New(name, t)
+			return New(name, t, WithRetried(env.RetriedBy(config.KindGraph)))
 		},
 	}
 }

@@ -237,6 +237,9 @@ func (e *Executor) call(ctx context.Context, op string, idempotent bool, fn func
 				"request_id", re.RequestID, "client_request_id", re.ClientRequestID)
 			return info, re
 		}
+		if e.retried != nil {
+			e.retried(re.Status)
+		}
 		e.log.Debug("graph request retried", "op", op, "status", re.Status, "code", re.Code, "attempt", attempt,
 			"wait", wait, "retry_after", retryAfter >= 0, "request_id", re.RequestID, "client_request_id", re.ClientRequestID)
 		if err := entra.Pause(ctx, wait); err != nil {

@@ -3,6 +3,7 @@ package graph
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -91,7 +92,8 @@ func TestStormThatClears(t *testing.T) {
 	for _, n := range []int{1, 2, 4} {
 		t.Run(strings.Repeat("503,", n)+"200", func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, nil, nil)
+			var retried []int
+			h := newHarness(t, nil, nil, WithRetried(func(status int) { retried = append(retried, status) }))
 			require.NoError(t, h.fake.SetIssues(issuesPage(t)))
 			h.fake.AddFault(graphfake.Fault{Path: "/admin/serviceAnnouncement/issues", Times: n})
 
@@ -118,6 +120,7 @@ func TestStormThatClears(t *testing.T) {
 			}
 			assert.Len(t, ids, n+1)
 			assert.Contains(t, h.logs.String(), "graph request retried")
+			assert.Equal(t, slices.Repeat([]int{http.StatusServiceUnavailable}, n), retried, "each retry is told (the metrics)")
 		})
 	}
 }
