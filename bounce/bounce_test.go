@@ -145,14 +145,16 @@ var samples = []sampleWant{
 		subject:   "Contract draft v3", date: "2026-11-23T12:40:18Z"},
 	{file: "exo-qp-5.2.0.eml",
 		// The code is cut by a soft line break ("5.2=\n.0"); there is no
-		// delivery-status part. No playbook lists 5.2.0 yet.
+		// delivery-status part. ndr-5.5.4 lists 554 5.2.0: a submission
+		// quota is its sender-throttling logic.
 		status: "5.2.0", reply: "554", action: "failed",
 		recipient: "statements@fabrikam.com", domain: "fabrikam.com", recipients: 1,
 		reporting: "ch0pr11mb5678.namprd11.prod.outlook.com",
 		sender:    "bulk-notices@contoso.com", senderFrom: "original From",
 		messageID: "<CH0PR11MB1111E5D4C3B2A1F0E9D8C7B6A5F4E3D2C1B0@CH0PR11MB1111.namprd11.prod.outlook.com>",
 		subject:   "December statements", date: "2026-11-23T13:05:44Z", statusFrom: FromText,
-		closest: []string{"ndr-5.5.4"}},
+		fit: "ndr-5.5.4", fitRcpt: "statements@fabrikam.com", fitParams: map[string]string{"sender": "bulk-notices@contoso.com"},
+		planned: "ndr-5.5.4", plannedParams: map[string]string{"sender": "bulk-notices@contoso.com"}},
 	{file: "exchange-delay-4.4.7-421.txt",
 		status: "4.4.7", reply: "400", action: "delayed", nested: []string{"421 4.3.2"},
 		recipient: "dave@fabrikam.com", domain: "fabrikam.com", recipients: 1,

@@ -17,7 +17,8 @@ import (
 func realCandidates() []Candidate {
 	return []Candidate{
 		{ID: "ndr-5.5.4",
-			Matches: []string{"5.5.4", "4.4.0", "550 5.5.4", "451 4.4.0", "service unavailable", "service temporarily unavailable"},
+			Matches: []string{"5.5.4", "4.4.0", "550 5.5.4", "451 4.4.0", "service unavailable", "service temporarily unavailable",
+				"5.2.0", "554 5.2.0", "SubmissionQuotaExceeded"},
 			Params:  []Param{{Name: "sender", Type: "email"}, {Name: "probe_address", Type: "email"}, {Name: "window", Type: "duration"}}},
 		{ID: "smtp-421",
 			Matches: []string{"4.3.2", "421 4.3.2", "too many connections", "concurrent connections", "421 4.7.0 too many connections"},

@@ -58,7 +58,12 @@ func TestDiagnoseNDRFileSamples(t *testing.T) {
 		{"exo-5.7.708.eml", "ndr-5.7.708", "tenant-blocked", exitEscalation, []string{
 			"Read 550 5.7.708 for bob@fabrikam.com from sa1pr11mb8765.namprd11.prod.outlook.com, recipient domain fabrikam.com, sender alice@contoso.com; running ndr-5.7.708\n",
 			"params: sender=alice@contoso.com", "ESCALATE to Microsoft support"}},
-		{"exo-qp-5.2.0.eml", "", "", exitUsage, []string{"Read 554 5.2.0 for statements@fabrikam.com", "no playbook handles 554 5.2.0. The closest:"}},
+		// 554 5.2.0 SubmissionQuotaExceeded is ndr-5.5.4's sender throttling.
+		// This sender's mailbox is in Exchange Online, which ndr-5.5.4 does not
+		// read: the on-premises Get-Mailbox does not find it, and says so.
+		{"exo-qp-5.2.0.eml", "ndr-5.5.4", "healthy", exitFindings, []string{
+			"Read 554 5.2.0 for statements@fabrikam.com from ch0pr11mb5678.namprd11.prod.outlook.com, recipient domain fabrikam.com, sender bulk-notices@contoso.com; running ndr-5.5.4\n",
+			"params: sender=bulk-notices@contoso.com", "object 'bulk-notices@contoso.com' couldn't be found"}},
 		{"outlook-paste-exo-5.1.8.txt", "ndr-5.1.8", "sender-compromised", exitFindings, []string{
 			"Read 550 5.1.8 for orders@fabrikam.com from bn8pr11mb3456.namprd11.prod.outlook.com, recipient domain fabrikam.com, sender alice@contoso.com; running ndr-5.1.8\n",
 			"params: sender=alice@contoso.com"}},
