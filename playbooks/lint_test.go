@@ -58,7 +58,7 @@ func TestLintErrorsHaveLines(t *testing.T) {
 		{"cmdlet-errors.yaml", 33, `check "smtp" needs a target of kind graph, lab or probe, not exchange target "exchange"`},
 
 		// What the kinds say about themselves (executors.Kind, executors/registry).
-		{"unknown-check.yaml", 7, `steps.network.check: unknown check "smtpp" for probe targets (checks: dns, dnsbl, mx, smtp, smtp-mx, tcp); did you mean "smtp"?`},
+		{"unknown-check.yaml", 7, `steps.network.check: unknown check "smtpp" for probe targets (checks: dkim, dmarc, dns, dnsbl, mx, smtp, smtp-mx, spf, tcp); did you mean "smtp"?`},
 		{"check-argument.yaml", 11, `steps.mx: check "mx" needs the argument "domain": set it in with, or declare a playbook parameter of that name`},
 		{"cmdlet-mandatory.yaml", 6, `steps.component: Get-ServerComponentState needs -Identity (a mandatory parameter)`},
 		{"cmdlet-parameter.yaml", 9, `steps.queues.args: Get-Queue has no parameter -ResultSise (parameters: -Identity, -Server, -Filter, -ResultSize,`},

@@ -16,5 +16,5 @@ func TestPlaybooksLintRejectsAnUnknownCheck(t *testing.T) {
 	t.Chdir(t.TempDir())
 	r := bot(t, nil, "", false, "playbooks", "lint", file)
 	assert.Equal(t, exitUsage, r.code)
-	assert.Contains(t, r.err, file+`:7: steps.network.check: unknown check "smtpp" for probe targets (checks: dns, dnsbl, mx, smtp, smtp-mx, tcp)`)
+	assert.Contains(t, r.err, file+`:7: steps.network.check: unknown check "smtpp" for probe targets (checks: dkim, dmarc, dns, dnsbl, mx, smtp, smtp-mx, spf, tcp)`)
 }

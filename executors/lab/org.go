@@ -228,7 +228,7 @@ func (o *org) answer(host, check string, p map[string]any) (any, error) {
 	switch check {
 	case probe.CheckSMTP, probe.CheckTCP:
 		return o.probe(host, check), nil
-	case probe.CheckSMTPMX, probe.CheckMX, probe.CheckDNS, probe.CheckDNSBL:
+	case probe.CheckSMTPMX, probe.CheckMX, probe.CheckDNS, probe.CheckDNSBL, probe.CheckSPF, probe.CheckDMARC, probe.CheckDKIM:
 		return o.network(check, p)
 	}
 	if host == Tenant {

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -58,10 +59,14 @@ type destination struct {
 	refusal string
 }
 
-// dnsZone is what the dns check finds for a sending domain.
+// dnsZone is what the DNS checks find at one name: a sending domain's A and SPF
+// records, other TXT records (_dmarc.<domain>, DKIM keys), or a CNAME (Exchange
+// Online's DKIM selectors).
 type dnsZone struct {
-	a   []string
-	spf []string
+	a     []string
+	spf   []string
+	txt   []string
+	cname string
 }
 
 // listing is one DNSBL entry: the 127.0.0.x answer and the TXT reason.
@@ -150,6 +155,22 @@ func (o *org) network(check string, p map[string]any) (any, error) {
 	case probe.CheckMX:
 		return []probe.MXRecord{{Domain: domain, Exchange: o.dest(domain).mx, Preference: 10, Status: probe.DNSOK}}, nil
 	}
+	if at := strings.LastIndexByte(domain, '@'); at >= 0 { // an address, as the probe takes it
+		domain = domain[at+1:]
+	}
+	ctx := context.Background() // the lab answers at once
+	switch check {
+	case probe.CheckSPF:
+		return probe.EvaluateSPF(ctx, o.txtResolver(), domain), nil
+	case probe.CheckDMARC:
+		return probe.ReadDMARC(ctx, o.txtResolver(), domain), nil
+	case probe.CheckDKIM:
+		selectors, err := probe.SelectorsParam(p)
+		if err != nil {
+			return nil, err
+		}
+		return probe.ReadDKIM(ctx, o.txtResolver(), domain, selectors), nil
+	}
 	z, ok := o.zones[domain]
 	res := probe.DNSResult{Domain: domain, A: []string{}, AAAA: []string{}, SPFRecords: []string{}, Status: probe.DNSOK}
 	if !ok {
@@ -163,6 +184,34 @@ func (o *org) network(check string, p map[string]any) (any, error) {
 		res.SPF = z.spf[0]
 	}
 	return res, nil
+}
+
+// txtResolver answers TXT lookups from world.dns as a recursive resolver would:
+// CNAMEs followed (at most 8), NXDOMAIN for a name the file does not hold, NODATA
+// for one without TXT records. The probe's own record evaluation runs on it.
+func (o *org) txtResolver() probe.TXTResolver { return labTXT{zones: o.zones} }
+
+type labTXT struct{ zones map[string]dnsZone }
+
+func (l labTXT) LookupTXT(_ context.Context, name string) probe.TXTAnswer {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	var cname string
+	for range 8 {
+		z, ok := l.zones[name]
+		switch {
+		case !ok:
+			return probe.TXTAnswer{Status: probe.DNSNXDomain, CNAME: cname}
+		case z.cname != "":
+			name, cname = z.cname, z.cname
+			continue
+		}
+		recs := append(slices.Clone(z.spf), z.txt...)
+		if len(recs) == 0 {
+			return probe.TXTAnswer{Status: probe.DNSNoData, CNAME: cname}
+		}
+		return probe.TXTAnswer{Records: recs, Status: probe.DNSOK, CNAME: cname}
+	}
+	return probe.TXTAnswer{Status: probe.DNSServFail, CNAME: cname, Err: fmt.Errorf("TXT %s: CNAME chain longer than 8", name)}
 }
 
 func (o *org) dnsbl(p map[string]any) (any, error) {

@@ -56,7 +56,8 @@ func newResolver(server string, timeout time.Duration) *resolver {
 type answer struct {
 	rrs    []dns.RR
 	status string
-	err    error // detail when status is servfail, timeout or error
+	err    error  // detail when status is servfail, timeout or error
+	cname  string // the last CNAME target the resolver followed, "" when none
 }
 
 // lookup asks for name/qtype, retrying once on timeout and over TCP on truncation.
@@ -90,13 +91,14 @@ func (r *resolver) lookup(ctx context.Context, name string, qtype uint16) answer
 	}
 	switch in.Rcode {
 	case dns.RcodeSuccess:
-	case dns.RcodeNameError:
-		return answer{status: DNSNXDomain}
+	case dns.RcodeNameError: // a CNAME to a name that does not exist says so here
+		return answer{status: DNSNXDomain, cname: cnameTarget(in.Answer)}
 	case dns.RcodeServerFailure:
 		return answer{status: DNSServFail, err: fmt.Errorf("%s %s via %s: SERVFAIL", qt, name, r.server)}
 	default:
 		return answer{status: DNSError, err: fmt.Errorf("%s %s via %s: %s", qt, name, r.server, dns.RcodeToString[in.Rcode])}
 	}
+	cname := cnameTarget(in.Answer)
 	var rrs []dns.RR
 	for _, rr := range in.Answer { // skip the CNAME chain, keep the asked type
 		if rr.Header().Rrtype == qtype {
@@ -104,9 +106,20 @@ func (r *resolver) lookup(ctx context.Context, name string, qtype uint16) answer
 		}
 	}
 	if len(rrs) == 0 {
-		return answer{status: DNSNoData}
+		return answer{status: DNSNoData, cname: cname}
 	}
-	return answer{rrs: rrs, status: DNSOK}
+	return answer{rrs: rrs, status: DNSOK, cname: cname}
+}
+
+// cnameTarget is the end of the CNAME chain in an answer section, "" when none.
+func cnameTarget(rrs []dns.RR) string {
+	var target string
+	for _, rr := range rrs {
+		if c, ok := rr.(*dns.CNAME); ok {
+			target = strings.ToLower(strings.TrimSuffix(c.Target, "."))
+		}
+	}
+	return target
 }
 
 // describe is the Error field text for a failed lookup.

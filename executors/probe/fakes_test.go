@@ -331,11 +331,21 @@ func (f *fakeDNS) serve(w dns.ResponseWriter, r *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.RecursionAvailable = true
+	// A recursive resolver follows CNAMEs and returns the chain before the answer
+	// (RFC 1034 §3.6.2); the rcode is the chain's end's (NXDOMAIN for a dangling one).
+	for range 8 {
+		cname := f.records[dnsKey{name, dns.TypeCNAME}]
+		if q.Qtype == dns.TypeCNAME || len(cname) == 0 || hasSuffix(name, f.servfail) {
+			break
+		}
+		m.Answer = append(m.Answer, cname[0])
+		name = strings.ToLower(cname[0].(*dns.CNAME).Target)
+	}
 	switch {
 	case hasSuffix(name, f.servfail):
 		m.Rcode = dns.RcodeServerFailure
 	case len(f.records[dnsKey{name, q.Qtype}]) > 0:
-		m.Answer = f.records[dnsKey{name, q.Qtype}]
+		m.Answer = append(m.Answer, f.records[dnsKey{name, q.Qtype}]...)
 	case f.names[name]:
 	default:
 		m.Rcode = dns.RcodeNameError

@@ -29,6 +29,12 @@ func Describe() executors.Kind {
 			{Name: CheckSMTPMX, Doc: "SMTP probe of a domain's best MX hosts",
 				Params: []executors.Param{domain, {Name: "max_hosts", Type: "int"}, starttls},
 				Fields: executors.RowFields(MXProbe{})},
+			{Name: CheckSPF, Doc: "the domain's SPF record as a receiver evaluates it (RFC 7208): count, terms, all qualifier, includes followed, DNS lookups against the limit of 10",
+				Params: []executors.Param{domain}, Fields: executors.RowFields(SPFResult{})},
+			{Name: CheckDMARC, Doc: "the DMARC policy at _dmarc.<domain> (RFC 7489): p, sp, pct, rua/ruf, alignment",
+				Params: []executors.Param{domain}, Fields: executors.RowFields(DMARCResult{})},
+			{Name: CheckDKIM, Doc: "DKIM keys at <selector>._domainkey.<domain> (RFC 6376), one row per selector; selector1 and selector2 (Exchange Online's) by default",
+				Params: []executors.Param{domain, {Name: "selectors", Type: "list"}}, Fields: executors.RowFields(DKIMKey{})},
 		},
 		New: func(name string, t config.Target, _ executors.Env) (executors.Executor, error) {
 			return New(name, t)

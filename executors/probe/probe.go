@@ -1,7 +1,8 @@
 // Package probe is the network executor: pure-Go probes that replace `telnet host 25`
 // and nslookup in the runbooks — an SMTP dialogue (banner, EHLO, optional STARTTLS,
-// QUIT), a plain TCP connect, MX / A / SPF lookups, DNSBL reputation and an SMTP probe
-// of a domain's best MX.
+// QUIT), a plain TCP connect, MX / A / SPF lookups, DNSBL reputation, an SMTP probe
+// of a domain's best MX, and the mail-authentication records of a domain as a
+// receiver reads them (spf with its lookup count, dmarc, dkim selectors: mailauth.go).
 //
 // Every probe reports what it observed as a JSON object (or a list of objects) in
 // Output.Stdout with PascalCase field names, the shape PowerShell's ConvertTo-Json
@@ -49,6 +50,9 @@ const (
 	CheckDNS    = "dns"
 	CheckDNSBL  = "dnsbl"
 	CheckSMTPMX = "smtp-mx"
+	CheckSPF    = "spf"
+	CheckDMARC  = "dmarc"
+	CheckDKIM   = "dkim"
 )
 
 // Defaults; each can be changed with an Option or the target's config.
@@ -335,6 +339,12 @@ func (e *Executor) Run(ctx context.Context, host string, a executors.Action) (ex
 		result, err = e.dnsblCheck(cctx, a.Params)
 	case CheckSMTPMX:
 		result, err = e.smtpMXCheck(cctx, a.Params)
+	case CheckSPF:
+		result, err = e.spfCheck(cctx, a.Params)
+	case CheckDMARC:
+		result, err = e.dmarcCheck(cctx, a.Params)
+	case CheckDKIM:
+		result, err = e.dkimCheck(cctx, a.Params)
 	default:
 		return fail(executors.ErrUnsupported)
 	}
