@@ -62,41 +62,26 @@ func typedLink(r []rune, i int) (string, int, bool) {
 	if i > 0 && !unicode.IsSpace(r[i-1]) && r[i-1] != '=' {
 		return "", 0, false
 	}
-	end := -1
-	for j := i + 1; j < len(r); j++ {
-		if r[j] == '<' {
-			return "", 0, false
-		}
-		if r[j] == '>' {
-			end = j
-			break
-		}
-	}
-	if end < 0 || (end+1 < len(r) && !unicode.IsSpace(r[end+1])) {
+	text, end, ok := anyLink(r, i)
+	if !ok || (end+1 < len(r) && !unicode.IsSpace(r[end+1])) {
 		return "", 0, false
 	}
-	target, label, hasLabel := strings.Cut(string(r[i+1:end]), "|")
-	if !linkScheme(target) || strings.IndexFunc(target, unicode.IsSpace) >= 0 {
-		return "", 0, false
-	}
-	visible := label
-	if !hasLabel || label == "" {
-		visible = target
-		if len(visible) >= 7 && strings.EqualFold(visible[:7], "mailto:") {
-			visible = visible[7:]
-		}
-	}
+	return text, end, true
+}
+
+// unescape undoes Slack's three entities in s, once.
+func unescape(s string) string {
 	var b strings.Builder
-	vr := []rune(visible)
-	for k := 0; k < len(vr); k++ {
-		if e, n := entity(vr[k:]); n > 0 {
+	r := []rune(s)
+	for k := 0; k < len(r); k++ {
+		if e, n := entity(r[k:]); n > 0 {
 			b.WriteRune(e)
 			k += n - 1
 			continue
 		}
-		b.WriteRune(vr[k])
+		b.WriteRune(r[k])
 	}
-	return b.String(), end, true
+	return b.String()
 }
 
 // linkScheme reports whether s starts with a URI scheme (RFC 3986) and a colon.

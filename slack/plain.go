@@ -70,15 +70,5 @@ func anyLink(r []rune, i int) (string, int, bool) {
 			visible = visible[7:]
 		}
 	}
-	var b strings.Builder
-	vr := []rune(visible)
-	for k := 0; k < len(vr); k++ {
-		if e, n := entity(vr[k:]); n > 0 {
-			b.WriteRune(e)
-			k += n - 1
-			continue
-		}
-		b.WriteRune(vr[k])
-	}
-	return b.String(), end, true
+	return unescape(visible), end, true
 }
