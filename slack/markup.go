@@ -18,13 +18,20 @@ import (
 // other text, a mention (<@U123>) or a channel (<#C1|ops>) stays as sent. The
 // three entities are undone everywhere, once.
 func CommandText(s string) string {
+	return undoMarkup(s, typedLink, commands.QuoteArg)
+}
+
+// undoMarkup writes s with each link that link reads replaced by its visible
+// text (as show writes it) and Slack's entities undone, in one pass, so
+// nothing is undone twice.
+func undoMarkup(s string, link func(r []rune, i int) (string, int, bool), show func(string) string) string {
 	var b strings.Builder
 	r := []rune(s)
 	for i := 0; i < len(r); i++ {
 		switch r[i] {
 		case '<':
-			if text, end, ok := typedLink(r, i); ok {
-				b.WriteString(commands.QuoteArg(text))
+			if text, end, ok := link(r, i); ok {
+				b.WriteString(show(text))
 				i = end
 				continue
 			}

@@ -13,26 +13,7 @@ import (
 // nothing is quoted. Mentions (<@U123>) and channels (<#C1|ops>) stay as sent;
 // &amp;, &lt; and &gt; are undone once.
 func PlainText(s string) string {
-	var b strings.Builder
-	r := []rune(s)
-	for i := 0; i < len(r); i++ {
-		switch r[i] {
-		case '<':
-			if text, end, ok := anyLink(r, i); ok {
-				b.WriteString(text)
-				i = end
-				continue
-			}
-		case '&':
-			if e, n := entity(r[i:]); n > 0 {
-				b.WriteRune(e)
-				i += n - 1
-				continue
-			}
-		}
-		b.WriteRune(r[i])
-	}
-	return b.String()
+	return undoMarkup(s, anyLink, func(text string) string { return text })
 }
 
 // plainUnlessSame is PlainText(s), or "" when it reads as CommandText(s) does
