@@ -25,25 +25,43 @@ func adChain(t string) []string {
 		"Microsoft.Exchange.Data.Directory.ADRawEntry", "Microsoft.Exchange.Data.ConfigurableObject")
 }
 
+// queueOn resolves a queue identity, Server\Queue or a queue of the local
+// server, to its server and its identity as Exchange writes it.
+func (c *call) queueOn(id string) (*server, string, error) {
+	srv, rest, ok := strings.Cut(id, `\`)
+	if !ok {
+		srv, rest = c.local.name, id
+	}
+	s := c.o.serverByID(srv)
+	if s == nil {
+		return nil, "", c.notFound(id)
+	}
+	return s, s.name + `\` + rest, nil
+}
+
+// server resolves -Server.
+func (c *call) server() (*server, error) {
+	s := c.o.serverByID(c.str("Server"))
+	if s == nil {
+		return nil, c.notFound(c.str("Server"))
+	}
+	return s, nil
+}
+
 func getQueue(c *call) ([]any, error) {
 	servers := []*server{c.local}
 	var want string
 	switch {
 	case c.has("Identity"):
-		id := c.str("Identity")
-		srv, rest, ok := strings.Cut(id, `\`)
-		if !ok {
-			srv, rest = c.local.name, id
+		s, id, err := c.queueOn(c.str("Identity"))
+		if err != nil {
+			return nil, err
 		}
-		s := c.o.serverByID(srv)
-		if s == nil {
-			return nil, c.notFound(id)
-		}
-		servers, want = []*server{s}, s.name+`\`+rest
+		servers, want = []*server{s}, id
 	case c.has("Server"):
-		s := c.o.serverByID(c.str("Server"))
-		if s == nil {
-			return nil, c.notFound(c.str("Server"))
+		s, err := c.server()
+		if err != nil {
+			return nil, err
 		}
 		servers = []*server{s}
 	}
@@ -172,8 +190,9 @@ func (o *org) trackingEvents(s *server, now time.Time) []*trackingEvent {
 func getMessageTrackingLog(c *call) ([]any, error) {
 	s := c.local
 	if c.has("Server") {
-		if s = c.o.serverByID(c.str("Server")); s == nil {
-			return nil, c.notFound(c.str("Server"))
+		var err error
+		if s, err = c.server(); err != nil {
+			return nil, err
 		}
 	}
 	start, _ := c.args["Start"].(time.Time)
@@ -416,9 +435,9 @@ func sendConnectorObj(sc *sendConnector) *psobj.Object {
 func getReceiveConnector(c *call) ([]any, error) {
 	servers := c.o.servers
 	if c.has("Server") {
-		s := c.o.serverByID(c.str("Server"))
-		if s == nil {
-			return nil, c.notFound(c.str("Server"))
+		s, err := c.server()
+		if err != nil {
+			return nil, err
 		}
 		servers = []*server{s}
 	}
@@ -733,20 +752,15 @@ func getMessage(c *call) ([]any, error) {
 		}
 		servers = []*server{s}
 	case c.has("Queue"):
-		wantQueue = c.str("Queue")
-		srv, rest, ok := strings.Cut(wantQueue, `\`)
-		if !ok {
-			srv, rest = c.local.name, wantQueue
+		s, id, err := c.queueOn(c.str("Queue"))
+		if err != nil {
+			return nil, err
 		}
-		s := c.o.serverByID(srv)
-		if s == nil {
-			return nil, c.notFound(wantQueue)
-		}
-		servers, wantQueue = []*server{s}, s.name+`\`+rest
+		servers, wantQueue = []*server{s}, id
 	case c.has("Server"):
-		s := c.o.serverByID(c.str("Server"))
-		if s == nil {
-			return nil, c.notFound(c.str("Server"))
+		s, err := c.server()
+		if err != nil {
+			return nil, err
 		}
 		servers = []*server{s}
 	}
