@@ -97,7 +97,7 @@ var samples = []sampleWant{
 		sender:    "owner-ups-mib@contoso.com", senderFrom: "original From",
 		messageID: "<202611182110.RAA00001@gw.contoso.com>",
 		subject:   "ups-mib", date: "2026-11-23T17:16:05-04:00", statusFrom: FromDSN,
-		closest: []string{"ndr-5.5.4", "smtp-421"}},
+		closest: []string{"ndr-5.5.4", "smtp-421", "smtp-auth-432"}},
 	{file: "outlook-paste-multi.txt",
 		// frank's 5.1.1 is the first permanent failure; no playbook has it, but
 		// grace's 5.5.4 in the same report fits ndr-5.5.4.
@@ -166,14 +166,14 @@ var samples = []sampleWant{
 		fit: "smtp-421", fitRcpt: "dave@fabrikam.com", fitParams: map[string]string{"domain": "fabrikam.com", "sending_domain": "contoso.com"},
 		planned: "smtp-421"},
 	{file: "smtp-auth-432.txt",
-		// smtp-421 lists a bare 4.3.2, so Exchange Online's SMTP AUTH thread
-		// limit fits it — though issue 15 says it is another family — and its
-		// required domain cannot be filled. A playbook matching "432 4.3.2"
-		// outranks it.
+		// smtp-auth-432 lists "432 4.3.2" and outranks smtp-421's bare 4.3.2
+		// (which still fits: typed "4.3.2" and the NDR watch's button name
+		// smtp-421). The application's log does not say which mailbox signed
+		// in, so the required sender cannot be filled.
 		status: "4.3.2", reply: "432",
 		recipients: 1, remote: "bn8pr04mb6339.namprd04.prod.outlook.com", statusFrom: FromText,
-		fit: "smtp-421", fitMissing: []string{"domain"},
-		planned: "smtp-auth-432", plannedParams: map[string]string{"remote_host": "bn8pr04mb6339.namprd04.prod.outlook.com"}},
+		fit: "smtp-auth-432", fitMissing: []string{"sender"},
+		planned: "smtp-auth-432"},
 	{file: "postfix-gmail-4.7.0.eml",
 		status: "4.7.0", reply: "421", action: "delayed",
 		recipient: "erin@fabrikam.com", domain: "fabrikam.com", recipients: 1,
@@ -183,8 +183,8 @@ var samples = []sampleWant{
 		messageID: "<9a8b7c6d5e4f4a3b2c1d0e9f8a7b6c5d@EX01.contoso.com>",
 		subject:   "Contoso news – November", date: "2026-11-23T15:34:45Z", statusFrom: FromDSN,
 		// smtp-421 lists 4.7.0 inside "421 4.7.0 too many connections": the
-		// very code, other words.
-		closest: []string{"smtp-421", "ndr-5.5.4"}},
+		// very code, other words. smtp-auth-432's 4.3.2 is a temporary failure too.
+		closest: []string{"smtp-421", "ndr-5.5.4", "smtp-auth-432"}},
 	{file: "exchange-fr-paste-5.5.4.txt",
 		status: "5.5.4", reply: "550", action: "failed",
 		recipient: "bob@fabrikam.com", domain: "fabrikam.com", recipients: 1,

@@ -19,7 +19,7 @@ func realCandidates() []Candidate {
 		{ID: "ndr-5.5.4",
 			Matches: []string{"5.5.4", "4.4.0", "550 5.5.4", "451 4.4.0", "service unavailable", "service temporarily unavailable",
 				"5.2.0", "554 5.2.0", "SubmissionQuotaExceeded"},
-			Params:  []Param{{Name: "sender", Type: "email"}, {Name: "probe_address", Type: "email"}, {Name: "window", Type: "duration"}}},
+			Params: []Param{{Name: "sender", Type: "email"}, {Name: "probe_address", Type: "email"}, {Name: "window", Type: "duration"}}},
 		{ID: "smtp-421",
 			Matches: []string{"4.3.2", "421 4.3.2", "too many connections", "concurrent connections", "421 4.7.0 too many connections"},
 			Params:  []Param{{Name: "domain", Type: "domain", Required: true}, {Name: "ip", Type: "ip"}, {Name: "sending_domain", Type: "domain"}, {Name: "connections", Type: "int"}}},
@@ -28,6 +28,9 @@ func realCandidates() []Candidate {
 			Params: []Param{{Name: "subscription", Type: "identity"}, {Name: "resource", Type: "string"}, {Name: "notification_url", Type: "string"},
 				{Name: "lifecycle_notification_url", Type: "string"}, {Name: "change_type", Type: "string"}, {Name: "expired_at", Type: "string"},
 				{Name: "renewal_window", Type: "duration"}, {Name: "recreate_before", Type: "duration"}}},
+		{ID: "smtp-auth-432",
+			Matches: []string{"432 4.3.2", "sender thread limit", "sender thread limit exceeded", "STOREDRV.ClientSubmit"},
+			Params:  []Param{{Name: "sender", Type: "email", Required: true}, {Name: "window", Type: "duration"}}},
 	}
 }
 
@@ -51,9 +54,6 @@ func plannedCandidates() []Candidate {
 		Candidate{ID: "spf-dmarc",
 			Matches: []string{"5.7.23", "5.7.509", "sender policy framework", "dmarc"},
 			Params:  []Param{{Name: "sending_domain", Type: "domain", Required: true}, {Name: "sender", Type: "email"}}},
-		Candidate{ID: "smtp-auth-432",
-			Matches: []string{"432 4.3.2", "thread limit", "concurrent connection limit"},
-			Params:  []Param{{Name: "sender", Type: "email"}, {Name: "remote_host", Type: "hostname"}}},
 	)
 }
 

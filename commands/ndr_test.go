@@ -79,8 +79,11 @@ func TestPastedBounce(t *testing.T) {
 		{name: "none fitting names the closest", text: "diagnose\n" + sample(t, "bounce/testdata/owa-paste-exo-5.7.23.txt"),
 			want: []string{"Read 550 5.7.23", "No playbook handles 550 5.7.23. The closest:",
 				"• ndr-5.1.8 — no playbook lists 550 5.7.23", "/ndr diagnose ndr-5.1.8 sender=alice@contoso.com"}},
-		{name: "a required value the bounce lacks is asked for", text: "diagnose\n" + sample(t, "bounce/testdata/smtp-auth-432.txt"),
-			want: []string{"It fits smtp-421", "does not say domain", "/ndr diagnose smtp-421 domain=<domain>"}},
+		// smtp-auth-432 lists "432 4.3.2" and comes first; smtp-421's bare 4.3.2
+		// still fits (typed "4.3.2" names it), so both are offered.
+		{name: "an SMTP AUTH thread limit offers its playbook first", text: "diagnose\n" + sample(t, "bounce/testdata/smtp-auth-432.txt"),
+			want:    []string{"Read 432 4.3.2", "2 playbooks fit (smtp-auth-432, smtp-421): choose one"},
+			offered: []string{"smtp-auth-432", "smtp-421"}},
 		{name: "text without a status code", text: "diagnose\n" + sample(t, "bounce/testdata/ndr-headers-only.txt"),
 			want: []string{"does not read as a bounce: No SMTP status code", "Remote Server returned"}},
 		{name: "a lone unknown code stays a command", text: "diagnose 5.9.9", want: []string{`no playbook for "5.9.9"`}},

@@ -122,6 +122,21 @@ func Commands() []executors.Command {
 			Source: learn + "Get-OutboundConnector, New-OutboundConnector",
 		},
 		{
+			// SMTP AUTH client submission per mailbox: $null follows the tenant's
+			// Get-TransportConfig (Learn "Enable or disable authenticated client
+			// SMTP submission (SMTP AUTH) in Exchange Online").
+			Name:   "Get-CASMailbox",
+			Params: params(s("Identity"), u("ResultSize")),
+			Fields: fields([]string{"PrimarySmtpAddress", "DisplayName", "SmtpClientAuthenticationDisabled"}, id),
+			Source: learn + "Get-CASMailbox, Set-CASMailbox (SmtpClientAuthenticationDisabled)",
+		},
+		{
+			Name:   "Get-TransportConfig",
+			Params: nil,
+			Fields: fields([]string{"SmtpClientAuthenticationDisabled"}, []string{"Identity", "Name", "IsValid"}),
+			Source: learn + "Get-TransportConfig, Set-TransportConfig (SmtpClientAuthenticationDisabled)",
+		},
+		{
 			Name:   "Get-BlockedSenderAddress",
 			Params: params(s("SenderAddress")),
 			Fields: fields([]string{"SenderAddress", "Reason", "BlockType", "CreatedDatetime", "ChangedDatetime", "TemporaryBlock", "ExpireDatetime"}, nil),

@@ -35,6 +35,8 @@ type exoTenant struct {
 	outbound    []*outboundConnector
 	// trace is every message trace row, newest first.
 	trace []*traceRow
+	// smtpAuthDisabled is Get-TransportConfig's SmtpClientAuthenticationDisabled.
+	smtpAuthDisabled bool
 }
 
 type exoDomain struct {
@@ -64,6 +66,9 @@ type cloudMailbox struct {
 	forwardingSMTP                    string // ForwardingSmtpAddress, "smtp:" and all; "" is $null
 	deliverAndForward, disabled       bool
 	whenChanged                       time.Time
+	// smtpAuthDisabled is Get-CASMailbox's SmtpClientAuthenticationDisabled;
+	// nil ($null) follows the tenant's setting.
+	smtpAuthDisabled *bool
 }
 
 type inboundConnector struct {
@@ -122,6 +127,8 @@ func exoCmdlets() []exoCmdlet {
 		{cmdlet: &cmdlet{name: "Get-Mailbox", params: []param{s("Identity"), k("ResultSize", kUnlimited)},
 			unsimulated: []string{"IncludeGrantSendOnBehalfToWithDisplayNames", "Filter", "Anr", "RecipientTypeDetails"}, run: getEXOMailbox},
 			admin: []string{"Identity", "ResultSize", "IncludeGrantSendOnBehalfToWithDisplayNames"}},
+		{cmdlet: &cmdlet{name: "Get-CASMailbox", params: []param{s("Identity"), k("ResultSize", kUnlimited)}, run: getCASMailbox}},
+		{cmdlet: &cmdlet{name: "Get-TransportConfig", run: getTransportConfig}},
 		{cmdlet: &cmdlet{name: "Get-HostedOutboundSpamFilterPolicy", params: []param{s("Identity")}, run: getOutboundSpamPolicy}},
 		{cmdlet: &cmdlet{name: "Get-BlockedSenderAddress", params: []param{s("SenderAddress")}, run: getBlockedSenderAddress}},
 		{cmdlet: &cmdlet{name: "Get-InboundConnector", params: []param{s("Identity")}, run: getInboundConnector}},
@@ -259,6 +266,36 @@ func getEXOMailbox(c *call) ([]any, error) {
 		return nil, exoNotFound(c.cmd.name, id)
 	}
 	return c.limit(out), nil
+}
+
+// getCASMailbox answers the client access settings of the cloud mailboxes;
+// only SMTP AUTH's is simulated (and the identity of each).
+func getCASMailbox(c *call) ([]any, error) {
+	id := c.str("Identity")
+	var out []any
+	for _, m := range c.o.exo.mailboxes {
+		if c.has("Identity") && !strings.EqualFold(m.address, id) && !strings.EqualFold(m.alias, id) {
+			continue
+		}
+		var smtpAuth any // $null: the mailbox follows Get-TransportConfig
+		if m.smtpAuthDisabled != nil {
+			smtpAuth = *m.smtpAuthDisabled
+		}
+		out = append(out, exoObject(
+			p("PrimarySmtpAddress", m.address), p("DisplayName", m.displayName), p("SmtpClientAuthenticationDisabled", smtpAuth),
+			p("Name", m.alias), p("Identity", m.alias), p("Guid", labGUID("mailbox "+m.address)), p("IsValid", true)))
+	}
+	if c.has("Identity") && len(out) == 0 {
+		return nil, exoNotFound(c.cmd.name, id)
+	}
+	return c.limit(out), nil
+}
+
+// getTransportConfig answers the tenant's one transport configuration; only
+// the SMTP AUTH switch is simulated.
+func getTransportConfig(c *call) ([]any, error) {
+	return []any{exoObject(p("SmtpClientAuthenticationDisabled", c.o.exo.smtpAuthDisabled),
+		p("Name", "Transport Settings"), p("Identity", "Transport Settings"), p("IsValid", true))}, nil
 }
 
 func getOutboundSpamPolicy(c *call) ([]any, error) {

@@ -238,10 +238,8 @@ type fileDest struct {
 }
 
 type fileZone struct {
-	A     []string `yaml:"a"`
-	SPF   []string `yaml:"spf"`
-	TXT   []string `yaml:"txt"`
-	CNAME string   `yaml:"cname"`
+	A   []string `yaml:"a"`
+	SPF []string `yaml:"spf"`
 }
 
 type fileDNSBL struct {
@@ -265,6 +263,14 @@ type fileTenant struct {
 	InboundConnectors    keyed[fileInboundConnector]  `yaml:"inbound_connectors"`
 	OutboundConnectors   keyed[fileOutboundConnector] `yaml:"outbound_connectors"`
 	MessageTrace         []fileTrace                  `yaml:"message_trace"`
+	TransportConfig      fileTransportConfig          `yaml:"transport_config"`
+}
+
+// fileTransportConfig is the tenant's Get-TransportConfig, the setting that
+// turns SMTP AUTH client submission off for every mailbox that does not say
+// otherwise.
+type fileTransportConfig struct {
+	SmtpClientAuthenticationDisabled bool `yaml:"SmtpClientAuthenticationDisabled"`
 }
 
 type fileEXODomain struct {
@@ -305,6 +311,9 @@ type fileCloudMailbox struct {
 	DeliverToMailboxAndForward bool   `yaml:"DeliverToMailboxAndForward"`
 	AccountDisabled            bool   `yaml:"AccountDisabled"`
 	WhenChanged                *when  `yaml:"WhenChanged"`
+	// Get-CASMailbox's SmtpClientAuthenticationDisabled: unset ($null) follows
+	// the tenant's transport_config, true or false overrides it.
+	SmtpClientAuthenticationDisabled *bool `yaml:"SmtpClientAuthenticationDisabled"`
 }
 
 type fileInboundConnector struct {
@@ -740,12 +749,7 @@ func (ld *loader) world(o *org, w *fileWorld) error {
 			refusesListed: d.RefusesListed, refusal: d.Refusal}
 	}
 	for _, it := range w.DNS.items {
-		z := it.val
-		if z.CNAME != "" && (len(z.A) > 0 || len(z.SPF) > 0 || len(z.TXT) > 0) {
-			// RFC 1034 §3.6.2: a name with a CNAME has no other data.
-			return fmt.Errorf("lab: %s: dns %s has a cname and other records", ld.at(it.node), it.key)
-		}
-		o.zones[strings.ToLower(it.key)] = dnsZone{a: z.A, spf: z.SPF, txt: z.TXT, cname: strings.ToLower(strings.TrimSuffix(z.CNAME, "."))}
+		o.zones[strings.ToLower(it.key)] = dnsZone{a: it.val.A, spf: it.val.SPF}
 	}
 	for _, it := range w.DNSBL.items {
 		if len(strings.Fields(it.key)) != 2 {
@@ -857,8 +861,9 @@ func (ld *loader) exo(o *org, t *fileTenant, now time.Time) error {
 		local, _, _ := strings.Cut(it.key, "@")
 		x.mailboxes = append(x.mailboxes, &cloudMailbox{address: it.key, alias: either(m.Alias, local), displayName: either(m.DisplayName, local),
 			kind: either(m.RecipientTypeDetails, "UserMailbox"), forwardingSMTP: m.ForwardingSmtpAddress, deliverAndForward: m.DeliverToMailboxAndForward,
-			disabled: m.AccountDisabled, whenChanged: optTime(m.WhenChanged)})
+			disabled: m.AccountDisabled, whenChanged: optTime(m.WhenChanged), smtpAuthDisabled: m.SmtpClientAuthenticationDisabled})
 	}
+	x.smtpAuthDisabled = t.TransportConfig.SmtpClientAuthenticationDisabled
 	for _, it := range t.InboundConnectors.items {
 		c := it.val
 		if err := oneOf(it.node, "ConnectorType", c.ConnectorType, connectorTypes); err != nil {
