@@ -238,8 +238,10 @@ type fileDest struct {
 }
 
 type fileZone struct {
-	A   []string `yaml:"a"`
-	SPF []string `yaml:"spf"`
+	A     []string `yaml:"a"`
+	SPF   []string `yaml:"spf"`
+	TXT   []string `yaml:"txt"`
+	CNAME string   `yaml:"cname"`
 }
 
 type fileDNSBL struct {
@@ -749,7 +751,12 @@ func (ld *loader) world(o *org, w *fileWorld) error {
 			refusesListed: d.RefusesListed, refusal: d.Refusal}
 	}
 	for _, it := range w.DNS.items {
-		o.zones[strings.ToLower(it.key)] = dnsZone{a: it.val.A, spf: it.val.SPF}
+		z := it.val
+		if z.CNAME != "" && (len(z.A) > 0 || len(z.SPF) > 0 || len(z.TXT) > 0) {
+			// RFC 1034 §3.6.2: a name with a CNAME has no other data.
+			return fmt.Errorf("lab: %s: dns %s has a cname and other records", ld.at(it.node), it.key)
+		}
+		o.zones[strings.ToLower(it.key)] = dnsZone{a: z.A, spf: z.SPF, txt: z.TXT, cname: strings.ToLower(strings.TrimSuffix(z.CNAME, "."))}
 	}
 	for _, it := range w.DNSBL.items {
 		if len(strings.Fields(it.key)) != 2 {
