@@ -84,6 +84,10 @@ func TestPastedBounce(t *testing.T) {
 		{name: "an SMTP AUTH thread limit offers its playbook first", text: "diagnose\n" + sample(t, "bounce/testdata/smtp-auth-432.txt"),
 			want:    []string{"Read 432 4.3.2", "2 playbooks fit (smtp-auth-432, smtp-421): choose one"},
 			offered: []string{"smtp-auth-432", "smtp-421"}},
+		// One playbook fits, and the bounce does not say a value it requires:
+		// asked for, nothing started.
+		{name: "a required value the bounce lacks is asked for", text: "diagnose Remote Server returned '550 5.4.7 QUEUE.Expired; message expired'",
+			want: []string{"Read 550 5.4.7", "It fits ndr-4.4.7", "does not say domain", "/ndr diagnose ndr-4.4.7 domain=<domain>"}},
 		{name: "text without a status code", text: "diagnose\n" + sample(t, "bounce/testdata/ndr-headers-only.txt"),
 			want: []string{"does not read as a bounce: No SMTP status code", "Remote Server returned"}},
 		{name: "a lone unknown code stays a command", text: "diagnose 5.9.9", want: []string{`no playbook for "5.9.9"`}},
