@@ -57,8 +57,9 @@ var samples = []sampleWant{
 		sender:    "alice@contoso.com", senderFrom: "original From",
 		messageID: "<SA1PR11MB4321A1B2C3D4E5F60718293A4B5C6D7E8F90@SA1PR11MB4321.namprd11.prod.outlook.com>",
 		subject:   "Q3 forecast", date: "2026-11-23T09:41:02Z", statusFrom: FromDSN,
-		// "Service unavailable" is in the reply, but 5.7.708 is not a 5.5.4.
-		closest: []string{"ndr-5.5.4", "smtp-421"},
+		// "Service unavailable" is in the reply, but 5.7.708 is not a 5.5.4;
+		// ndr-5.7.23's codes share its class and subject (5.7: security or policy).
+		closest: []string{"ndr-5.7.23", "ndr-5.5.4", "smtp-421"},
 		planned: "ndr-5.7.708", plannedParams: map[string]string{"sender": "alice@contoso.com", "sending_domain": "contoso.com"}},
 	{file: "exchange2019-5.5.4.eml",
 		status: "5.5.4", reply: "550", action: "failed",
@@ -89,7 +90,7 @@ var samples = []sampleWant{
 		sender:    "owner-sales@contoso.com", senderFrom: "original From",
 		messageID: "<202611231410.JAA13001@gw.contoso.com>",
 		subject:   "Price list, December", date: "2026-11-23T09:21:47-05:00", statusFrom: FromDSN,
-		closest: []string{"ndr-5.5.4"}},
+		closest: []string{"ndr-5.5.4", "ndr-5.7.23"}},
 	{file: "rfc3464-simple.eml",
 		status: "4.0.0", reply: "426", action: "failed",
 		recipient: "louis@larry.fabrikam.com", domain: "larry.fabrikam.com", recipients: 1,
@@ -117,7 +118,7 @@ var samples = []sampleWant{
 		sender:    "alice@contoso.com", senderFrom: "original From",
 		messageID: "<BN8PR11MB12349F8E7D6C5B4A3F2E1D0C9B8A7F6E5D4@BN8PR11MB1234.namprd11.prod.outlook.com>",
 		subject:   "Invoice 2026-1142", date: "2026-11-23T09:12:39Z", statusFrom: FromText,
-		closest: []string{"ndr-5.5.4"},
+		closest: []string{"ndr-5.5.4", "ndr-5.7.23"},
 		planned: "ndr-5.1.8", plannedParams: map[string]string{"sender": "alice@contoso.com"}},
 	{file: "owa-paste-exo-5.7.23.txt",
 		status: "5.7.23", reply: "550", action: "failed",
@@ -127,8 +128,9 @@ var samples = []sampleWant{
 		sender:    "alice@contoso.com", senderFrom: "original From",
 		messageID: "<DM6PR11MB5678D1E2F3A4B5C6D7E8F9A0B1C2D3E4F5A6@DM6PR11MB5678.namprd11.prod.outlook.com>",
 		subject:   "Lunch on Friday", date: "2026-11-23T10:02:10Z", statusFrom: FromText,
-		closest: []string{"smtp-421", "ndr-5.5.4"},
-		planned: "spf-dmarc", plannedParams: map[string]string{"sending_domain": "contoso.com", "sender": "alice@contoso.com"}},
+		// ndr-5.7.23 lists the code; our sending domain comes from the sender.
+		fit: "ndr-5.7.23", fitRcpt: "ivan@fabrikam.com", fitParams: map[string]string{"sending_domain": "contoso.com"},
+		planned: "ndr-5.7.23", plannedParams: map[string]string{"sending_domain": "contoso.com"}},
 	{file: "dsn-fields-4.4.7.txt",
 		// The expiry's own code is 4.4.7; the last attempt's replies are nested.
 		status: "4.4.7", reply: "550", action: "failed", nested: []string{"451 4.4.0", "454 4.7.5"},
@@ -183,8 +185,9 @@ var samples = []sampleWant{
 		messageID: "<9a8b7c6d5e4f4a3b2c1d0e9f8a7b6c5d@EX01.contoso.com>",
 		subject:   "Contoso news – November", date: "2026-11-23T15:34:45Z", statusFrom: FromDSN,
 		// smtp-421 lists 4.7.0 inside "421 4.7.0 too many connections": the
-		// very code, other words. smtp-auth-432's 4.3.2 is a temporary failure too.
-		closest: []string{"smtp-421", "ndr-5.5.4", "smtp-auth-432"}},
+		// very code, other words. ndr-5.7.23's 5.7.x shares its subject (7);
+		// smtp-auth-432's 4.3.2 is a temporary failure too.
+		closest: []string{"smtp-421", "ndr-5.7.23", "ndr-5.5.4", "smtp-auth-432"}},
 	{file: "exchange-fr-paste-5.5.4.txt",
 		status: "5.5.4", reply: "550", action: "failed",
 		recipient: "bob@fabrikam.com", domain: "fabrikam.com", recipients: 1,

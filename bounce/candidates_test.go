@@ -31,6 +31,9 @@ func realCandidates() []Candidate {
 		{ID: "smtp-auth-432",
 			Matches: []string{"432 4.3.2", "sender thread limit", "sender thread limit exceeded", "STOREDRV.ClientSubmit"},
 			Params:  []Param{{Name: "sender", Type: "email", Required: true}, {Name: "window", Type: "duration"}}},
+		{ID: "ndr-5.7.23",
+			Matches: []string{"5.7.23", "550 5.7.23", "5.7.509", "550 5.7.509"},
+			Params:  []Param{{Name: "sending_domain", Type: "domain", Required: true}, {Name: "selectors", Type: "string"}}},
 	}
 }
 
@@ -51,9 +54,6 @@ func plannedCandidates() []Candidate {
 		Candidate{ID: "queue-expired",
 			Matches: []string{"4.4.7", "5.4.7", "queue.expired", "message expired"},
 			Params:  []Param{{Name: "domain", Type: "domain", Required: true}, {Name: "remote_host", Type: "hostname"}}},
-		Candidate{ID: "spf-dmarc",
-			Matches: []string{"5.7.23", "5.7.509", "sender policy framework", "dmarc"},
-			Params:  []Param{{Name: "sending_domain", Type: "domain", Required: true}, {Name: "sender", Type: "email"}}},
 	)
 }
 

@@ -76,9 +76,11 @@ func TestPastedBounce(t *testing.T) {
 		{name: "a tenant block starts its playbook", text: "diagnose\n" + sample(t, "bounce/testdata/exo-5.7.708.eml"),
 			want: []string{"Read 550 5.7.708", "Started ndr-5.7.708"}, started: "ndr-5.7.708",
 			params: map[string]string{"sender": "alice@contoso.com"}},
-		{name: "none fitting names the closest", text: "diagnose\n" + sample(t, "bounce/testdata/owa-paste-exo-5.7.23.txt"),
-			want: []string{"Read 550 5.7.23", "No playbook handles 550 5.7.23. The closest:",
-				"• ndr-5.1.8 — no playbook lists 550 5.7.23", "/ndr diagnose ndr-5.1.8 sender=alice@contoso.com"}},
+		// 5.0.0 (an RFC 3464 report's generic failure) is no playbook's code:
+		// the closest share its class, their commands filled from the bounce.
+		{name: "none fitting names the closest", text: "diagnose\n" + sample(t, "bounce/testdata/rfc3464-multi.eml"),
+			want: []string{"Read 550 5.0.0", "No playbook handles 550 5.0.0. The closest:",
+				"• ndr-4.4.7 — no playbook lists 550 5.0.0", "/ndr diagnose ndr-4.4.7 domain=fabrikam.com sender=owner-sales@contoso.com"}},
 		// smtp-auth-432 lists "432 4.3.2" and comes first; smtp-421's bare 4.3.2
 		// still fits (typed "4.3.2" names it), so both are offered.
 		{name: "an SMTP AUTH thread limit offers its playbook first", text: "diagnose\n" + sample(t, "bounce/testdata/smtp-auth-432.txt"),

@@ -67,7 +67,11 @@ func TestDiagnoseNDRFileSamples(t *testing.T) {
 		{"outlook-paste-exo-5.1.8.txt", "ndr-5.1.8", "sender-compromised", exitFindings, []string{
 			"Read 550 5.1.8 for orders@fabrikam.com from bn8pr11mb3456.namprd11.prod.outlook.com, recipient domain fabrikam.com, sender alice@contoso.com; running ndr-5.1.8\n",
 			"params: sender=alice@contoso.com"}},
-		{"owa-paste-exo-5.7.23.txt", "", "", exitUsage, []string{"Read 550 5.7.23 for ivan@fabrikam.com", "no playbook handles 550 5.7.23. The closest:\n  ndr-5.1.8 — "}},
+		// SPF: our sending domain comes from the sender; the lab's contoso.com
+		// sends through Exchange Online without its SPF include.
+		{"owa-paste-exo-5.7.23.txt", "ndr-5.7.23", "spf-missing-exo", exitEscalation, []string{
+			"Read 550 5.7.23 for ivan@fabrikam.com from dm6pr11mb1234.namprd11.prod.outlook.com, recipient domain fabrikam.com, sender alice@contoso.com; running ndr-5.7.23\n",
+			"params: sending_domain=contoso.com", "include:spf.protection.outlook.com -all", "ESCALATE to The owner of the sending domain's public DNS zone"}},
 		{"postfix-gmail-4.7.0.eml", "", "", exitUsage, []string{"Read 421 4.7.0 for erin@fabrikam.com", "no playbook handles 421 4.7.0. The closest:\n  smtp-421 — ",
 			`this very code, though its wording "421 4.7.0 too many connections" is not in the reply`}},
 		{"rfc3464-multi.eml", "", "", exitUsage, []string{"Read 550 5.0.0 for ann@fabrikam.com", "no playbook handles 550 5.0.0."}},
