@@ -99,7 +99,7 @@ type limit struct {
 type Server struct {
 	opts Options
 	srv  *httptest.Server
-	wg   sync.WaitGroup // websocket pingers
+	wg   sync.WaitGroup // websocket pingers; Add only under mu while !closing
 
 	mu          sync.Mutex
 	changed     chan struct{} // closed and replaced on every change
@@ -118,6 +118,7 @@ type Server struct {
 	opened      int
 	newestFirst bool
 	envelopes   map[string]*envelope
+	closing     bool // Close has begun: no new websocket is served
 }
 
 // New starts a fake Slack. Close it when done.
@@ -155,6 +156,10 @@ func New(opts Options) *Server {
 
 // Close drops every websocket and stops the server.
 func (s *Server) Close() {
+	// A websocket opening now must not add a pinger while Wait runs.
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	s.Disconnect()
 	s.wg.Wait()
 	s.srv.Close()

@@ -60,6 +60,18 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	conn := &wsConn{c: c, done: make(chan struct{})}
 	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	s.wg.Add(1) // the pinger, started once hello is written
+	pinger := true
+	defer func() {
+		if pinger {
+			s.wg.Done()
+		}
+	}()
 	s.conns[conn] = struct{}{}
 	s.opened++
 	conn.n = s.opened
@@ -83,7 +95,11 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	}); err != nil {
 		return
 	}
-	s.wg.Go(func() { s.ping(conn) })
+	pinger = false
+	go func() {
+		defer s.wg.Done()
+		s.ping(conn)
+	}()
 
 	for {
 		var msg struct {
