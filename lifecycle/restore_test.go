@@ -255,6 +255,11 @@ func TestRecoverTakesOver(t *testing.T) {
 	require.NoError(t, err)
 	cli, err := dead.runs.Start(ctx, lifecycle.Start{Playbook: pb, Requester: requester, Origin: "cli"})
 	require.NoError(t, err)
+	waiting, err := dead.runs.Start(ctx, lifecycle.Start{Playbook: pb, Requester: requester, Origin: "cli"})
+	require.NoError(t, err)
+	state, err := dead.runs.Diagnose(ctx, waiting)
+	require.NoError(t, err)
+	require.Equal(t, incident.RunAwaitingApproval, state, "… and the terminal stops at its prompt")
 	relieving, err := dead.runs.Start(ctx, lifecycle.Start{Playbook: pb, Requester: requester, Origin: "chat", Channel: "C0INC"})
 	require.NoError(t, err)
 	_, err = dead.runs.Diagnose(ctx, relieving)
@@ -272,10 +277,13 @@ func TestRecoverTakesOver(t *testing.T) {
 	assert.Equal(t, "restart-transport", rec.Unknown[0].ReliefID)
 	require.Len(t, rec.Resumed, 1)
 	assert.Equal(t, chat.ID, rec.Resumed[0].ID)
-	require.Len(t, rec.Closed, 1)
+	require.Len(t, rec.Closed, 2, "the terminal's runs: one mid-diagnosis, one awaiting an approval nobody can give")
 	assert.Equal(t, cli.ID, rec.Closed[0].Run.ID)
 	assert.Contains(t, rec.Closed[0].Note, "run it again")
-	for id, want := range map[string]incident.RunState{chat.ID: incident.RunDiagnosing, cli.ID: incident.RunInterrupted, relieving.ID: incident.RunInterrupted} {
+	assert.Equal(t, waiting.ID, rec.Closed[1].Run.ID)
+	assert.Contains(t, rec.Closed[1].Note, "nothing ran")
+	for id, want := range map[string]incident.RunState{chat.ID: incident.RunDiagnosing, cli.ID: incident.RunInterrupted,
+		waiting.ID: incident.RunInterrupted, relieving.ID: incident.RunInterrupted} {
 		r, err := st.GetRun(ctx, id)
 		require.NoError(t, err)
 		assert.Equal(t, want, r.State, id)

@@ -189,8 +189,11 @@ func (rs *Runs) Recover(ctx context.Context) (Recovered, error) {
 			rs.opts.Log.Error("resuming a diagnosis; closing it", "run", r.ID, "err", err)
 		}
 		note := "interrupted in " + string(r.State) + "; verify by hand"
-		if r.State == incident.RunDiagnosing {
+		switch r.State {
+		case incident.RunDiagnosing:
 			note = "diagnosis interrupted; closed by " + rs.opts.Owner + " — run it again"
+		case incident.RunAwaitingApproval:
+			note = "the terminal that was to approve its reliefs stopped; nothing ran — run it again"
 		}
 		if err := rs.Interrupt(ctx, r.ID, note); err != nil {
 			return out, fmt.Errorf("store: closing interrupted run %s: %w", r.ID, err)

@@ -112,8 +112,10 @@ type Store interface {
 	// Recover takes over interrupted work of owner itself and of owners whose lease
 	// has lapsed (or who never held one): running relief executions become
 	// outcome-unknown (never re-run) and their runs interrupted; runs left in
-	// diagnosing, relieving or verifying are handed to owner to resume. Pending
-	// approvals are untouched. Call it on start, before serving.
+	// diagnosing, relieving or verifying — and a terminal's run awaiting
+	// approval, which nobody is left to approve — are handed to owner to resume
+	// or close. A chat run's pending approvals are untouched. Call it on start,
+	// before serving.
 	Recover(ctx context.Context, owner string, now time.Time) (Recovery, error)
 
 	// EnqueuePost stores a chat post before it is sent. A post whose Key exists

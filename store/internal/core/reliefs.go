@@ -350,7 +350,9 @@ func (s *Store) Recover(ctx context.Context, owner string, now time.Time) (store
 			if interrupted[r.ID] {
 				continue
 			}
-			if r.State == incident.RunAwaitingApproval || !mine(r.Owner) {
+			// A chat run awaiting approval lives on without its process (a click
+			// continues it); a terminal's has nobody left to approve it.
+			if (r.State == incident.RunAwaitingApproval && r.Origin != "cli") || !mine(r.Owner) {
 				continue
 			}
 			if _, err := tx.Exec(ctx, `UPDATE runs SET owner = ?, updated_us = ? WHERE id = ?`, owner, us(now), r.ID); err != nil {
