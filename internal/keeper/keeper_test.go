@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -304,7 +305,10 @@ func TestHolderWhoseLeaseWasTakenStops(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, l.Held)
 	eventually(t, "a stops", func() bool { return !a.k.Held() && w.Running() == "" })
-	assert.Contains(t, a.logs.String(), `msg="lease lost to another process; the work stopped" component=keeper work=ndr-watch holder=fast-clock`)
+	// The work stops first; the line that says so follows it.
+	eventually(t, "a logs the loss", func() bool {
+		return strings.Contains(a.logs.String(), `msg="lease lost to another process; the work stopped" component=keeper work=ndr-watch holder=fast-clock`)
+	})
 	assert.Equal(t, []bool{true, false}, a.Changes())
 }
 
