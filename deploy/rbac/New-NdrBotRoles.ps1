@@ -125,6 +125,8 @@ $ParentCandidates = @{
     'Get-ServerComponentState'        = @('View-Only Configuration', 'Monitoring', 'Exchange Servers')  # UNSURE which
     'Get-TransportService'            = @('View-Only Configuration', 'Exchange Servers')      # likely
     'Get-SendConnector'               = @('View-Only Configuration', 'Send Connectors')       # likely
+    'Get-ReceiveConnector'            = @('View-Only Configuration', 'Receive Connectors')    # likely
+    'Get-ExchangeCertificate'         = @('View-Only Configuration', 'Exchange Server Certificates')  # UNSURE which (Exchange Server Certificates: "manage Exchange server certificates")
     'Get-Mailbox'                     = @('View-Only Recipients', 'Mail Recipients')          # likely
     'Get-ThrottlingPolicy'            = @('View-Only Configuration', 'Recipient Policies')    # likely
     'Get-ThrottlingPolicyAssociation' = @('View-Only Recipients', 'View-Only Configuration', 'Recipient Policies')  # UNSURE which
@@ -137,6 +139,7 @@ $ParentCandidates = @{
     'Suspend-Queue'                   = @('Transport Queues')                                 # sure
     'Resume-Queue'                    = @('Transport Queues')                                 # sure
     'Set-TransportService'            = @('Exchange Servers')                                 # per the role's description
+    'Set-SendConnector'               = @('Send Connectors')                                  # per the role's description ("manage Send connectors")
     # Admin
     'Set-ServerComponentState'        = @('Exchange Servers', 'Monitoring')                   # UNSURE which
 }

@@ -20,6 +20,8 @@
         'Get-ServerComponentState' = @('Identity', 'Component')
         'Get-TransportService' = @('Identity')
         'Get-SendConnector' = @('Identity')
+        'Get-ReceiveConnector' = @('Server')
+        'Get-ExchangeCertificate' = @('Server')
         'Get-Mailbox' = @('Identity')
         'Get-ThrottlingPolicy' = @('Identity')
         'Get-ThrottlingPolicyAssociation' = @('Identity', 'ResultSize')
@@ -33,6 +35,7 @@
         'Suspend-Queue' = @('Identity')
         'Resume-Queue' = @('Identity')
         'Set-TransportService' = @('Identity', 'MaxPerDomainOutboundConnections', 'MaxOutboundConnections')
+        'Set-SendConnector' = @('Identity', 'TlsCertificateName')
     }
     Admin = @{
         'Set-ServerComponentState' = @('Identity', 'Component', 'State', 'Requester')

@@ -140,6 +140,18 @@ func Exchange() []executors.Command {
 			Source: learn + "Get-AcceptedDomain",
 		},
 		{
+			Name: "Get-ExchangeCertificate",
+			Params: params(s("Identity"), s("Thumbprint"), s("Server"), l("DomainName"), s("Instance"),
+				s("DomainController")),
+			AllParams: true,
+			// The properties Learn lists for | Format-List (and Identity,
+			// FriendlyName of | Format-List *): the ones the lab writes.
+			Fields: []string{"RunspaceId", "AccessRules", "CertificateDomains", "HasPrivateKey", "IsSelfSigned", "Issuer",
+				"NotAfter", "NotBefore", "PublicKeySize", "RootCAType", "SerialNumber", "Services", "Status", "Subject",
+				"Thumbprint", "FriendlyName", "Identity"},
+			Source: learn + "Get-ExchangeCertificate",
+		},
+		{
 			Name:      "Get-ExchangeServer",
 			Params:    params(s("Identity"), s("Domain"), b("Status"), s("DomainController")),
 			AllParams: true,
@@ -197,6 +209,13 @@ func Exchange() []executors.Command {
 			Params: params(req(s("Identity")), u("RecipientRateLimit"), u("MessageRateLimit"), u("ForwardeeLimit"),
 				s("DomainController")),
 			Source: learn + "Set-ThrottlingPolicy",
+		},
+		{
+			// Set-SendConnector takes far more parameters: only those a
+			// playbook sets are listed.
+			Name:   "Set-SendConnector",
+			Params: params(req(s("Identity")), s("TlsCertificateName"), s("DomainController")),
+			Source: learn + "Set-SendConnector",
 		},
 		{
 			Name: "Set-TransportService",

@@ -130,6 +130,8 @@ func cmdlets() []*cmdlet {
 		{name: "Get-ThrottlingPolicy", params: []param{s("Identity")}, run: getThrottlingPolicy},
 		{name: "Get-ThrottlingPolicyAssociation", params: []param{s("Identity"), k("ResultSize", kUnlimited)}, run: getThrottlingPolicyAssociation},
 		{name: "Get-AcceptedDomain", params: []param{s("Identity")}, run: getAcceptedDomain},
+		{name: "Get-ExchangeCertificate", params: []param{s("Identity"), s("Thumbprint"), s("Server"), k("DomainName", kStrings)},
+			unsimulated: []string{"Instance"}, run: getExchangeCertificate},
 		{name: "Get-ExchangeServer", params: []param{s("Identity")}, unsimulated: []string{"Status", "Domain"}, run: getExchangeServer},
 		{name: "Test-Mailflow", params: []param{s("Identity"), s("TargetEmailAddress"), k("ExecutionTimeout", kInt)},
 			unsimulated: []string{"TargetMailboxServer", "TargetDatabase", "AutoDiscoverTargetMailboxServer", "CrossPremises",
@@ -151,6 +153,7 @@ func cmdlets() []*cmdlet {
 			k("TransientFailureRetryCount", kInt), k("OutboundConnectionFailureRetryInterval", kSpan), k("MessageExpirationTimeout", kSpan),
 			k("DelayNotificationTimeout", kSpan), k("MaxConcurrentMailboxDeliveries", kInt), k("MaxConcurrentMailboxSubmissions", kInt),
 			k("MaxConnectionRatePerMinute", kInt)}, run: setTransportService},
+		{name: "Set-SendConnector", params: []param{must(s("Identity")), s("TlsCertificateName")}, run: setSendConnector},
 		{name: "Set-ServerComponentState", params: []param{must(s("Identity")), must(s("Component")), must(s("State")), must(s("Requester")),
 			k("Duration", kSpan), k("LocalOnly", kBool), k("RemoteOnly", kBool)}, run: setServerComponentState},
 	}

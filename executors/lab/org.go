@@ -67,6 +67,9 @@ type server struct {
 	settings transportSettings
 	tracking []*trackingEvent
 	receive  []*receiveConnector
+	// certs are Get-ExchangeCertificate's: the defaults Exchange setup
+	// leaves, then the file's (certs.go).
+	certs []*exchangeCertificate
 	// ports are what Test-NdrSmtpPort from this server finds, by "host:port".
 	ports map[string]*portView
 }

@@ -43,6 +43,7 @@ type fileServer struct {
 	Tracking          []fileEvent              `yaml:"tracking"`
 	ReceiveConnectors keyed[fileReceive]       `yaml:"receive_connectors"`
 	Ports             keyed[filePort]          `yaml:"ports"`
+	Certificates      keyed[fileCertificate]   `yaml:"certificates"`
 }
 
 type fileService struct {
@@ -491,6 +492,9 @@ func (ld *loader) build(f *fileOrg, now time.Time) (*org, error) {
 			}
 			s.ports[strings.ToLower(pt.key)] = &portView{tcpSucceeded: pt.val.TcpSucceeded, banner: pt.val.Banner, latencyMs: pt.val.LatencyMs, err: pt.val.Error}
 		}
+		if err := ld.certificates(s, fs.Certificates, now); err != nil {
+			return nil, err
+		}
 		o.servers = append(o.servers, s)
 	}
 	if len(o.servers) == 0 {
@@ -668,7 +672,7 @@ var conditionOps = []string{">=", "<=", "!=", "==", ">", "<"}
 
 // reliefCmdlets are the commands a behaviour can follow.
 var reliefCmdlets = []string{"Restart-Service", "Retry-Queue", "Suspend-Queue", "Resume-Queue", "Set-ThrottlingPolicy",
-	"Set-TransportService", "Set-ServerComponentState"}
+	"Set-TransportService", "Set-ServerComponentState", "Set-SendConnector"}
 
 func (ld *loader) behaviours(o *org, fbs []fileBehaviour) error {
 	for i, fb := range fbs {
