@@ -59,7 +59,8 @@ var samples = []sampleWant{
 		subject:   "Q3 forecast", date: "2026-11-23T09:41:02Z", statusFrom: FromDSN,
 		// "Service unavailable" is in the reply, but 5.7.708 is not a 5.5.4;
 		// ndr-5.7.23's codes share its class and subject (5.7: security or policy).
-		closest: []string{"ndr-5.7.23", "ndr-5.5.4", "smtp-421"},
+		// hybrid-tls's 5.7.64 is a 5.7 as well.
+		closest: []string{"ndr-5.7.23", "hybrid-tls", "ndr-5.5.4", "smtp-421"},
 		planned: "ndr-5.7.708", plannedParams: map[string]string{"sender": "alice@contoso.com", "sending_domain": "contoso.com"}},
 	{file: "exchange2019-5.5.4.eml",
 		status: "5.5.4", reply: "550", action: "failed",
@@ -90,7 +91,7 @@ var samples = []sampleWant{
 		sender:    "owner-sales@contoso.com", senderFrom: "original From",
 		messageID: "<202611231410.JAA13001@gw.contoso.com>",
 		subject:   "Price list, December", date: "2026-11-23T09:21:47-05:00", statusFrom: FromDSN,
-		closest: []string{"ndr-5.5.4", "ndr-5.7.23"}},
+		closest: []string{"ndr-5.5.4", "ndr-5.7.23", "hybrid-tls"}},
 	{file: "rfc3464-simple.eml",
 		status: "4.0.0", reply: "426", action: "failed",
 		recipient: "louis@larry.fabrikam.com", domain: "larry.fabrikam.com", recipients: 1,
@@ -98,7 +99,7 @@ var samples = []sampleWant{
 		sender:    "owner-ups-mib@contoso.com", senderFrom: "original From",
 		messageID: "<202611182110.RAA00001@gw.contoso.com>",
 		subject:   "ups-mib", date: "2026-11-23T17:16:05-04:00", statusFrom: FromDSN,
-		closest: []string{"ndr-5.5.4", "smtp-421", "smtp-auth-432"}},
+		closest: []string{"ndr-5.5.4", "smtp-421", "smtp-auth-432", "hybrid-tls"}},
 	{file: "outlook-paste-multi.txt",
 		// frank's 5.1.1 is the first permanent failure; no playbook has it, but
 		// grace's 5.5.4 in the same report fits ndr-5.5.4.
@@ -118,7 +119,7 @@ var samples = []sampleWant{
 		sender:    "alice@contoso.com", senderFrom: "original From",
 		messageID: "<BN8PR11MB12349F8E7D6C5B4A3F2E1D0C9B8A7F6E5D4@BN8PR11MB1234.namprd11.prod.outlook.com>",
 		subject:   "Invoice 2026-1142", date: "2026-11-23T09:12:39Z", statusFrom: FromText,
-		closest: []string{"ndr-5.5.4", "ndr-5.7.23"},
+		closest: []string{"ndr-5.5.4", "ndr-5.7.23", "hybrid-tls"},
 		planned: "ndr-5.1.8", plannedParams: map[string]string{"sender": "alice@contoso.com"}},
 	{file: "owa-paste-exo-5.7.23.txt",
 		status: "5.7.23", reply: "550", action: "failed",
@@ -138,8 +139,10 @@ var samples = []sampleWant{
 		remote: "contoso-com.mail.protection.outlook.com", remoteIP: "198.51.100.25",
 		reporting: "ex01.contoso.com",
 		date:      "2026-11-23T08:02:11Z", statusFrom: FromDSN,
+		// The 454 4.7.5 behind the 451 4.4.0 fits hybrid-tls as well (listed
+		// second: the two nested replies weigh the same).
 		fit: "ndr-5.5.4", fitRcpt: "heidi@fabrikam.com",
-		planned: "hybrid-tls", plannedParams: map[string]string{"remote_host": "contoso-com.mail.protection.outlook.com"}},
+		planned: "ndr-5.5.4"},
 	{file: "ndr-headers-only.txt", err: ErrNoStatus,
 		picked: -1,
 		sender: "judy@contoso.com", senderFrom: "To of the report",
@@ -187,7 +190,7 @@ var samples = []sampleWant{
 		// smtp-421 lists 4.7.0 inside "421 4.7.0 too many connections": the
 		// very code, other words. ndr-5.7.23's 5.7.x shares its subject (7);
 		// smtp-auth-432's 4.3.2 is a temporary failure too.
-		closest: []string{"smtp-421", "ndr-5.7.23", "ndr-5.5.4", "smtp-auth-432"}},
+		closest: []string{"smtp-421", "hybrid-tls", "ndr-5.7.23", "ndr-5.5.4", "smtp-auth-432"}},
 	{file: "exchange-fr-paste-5.5.4.txt",
 		status: "5.5.4", reply: "550", action: "failed",
 		recipient: "bob@fabrikam.com", domain: "fabrikam.com", recipients: 1,
@@ -198,6 +201,30 @@ var samples = []sampleWant{
 		subject:   "Planning de décembre", date: "2026-11-23T15:01:57Z", statusFrom: FromText,
 		fit: "ndr-5.5.4", fitRcpt: "bob@fabrikam.com", fitParams: map[string]string{"sender": "lea@contoso.com"},
 		planned: "ndr-5.5.4"},
+	{file: "exchange2019-5.7.64.txt",
+		// On-premises relays through Exchange Online, which no longer ties the
+		// server's certificate to the tenant.
+		status: "5.7.64", reply: "550", action: "failed",
+		recipient: "carol@fabrikam.com", domain: "fabrikam.com", recipients: 1,
+		remote: "contoso-com.mail.protection.outlook.com", remoteIP: "198.51.100.25",
+		reporting: "ex01.contoso.com",
+		sender:    "alice@contoso.com", senderFrom: "original From",
+		messageID: "<4e1d2c3b5a6f4e7d8c9b0a1f2e3d4c5b@EX01.contoso.com>",
+		subject:   "Quote 2231", date: "2026-11-23T09:13:39Z", statusFrom: FromText,
+		fit: "hybrid-tls", fitRcpt: "carol@fabrikam.com",
+		planned: "hybrid-tls"},
+	{file: "queue-paste-454-4.7.5.txt",
+		// Get-Queue's LastError pasted with the command: no recipient, no sender.
+		status: "4.7.5", reply: "454", recipients: 1, statusFrom: FromText,
+		fit:     "hybrid-tls",
+		planned: "hybrid-tls"},
+	{file: "exo-trace-4.4.317.txt",
+		// Exchange Online's message trace detail of a deferral toward
+		// on-premises; the STARTTLS refusal is nested.
+		status: "4.4.317", reply: "450", nested: []string{"5.7.3"}, recipients: 1,
+		remote: "mail.contoso.com", remoteIP: "203.0.113.80", statusFrom: FromText,
+		fit:     "hybrid-tls",
+		planned: "hybrid-tls"},
 	{file: "garbage.txt", err: ErrNoStatus, picked: -1},
 	{file: "not-a-bounce.eml", err: ErrNoStatus, picked: -1},
 }

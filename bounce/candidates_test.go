@@ -34,6 +34,9 @@ func realCandidates() []Candidate {
 		{ID: "ndr-5.7.23",
 			Matches: []string{"5.7.23", "550 5.7.23", "5.7.509", "550 5.7.509"},
 			Params:  []Param{{Name: "sending_domain", Type: "domain", Required: true}, {Name: "selectors", Type: "string"}}},
+		{ID: "hybrid-tls",
+			Matches: []string{"454 4.7.5", "4.7.5", "550 5.7.64", "5.7.64", "tenantattribution", "450 4.4.317", "4.4.317"},
+			Params:  []Param{{Name: "window", Type: "duration"}, {Name: "expiry_warning", Type: "duration"}}},
 	}
 }
 
@@ -48,9 +51,6 @@ func plannedCandidates() []Candidate {
 		Candidate{ID: "ndr-5.1.8",
 			Matches: []string{"5.1.8", "5.7.705", "550 5.1.8", "bad outbound sender", "tenant has exceeded threshold"},
 			Params:  []Param{{Name: "sender", Type: "email", Required: true}}},
-		Candidate{ID: "hybrid-tls",
-			Matches: []string{"454 4.7.5", "4.7.5", "5.7.64", "4.4.317", "tenantattribution", "certificate"},
-			Params:  []Param{{Name: "remote_host", Type: "hostname"}}},
 		Candidate{ID: "queue-expired",
 			Matches: []string{"4.4.7", "5.4.7", "queue.expired", "message expired"},
 			Params:  []Param{{Name: "domain", Type: "domain", Required: true}, {Name: "remote_host", Type: "hostname"}}},

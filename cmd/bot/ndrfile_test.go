@@ -48,9 +48,22 @@ func TestDiagnoseNDRFileSamples(t *testing.T) {
 		{"postfix-4.3.2.eml", "smtp-421", "concurrency-too-high", exitFindings, []string{
 			"Read 421 4.3.2 for carol@fabrikam.com from relay.contoso.com, recipient domain fabrikam.com, sender dave@contoso.com; running smtp-421",
 			"params: connections=5 domain=fabrikam.com sending_domain=contoso.com", "Proposed relief: lower-per-domain-connections"}},
+		// The expiry's last attempt met 454 4.7.5 behind a 451 4.4.0: the
+		// certificate playbook is offered between the expiry's and 5.5.4's.
 		{"dsn-fields-4.4.7.txt", "", "", exitUsage, []string{
-			"Read 550 4.4.7 for heidi@fabrikam.com from ex01.contoso.com, recipient domain fabrikam.com; 2 playbooks fit it, best first:",
-			"1. ndr-4.4.7 — ", "ndrbot diagnose ndr-4.4.7 --ndr-file ", "2. ndr-5.5.4 — ", "ndrbot diagnose ndr-5.5.4 --ndr-file "}},
+			"Read 550 4.4.7 for heidi@fabrikam.com from ex01.contoso.com, recipient domain fabrikam.com; 3 playbooks fit it, best first:",
+			"1. ndr-4.4.7 — ", "ndrbot diagnose ndr-4.4.7 --ndr-file ", "2. hybrid-tls — ", "ndrbot diagnose hybrid-tls --ndr-file ",
+			"3. ndr-5.5.4 — ", "ndrbot diagnose ndr-5.5.4 --ndr-file "}},
+		// Hybrid certificate trouble: the bounce names no parameter the playbook
+		// needs; each sample runs the scenario of its branch.
+		{"queue-paste-454-4.7.5.txt", "hybrid-tls", "cert-renewed-not-bound", exitFindings, []string{
+			"Read 454 4.7.5", "running hybrid-tls\n", "Proposed relief: bind-send-cert"}},
+		{"exchange2019-5.7.64.txt", "hybrid-tls", "tenant-connector-mismatch", exitEscalation, []string{
+			"Read 550 5.7.64 for carol@fabrikam.com from ex01.contoso.com, recipient domain fabrikam.com, sender alice@contoso.com; running hybrid-tls\n",
+			"550 5.7.64 TenantAttribution", "ESCALATE to The Exchange Online administrator of the hybrid"}},
+		{"exo-trace-4.4.317.txt", "hybrid-tls", "cert-expired", exitEscalation, []string{
+			"Read 450 4.4.317", "running hybrid-tls\n", "450 4.4.317 Cannot connect to remote server",
+			"ESCALATE to The certificate's owner"}},
 		{"exchange-delay-4.4.7-421.txt", "", "", exitUsage, []string{
 			"2 playbooks fit it, best first:", "1. ndr-4.4.7 — ", "from the bounce: domain=fabrikam.com sender=erin@contoso.com",
 			"2. smtp-421 — ", `the reply behind the report's 400 4.4.7 for dave@fabrikam.com is 421 4.3.2`,
