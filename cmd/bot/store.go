@@ -48,10 +48,17 @@ func isPostgres(driver string) bool { return driver == "postgres" || driver == "
 // knows every secret of the configuration, so none reaches the audit trail.
 // SQLite creates a missing database, in a directory made 0700.
 func (g *globals) openStore(ctx context.Context, cfg config.Config) (store.Store, []byte, error) {
+	return g.openBackend(ctx, cfg, false)
+}
+
+// openBackend opens the store cfg names; scratch: a new SQLite file at
+// cfg.Store.Path, for a throw-away store.
+func (g *globals) openBackend(ctx context.Context, cfg config.Config, scratch bool) (store.Store, []byte, error) {
 	bc, err := storeBackend(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
+	bc.Scratch = scratch
 	key, err := config.ResolveSecret(cfg.Store.AuditKey, cfg.Store.AuditKeyFile)
 	if err != nil {
 		return nil, nil, &exitError{code: exitUsage, err: fmt.Errorf("store.audit_key: %w", err)}
@@ -105,7 +112,7 @@ func (g *globals) openRunStore(ctx context.Context, cfg *config.Config, lf labFl
 		return nil, nil, nil, fmt.Errorf("lab store: %w (--lab-store PATH names one)", err)
 	}
 	labCfg.Store.Path = filepath.Join(dir, config.StoreFile)
-	st, key, err := g.openStore(ctx, labCfg)
+	st, key, err := g.openBackend(ctx, labCfg, true)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, nil, err

@@ -18,6 +18,9 @@ type Config struct {
 	Driver string // "sqlite" (default) or "postgres"
 	Path   string // sqlite: database file, required (config.Load resolves store.path's default)
 	DSN    string // postgres: connection string (a secret: from env or file)
+	// Scratch: Path is a new SQLite file for one process's throw-away work,
+	// removed when it ends (sqlite.OpenScratch).
+	Scratch bool
 }
 
 // Validate checks the configuration without opening anything.
@@ -49,6 +52,9 @@ func Open(ctx context.Context, c Config, opt store.Options) (store.Store, error)
 	case "postgres", "postgresql":
 		return postgres.Open(ctx, c.DSN, opt)
 	default:
+		if c.Scratch {
+			return sqlite.OpenScratch(ctx, c.Path, opt)
+		}
 		return sqlite.Open(ctx, c.Path, opt)
 	}
 }

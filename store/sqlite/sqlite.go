@@ -48,11 +48,13 @@ func (s *Store) Path() string { return s.path }
 
 // DSN returns the modernc.org/sqlite data source name ndrbot uses for path;
 // readOnly selects the read pool's settings.
-func DSN(path string, readOnly bool) string {
+func DSN(path string, readOnly bool) string { return dsn(path, readOnly, "FULL") }
+
+func dsn(path string, readOnly bool, synchronous string) string {
 	q := url.Values{}
 	q.Set("_busy_timeout", fmt.Sprint(BusyTimeout.Milliseconds()))
 	q.Set("_foreign_keys", "1")
-	q.Set("_synchronous", "FULL")
+	q.Set("_synchronous", synchronous)
 	if readOnly {
 		q.Set("_query_only", "1")
 	} else {
@@ -69,7 +71,7 @@ func Open(ctx context.Context, path string, opt store.Options) (*Store, error) {
 	if path == "" {
 		path = store.DefaultSQLitePath()
 	}
-	s, err := open(ctx, path, opt)
+	s, err := open(ctx, path, opt, "FULL")
 	if err != nil && !errors.Is(err, ErrCorrupt) && damaged(err) {
 		// SQLite may find the damage before quick_check does (reading the
 		// schema, setting the journal mode): the verdict is the same.
@@ -78,7 +80,38 @@ func Open(ctx context.Context, path string, opt store.Options) (*Store, error) {
 	return s, err
 }
 
-func open(ctx context.Context, path string, opt store.Options) (*Store, error) {
+// scratchTemplate is an empty database at this build's schema, in WAL mode,
+// written by `go test ./store/sqlite -run TestScratchTemplate -update`; the test
+// holds it to what the migrations make.
+//
+//go:embed scratch.sqlite
+var scratchTemplate []byte
+
+// OpenScratch creates the store of one process's throw-away work (a lab run's,
+// removed at exit) in a new file at path. It is the store Open makes — same
+// schema, WAL, audit chain — with two differences that cost nothing a deleted
+// file could keep: it starts from a copy of an empty database already at this
+// build's schema (creating the tables and switching a new file to WAL costs more
+// than the diagnosis it records), and it commits without fsync
+// (synchronous=OFF; a crash still leaves what was committed, as SQLite's WAL is
+// written before a commit returns; a power loss may not).
+// The file must not exist.
+func OpenScratch(ctx context.Context, path string, opt store.Options) (*Store, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite scratch store: %w", err)
+	}
+	if _, err := f.Write(scratchTemplate); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sqlite scratch store: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("sqlite scratch store: %w", err)
+	}
+	return open(ctx, path, opt, "OFF")
+}
+
+func open(ctx context.Context, path string, opt store.Options, synchronous string) (*Store, error) {
 	if dir := filepath.Dir(path); dir != "." {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("sqlite store: %w", err)
@@ -92,7 +125,7 @@ func open(ctx context.Context, path string, opt store.Options) (*Store, error) {
 	} else if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("sqlite store: %w", err)
 	}
-	w, err := sql.Open("sqlite", DSN(path, false))
+	w, err := sql.Open("sqlite", dsn(path, false, synchronous))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
 	}
@@ -114,7 +147,7 @@ func open(ctx context.Context, path string, opt store.Options) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", DSN(path, true))
+	r, err := sql.Open("sqlite", dsn(path, true, synchronous))
 	if err != nil {
 		w.Close()
 		return nil, err

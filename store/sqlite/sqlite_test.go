@@ -22,7 +22,11 @@ import (
 )
 
 func openAt(t testing.TB, path string, opt store.Options) storetest.Instance {
-	s, err := sqlite.Open(context.Background(), path, opt)
+	return instance(t, path, opt, sqlite.Open)
+}
+
+func instance(t testing.TB, path string, opt store.Options, open func(context.Context, string, store.Options) (*sqlite.Store, error)) storetest.Instance {
+	s, err := open(context.Background(), path, opt)
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	raw, err := sql.Open("sqlite", sqlite.DSN(path, false))
