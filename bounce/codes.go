@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Code is one SMTP answer as a report quotes it: the three-digit reply code
@@ -63,7 +64,7 @@ func parseEnhanced(s string) (enhanced, bool) {
 // enhancedRE finds enhanced-code candidates; findCodes checks their boundaries
 // by hand, because Go's regexp has no look-around and a version number such as
 // 15.20.1771.16 or an ISP code like 4.16.55.1 must not read as a status.
-var enhancedRE = regexp.MustCompile(`[245]\.\d{1,3}\.\d{1,3}`)
+var enhancedRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[245]\.\d{1,3}\.\d{1,3}`) })
 
 // findCodes lists the codes in a status text in the order they appear: each
 // enhanced code with the reply code written just before it ("550 5.5.4",
@@ -72,7 +73,7 @@ var enhancedRE = regexp.MustCompile(`[245]\.\d{1,3}\.\d{1,3}`)
 // many connections") is the only code.
 func findCodes(s string) []Code {
 	var out []Code
-	for _, loc := range enhancedRE.FindAllStringIndex(s, -1) {
+	for _, loc := range enhancedRE().FindAllStringIndex(s, -1) {
 		start, end := loc[0], loc[1]
 		if start > 0 && (isDigit(s[start-1]) || s[start-1] == '.') {
 			continue
@@ -154,9 +155,13 @@ func (c Code) class() byte {
 
 // Addresses and hosts.
 var (
-	addrRE = regexp.MustCompile(`[A-Za-z0-9.!#$%&'*+/=?^_{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+`)
+	addrRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`[A-Za-z0-9.!#$%&'*+/=?^_{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+`)
+	})
 	// hostRE is a DNS name of LDH labels; a single label is allowed (EX01).
-	hostRE = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*$`)
+	hostRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*$`)
+	})
 )
 
 // cleanAddress turns "rfc822; Bob@Fabrikam.COM", "<bob@fabrikam.com>" or
@@ -167,7 +172,7 @@ func cleanAddress(s string) string {
 	if t, v, ok := strings.Cut(s, ";"); ok && !strings.Contains(t, "@") {
 		s = v // address-type ";" address (RFC 3464 section 2.3.2)
 	}
-	a := addrRE.FindString(s)
+	a := addrRE().FindString(s)
 	if a == "" || len(a) > 254 {
 		return ""
 	}
@@ -210,7 +215,7 @@ func cleanHost(s string) (host, ip string) {
 	if a := cleanIP(s); a != "" {
 		return "", a
 	}
-	if s == "" || len(s) > 253 || !hostRE.MatchString(s) || !strings.ContainsAny(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+	if s == "" || len(s) > 253 || !hostRE().MatchString(s) || !strings.ContainsAny(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
 		return "", ip
 	}
 	return strings.ToLower(s), ip

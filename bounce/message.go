@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -83,7 +84,7 @@ func (f *facts) setOriginal(h textproto.MIMEHeader) {
 
 // headerLineRE is a header field's start: a field name (RFC 5322 ftext) and a
 // colon.
-var headerLineRE = regexp.MustCompile(`^[!-9;-~]{1,76}:`)
+var headerLineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[!-9;-~]{1,76}:`) })
 
 // envelope headers one of which a message's header block has, and DSN fields,
 // which mean a pasted block is a delivery-status part rather than a message.
@@ -99,7 +100,7 @@ var (
 )
 
 func fieldName(line string) string {
-	m := headerLineRE.FindString(line)
+	m := headerLineRE().FindString(line)
 	if m == "" {
 		return ""
 	}
@@ -312,19 +313,23 @@ func normalizeEOL(s string) string {
 }
 
 var (
-	htmlBreakRE = regexp.MustCompile(`(?i)<\s*(br|/p|/div|/tr|/li|/h\d|/pre|p|div|tr|li|pre)\b[^>]*>`)
-	htmlCellRE  = regexp.MustCompile(`(?i)<\s*/t[dh]\s*>`)
-	htmlDropRE  = regexp.MustCompile(`(?is)<\s*(style|script|head)\b.*?<\s*/\s*(style|script|head)\s*>`)
-	htmlTagRE   = regexp.MustCompile(`(?s)<[^>]*>`)
+	htmlBreakRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)<\s*(br|/p|/div|/tr|/li|/h\d|/pre|p|div|tr|li|pre)\b[^>]*>`)
+	})
+	htmlCellRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)<\s*/t[dh]\s*>`) })
+	htmlDropRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?is)<\s*(style|script|head)\b.*?<\s*/\s*(style|script|head)\s*>`)
+	})
+	htmlTagRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?s)<[^>]*>`) })
 )
 
 // htmlText renders an HTML body as the lines a reader sees: block ends become
 // line breaks, table cells tabs, entities their characters.
 func htmlText(s string) string {
-	s = htmlDropRE.ReplaceAllString(s, "")
-	s = htmlBreakRE.ReplaceAllString(s, "\n")
-	s = htmlCellRE.ReplaceAllString(s, "\t")
-	s = htmlTagRE.ReplaceAllString(s, "")
+	s = htmlDropRE().ReplaceAllString(s, "")
+	s = htmlBreakRE().ReplaceAllString(s, "\n")
+	s = htmlCellRE().ReplaceAllString(s, "\t")
+	s = htmlTagRE().ReplaceAllString(s, "")
 	return html.UnescapeString(s)
 }
 
@@ -363,7 +368,7 @@ func parseHeaderBlock(text string) (textproto.MIMEHeader, string) {
 			}
 			continue
 		}
-		if m := headerLineRE.FindString(l); m != "" {
+		if m := headerLineRE().FindString(l); m != "" {
 			flush()
 			name = m[:len(m)-1]
 			value.WriteString(l[len(m):])
@@ -442,13 +447,13 @@ func dsnGroupKind(h textproto.MIMEHeader) string {
 }
 
 // diagTypeRE is a Diagnostic-Code's diagnostic-type prefix ("smtp;", "X-Unix;").
-var diagTypeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,20}\s*;\s*`)
+var diagTypeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,20}\s*;\s*`) })
 
 func dsnRecipient(h textproto.MIMEHeader) Recipient {
 	r := Recipient{
 		Address:     cleanAddress(h.Get("Final-Recipient")),
 		Original:    cleanAddress(h.Get("Original-Recipient")),
-		Diagnostic:  bounded(squash(diagTypeRE.ReplaceAllString(h.Get("Diagnostic-Code"), "")), 1000),
+		Diagnostic:  bounded(squash(diagTypeRE().ReplaceAllString(h.Get("Diagnostic-Code"), "")), 1000),
 		LastAttempt: parseDate(h.Get("Last-Attempt-Date")),
 	}
 	if r.Address == "" {
@@ -458,10 +463,10 @@ func dsnRecipient(h textproto.MIMEHeader) Recipient {
 		r.Action = strings.ToLower(strings.TrimRight(f[0], ";,"))
 	}
 	r.RemoteMTA, r.RemoteIP = cleanHost(h.Get("Remote-Mta"))
-	if m := lastServerRE.FindStringSubmatch(r.Diagnostic); m != nil && r.RemoteMTA == "" {
+	if m := lastServerRE().FindStringSubmatch(r.Diagnostic); m != nil && r.RemoteMTA == "" {
 		r.RemoteMTA, _ = cleanHost(m[1])
 	}
-	if m := lastIPRE.FindStringSubmatch(r.Diagnostic); m != nil && r.RemoteIP == "" {
+	if m := lastIPRE().FindStringSubmatch(r.Diagnostic); m != nil && r.RemoteIP == "" {
 		r.RemoteIP = cleanIP(m[1])
 	}
 	codes := findCodes(r.Diagnostic)

@@ -3,6 +3,7 @@ package bounce
 import (
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -31,22 +32,38 @@ var (
 )
 
 var (
-	labelRE = regexp.MustCompile(`^([A-Za-z][A-Za-z\x80-\xff\x{FFFD} \-]{1,40}?)\s*:\s*(.*)$`)
+	labelRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^([A-Za-z][A-Za-z\x80-\xff\x{FFFD} \-]{1,40}?)\s*:\s*(.*)$`)
+	})
 	// "Remote Server at mx1.fabrikam.com (203.0.113.40) returned '…'"
-	remoteAtRE = regexp.MustCompile(`(?i)remote server at\s+([^\s(']+)\s*(?:\(([^)]*)\))?`)
+	remoteAtRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)remote server at\s+([^\s(']+)\s*(?:\(([^)]*)\))?`)
+	})
 	// "[LastAttemptedServerName=…] [LastAttemptedIP=198.51.100.10:25]", "[Hostname=…]"
-	lastServerRE = regexp.MustCompile(`(?i)\[(?:LastAttemptedServerName|Hostname)=([^\]\s]+)\]`)
-	lastIPRE     = regexp.MustCompile(`(?i)\[LastAttemptedIP=([^\]\s]+)\]`)
+	lastServerRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)\[(?:LastAttemptedServerName|Hostname)=([^\]\s]+)\]`)
+	})
+	lastIPRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)\[LastAttemptedIP=([^\]\s]+)\]`) })
 	// Postfix: "<bob@fabrikam.com> (expanded from <b@fabrikam.com>): host mx[ip] said: …"
-	postfixRE     = regexp.MustCompile(`^<([^<>\s]+@[^<>\s]+)>(?:\s*\(expanded from\s*<([^<>\s]+)>\))?\s*:\s*(.*)$`)
-	saidRE        = regexp.MustCompile(`(?i)host\s+(\S+?)\[([^\]]*)\]\s+said:\s*(.*)$`)
-	connectToRE   = regexp.MustCompile(`(?i)connect to\s+(\S+?)\[([^\]]*)\]`)
-	inReplyToRE   = regexp.MustCompile(`(?i)\s*\(in reply to [^)]*\)\s*$`)
-	talkingToRE   = regexp.MustCompile(`(?i)^\.\.\.\s*while talking to\s+([^\s:]+?)\.?:\s*$`)
-	eximHostRE    = regexp.MustCompile(`(?i)host\s+(\S+)\s+\[([^\]]+)\]`)
-	rejectedByRE  = regexp.MustCompile(`(?i)^(\S+)\s+(?:rejected your message to the following|gave this error:)`)
-	orgRejectedRE = regexp.MustCompile(`(?i)organization rejected your message:\s*\[?([^\s\]]+?)\]?\.?\s*$`)
-	yourMsgRE     = regexp.MustCompile(`(?i)your message (?:to\s+(\S+?)\s+couldn't be delivered|wasn't delivered to\s+(\S+?)\s+because)`)
+	postfixRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^<([^<>\s]+@[^<>\s]+)>(?:\s*\(expanded from\s*<([^<>\s]+)>\))?\s*:\s*(.*)$`)
+	})
+	saidRE      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)host\s+(\S+?)\[([^\]]*)\]\s+said:\s*(.*)$`) })
+	connectToRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)connect to\s+(\S+?)\[([^\]]*)\]`) })
+	inReplyToRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)\s*\(in reply to [^)]*\)\s*$`) })
+	talkingToRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)^\.\.\.\s*while talking to\s+([^\s:]+?)\.?:\s*$`)
+	})
+	eximHostRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)host\s+(\S+)\s+\[([^\]]+)\]`) })
+	rejectedByRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)^(\S+)\s+(?:rejected your message to the following|gave this error:)`)
+	})
+	orgRejectedRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)organization rejected your message:\s*\[?([^\s\]]+?)\]?\.?\s*$`)
+	})
+	yourMsgRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)your message (?:to\s+(\S+?)\s+couldn't be delivered|wasn't delivered to\s+(\S+?)\s+because)`)
+	})
 	// Exchange Online's "Created Date: 11/23/2026 10:02:11 AM".
 	usDateLayouts = []string{"1/2/2006 3:04:05 PM", "1/2/2006 15:04:05", "1/2/2006 3:04 PM"}
 )
@@ -139,7 +156,7 @@ func (s *scanner) run() {
 			s.pending = ""
 			// A label alone takes the next line as its value, unless that line
 			// is another label: then the value was empty.
-			nextIsLabel := labelRE.MatchString(t) && !strings.Contains(t, "@") && findCodes(t) == nil
+			nextIsLabel := labelRE().MatchString(t) && !strings.Contains(t, "@") && findCodes(t) == nil
 			if !nextIsLabel {
 				s.label(label, t)
 				continue
@@ -196,7 +213,7 @@ func (s *scanner) exchangeReturned(t, low string) bool {
 		status = s.quoted(t[i+len("returned"):])
 	}
 	host, ip := "", ""
-	if m := remoteAtRE.FindStringSubmatch(t); m != nil {
+	if m := remoteAtRE().FindStringSubmatch(t); m != nil {
 		host, ip = cleanHost(m[1])
 		if ip == "" {
 			ip = cleanIP(m[2])
@@ -230,7 +247,7 @@ func (s *scanner) postfix(t, _ string) bool {
 		return false
 	}
 	at := s.i
-	m := postfixRE.FindStringSubmatch(s.continued(t))
+	m := postfixRE().FindStringSubmatch(s.continued(t))
 	if m == nil {
 		s.i = at // not Postfix's shape: the indented lines are read on their own
 		return false
@@ -242,26 +259,26 @@ func (s *scanner) postfix(t, _ string) bool {
 	}
 	rest := m[3]
 	host, ip := "", ""
-	if sm := saidRE.FindStringSubmatch(rest); sm != nil {
+	if sm := saidRE().FindStringSubmatch(rest); sm != nil {
 		host, ip = cleanHost(sm[1])
 		if ip == "" {
 			ip = cleanIP(sm[2])
 		}
 		rest = sm[3]
-	} else if cm := connectToRE.FindStringSubmatch(rest); cm != nil {
+	} else if cm := connectToRE().FindStringSubmatch(rest); cm != nil {
 		host, ip = cleanHost(cm[1])
 		if ip == "" {
 			ip = cleanIP(cm[2])
 		}
 	}
-	s.f.status(s.cur, inReplyToRE.ReplaceAllString(rest, ""), host, ip)
+	s.f.status(s.cur, inReplyToRE().ReplaceAllString(rest, ""), host, ip)
 	return true
 }
 
 // sendmail: "... while talking to mx.fabrikam.com.:", "<<< 550 5.7.509 …",
 // "(reason: 550 5.7.509 …)".
 func (s *scanner) sendmail(t, _ string) bool {
-	if m := talkingToRE.FindStringSubmatch(t); m != nil {
+	if m := talkingToRE().FindStringSubmatch(t); m != nil {
 		if host, _ := cleanHost(m[1]); host != "" {
 			s.f.entry(s.cur).RemoteMTA = host
 		}
@@ -288,7 +305,7 @@ func (s *scanner) gmailOrExim(t, low string) bool {
 	}
 	if strings.Contains(low, "smtp error from remote") {
 		host, ip := "", ""
-		if m := eximHostRE.FindStringSubmatch(t); m != nil {
+		if m := eximHostRE().FindStringSubmatch(t); m != nil {
 			host, _ = cleanHost(m[1])
 			ip = cleanIP(m[2])
 		}
@@ -301,7 +318,7 @@ func (s *scanner) gmailOrExim(t, low string) bool {
 // labelled: "Generating server: …", "Status code: …" and the other labels
 // known; a label alone takes the next line as its value.
 func (s *scanner) labelled(t, _ string) bool {
-	m := labelRE.FindStringSubmatch(t)
+	m := labelRE().FindStringSubmatch(t)
 	if m == nil || strings.Contains(m[1], "  ") {
 		return false
 	}
@@ -320,15 +337,15 @@ func (s *scanner) labelled(t, _ string) bool {
 // rejectedBy: the lines that name the remote server or the recipient in
 // prose.
 func (s *scanner) rejectedBy(t, _ string) bool {
-	if m := rejectedByRE.FindStringSubmatch(t); m != nil {
+	if m := rejectedByRE().FindStringSubmatch(t); m != nil {
 		s.globalRemote(m[1])
 		return true
 	}
-	if m := orgRejectedRE.FindStringSubmatch(t); m != nil {
+	if m := orgRejectedRE().FindStringSubmatch(t); m != nil {
 		s.globalRemote(m[1])
 		return true
 	}
-	if m := yourMsgRE.FindStringSubmatch(t); m != nil {
+	if m := yourMsgRE().FindStringSubmatch(t); m != nil {
 		s.f.fallback = append(s.f.fallback, cleanAddress(m[1]+m[2]))
 		return true
 	}
@@ -404,10 +421,10 @@ func (s *scanner) label(label, value string) {
 // behind a delay or an expiry.
 func (f *facts) status(addr, text, host, ip string) {
 	text = squash(text)
-	if m := lastServerRE.FindStringSubmatch(text); m != nil && host == "" {
+	if m := lastServerRE().FindStringSubmatch(text); m != nil && host == "" {
 		host, _ = cleanHost(m[1])
 	}
-	if m := lastIPRE.FindStringSubmatch(text); m != nil && ip == "" {
+	if m := lastIPRE().FindStringSubmatch(text); m != nil && ip == "" {
 		ip = cleanIP(m[1])
 	}
 	r := f.entry(addr)
@@ -549,7 +566,7 @@ func (s *scanner) paragraph() string {
 // "bob@fabrikam.com", "<bob@fabrikam.com>", "bob@fabrikam.com (bob@fabrikam.com)",
 // "bob@fabrikam.com<mailto:bob@fabrikam.com>", "<bob@fabrikam.com>  (unrecoverable error)".
 func loneAddress(t string) string {
-	a := addrRE.FindString(t)
+	a := addrRE().FindString(t)
 	if a == "" {
 		return ""
 	}

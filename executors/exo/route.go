@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ndrbot/ndrbot/executors"
@@ -80,11 +81,13 @@ type plan struct {
 
 var (
 	// cmdletRE: Verb-Noun, letters and digits, as Exchange's cmdlets are named.
-	cmdletRE = regexp.MustCompile(`^[A-Za-z]+-[A-Za-z0-9]+$`)
-	paramRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,127}$`)
+	cmdletRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z]+-[A-Za-z0-9]+$`) })
+	paramRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,127}$`) })
 	// smtpRE finds the address an Identity names ("alex@contoso.com",
 	// "alex@contoso.com:\Calendar").
-	smtpRE = regexp.MustCompile(`^([A-Za-z0-9.!#$%&'*+=?^_{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::\\.*)?$`)
+	smtpRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^([A-Za-z0-9.!#$%&'*+=?^_{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::\\.*)?$`)
+	})
 )
 
 // ErrModuleEndpointOff: the cmdlet needs the InvokeCommand endpoint and the target
@@ -98,12 +101,12 @@ func (e *Executor) planFor(a executors.Action) (plan, error) {
 	if a.Cmdlet == "" {
 		return plan{}, fmt.Errorf("step %q: %w: exo targets take cmdlet steps (cmdlet: with args:), not scripts or checks", a.Step, executors.ErrUnsupported)
 	}
-	if !cmdletRE.MatchString(a.Cmdlet) {
+	if !cmdletRE().MatchString(a.Cmdlet) {
 		return plan{}, fmt.Errorf("%q is not a cmdlet name (Verb-Noun, letters and digits): %w", a.Cmdlet, executors.ErrUnsupported)
 	}
 	params := make(map[string]any, len(a.Args))
 	for _, arg := range a.Args {
-		if !paramRE.MatchString(arg.Name) {
+		if !paramRE().MatchString(arg.Name) {
 			return plan{}, fmt.Errorf("%s: %q is not a parameter name: %w", a.Cmdlet, arg.Name, executors.ErrUnsupported)
 		}
 		v, err := argValue(arg.Value, 0)
@@ -165,7 +168,7 @@ func (e *Executor) planFor(a executors.Action) (plan, error) {
 // targets, else the organization's system mailbox.
 func (e *Executor) anchor(mailbox bool, identity any) string {
 	if id, ok := identity.(string); ok && mailbox {
-		if m := smtpRE.FindStringSubmatch(id); m != nil {
+		if m := smtpRE().FindStringSubmatch(id); m != nil {
 			return "UPN:" + m[1]
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ndrbot/ndrbot/executors"
@@ -122,11 +123,13 @@ func row(obj map[string]any, sel []string, route Route) map[string]any {
 var (
 	// isoTimeRE: a DateTime as .NET's JSON writes it, with a zone (Z or ±hh:mm)
 	// and up to seven fractional digits.
-	isoTimeRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,7})?(?:Z|[+-]\d{2}:\d{2})$`)
+	isoTimeRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,7})?(?:Z|[+-]\d{2}:\d{2})$`)
+	})
 	// timeSpanRE: .NET's TimeSpan.ToString() ("[-][d.]hh:mm:ss[.fffffff]").
-	timeSpanRE = regexp.MustCompile(`^-?(?:\d+\.)?\d{1,2}:\d{2}:\d{2}(?:\.\d{1,7})?$`)
+	timeSpanRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^-?(?:\d+\.)?\d{1,2}:\d{2}:\d{2}(?:\.\d{1,7})?$`) })
 	// sizeRE: a ByteQuantifiedSize's ToString, with the exact count in brackets.
-	sizeRE = regexp.MustCompile(`^\d[\d.,]* (?:B|KB|MB|GB|TB) \([\d,]+ bytes\)$`)
+	sizeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\d[\d.,]* (?:B|KB|MB|GB|TB) \([\d,]+ bytes\)$`) })
 )
 
 func value(v any, typ string) (out any, unlimited bool) {
@@ -168,15 +171,15 @@ func text(s, typ string) (any, bool) {
 	switch {
 	case strings.EqualFold(s, "Unlimited"):
 		return nil, true
-	case typ == "System.DateTime" || isoTimeRE.MatchString(s):
+	case typ == "System.DateTime" || isoTimeRE().MatchString(s):
 		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 			return t.UTC().Format(time.RFC3339), false
 		}
-	case typ == "System.TimeSpan" || timeSpanRE.MatchString(s):
+	case typ == "System.TimeSpan" || timeSpanRE().MatchString(s):
 		if d, ok := psobj.ParseTimeSpan(s); ok {
 			return d.Seconds(), false
 		}
-	case sizeRE.MatchString(s):
+	case sizeRE().MatchString(s):
 		if n, ok := psobj.ParseBytes(s); ok {
 			return n, false
 		}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	abs "github.com/microsoft/kiota-abstractions-go"
@@ -256,8 +257,10 @@ type mailbox struct {
 }
 
 var (
-	folderResourceRE = regexp.MustCompile(`(?i)^/?users/([^/]+)/mailfolders(?:\('([^']+)'\)|/([^/]+))/messages/?$`)
-	allMailRE        = regexp.MustCompile(`(?i)^/?users/([^/]+)/messages/?$`)
+	folderResourceRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)^/?users/([^/]+)/mailfolders(?:\('([^']+)'\)|/([^/]+))/messages/?$`)
+	})
+	allMailRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^/?users/([^/]+)/messages/?$`) })
 )
 
 // mailResource recognises users/{u}/mailFolders('{f}')/messages,
@@ -266,12 +269,12 @@ var (
 // https://learn.microsoft.com/en-us/graph/outlook-change-notifications-overview),
 // not the Inbox: its folder is "" and the whole mailbox is reconciled.
 func mailResource(resource string) (mailbox, bool) {
-	if m := folderResourceRE.FindStringSubmatch(resource); m != nil {
+	if m := folderResourceRE().FindStringSubmatch(resource); m != nil {
 		mb := mailbox{user: m[1], folder: cmpOr(m[2], m[3])}
-		return mb, idRE.MatchString(mb.user) && idRE.MatchString(mb.folder)
+		return mb, idRE().MatchString(mb.user) && idRE().MatchString(mb.folder)
 	}
-	if m := allMailRE.FindStringSubmatch(resource); m != nil {
-		return mailbox{user: m[1]}, idRE.MatchString(m[1])
+	if m := allMailRE().FindStringSubmatch(resource); m != nil {
+		return mailbox{user: m[1]}, idRE().MatchString(m[1])
 	}
 	return mailbox{}, false
 }

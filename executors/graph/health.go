@@ -58,7 +58,7 @@ func (e *Executor) serviceHealth(ctx context.Context, s *session, p map[string]a
 	if !ok {
 		service = "Exchange Online"
 	}
-	if !serviceRE.MatchString(service) {
+	if !serviceRE().MatchString(service) {
 		return nil, invalid("parameter %q: %q is not a service name", "service", service)
 	}
 	resolved, err := executors.BoolParam(p, "include_resolved", false)

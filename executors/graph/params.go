@@ -5,6 +5,7 @@ import (
 	"net/mail"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ndrbot/ndrbot/incident"
@@ -69,14 +70,14 @@ func emailParam(p map[string]any, key string) (string, error) {
 
 // idRE accepts Graph object ids (GUIDs, base64-ish Outlook ids) and user principal
 // names; kiota escapes path segments too, this keeps the rest out.
-var idRE = regexp.MustCompile(`^[A-Za-z0-9._@=+/-]{1,512}$`)
+var idRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._@=+/-]{1,512}$`) })
 
 func idParam(p map[string]any, key string) (string, bool, error) {
 	s, ok, err := stringParam(p, key)
 	if err != nil || !ok {
 		return "", false, err
 	}
-	if !idRE.MatchString(s) || strings.Contains(s, "..") {
+	if !idRE().MatchString(s) || strings.Contains(s, "..") {
 		return "", false, invalid("parameter %q: %q is not a Graph id", key, s)
 	}
 	return s, true, nil
@@ -84,7 +85,7 @@ func idParam(p map[string]any, key string) (string, bool, error) {
 
 // serviceRE is the shape of a Microsoft 365 service name ("Exchange Online",
 // "Microsoft Teams", "SharePoint Online").
-var serviceRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 .&()-]{0,79}$`)
+var serviceRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 .&()-]{0,79}$`) })
 
 // odataString quotes s as an OData string literal: single quotes doubled.
 func odataString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/ndrbot/ndrbot/incident"
 )
@@ -16,10 +17,12 @@ import (
 // hostnameRE matches a DNS name: dot-separated labels of letters, digits, hyphens
 // (not at either end) and underscores (SRV/DMARC-style names), optional final dot.
 // Length limits are checked separately. Nothing else ever reaches a dial or a query.
-var hostnameRE = regexp.MustCompile(`^(?i)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$`)
+var hostnameRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(?i)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$`)
+})
 
 func validHostname(s string) bool {
-	return len(s) > 0 && len(s) <= 254 && hostnameRE.MatchString(s)
+	return len(s) > 0 && len(s) <= 254 && hostnameRE().MatchString(s)
 }
 
 // canonicalName lower-cases a valid DNS name and drops the final dot.

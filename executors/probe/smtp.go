@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode"
@@ -331,21 +332,21 @@ func (e *Executor) tlsFor(ep endpoint) *tls.Config {
 	return c
 }
 
-var enhancedRE = regexp.MustCompile(`^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)`)
+var enhancedRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)`) })
 
 // setReply records a reply's code, enhanced code and text.
 func (r *SMTPResult) setReply(code int, lines []string) {
 	r.Code = code
 	r.Enhanced = ""
 	if len(lines) > 0 {
-		if m := enhancedRE.FindStringSubmatch(lines[0]); m != nil {
+		if m := enhancedRE().FindStringSubmatch(lines[0]); m != nil {
 			r.Enhanced = m[1]
 		}
 	}
 	text := make([]string, 0, len(lines))
 	for _, l := range lines {
 		if r.Enhanced != "" {
-			if m := enhancedRE.FindStringSubmatch(l); m != nil && m[1] == r.Enhanced {
+			if m := enhancedRE().FindStringSubmatch(l); m != nil && m[1] == r.Enhanced {
 				l = l[len(m[0]):]
 			}
 		}

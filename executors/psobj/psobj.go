@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -190,7 +191,7 @@ func object(o *Object) (any, bool) {
 	switch {
 	case o.Is("Unlimited") && strings.EqualFold(strings.TrimSpace(text), "Unlimited"):
 		return nil, true
-	case o.Is("ByteQuantifiedSize") || (o.Is("Unlimited") && bytesRE.MatchString(text)):
+	case o.Is("ByteQuantifiedSize") || (o.Is("Unlimited") && bytesRE().MatchString(text)):
 		if n, ok := ParseBytes(text); ok {
 			return n, false
 		}
@@ -233,13 +234,13 @@ func object(o *Object) (any, bool) {
 
 // bytesRE finds the exact byte count Exchange prints in parentheses:
 // "1.5 MB (1,572,864 bytes)", "0 B (0 bytes)".
-var bytesRE = regexp.MustCompile(`\(([\d,.\s\x{00a0}\x{202f}']+) bytes\)`)
+var bytesRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\(([\d,.\s\x{00a0}\x{202f}']+) bytes\)`) })
 
 // ParseBytes reads a ByteQuantifiedSize's ToString. The parenthesised count is
 // exact; the leading "1.5 MB" is rounded, so it is used only when the count is
 // missing.
 func ParseBytes(s string) (int64, bool) {
-	if m := bytesRE.FindStringSubmatch(s); m != nil {
+	if m := bytesRE().FindStringSubmatch(s); m != nil {
 		digits := strings.Map(func(r rune) rune {
 			if r >= '0' && r <= '9' {
 				return r
@@ -315,10 +316,12 @@ func signed(d time.Duration, neg bool) time.Duration {
 	return d
 }
 
-var xsDurationRE = regexp.MustCompile(`^(-)?P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$`)
+var xsDurationRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(-)?P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$`)
+})
 
 func parseXSDuration(s string) (time.Duration, bool) {
-	m := xsDurationRE.FindStringSubmatch(s)
+	m := xsDurationRE().FindStringSubmatch(s)
 	if m == nil || s == "P" || s == "PT" {
 		return 0, false
 	}

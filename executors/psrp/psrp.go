@@ -173,7 +173,7 @@ func (e *Executor) String() string { return fmt.Sprintf("%s executor %q %v", e.k
 // GoString implements fmt.GoStringer; see String.
 func (e *Executor) GoString() string { return e.String() }
 
-var configNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+var configNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`) })
 
 func (e *Executor) configure(t config.Target) error {
 	var defaults wsman.URLDefaults
@@ -186,7 +186,7 @@ func (e *Executor) configure(t config.Target) error {
 	default:
 		return fmt.Errorf("kind is %q, not exchange or jea", t.Kind)
 	}
-	if !configNameRE.MatchString(e.configName) {
+	if !configNameRE().MatchString(e.configName) {
 		return fmt.Errorf("configuration_name: %q is not a session configuration name", e.configName)
 	}
 	resourceURI := "http://schemas.microsoft.com/powershell/" + e.configName

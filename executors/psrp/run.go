@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ndrbot/ndrbot/executors"
@@ -17,8 +18,8 @@ import (
 var (
 	// cmdletRE: Verb-Noun, letters and digits, as Exchange's and Windows'
 	// cmdlets are named. Anything else (paths, script text) is refused here.
-	cmdletRE = regexp.MustCompile(`^[A-Za-z]+-[A-Za-z0-9]+$`)
-	paramRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,127}$`)
+	cmdletRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z]+-[A-Za-z0-9]+$`) })
+	paramRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,127}$`) })
 )
 
 // Run implements executors.Executor: one cmdlet with its parameters on host.
@@ -111,12 +112,12 @@ func validate(a executors.Action) ([]wire.Param, error) {
 	if a.Cmdlet == "" {
 		return nil, fmt.Errorf("step %q: %w: no cmdlet", a.Step, executors.ErrUnsupported)
 	}
-	if !cmdletRE.MatchString(a.Cmdlet) {
+	if !cmdletRE().MatchString(a.Cmdlet) {
 		return nil, fmt.Errorf("%q is not a cmdlet name (Verb-Noun, letters and digits)", a.Cmdlet)
 	}
 	params := make([]wire.Param, 0, len(a.Args))
 	for _, arg := range a.Args {
-		if !paramRE.MatchString(arg.Name) {
+		if !paramRE().MatchString(arg.Name) {
 			return nil, fmt.Errorf("%q is not a parameter name", arg.Name)
 		}
 		v, err := argValue(arg.Value, 0)

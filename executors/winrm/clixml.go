@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 )
 
@@ -98,7 +99,7 @@ func attr(t xml.StartElement, name string) string {
 
 // clixmlEscape is how CLIXML writes characters XML cannot carry (CR, LF, …):
 // _xHHHH_ with one UTF-16 code unit.
-var clixmlEscape = regexp.MustCompile(`_x([0-9A-Fa-f]{4})_`)
+var clixmlEscape = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`_x([0-9A-Fa-f]{4})_`) })
 
 // unescapeCLIXML decodes _xHHHH_ escapes, joining surrogate pairs.
 func unescapeCLIXML(s string) string {
@@ -114,7 +115,7 @@ func unescapeCLIXML(s string) string {
 		out.WriteString(string(utf16.Decode(units)))
 		units = units[:0]
 	}
-	for _, m := range clixmlEscape.FindAllStringSubmatchIndex(s, -1) {
+	for _, m := range clixmlEscape().FindAllStringSubmatchIndex(s, -1) {
 		if m[0] != last {
 			flush()
 			out.WriteString(s[last:m[0]])

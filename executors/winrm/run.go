@@ -113,7 +113,7 @@ foreach ($ndrArg in $P.'@args') { $ndrArgs[$ndrArg.n] = $ndrArg.v }
 $ndrOut = @(& $P.'@cmdlet' @ndrArgs)
 [System.Management.Automation.PSSerializer]::Serialize($ndrOut, 2)`
 
-var cmdletNameRE = regexp.MustCompile(`^[A-Z][A-Za-z]*-[A-Za-z][A-Za-z0-9]*$`)
+var cmdletNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Z][A-Za-z]*-[A-Za-z][A-Za-z0-9]*$`) })
 
 // scriptFor returns the script and the data blob of an action: its own script,
 // or, for a cmdlet, the fixed cmdletScript with the cmdlet and its arguments as
@@ -122,7 +122,7 @@ func scriptFor(a executors.Action) (string, map[string]any, error) {
 	if a.Cmdlet == "" {
 		return a.Script, a.Params, nil
 	}
-	if !cmdletNameRE.MatchString(a.Cmdlet) {
+	if !cmdletNameRE().MatchString(a.Cmdlet) {
 		return "", nil, fmt.Errorf("%q is not a cmdlet name", a.Cmdlet)
 	}
 	data := make(map[string]any, len(a.Params)+2)

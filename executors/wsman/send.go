@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	ntlmssp "github.com/Azure/go-ntlmssp"
@@ -95,7 +96,7 @@ func HTTPClient(dial func(ctx context.Context, network, addr string) (net.Conn, 
 }
 
 // status401 finds the HTTP status in the library's error text; it exposes no other way.
-var status401 = regexp.MustCompile(`\b401\b`)
+var status401 = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\b401\b`) })
 
 // Post hands msg to a masterzen/winrm Transporter, which keeps no deadline and
 // cannot be cancelled: a request still running when ctx ends is left to finish on
@@ -116,7 +117,7 @@ func Post(ctx context.Context, t mwinrm.Transporter, c *mwinrm.Client, msg *soap
 		switch {
 		case r.err == nil:
 			return r.body, nil
-		case status401.MatchString(r.err.Error()):
+		case status401().MatchString(r.err.Error()):
 			return "", fmt.Errorf("%w: %w", executors.ErrAuth, r.err)
 		default:
 			return "", NetError(r.err)

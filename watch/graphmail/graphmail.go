@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	abs "github.com/microsoft/kiota-abstractions-go"
@@ -68,7 +69,7 @@ type Source struct {
 
 var _ watch.Source = (*Source)(nil)
 
-var idRE = regexp.MustCompile(`^[A-Za-z0-9=_+.@-]{1,512}$`)
+var idRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9=_+.@-]{1,512}$`) })
 
 // New builds the source for graph target t (configured as name). It reads the
 // credential but does not contact Microsoft.
@@ -82,7 +83,7 @@ func New(name string, t config.Target, o Options) (*Source, error) {
 	if o.Folder == "" {
 		o.Folder = "inbox"
 	}
-	if !idRE.MatchString(o.Mailbox) || !idRE.MatchString(o.Folder) {
+	if !idRE().MatchString(o.Mailbox) || !idRE().MatchString(o.Folder) {
 		return fail("mailbox %q or folder %q is not a Graph id or principal name", o.Mailbox, o.Folder)
 	}
 	if o.Backfill <= 0 {
@@ -243,19 +244,23 @@ func (m rawMessage) message() watch.Message {
 }
 
 var (
-	blockRE = regexp.MustCompile(`(?i)<(?:br\s*/?|/p|/div|/tr|/h[1-6]|/li|/table)\s*>`)
-	cellRE  = regexp.MustCompile(`(?i)</t[dh]\s*>`)
-	dropRE  = regexp.MustCompile(`(?is)<(script|style|head)\b.*?</(script|style|head)\s*>`)
-	tagRE   = regexp.MustCompile(`(?s)<[^>]*>`)
+	blockRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)<(?:br\s*/?|/p|/div|/tr|/h[1-6]|/li|/table)\s*>`)
+	})
+	cellRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)</t[dh]\s*>`) })
+	dropRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?is)<(script|style|head)\b.*?</(script|style|head)\s*>`)
+	})
+	tagRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?s)<[^>]*>`) })
 )
 
 // htmlText turns an HTML body into lines of text, in case Graph ignored the
 // text preference: blocks and rows end lines, cells are tab-separated.
 func htmlText(s string) string {
-	s = dropRE.ReplaceAllString(s, "")
-	s = blockRE.ReplaceAllString(s, "\n")
-	s = cellRE.ReplaceAllString(s, "\t")
-	s = tagRE.ReplaceAllString(s, "")
+	s = dropRE().ReplaceAllString(s, "")
+	s = blockRE().ReplaceAllString(s, "\n")
+	s = cellRE().ReplaceAllString(s, "\t")
+	s = tagRE().ReplaceAllString(s, "")
 	return html.UnescapeString(s)
 }
 

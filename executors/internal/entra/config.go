@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/ndrbot/ndrbot/config"
 )
@@ -23,7 +24,9 @@ func AppKeys() []string {
 }
 
 // guidRE matches a GUID as Entra ID writes tenant and application IDs.
-var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+var guidRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+})
 
 // CheckIdentity checks who a graph or exo target signs in as: tenant,
 // application and exactly one credential. A target with no app registration at
@@ -35,13 +38,13 @@ func CheckIdentity(prefix string, t config.Target, report config.Report) {
 		report(prefix+".tenant_id", "required: the directory (tenant) ID, a GUID, or a verified domain such as contoso.onmicrosoft.com")
 	case slices.Contains([]string{"common", "organizations", "consumers"}, strings.ToLower(tenant)):
 		report(prefix+".tenant_id", "%q is a multi-tenant alias; client credentials need the tenant's own ID or domain", tenant)
-	case !guidRE.MatchString(tenant) && !(config.ValidHostname(tenant) && strings.Contains(strings.Trim(tenant, "."), ".")):
+	case !guidRE().MatchString(tenant) && !(config.ValidHostname(tenant) && strings.Contains(strings.Trim(tenant, "."), ".")):
 		report(prefix+".tenant_id", "%q is neither a GUID nor a domain name", tenant)
 	}
 	switch {
 	case t.ClientID == "":
 		report(prefix+".client_id", "required: the application (client) ID of the app registration, a GUID")
-	case !guidRE.MatchString(t.ClientID):
+	case !guidRE().MatchString(t.ClientID):
 		report(prefix+".client_id", "%q is not a GUID (the application (client) ID from the app registration's overview)", t.ClientID)
 	}
 
