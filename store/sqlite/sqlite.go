@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -307,24 +308,123 @@ var Dialect = core.Dialect{
 // sqlDB adapts database/sql to core.DB: w is the single writer connection, r the
 // read-only pool.
 type sqlDB struct {
-	mu   sync.Mutex
+	mu   sync.Mutex // held by Write: one transaction at a time on w
 	w, r *sql.DB
+	// ws and rs keep statements prepared, by their text: SQLite's parsing and
+	// planning cost more than most of the writes they run (an audit append is
+	// a handful of statements).
+	ws, rs stmtCache
+}
+
+// maxPrepared bounds each cache: the store's statements are a fixed set, and
+// a text built at run time (a LIMIT) has few values.
+const maxPrepared = 256
+
+type stmtCache struct {
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+	// pending are texts a transaction ran unprepared: the writer's only
+	// connection is the transaction's until it ends, so they are prepared after.
+	pending []string
+}
+
+// get returns the prepared statement for s, preparing it on db when prepare is
+// set; nil when it is not prepared (yet), or is not to be: several statements
+// in one text (a migration) run as given. The lock is not held while preparing,
+// which waits for a connection.
+func (c *stmtCache) get(ctx context.Context, db *sql.DB, s string, prepare bool) *sql.Stmt {
+	if strings.Contains(s, ";") {
+		return nil
+	}
+	c.mu.Lock()
+	st, ok := c.m[s]
+	full := len(c.m)+len(c.pending) >= maxPrepared
+	if !ok && !full && !prepare && !slices.Contains(c.pending, s) {
+		c.pending = append(c.pending, s)
+	}
+	c.mu.Unlock()
+	if ok || full || !prepare {
+		return st
+	}
+	return c.add(ctx, db, s)
+}
+
+// add prepares s; one that does not prepare is run as given each time, and its
+// error is the caller's then.
+func (c *stmtCache) add(ctx context.Context, db *sql.DB, s string) *sql.Stmt {
+	st, err := db.PrepareContext(ctx, s)
+	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if had, ok := c.m[s]; ok {
+		_ = st.Close()
+		return had
+	}
+	if c.m == nil {
+		c.m = map[string]*sql.Stmt{}
+	}
+	c.m[s] = st
+	return st
+}
+
+// preparePending prepares what the last transactions ran unprepared; db's
+// connection is free.
+func (c *stmtCache) preparePending(ctx context.Context, db *sql.DB) {
+	c.mu.Lock()
+	pending := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	for _, s := range pending {
+		c.add(ctx, db, s)
+	}
+}
+
+func (c *stmtCache) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for _, st := range c.m {
+		errs = append(errs, st.Close())
+	}
+	c.m = nil
+	return errors.Join(errs...)
 }
 
 type sqlRows struct{ *sql.Rows }
 
 func (r sqlRows) Close() { _ = r.Rows.Close() }
 
+// sqlQ runs statements in tx when it is set, else on db.
 type sqlQ struct {
-	q interface {
-		ExecContext(context.Context, string, ...any) (sql.Result, error)
-		QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-		QueryRowContext(context.Context, string, ...any) *sql.Row
+	tx    *sql.Tx
+	db    *sql.DB
+	cache *stmtCache
+}
+
+// stmt returns s prepared for where q runs, or nil to run it as given.
+func (q sqlQ) stmt(ctx context.Context, s string) *sql.Stmt {
+	st := q.cache.get(ctx, q.db, s, q.tx == nil)
+	if st != nil && q.tx != nil {
+		return q.tx.StmtContext(ctx, st)
 	}
+	return st
 }
 
 func (q sqlQ) Exec(ctx context.Context, s string, args ...any) (int64, error) {
-	res, err := q.q.ExecContext(ctx, s, args...)
+	var (
+		res sql.Result
+		err error
+	)
+	switch st := q.stmt(ctx, s); {
+	case st != nil:
+		res, err = st.ExecContext(ctx, args...)
+	case q.tx != nil:
+		res, err = q.tx.ExecContext(ctx, s, args...)
+	default:
+		res, err = q.db.ExecContext(ctx, s, args...)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -332,7 +432,18 @@ func (q sqlQ) Exec(ctx context.Context, s string, args ...any) (int64, error) {
 }
 
 func (q sqlQ) Query(ctx context.Context, s string, args ...any) (core.Rows, error) {
-	rows, err := q.q.QueryContext(ctx, s, args...)
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	switch st := q.stmt(ctx, s); {
+	case st != nil:
+		rows, err = st.QueryContext(ctx, args...)
+	case q.tx != nil:
+		rows, err = q.tx.QueryContext(ctx, s, args...)
+	default:
+		rows, err = q.db.QueryContext(ctx, s, args...)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -340,30 +451,38 @@ func (q sqlQ) Query(ctx context.Context, s string, args ...any) (core.Rows, erro
 }
 
 func (q sqlQ) QueryRow(ctx context.Context, s string, args ...any) core.Row {
-	return q.q.QueryRowContext(ctx, s, args...)
+	switch st := q.stmt(ctx, s); {
+	case st != nil:
+		return st.QueryRowContext(ctx, args...)
+	case q.tx != nil:
+		return q.tx.QueryRowContext(ctx, s, args...)
+	default:
+		return q.db.QueryRowContext(ctx, s, args...)
+	}
 }
 
 func (d *sqlDB) Exec(ctx context.Context, s string, args ...any) (int64, error) {
-	return sqlQ{d.w}.Exec(ctx, s, args...)
+	return sqlQ{db: d.w, cache: &d.ws}.Exec(ctx, s, args...)
 }
 
 func (d *sqlDB) Query(ctx context.Context, s string, args ...any) (core.Rows, error) {
-	return sqlQ{d.r}.Query(ctx, s, args...)
+	return sqlQ{db: d.r, cache: &d.rs}.Query(ctx, s, args...)
 }
 
 func (d *sqlDB) QueryRow(ctx context.Context, s string, args ...any) core.Row {
-	return sqlQ{d.r}.QueryRow(ctx, s, args...)
+	return sqlQ{db: d.r, cache: &d.rs}.QueryRow(ctx, s, args...)
 }
 
 // Write runs fn in a BEGIN IMMEDIATE transaction on the writer connection.
 func (d *sqlDB) Write(ctx context.Context, fn func(core.Q) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	defer d.ws.preparePending(context.WithoutCancel(ctx), d.w)
 	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(sqlQ{tx}); err != nil {
+	if err := fn(sqlQ{tx: tx, db: d.w, cache: &d.ws}); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -371,5 +490,5 @@ func (d *sqlDB) Write(ctx context.Context, fn func(core.Q) error) error {
 }
 
 func (d *sqlDB) Close() error {
-	return errors.Join(d.r.Close(), d.w.Close())
+	return errors.Join(d.ws.close(), d.rs.close(), d.r.Close(), d.w.Close())
 }
