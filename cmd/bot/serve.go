@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -80,6 +81,9 @@ func slackOptions(cfg config.Config, log *slog.Logger) (slack.Options, error) {
 }
 
 func (g *globals) serve(ctx context.Context, f *serveFlags) error {
+	if _, set := g.io.getenv("GOGC"); !set {
+		debug.SetGCPercent(longLivedGC)
+	}
 	cfg, cat, err := g.configAndCatalog()
 	if err != nil {
 		return err
