@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -358,7 +359,7 @@ func (v *validator) store() {
 	if (cp.File != "" || cp.Channel != "") && st.AuditKey == "" && st.AuditKeyFile == "" {
 		v.add("store.checkpoints", "are signed with the audit key: set store.audit_key_file (or %s)", EnvName("store.audit_key"))
 	}
-	if cp.Channel != "" && !channelIDRE.MatchString(cp.Channel) {
+	if cp.Channel != "" && !channelIDRE().MatchString(cp.Channel) {
 		v.add("store.checkpoints.channel", "%q is not a Slack channel id (C…/G…)", cp.Channel)
 	}
 	if cp.Interval < time.Minute {
@@ -374,24 +375,24 @@ func (v *validator) slack() {
 	if u, err := url.Parse(sl.APIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		v.add("slack.api_url", "%q is not an http(s) URL", sl.APIURL)
 	}
-	if sl.TeamID != "" && !slackTeamRE.MatchString(sl.TeamID) {
+	if sl.TeamID != "" && !slackTeamRE().MatchString(sl.TeamID) {
 		v.add("slack.team_id", "%q is not a Slack workspace id (T…) or Enterprise Grid organisation id (E…)", sl.TeamID)
 	}
-	if sl.AppID != "" && !slackAppRE.MatchString(sl.AppID) {
+	if sl.AppID != "" && !slackAppRE().MatchString(sl.AppID) {
 		v.add("slack.app_id", "%q is not a Slack app id (A…, under Basic Information → App Credentials)", sl.AppID)
 	}
 	for i, id := range append(append(slices.Clone(v.c.Access.Responders), v.c.Access.Approvers...), v.c.Access.Admins...) {
-		if !chatIDRE.MatchString(id) {
+		if !chatIDRE().MatchString(id) {
 			v.add("access", "entry %d %q is not a Slack user id (U…/W…) or user-group id (S…)", i, id)
 		}
 	}
 }
 
 var (
-	chatIDRE    = regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`)
-	slackTeamRE = regexp.MustCompile(`^[TE][A-Z0-9]{2,}$`)
-	slackAppRE  = regexp.MustCompile(`^A[A-Z0-9]{2,}$`)
-	channelIDRE = regexp.MustCompile(`^[CG][A-Z0-9]{2,}$`)
+	chatIDRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`) })
+	slackTeamRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[TE][A-Z0-9]{2,}$`) })
+	slackAppRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^A[A-Z0-9]{2,}$`) })
+	channelIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[CG][A-Z0-9]{2,}$`) })
 )
 
 func (v *validator) access() {
@@ -470,9 +471,11 @@ func (v *validator) secrets(rv reflect.Value, prefix string) {
 
 var (
 	// watchMailboxRE: a user principal name or an object id (GUID).
-	watchMailboxRE = regexp.MustCompile(`^(?:[A-Za-z0-9.!#$%&'*+=?^_{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$`)
+	watchMailboxRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(?:[A-Za-z0-9.!#$%&'*+=?^_{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$`)
+	})
 	// watchFolderRE: a well-known folder name or a Graph folder id (URL-safe).
-	watchFolderRE = regexp.MustCompile(`^[A-Za-z0-9=_+-]{1,512}$`)
+	watchFolderRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9=_+-]{1,512}$`) })
 )
 
 // watch checks the NDR watch when it is enabled: the mailbox and the graph target
@@ -486,10 +489,10 @@ func (v *validator) watch() {
 	switch {
 	case w.Mailbox == "":
 		v.add("watch.mailbox", "required: the postmaster, journal or shared mailbox the NDRs arrive in (user principal name or object id)")
-	case !watchMailboxRE.MatchString(w.Mailbox):
+	case !watchMailboxRE().MatchString(w.Mailbox):
 		v.add("watch.mailbox", "%q is neither a user principal name (postmaster@contoso.com) nor an object id (GUID)", w.Mailbox)
 	}
-	if !watchFolderRE.MatchString(w.Folder) {
+	if !watchFolderRE().MatchString(w.Folder) {
 		v.add("watch.folder", "%q is not a folder name (inbox) or a folder id", w.Folder)
 	}
 	switch t, ok := v.c.Targets[w.Target]; {

@@ -72,7 +72,7 @@ func Open(ctx context.Context, path string, opt store.Options) (*Store, error) {
 	if path == "" {
 		path = store.DefaultSQLitePath()
 	}
-	s, err := open(ctx, path, opt, "FULL")
+	s, err := open(ctx, path, opt, false)
 	if err != nil && !errors.Is(err, ErrCorrupt) && damaged(err) {
 		// SQLite may find the damage before quick_check does (reading the
 		// schema, setting the journal mode): the verdict is the same.
@@ -109,10 +109,14 @@ func OpenScratch(ctx context.Context, path string, opt store.Options) (*Store, e
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("sqlite scratch store: %w", err)
 	}
-	return open(ctx, path, opt, "OFF")
+	return open(ctx, path, opt, true)
 }
 
-func open(ctx context.Context, path string, opt store.Options, synchronous string) (*Store, error) {
+func open(ctx context.Context, path string, opt store.Options, scratch bool) (*Store, error) {
+	synchronous := "FULL"
+	if scratch {
+		synchronous = "OFF"
+	}
 	if dir := filepath.Dir(path); dir != "." {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("sqlite store: %w", err)
@@ -143,10 +147,13 @@ func open(ctx context.Context, path string, opt store.Options, synchronous strin
 		w.Close()
 		return nil, fmt.Errorf("sqlite store %s: journal mode is %s, want wal", path, mode)
 	}
-	// A damaged file is refused before anything is diagnosed or approved on it.
-	if err := check(ctx, w, "quick_check"); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
+	// A damaged file is refused before anything is diagnosed or approved on it
+	// (a scratch file was written a moment ago from the template).
+	if !scratch {
+		if err := check(ctx, w, "quick_check"); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("sqlite store %s: %w", path, err)
+		}
 	}
 	r, err := sql.Open("sqlite", dsn(path, true, synchronous))
 	if err != nil {
