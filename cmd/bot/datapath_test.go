@@ -222,3 +222,23 @@ func snapshot(t *testing.T, db, checkpoints string) storeState {
 	s.Runs = len(runs)
 	return s
 }
+
+// A lab run's throw-away store is opened while the command line is still being
+// read: a command refused for bad input leaves none behind.
+func TestRefusedLabRunLeavesNoStore(t *testing.T) {
+	t.Chdir(t.TempDir())
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	for _, args := range [][]string{
+		{"diagnose", "9.9.9", "--lab", "healthy"},                      // no playbook
+		{"diagnose", "5.5.4", "nosuch=1", "--lab", "healthy"},          // no such parameter
+		{"diagnose", "5.5.4", "--lab", "no-such-scenario"},             // no such scenario
+		{"diagnose", "5.5.4", "--lab", "healthy", "--approve", "nope"}, // no such relief
+	} {
+		r := bot(t, testEnv(nil), "", false, args...)
+		assert.Equal(t, exitUsage, r.code, "%v: %s%s", args, r.out, r.err)
+		left, err := os.ReadDir(tmp)
+		require.NoError(t, err)
+		assert.Empty(t, left, "%v left its lab store", args)
+	}
+}

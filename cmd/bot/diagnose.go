@@ -195,6 +195,11 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	if err != nil {
 		return err
 	}
+	var early *openingStore
+	if f.lab.throwAway() {
+		early = g.openEarly(ctx, cfg, f.lab)
+		defer early.discard()
+	}
 	// Read before anything is opened: --ndr-file - consumes standard input, so
 	// nothing is prompted for then.
 	reader := bufio.NewReader(g.io.in)
@@ -249,7 +254,16 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		return usageErr("%v", err)
 	}
 
-	st, key, closeStore, err := g.openRunStore(ctx, &cfg, f.lab)
+	var (
+		st         store.Store
+		key        []byte
+		closeStore func()
+	)
+	if early != nil {
+		st, key, closeStore, err = early.take(g, &cfg, f.lab)
+	} else {
+		st, key, closeStore, err = g.openRunStore(ctx, &cfg, f.lab)
+	}
 	if err != nil {
 		return err
 	}

@@ -10,14 +10,15 @@ import (
 	"time"
 )
 
-// processBench builds the floor, a hello-world Go binary, and returns it with a
-// timer of whole processes: each run in an empty directory of its own, with
-// this test binary standing in for the bot (NDRBOT_TEST_AS_BOT) and env added.
+// processBench builds the floor, a hello-world Go binary, and the bot as
+// released (go build ./cmd/bot: not this test binary, whose own start-up and
+// main differ), and returns them with a timer of whole processes: each run in an
+// empty directory of its own, with env added.
 // A run must exit with one of the codes given (none: 0).
 type processBench struct {
 	b     *testing.B
 	hello string
-	self  string // this test binary
+	bin   string // ndrbot
 	work  string
 	env   []string
 }
@@ -33,15 +34,15 @@ func newProcessBench(b *testing.B, env ...string) *processBench {
 	if out, err := exec.Command("go", "build", "-o", hello, src).CombinedOutput(); err != nil {
 		b.Skipf("cannot build the hello-world floor: %v\n%s", err, out)
 	}
+	bin := filepath.Join(dir, "ndrbot")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build ./cmd/bot: %v\n%s", err, out)
+	}
 	work := filepath.Join(dir, "work")
 	if err := os.Mkdir(work, 0o700); err != nil {
 		b.Fatal(err)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return &processBench{b: b, hello: hello, self: self, work: work, env: append(append(os.Environ(), "NDRBOT_TEST_AS_BOT=1"), env...)}
+	return &processBench{b: b, hello: hello, bin: bin, work: work, env: append(withoutTestVars(os.Environ()), env...)}
 }
 
 // floor times one run of the hello-world binary.
@@ -49,7 +50,7 @@ func (p *processBench) floor() time.Duration { return p.time([]int{0}, p.hello) 
 
 // bot times one run of the bot with args, which must exit with one of codes.
 func (p *processBench) bot(codes []int, args ...string) time.Duration {
-	return p.time(codes, p.self, args...)
+	return p.time(codes, p.bin, args...)
 }
 
 func (p *processBench) time(codes []int, name string, args ...string) time.Duration {
@@ -72,7 +73,7 @@ func (p *processBench) time(codes []int, name string, args ...string) time.Durat
 }
 
 // BenchmarkDiagnoseProcess times `ndrbot diagnose 5.5.4 --lab healthy` as a whole
-// process (this test binary re-executed as the bot: start-up, configuration,
+// process (the released binary: start-up, configuration,
 // playbooks, store, diagnosis, exit) against its floor, a hello-world Go binary
 // built for the purpose, alternately in one run so the machine's noise moves
 // both alike; x-hello is the ratio of their wall times.

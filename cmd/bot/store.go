@@ -90,14 +90,36 @@ func (g *globals) openBackend(ctx context.Context, cfg config.Config, scratch bo
 // rewrite to `audit verify --checkpoints`. A store named by --lab-store is the
 // operator's to anchor as configured.
 func (g *globals) openRunStore(ctx context.Context, cfg *config.Config, lf labFlags) (store.Store, []byte, func(), error) {
+	st, key, closeStore, err := g.openRunStoreOf(ctx, *cfg, lf)
+	if err == nil {
+		g.noteThrowAway(cfg, lf, st)
+	}
+	return st, key, closeStore, err
+}
+
+// noteThrowAway turns cfg's checkpoints off when st is a throw-away store, and
+// says where it is.
+func (g *globals) noteThrowAway(cfg *config.Config, lf labFlags, st store.Store) {
+	if !lf.throwAway() {
+		return
+	}
+	cfg.Store.Checkpoints.File, cfg.Store.Checkpoints.Channel = "", ""
+	if p, ok := st.(interface{ Path() string }); ok {
+		g.logger(*cfg).Debug("lab store: throw-away", "path", p.Path())
+	}
+}
+
+// openRunStoreOf is openRunStore without a word or a change to cfg: safe to run
+// beside the rest of the command (openingStore).
+func (g *globals) openRunStoreOf(ctx context.Context, cfg config.Config, lf labFlags) (store.Store, []byte, func(), error) {
 	if !lf.set() || lf.store == labStoreConfigured {
-		st, key, err := g.openStore(ctx, *cfg)
+		st, key, err := g.openStore(ctx, cfg)
 		if err != nil {
 			return nil, nil, nil, err
 		}
 		return st, key, func() { st.Close() }, nil
 	}
-	labCfg := *cfg
+	labCfg := cfg
 	labCfg.Store.Driver, labCfg.Store.DSN, labCfg.Store.DSNFile = "sqlite", "", ""
 	if lf.store != "" {
 		labCfg.Store.Path = lf.store
@@ -117,13 +139,54 @@ func (g *globals) openRunStore(ctx context.Context, cfg *config.Config, lf labFl
 		os.RemoveAll(dir)
 		return nil, nil, nil, err
 	}
-	cfg.Store.Checkpoints.File, cfg.Store.Checkpoints.Channel = "", ""
-	g.logger(*cfg).Debug("lab store: throw-away", "path", labCfg.Store.Path)
 	return st, key, func() {
 		st.Close()
 		os.RemoveAll(dir)
 	}, nil
 }
+
+// openingStore is a run's store being opened while the command reads its
+// playbook and lab: only a throw-away lab store is, since it depends on
+// nothing the command line may get wrong and a command that stops early
+// removes it, changing nothing.
+type openingStore struct {
+	done  chan struct{}
+	st    store.Store
+	key   []byte
+	close func()
+	err   error
+	taken bool
+}
+
+func (g *globals) openEarly(ctx context.Context, cfg config.Config, lf labFlags) *openingStore {
+	o := &openingStore{done: make(chan struct{})}
+	go func() {
+		defer close(o.done)
+		o.st, o.key, o.close, o.err = g.openRunStoreOf(ctx, cfg, lf)
+	}()
+	return o
+}
+
+// take waits for the store and hands it over, as openRunStore would have.
+func (o *openingStore) take(g *globals, cfg *config.Config, lf labFlags) (store.Store, []byte, func(), error) {
+	<-o.done
+	o.taken = true
+	if o.err == nil {
+		g.noteThrowAway(cfg, lf, o.st)
+	}
+	return o.st, o.key, o.close, o.err
+}
+
+// discard waits for the store and removes it unless take handed it over.
+func (o *openingStore) discard() {
+	<-o.done
+	if !o.taken && o.err == nil {
+		o.close()
+	}
+}
+
+// throwAway reports whether lf's runs go to a throw-away store (openRunStore).
+func (lf labFlags) throwAway() bool { return lf.set() && lf.store == "" }
 
 // withStore loads the configuration, opens the store for fn and closes it after.
 func (g *globals) withStore(ctx context.Context, fn func(st store.Store, auditKey []byte) error) error {
