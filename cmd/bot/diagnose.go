@@ -195,12 +195,15 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	if err != nil {
 		return err
 	}
-	var early *openingStore
+	// A throw-away lab store depends on nothing the command line may get wrong:
+	// it is opened while the playbook and the lab are read, and a command
+	// refused for bad input drops it, changing nothing.
+	var storeAhead *ahead[runStore]
 	if f.lab.throwAway() {
-		early = g.openEarly(ctx, cfg, f.lab)
-		defer early.discard()
+		storeAhead = startAhead(func() (runStore, error) { return g.openRunStoreOf(ctx, cfg, f.lab) })
+		defer storeAhead.drop(func(rs runStore) { rs.close() })
 	}
-	// Read before anything is opened: --ndr-file - consumes standard input, so
+	// Read before the run starts: --ndr-file - consumes standard input, so
 	// nothing is prompted for then.
 	reader := bufio.NewReader(g.io.in)
 	prompt := g.io.interactive && !f.json && !f.noInput && f.ndrFile != "-"
@@ -229,7 +232,8 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 			return usageErr("unexpected argument %q: parameters are key=value (%s)", kv.Positional[0], commands.ParamUsage(pb))
 		}
 	}
-	// Checked before anything is opened, so a typo changes nothing; Start
+	// Checked before anything is opened (but a throw-away lab store, dropped on
+	// refusal), so a typo changes nothing; Start
 	// checks them again when it records the run.
 	if _, err := pb.Params.Resolve(kv.Named); err != nil {
 		return usageErr("%v\nusage: ndrbot diagnose %s %s", err, args[0], commands.ParamUsage(pb))
@@ -254,20 +258,19 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		return usageErr("%v", err)
 	}
 
-	var (
-		st         store.Store
-		key        []byte
-		closeStore func()
-	)
-	if early != nil {
-		st, key, closeStore, err = early.take(g, &cfg, f.lab)
+	var rs runStore
+	if storeAhead != nil {
+		if rs, err = storeAhead.take(); err == nil {
+			g.noteThrowAway(&cfg, f.lab, rs.st)
+		}
 	} else {
-		st, key, closeStore, err = g.openRunStore(ctx, &cfg, f.lab)
+		rs, err = g.openRunStore(ctx, &cfg, f.lab)
 	}
 	if err != nil {
 		return err
 	}
-	defer closeStore()
+	defer rs.close()
+	st, key := rs.st, rs.key
 	anchor, err := newCheckpointer(cfg, st, key, nil, g.logger(cfg))
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}

@@ -109,11 +109,12 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 		return err
 	}
 
-	st, key, closeStore, err := g.openRunStore(ctx, &cfg, f.lab)
+	rs, err := g.openRunStore(ctx, &cfg, f.lab)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
+	defer rs.close()
+	st, key := rs.st, rs.key
 	anchor, err := newCheckpointer(cfg, st, key, poster, base)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}

@@ -89,12 +89,12 @@ func (g *globals) openBackend(ctx context.Context, cfg config.Config, scratch bo
 // trail that is deleted at exit, and, written beside the real trail's, read as a
 // rewrite to `audit verify --checkpoints`. A store named by --lab-store is the
 // operator's to anchor as configured.
-func (g *globals) openRunStore(ctx context.Context, cfg *config.Config, lf labFlags) (store.Store, []byte, func(), error) {
-	st, key, closeStore, err := g.openRunStoreOf(ctx, *cfg, lf)
+func (g *globals) openRunStore(ctx context.Context, cfg *config.Config, lf labFlags) (runStore, error) {
+	rs, err := g.openRunStoreOf(ctx, *cfg, lf)
 	if err == nil {
-		g.noteThrowAway(cfg, lf, st)
+		g.noteThrowAway(cfg, lf, rs.st)
 	}
-	return st, key, closeStore, err
+	return rs, err
 }
 
 // noteThrowAway turns cfg's checkpoints off when st is a throw-away store, and
@@ -110,14 +110,14 @@ func (g *globals) noteThrowAway(cfg *config.Config, lf labFlags, st store.Store)
 }
 
 // openRunStoreOf is openRunStore without a word or a change to cfg: safe to run
-// beside the rest of the command (openingStore).
-func (g *globals) openRunStoreOf(ctx context.Context, cfg config.Config, lf labFlags) (store.Store, []byte, func(), error) {
+// beside the rest of the command (ahead).
+func (g *globals) openRunStoreOf(ctx context.Context, cfg config.Config, lf labFlags) (runStore, error) {
 	if !lf.set() || lf.store == labStoreConfigured {
 		st, key, err := g.openStore(ctx, cfg)
 		if err != nil {
-			return nil, nil, nil, err
+			return runStore{}, err
 		}
-		return st, key, func() { st.Close() }, nil
+		return runStore{st, key, func() { st.Close() }}, nil
 	}
 	labCfg := cfg
 	labCfg.Store.Driver, labCfg.Store.DSN, labCfg.Store.DSNFile = "sqlite", "", ""
@@ -125,64 +125,65 @@ func (g *globals) openRunStoreOf(ctx context.Context, cfg config.Config, lf labF
 		labCfg.Store.Path = lf.store
 		st, key, err := g.openStore(ctx, labCfg)
 		if err != nil {
-			return nil, nil, nil, err
+			return runStore{}, err
 		}
-		return st, key, func() { st.Close() }, nil
+		return runStore{st, key, func() { st.Close() }}, nil
 	}
 	dir, err := os.MkdirTemp("", "ndrbot-lab-")
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("lab store: %w (--lab-store PATH names one)", err)
+		return runStore{}, fmt.Errorf("lab store: %w (--lab-store PATH names one)", err)
 	}
 	labCfg.Store.Path = filepath.Join(dir, config.StoreFile)
 	st, key, err := g.openBackend(ctx, labCfg, true)
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, nil, nil, err
+		return runStore{}, err
 	}
-	return st, key, func() {
+	return runStore{st, key, func() {
 		st.Close()
 		os.RemoveAll(dir)
-	}, nil
+	}}, nil
 }
 
-// openingStore is a run's store being opened while the command reads its
-// playbook and lab: only a throw-away lab store is, since it depends on
-// nothing the command line may get wrong and a command that stops early
-// removes it, changing nothing.
-type openingStore struct {
+// ahead is work started before the command needs its result, to run beside
+// what comes first (ndrbot diagnose reads its playbook and lab meanwhile).
+// Its owner takes the result or drops it; both wait for the work to end.
+type ahead[T any] struct {
 	done  chan struct{}
-	st    store.Store
-	key   []byte
-	close func()
+	v     T
 	err   error
 	taken bool
 }
 
-func (g *globals) openEarly(ctx context.Context, cfg config.Config, lf labFlags) *openingStore {
-	o := &openingStore{done: make(chan struct{})}
+func startAhead[T any](work func() (T, error)) *ahead[T] {
+	a := &ahead[T]{done: make(chan struct{})}
 	go func() {
-		defer close(o.done)
-		o.st, o.key, o.close, o.err = g.openRunStoreOf(ctx, cfg, lf)
+		defer close(a.done)
+		a.v, a.err = work()
 	}()
-	return o
+	return a
 }
 
-// take waits for the store and hands it over, as openRunStore would have.
-func (o *openingStore) take(g *globals, cfg *config.Config, lf labFlags) (store.Store, []byte, func(), error) {
-	<-o.done
-	o.taken = true
-	if o.err == nil {
-		g.noteThrowAway(cfg, lf, o.st)
-	}
-	return o.st, o.key, o.close, o.err
+func (a *ahead[T]) take() (T, error) {
+	<-a.done
+	a.taken = true
+	return a.v, a.err
 }
 
-// discard waits for the store and removes it unless take handed it over.
-func (o *openingStore) discard() {
-	<-o.done
-	if !o.taken && o.err == nil {
-		o.close()
+// drop waits for the work and, unless take handed its result over, gives it
+// to undo (nil: nothing to undo).
+func (a *ahead[T]) drop(undo func(T)) {
+	<-a.done
+	if !a.taken && a.err == nil && undo != nil {
+		undo(a.v)
 	}
+}
+
+// runStore is an open run store and what closes it (openRunStoreOf).
+type runStore struct {
+	st    store.Store
+	key   []byte
+	close func()
 }
 
 // throwAway reports whether lf's runs go to a throw-away store (openRunStore).
