@@ -233,8 +233,8 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		}
 	}
 	// Checked before anything is opened (but a throw-away lab store, dropped on
-	// refusal), so a typo changes nothing; Start
-	// checks them again when it records the run.
+	// refusal), so a typo changes nothing; Start checks them again when it
+	// records the run.
 	if _, err := pb.Params.Resolve(kv.Named); err != nil {
 		return usageErr("%v\nusage: ndrbot diagnose %s %s", err, args[0], commands.ParamUsage(pb))
 	}
