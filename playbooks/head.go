@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"regexp"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // topKeyRE is a top-level key as the built-ins write them: a plain name at

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/incident"
