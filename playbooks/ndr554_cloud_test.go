@@ -1,0 +1,80 @@
+package playbooks_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/executors/lab"
+	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/playbooks"
+)
+
+// brokenTarget answers one target with err and the others from the lab.
+type brokenTarget struct {
+	lab.Targets
+	name string
+	err  error
+}
+
+func (b brokenTarget) Executor(name string) (executors.Executor, error) {
+	if name == b.name {
+		return nil, b.err
+	}
+	return b.Targets.Executor(name)
+}
+
+// An on-premises-only deployment (no exo target set up) loses nothing to the
+// Exchange Online branch of ndr-5.5.4: a sender the on-premises Get-Mailbox
+// does not find costs one note that says what to configure, and nothing else
+// of the branch runs or speaks; a sender found on-premises costs nothing.
+func TestNDR554CloudBranchWithoutEXO(t *testing.T) {
+	notConfigured := executors.NotConfigured(config.Target{Kind: config.KindEXO}.RequireApp("exo"))
+	tests := []struct {
+		scenario, sender string
+		skipped          int
+		finding          string // the on-premises branch still speaks
+	}{
+		{scenario: "cloud-sender-over-quota", sender: "bulk-notices@contoso.com", skipped: 1, finding: "queues-healthy"},
+		{scenario: "throttled-sender", sender: "alice@contoso.com", finding: "throttled-sender"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.scenario, func(t *testing.T) {
+			l, err := lab.New(tc.scenario, lab.Options{})
+			require.NoError(t, err)
+			eng := playbooks.NewEngine(brokenTarget{labTargetsFor(l), "exo", notConfigured}, playbooks.Options{WaitScale: 3000})
+			run := playbooks.NewRun("r-554", builtin(t, "5.5.4"), map[string]any{"sender": tc.sender, "window": 15 * time.Minute}, time.Now(), &recorder{})
+			require.NoError(t, eng.Diagnose(context.Background(), run))
+
+			var skipped []incident.Finding
+			for _, f := range run.Findings() {
+				assert.False(t, strings.HasPrefix(f.Rule, "cloud-"), "%s: %s", f.Rule, f.Text)
+				if f.Rule == "step-skipped" {
+					skipped = append(skipped, f)
+				}
+			}
+			require.Len(t, skipped, tc.skipped)
+			if tc.skipped > 0 {
+				assert.Equal(t, "exo_mailbox", skipped[0].Step)
+				assert.Equal(t, incident.SeverityInfo, skipped[0].Severity)
+				assert.Contains(t, skipped[0].Text, `exo target "exo" not configured: set targets.exo.tenant_id`)
+			}
+			for _, s := range run.Steps() {
+				if strings.HasPrefix(s.Step, "exo_") {
+					assert.Equal(t, incident.StepSkipped, s.Status, s.Step)
+				}
+			}
+			assert.Contains(t, rules(run.Findings()), tc.finding)
+			assert.NotContains(t, escalationIDs(run.Escalations()), "cloud-quota")
+			for _, c := range l.Calls() {
+				assert.NotEqual(t, "exo", c.Target, "no call reaches Exchange Online: %s", c.Cmdlet)
+			}
+		})
+	}
+}
