@@ -243,6 +243,7 @@ type fileZone struct {
 	SPF   []string `yaml:"spf"`
 	TXT   []string `yaml:"txt"`
 	CNAME string   `yaml:"cname"`
+	Fail  string   `yaml:"fail"`
 }
 
 type fileDNSBL struct {
@@ -760,7 +761,11 @@ func (ld *loader) world(o *org, w *fileWorld) error {
 			// RFC 1034 §3.6.2: a name with a CNAME has no other data.
 			return fmt.Errorf("lab: %s: dns %s has a cname and other records", ld.at(it.node), it.key)
 		}
-		o.zones[strings.ToLower(it.key)] = dnsZone{a: z.A, spf: z.SPF, txt: z.TXT, cname: strings.ToLower(strings.TrimSuffix(z.CNAME, "."))}
+		if z.Fail != "" && !slices.Contains(dnsFailures, z.Fail) {
+			return fmt.Errorf("lab: %s: dns %s: fail %q is not one of %s", ld.at(it.node), it.key, z.Fail, strings.Join(dnsFailures, ", "))
+		}
+		o.zones[strings.ToLower(strings.TrimSuffix(it.key, "."))] = dnsZone{a: z.A, spf: z.SPF, txt: z.TXT,
+			cname: strings.ToLower(strings.TrimSuffix(z.CNAME, ".")), fail: z.Fail}
 	}
 	for _, it := range w.DNSBL.items {
 		if len(strings.Fields(it.key)) != 2 {

@@ -61,12 +61,56 @@ type destination struct {
 
 // dnsZone is what the DNS checks find at one name: a sending domain's A and SPF
 // records, other TXT records (_dmarc.<domain>, DKIM keys), or a CNAME (Exchange
-// Online's DKIM selectors).
+// Online's DKIM selectors) — or, with fail, a lookup that fails for this name and
+// every name below it, as when the zone's servers are broken or do not answer.
+// Records are served as written, malformed ones too: the probe's evaluation
+// judges them, as a receiver's would.
 type dnsZone struct {
 	a     []string
 	spf   []string
 	txt   []string
 	cname string
+	fail  string // "", or one of dnsFailures
+}
+
+// dnsFailures are the ways a lab lookup can fail, each answered as the probe's
+// resolver reports the same reply from a real recursive server (probe/dns.go,
+// resolver.lookup): SERVFAIL is status servfail; no reply within the timeout
+// (twice) is status timeout; REFUSED is status error. A receiver meeting the
+// first two answers temperror (RFC 7208 §2.6.6 for SPF, RFC 7489 §6.6.3 for
+// DMARC: a DMARC record that cannot be retrieved for a transient reason).
+var dnsFailures = []string{"servfail", "timeout", "refused"}
+
+// labResolver is the recursive server the lab's lookups name in their errors,
+// systemd-resolved's stub as a Linux bot host has it in /etc/resolv.conf.
+const labResolver = "127.0.0.53:53"
+
+// failing returns how a lookup of name fails: the fail of the name or of the
+// nearest name above it that sets one; "" when it does not fail.
+func failing(zones map[string]dnsZone, name string) string {
+	for n := name; n != ""; {
+		if z, ok := zones[n]; ok && z.fail != "" {
+			return z.fail
+		}
+		_, parent, found := strings.Cut(n, ".")
+		if !found {
+			break
+		}
+		n = parent
+	}
+	return ""
+}
+
+// failedLookup is the status and error the probe's resolver gives for a lookup
+// of qtype at name that fails as fail says.
+func failedLookup(qtype, name, fail string) (string, error) {
+	switch fail {
+	case "timeout":
+		return probe.DNSTimeout, fmt.Errorf("%s %s via %s: no reply: i/o timeout", qtype, name, labResolver)
+	case "refused":
+		return probe.DNSError, fmt.Errorf("%s %s via %s: REFUSED", qtype, name, labResolver)
+	}
+	return probe.DNSServFail, fmt.Errorf("%s %s via %s: SERVFAIL", qtype, name, labResolver)
 }
 
 // listing is one DNSBL entry: the 127.0.0.x answer and the TXT reason.
@@ -153,6 +197,10 @@ func (o *org) network(check string, p map[string]any) (any, error) {
 		d := o.dest(domain)
 		return []probe.MXProbe{{Domain: domain, Exchange: d.mx, Preference: 10, SMTPResult: d.probe.result(d.mx, d.ip+":25", 25)}}, nil
 	case probe.CheckMX:
+		if fail := failing(o.zones, domain); fail != "" {
+			status, err := failedLookup("MX", domain, fail)
+			return probe.DNSStatus{Domain: domain, Status: status, Error: err.Error()}, nil
+		}
 		return []probe.MXRecord{{Domain: domain, Exchange: o.dest(domain).mx, Preference: 10, Status: probe.DNSOK}}, nil
 	}
 	if at := strings.LastIndexByte(domain, '@'); at >= 0 { // an address, as the probe takes it
@@ -173,6 +221,12 @@ func (o *org) network(check string, p map[string]any) (any, error) {
 	}
 	z, ok := o.zones[domain]
 	res := probe.DNSResult{Domain: domain, A: []string{}, AAAA: []string{}, SPFRecords: []string{}, Status: probe.DNSOK}
+	if fail := failing(o.zones, domain); fail != "" {
+		// Every lookup fails alike; the probe reports the first of A, AAAA, TXT.
+		status, err := failedLookup("A", domain, fail)
+		res.Status, res.Error = status, err.Error()
+		return res, nil
+	}
 	if !ok {
 		res.Status = probe.DNSNXDomain
 		return res, nil
@@ -188,15 +242,22 @@ func (o *org) network(check string, p map[string]any) (any, error) {
 
 // txtResolver answers TXT lookups from world.dns as a recursive resolver would:
 // CNAMEs followed (at most 8), NXDOMAIN for a name the file does not hold, NODATA
-// for one without TXT records. The probe's own record evaluation runs on it.
+// for one without TXT records, a failure (fail:) as the probe's resolver reports
+// it — with no CNAME, as a failed reply carries no answer section. The probe's own
+// record evaluation runs on it.
 func (o *org) txtResolver() probe.TXTResolver { return labTXT{zones: o.zones} }
 
 type labTXT struct{ zones map[string]dnsZone }
 
 func (l labTXT) LookupTXT(_ context.Context, name string) probe.TXTAnswer {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	asked := name
 	var cname string
 	for range 8 {
+		if fail := failing(l.zones, name); fail != "" {
+			status, err := failedLookup("TXT", asked, fail)
+			return probe.TXTAnswer{Status: status, Err: err}
+		}
 		z, ok := l.zones[name]
 		switch {
 		case !ok:
@@ -231,7 +292,7 @@ func (o *org) dnsbl(p map[string]any) (any, error) {
 		for _, z := range zones {
 			row := probe.DNSBLRow{IP: ip, Zone: z, Status: probe.DNSOK}
 			if status, down := o.dnsblDown[ip+" "+z]; down {
-				row.Status, row.Error = status, fmt.Sprintf("A %s.%s via 127.0.0.53:53: no reply: i/o timeout", reversed(ip), z)
+				row.Status, row.Error = status, fmt.Sprintf("A %s.%s via %s: no reply: i/o timeout", reversed(ip), z, labResolver)
 			} else if l, ok := o.listings[ip+" "+z]; ok {
 				row.Listed, row.Code, row.Reason = true, l.code, l.reason
 			}
