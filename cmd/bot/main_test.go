@@ -145,7 +145,7 @@ func TestDiagnoseJSON(t *testing.T) {
 	assert.Equal(t, "ndr-5.5.4", rep.Playbook)
 	assert.Equal(t, "restart-transport", rep.Proposals[0].Relief)
 	assert.Equal(t, exitFindings, rep.ExitCode)
-	assert.Len(t, rep.Steps, 15)
+	assert.Len(t, rep.Steps, 20)
 }
 
 // Bad input is refused with exit 2 before any executor is called, whatever the

@@ -408,7 +408,18 @@ func TestDiagnoseOverPSRPSendsQuotedSenderAsData(t *testing.T) {
 	require.Equal(t, exitEscalation, r.code, "stdout:\n%s\nstderr:\n%s", r.out, r.err)
 	var want runReport
 	require.NoError(t, json.Unmarshal([]byte(r.out), &want), r.out)
-	assert.Equal(t, stepsOf(want), stepsOf(got))
+	// The site has no exo target set up, as an on-premises deployment: its
+	// Exchange Online steps are skipped, where the lab, which simulates the
+	// tenant, looks there too for a sender on-premises does not know.
+	gotSteps, wantSteps := stepsOf(got), stepsOf(want)
+	for step := range wantSteps {
+		if strings.HasPrefix(step, "exo_") {
+			assert.Equal(t, "skipped, 0 rows", gotSteps[step], step)
+			delete(gotSteps, step)
+			delete(wantSteps, step)
+		}
+	}
+	assert.Equal(t, wantSteps, gotSteps)
 }
 
 var timestamp = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`)

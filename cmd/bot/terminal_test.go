@@ -171,7 +171,7 @@ func TestDiagnoseLiveProgressAndCountdown(t *testing.T) {
 	r := bot(t, []string{"NDRBOT_LAB_TIME_SCALE=300"}, "", true,
 		"diagnose", "5.5.4", "--lab", "overloaded-queue", "--approve", "restart-transport")
 	require.Equal(t, exitFindings, r.code, r.err)
-	assert.Contains(t, r.out, "running steps: 15 of 15 done")
+	assert.Contains(t, r.out, "running steps: 20 of 20 done")
 	assert.Contains(t, r.out, "⧗ verifying restart-transport: waiting 5m for it to take effect, then re-checking failures, deferrals, queues, component, transport, mailflow\n")
 	assert.Regexp(t, `\r\x1b\[K  ⧗ [1-4]m\d+s left, then re-checking failures, deferrals, queues, component, transport, mailflow`, r.out)
 	assert.Empty(t, r.err, "on a terminal, progress is the live line, not stderr")
