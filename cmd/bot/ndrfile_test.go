@@ -72,11 +72,13 @@ func TestDiagnoseNDRFileSamples(t *testing.T) {
 			"Read 550 5.7.708 for bob@fabrikam.com from sa1pr11mb8765.namprd11.prod.outlook.com, recipient domain fabrikam.com, sender alice@contoso.com; running ndr-5.7.708\n",
 			"params: sender=alice@contoso.com", "ESCALATE to Microsoft support"}},
 		// 554 5.2.0 SubmissionQuotaExceeded is ndr-5.5.4's sender throttling.
-		// This sender's mailbox is in Exchange Online, which ndr-5.5.4 does not
-		// read: the on-premises Get-Mailbox does not find it, and says so.
-		{"exo-qp-5.2.0.eml", "ndr-5.5.4", "healthy", exitFindings, []string{
+		// This sender's mailbox is in Exchange Online: the on-premises
+		// Get-Mailbox does not find it, the tenant does, and its last 24 hours
+		// reach Exchange Online's 10,000 recipients a day.
+		{"exo-qp-5.2.0.eml", "ndr-5.5.4", "cloud-sender-over-quota", exitEscalation, []string{
 			"Read 554 5.2.0 for statements@fabrikam.com from ch0pr11mb5678.namprd11.prod.outlook.com, recipient domain fabrikam.com, sender bulk-notices@contoso.com; running ndr-5.5.4\n",
-			"params: sender=bulk-notices@contoso.com", "object 'bulk-notices@contoso.com' couldn't be found"}},
+			"params: sender=bulk-notices@contoso.com", "object 'bulk-notices@contoso.com' couldn't be found",
+			"bulk-notices@contoso.com is a mailbox in Exchange Online", "at its limit of 10000 recipients a day"}},
 		{"outlook-paste-exo-5.1.8.txt", "ndr-5.1.8", "sender-compromised", exitFindings, []string{
 			"Read 550 5.1.8 for orders@fabrikam.com from bn8pr11mb3456.namprd11.prod.outlook.com, recipient domain fabrikam.com, sender alice@contoso.com; running ndr-5.1.8\n",
 			"params: sender=alice@contoso.com"}},
