@@ -57,19 +57,21 @@ func NDRProblem(err error) (string, bool) {
 
 // NDRCandidates describes the catalog's playbooks for bounce.Choose: id,
 // matches, and each parameter's type and whether it must be given.
+// The heads are enough: a terminal's catalog (playbooks.Index) parses only
+// the playbook chosen.
 func NDRCandidates(cat *playbooks.Catalog) []bounce.Candidate {
-	all := cat.All()
-	out := make([]bounce.Candidate, 0, len(all))
-	for _, pb := range all {
-		out = append(out, ndrCandidate(pb))
+	heads := cat.Heads()
+	out := make([]bounce.Candidate, 0, len(heads))
+	for _, h := range heads {
+		out = append(out, ndrCandidate(h))
 	}
 	return out
 }
 
-func ndrCandidate(pb *playbooks.Playbook) bounce.Candidate {
-	c := bounce.Candidate{ID: pb.ID, Matches: pb.Matches}
-	for _, name := range pb.ParamOrder {
-		spec := pb.Params[name]
+func ndrCandidate(h playbooks.Head) bounce.Candidate {
+	c := bounce.Candidate{ID: h.ID, Matches: h.Matches}
+	for _, name := range h.ParamOrder {
+		spec := h.Params[name]
 		c.Params = append(c.Params, bounce.Param{Name: name, Type: string(spec.Type), Required: spec.Required && spec.Default == ""})
 	}
 	return c
@@ -83,7 +85,7 @@ func (n *NDR) ChoiceFor(pb *playbooks.Playbook) (c bounce.Choice, fits bool) {
 			return c, true
 		}
 	}
-	sel := bounce.Choose(n.Bounce, []bounce.Candidate{ndrCandidate(pb)})
+	sel := bounce.Choose(n.Bounce, []bounce.Candidate{ndrCandidate(pb.Head())})
 	switch {
 	case len(sel.Fits) > 0:
 		return sel.Fits[0], true

@@ -33,8 +33,8 @@ type Catalog struct {
 // unparsed is a built-in playbook known by its head (id and matches); it is
 // parsed once, when first needed.
 type unparsed struct {
-	matches []string
-	parse   func() (*Playbook, error)
+	head  Head
+	parse func() (*Playbook, error)
 
 	once sync.Once
 	pb   *Playbook
@@ -46,7 +46,7 @@ func (u *unparsed) knownMatches() []string {
 	if u == nil {
 		return nil
 	}
-	return u.matches
+	return u.head.Matches
 }
 
 func (u *unparsed) playbook() (*Playbook, error) {
@@ -181,9 +181,9 @@ func load(dir string, lazy bool, parseFile func(file string, data []byte) (*Play
 		}
 		file := "builtin:" + filepath.Base(name)
 		if lazy {
-			if id, ms, ok := headOf(data); ok {
-				delete(c.byID, id)
-				c.unparsed[id] = &unparsed{matches: ms, parse: func() (*Playbook, error) { return parseFile(file, data) }}
+			if h, ok := headOf(data); ok {
+				delete(c.byID, h.ID)
+				c.unparsed[h.ID] = &unparsed{head: h, parse: func() (*Playbook, error) { return parseFile(file, data) }}
 				continue
 			}
 		}
@@ -283,6 +283,21 @@ func (c *Catalog) All() []*Playbook {
 	return out
 }
 
+// Heads lists every playbook's head by id, without parsing a built-in an Index
+// has not parsed yet (one whose rest does not parse is listed; Resolve reports
+// its problems when it is chosen).
+func (c *Catalog) Heads() []Head {
+	out := make([]Head, 0, len(c.byID)+len(c.unparsed))
+	for _, id := range c.ids() {
+		if pb := c.byID[id]; pb != nil {
+			out = append(out, pb.Head())
+		} else {
+			out = append(out, c.unparsed[id].head)
+		}
+	}
+	return out
+}
+
 // Resolve finds the playbook for an NDR code, phrase or playbook id.
 func (c *Catalog) Resolve(code string) (*Playbook, error) {
 	for _, id := range c.ids() {
@@ -292,7 +307,7 @@ func (c *Catalog) Resolve(code string) (*Playbook, error) {
 		}
 		if pb == nil {
 			u := c.unparsed[id]
-			if !matches(id, u.matches, code) {
+			if !matches(id, u.head.Matches, code) {
 				continue
 			}
 			var err error

@@ -5,25 +5,43 @@ import (
 	"regexp"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ndrbot/ndrbot/playbooks/params"
 )
+
+// Head is what choosing a playbook needs of it — for a code, or for a bounce
+// whose values fill its parameters: its id, matches and parameters. Index knows
+// a built-in's without parsing the rest of it (headOf).
+type Head struct {
+	ID         string
+	Matches    []string
+	Params     params.Set
+	ParamOrder []string // the file's order
+}
+
+// Head is the playbook's head.
+func (pb *Playbook) Head() Head {
+	return Head{ID: pb.ID, Matches: pb.Matches, Params: pb.Params, ParamOrder: pb.ParamOrder}
+}
 
 // topKeyRE is a top-level key as the built-ins write them: a plain name at
 // column 0, a colon, then a space or the end of the line.
 var topKeyRE = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_-]*):(?:[ \t]|\r?\n|$)`)
 
-// headOf reads a playbook's id and matches without parsing the rest of the
-// file: choosing a playbook needs only those, and parsing every built-in's YAML
-// was a good part of a diagnosis's start-up. Each of the two top-level values is
-// cut out (its line and the indented, blank, comment or "- " lines after it, up
-// to the next top-level key) and parsed on its own, with the rules parse applies.
+// headOf reads a playbook's id, matches and params without parsing the rest of
+// the file: choosing a playbook needs only those, and parsing every built-in's
+// YAML was a good part of a diagnosis's start-up. Each of the three top-level
+// values is cut out (its line and the indented, blank, comment or "- " lines
+// after it, up to the next top-level key) and parsed on its own, with the rules
+// parse applies.
 //
 // It reads only what it is sure of: ok is false, and the caller parses the file
 // whole, on a document marker, a tab at the start of a line, a top-level line
 // that is not a plain key (a flow mapping, a quoted or complex key, a merge),
-// either key missing or given twice, or a value that is not what parse accepts.
-// TestHeadOfIsParse holds it to parse for every built-in.
-func headOf(data []byte) (id string, matches []string, ok bool) {
-	var idText, matchesText []byte
+// id or matches missing, a key given twice, or a value that is not what parse
+// accepts. TestHeadOfIsParse holds it to parse for every built-in.
+func headOf(data []byte) (h Head, ok bool) {
+	var idText, matchesText, paramsText []byte
 	var value *[]byte // the value being collected, nil for any other key
 	for len(data) > 0 {
 		line := data
@@ -34,13 +52,13 @@ func headOf(data []byte) (id string, matches []string, ok bool) {
 		}
 		switch {
 		case bytes.HasPrefix(line, []byte("---")), bytes.HasPrefix(line, []byte("...")), line[0] == '\t':
-			return "", nil, false
+			return Head{}, false
 		case len(bytes.TrimSpace(line)) == 0, line[0] == ' ', line[0] == '#', isItem(line):
 			// Inside the current value (a block sequence may start at column 0).
 		default:
 			m := topKeyRE.FindSubmatch(line)
 			if m == nil {
-				return "", nil, false
+				return Head{}, false
 			}
 			value = nil
 			switch string(m[1]) {
@@ -48,9 +66,11 @@ func headOf(data []byte) (id string, matches []string, ok bool) {
 				value = &idText
 			case "matches":
 				value = &matchesText
+			case "params":
+				value = &paramsText
 			}
 			if value != nil && *value != nil {
-				return "", nil, false // duplicate key: parse reports it
+				return Head{}, false // duplicate key: parse reports it
 			}
 		}
 		if value != nil {
@@ -58,18 +78,26 @@ func headOf(data []byte) (id string, matches []string, ok bool) {
 		}
 	}
 	if idText == nil || matchesText == nil {
-		return "", nil, false
+		return Head{}, false
 	}
 	pr := &problems{}
 	idNode, matchesNode := topValue(idText), topValue(matchesText)
 	if idNode == nil || matchesNode == nil {
-		return "", nil, false
+		return Head{}, false
 	}
-	id, matches = str(pr, idNode), strs(pr, matchesNode)
-	if len(pr.list) > 0 || id == "" {
-		return "", nil, false
+	var paramsNode *yaml.Node
+	if paramsText != nil {
+		if paramsNode = topValue(paramsText); paramsNode == nil {
+			return Head{}, false
+		}
 	}
-	return id, matches, true
+	var pb Playbook
+	parseParams(pr, &pb, paramsNode)
+	h = Head{ID: str(pr, idNode), Matches: strs(pr, matchesNode), Params: pb.Params, ParamOrder: pb.ParamOrder}
+	if len(pr.list) > 0 || h.ID == "" {
+		return Head{}, false
+	}
+	return h, true
 }
 
 // topValue parses "key: value…" and returns the value's node, nil when it is

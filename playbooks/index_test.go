@@ -204,10 +204,10 @@ func TestHeadOfIsParse(t *testing.T) {
 		pb, pr, err := parse(n, data)
 		require.NoError(t, err)
 		require.Empty(t, pr.list)
-		id, matches, ok := headOf(data)
+		h, ok := headOf(data)
 		require.True(t, ok, "%s: headOf gives up on it", n)
-		assert.Equal(t, pb.ID, id, n)
-		assert.Equal(t, pb.Matches, matches, n)
+		assert.Equal(t, pb.Head(), h, n)
+		assert.NotEmpty(t, h.ParamOrder, "%s: no parameters read", n)
 	}
 }
 
@@ -237,14 +237,38 @@ func TestHeadOf(t *testing.T) {
 		{"a match is a mapping", "id: a\nmatches: [{x: 1}]\n", "", nil, false},
 		{"alias", "id: *a\nmatches: [x]\n", "", nil, false},
 		{"not a sequence item", "id: a\n-x\nmatches: [x]\n", "", nil, false},
+		{"params read", "id: a\nmatches: [x]\nparams:\n  sender: {type: email, required: true}\n", "a", []string{"x"}, true},
+		{"params not a mapping", "id: a\nmatches: [x]\nparams: [sender]\n", "", nil, false},
+		{"a parameter parse refuses", "id: a\nmatches: [x]\nparams:\n  Sender: {type: email}\n", "", nil, false},
+		{"params twice", "id: a\nmatches: [x]\nparams: {}\nparams: {}\n", "", nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			id, matches, ok := headOf([]byte(tt.yaml))
+			h, ok := headOf([]byte(tt.yaml))
 			assert.Equal(t, tt.ok, ok)
-			assert.Equal(t, tt.id, id)
-			assert.Equal(t, tt.matches, matches)
+			assert.Equal(t, tt.id, h.ID)
+			assert.Equal(t, tt.matches, h.Matches)
 		})
+	}
+}
+
+// Heads gives what choosing for a bounce needs without parsing a built-in.
+func TestHeadsParseNothing(t *testing.T) {
+	cat, err := Index("", nil)
+	require.NoError(t, err)
+	heads := cat.Heads()
+	assert.Empty(t, cat.byID, "listing the heads parsed a playbook")
+	var ids []string
+	for _, h := range heads {
+		ids = append(ids, h.ID)
+	}
+	assert.Contains(t, ids, "ndr-5.5.4")
+	pb, err := cat.Resolve("5.5.4")
+	require.NoError(t, err)
+	for _, h := range heads {
+		if h.ID == pb.ID {
+			assert.Equal(t, pb.Head(), h)
+		}
 	}
 }
 
