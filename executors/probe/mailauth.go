@@ -97,7 +97,10 @@ type SPFResult struct {
 	Verdict string // ok | none | permerror | temperror
 	Problem string // why the verdict is not ok, in an admin's words
 	Status  string // the DNS status of the domain's own TXT lookup
-	Error   string
+	// Unanswered is the name whose TXT lookup failed on a temperror — the domain
+	// itself or an include:/redirect= target — the one to try nslookup on.
+	Unanswered string
+	Error      string
 }
 
 // DMARCResult is the row of the dmarc check: the policy at _dmarc.<domain> (RFC 7489 §6.3).
@@ -232,6 +235,7 @@ func EvaluateSPF(ctx context.Context, r TXTResolver, domain string) SPFResult {
 		return res
 	default:
 		res.Verdict, res.Problem = AuthTempError, "the TXT lookup of "+domain+" failed ("+top.Status+"): receivers answer temperror and defer or accept unauthenticated"
+		res.Unanswered = domain
 		return res
 	}
 	res.Records = append(res.Records, spfRecords(top.Records)...)
@@ -356,6 +360,9 @@ func (ev *spfEval) follow(ctx context.Context, target, how string) (string, bool
 	switch a.Status {
 	case DNSOK, DNSNoData, DNSNXDomain:
 	default:
+		if !ev.stopped {
+			ev.res.Unanswered = d
+		}
 		ev.fail(AuthTempError, "the TXT lookup of %s%s failed (%s): receivers answer temperror", how, d, a.Status)
 		return "", false
 	}

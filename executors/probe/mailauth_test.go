@@ -120,12 +120,12 @@ func TestSPF(t *testing.T) {
 			Mechanisms: []string{"redirect=contoso.test"}, All: "-all", Redirect: "contoso.test", Includes: eop,
 			ExchangeOnline: true, Lookups: 3, Verdict: "ok", Status: "ok"}},
 		{domain: "brokeninclude.test", problem: "failed (servfail)", want: SPFResult{Count: 1, Includes: []string{"spf.broken.test"},
-			All: "-all", Lookups: 1, Verdict: "temperror", Status: "ok"}},
+			All: "-all", Lookups: 1, Verdict: "temperror", Status: "ok", Unanswered: "spf.broken.test"}},
 		{domain: "missinginclude.test", problem: "include:nothing.test has no SPF record", want: SPFResult{Count: 1,
 			Includes: []string{"nothing.test"}, All: "-all", Lookups: 1, Verdict: "permerror", Status: "ok"}},
 		{domain: "typo.test", problem: `unknown mechanism "ipv4:192.0.2.1"`, want: SPFResult{Count: 1, Includes: []string{},
 			All: "-all", Verdict: "permerror", Status: "ok"}},
-		{domain: "x.broken.test", problem: "failed (servfail)", want: SPFResult{Includes: []string{}, Verdict: "temperror", Status: "servfail"}},
+		{domain: "x.broken.test", problem: "failed (servfail)", want: SPFResult{Includes: []string{}, Verdict: "temperror", Status: "servfail", Unanswered: "x.broken.test"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.domain, func(t *testing.T) {
