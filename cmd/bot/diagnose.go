@@ -290,15 +290,19 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	runs := lifecycle.New(lifecycle.Options{Store: st, Engine: eng, Catalog: func() *playbooks.Catalog { return cat },
 		Owner: owner, FourEyes: cfg.Access.FourEyes, Observe: func(*lifecycle.Run) playbooks.Observer { return out },
 		Log: slog.New(atLeast{g.logger(cfg).Handler(), slog.LevelWarn})})
-	if err := recoverCLI(ctx, runs, out); err != nil {
-		return err
+	// A throw-away lab store is this process's alone, new and gone at exit:
+	// nothing in it to recover, and nobody else to tell that its runs are alive.
+	if !f.lab.throwAway() {
+		if err := recoverCLI(ctx, runs, out); err != nil {
+			return err
+		}
+		// The lease tells other processes this one is alive: its work is not
+		// theirs to recover.
+		keepCtx, stopKeep := context.WithCancel(ctx)
+		var keep errgroup.Group
+		keep.Go(func() error { return store.KeepAlive(keepCtx, st, owner, f.lease, nil) })
+		defer func() { stopKeep(); _ = keep.Wait() }()
 	}
-	// The lease tells other processes this one is alive: its work is not theirs
-	// to recover.
-	keepCtx, stopKeep := context.WithCancel(ctx)
-	var keep errgroup.Group
-	keep.Go(func() error { return store.KeepAlive(keepCtx, st, owner, f.lease, nil) })
-	defer func() { stopKeep(); _ = keep.Wait() }()
 
 	started := time.Now()
 	command := map[string]any{"command": "diagnose", "args": args, "lab": f.lab.name(), "approve": f.approve, "os_uid": uid}
