@@ -78,3 +78,44 @@ func TestNDR554CloudBranchWithoutEXO(t *testing.T) {
 		})
 	}
 }
+
+// The cloud-quota escalation names the daily limit that refuses the mail: the
+// default outbound spam policy's RecipientLimitPerDay when its action
+// restricts the sender (then the 5.1.8 family), otherwise Exchange Online's
+// 10,000 — never 10,000 beside a policy that stops the mailbox at 500.
+func TestNDR554CloudQuotaNamesTheEffectiveLimit(t *testing.T) {
+	tests := []struct {
+		scenario, sender string
+		want, notWant    []string
+	}{
+		{scenario: "cloud-sender-over-quota", sender: "bulk-notices@contoso.com",
+			want:    []string{"sent to 9950 recipients", "The limit is Exchange Online's 10,000 recipients a day", "554 5.2.0 SubmissionQuotaExceeded"},
+			notWant: []string{"outbound spam policy", "ndr-5.1.8"}},
+		{scenario: "cloud-sender-policy-day-limit", sender: "frank@contoso.com",
+			want: []string{"sent to 480 recipients", "The limit is 500 recipients a day, set by this tenant's outbound spam policy Default",
+				"BlockUserForToday stops the mailbox from sending until the next day (UTC)", "ndr-5.1.8 sender=frank@contoso.com"},
+			notWant: []string{"10,000", "SubmissionQuotaExceeded"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.scenario, func(t *testing.T) {
+			l, err := lab.New(tc.scenario, lab.Options{})
+			require.NoError(t, err)
+			eng := playbooks.NewEngine(labTargetsFor(l), playbooks.Options{WaitScale: 3000})
+			run := playbooks.NewRun("r-554", builtin(t, "5.5.4"), map[string]any{"sender": tc.sender, "window": 15 * time.Minute}, time.Now(), &recorder{})
+			require.NoError(t, eng.Diagnose(context.Background(), run))
+			var reason string
+			for _, e := range run.Escalations() {
+				if e.Rule == "cloud-quota" {
+					reason = e.Reason
+				}
+			}
+			require.NotEmpty(t, reason, "cloud-quota not raised: %v", escalationIDs(run.Escalations()))
+			for _, w := range tc.want {
+				assert.Contains(t, reason, w)
+			}
+			for _, w := range tc.notWant {
+				assert.NotContains(t, reason, w)
+			}
+		})
+	}
+}
