@@ -10,9 +10,62 @@ import (
 // classify_test.go.
 func classifiers() map[string]any {
 	return map[string]any{
-		"smtpClass": smtpClass,
-		"queueKind": queueKind,
+		"smtpClass":  smtpClass,
+		"queueKind":  queueKind,
+		"certCovers": certCovers,
 	}
+}
+
+// certCovers reports whether a certificate whose names (its subject's CN and
+// CertificateDomains) are names satisfies what a connector expects of it
+// (expected: a TlsSenderCertificateName, a TlsDomain). The one rule every
+// playbook uses:
+//   - the same name, ignoring case;
+//   - a connector's "*.contoso.com" means the domain and all its subdomains
+//     (Learn, Set-InboundConnector -TlsSenderCertificateName and
+//     Set-OutboundConnector -TlsDomain): contoso.com, mail.contoso.com,
+//     a.b.contoso.com, and a certificate's own *.contoso.com;
+//   - a certificate's "*.contoso.com" covers one label below contoso.com
+//     (mail.contoso.com, not contoso.com nor a.mail.contoso.com: RFC 6125
+//     §6.4.3, and the lab's Get-ExchangeCertificate -DomainName).
+//
+// A name or expectation that is not a string (nil) covers nothing.
+func certCovers(names any, expected any) bool {
+	e, _ := expected.(string)
+	e = strings.ToLower(strings.TrimSpace(e))
+	if e == "" {
+		return false
+	}
+	var list []string
+	switch v := names.(type) {
+	case []any:
+		for _, n := range v {
+			if s, ok := n.(string); ok {
+				list = append(list, s)
+			}
+		}
+	case []string:
+		list = v
+	case string:
+		list = []string{v}
+	}
+	domain, anySub := strings.CutPrefix(e, "*.")
+	for _, n := range list {
+		n = strings.ToLower(strings.TrimSpace(n))
+		switch {
+		case n == "":
+		case n == e:
+			return true
+		case anySub && (n == domain || strings.HasSuffix(n, "."+domain)):
+			return true
+		case !anySub && strings.HasPrefix(n, "*."):
+			label, parent, ok := strings.Cut(e, ".")
+			if ok && label != "" && parent == n[2:] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // smtpErrorClasses are tried in order, most specific first: "451 4.4.0 … responded

@@ -61,3 +61,39 @@ func TestQueueKind(t *testing.T) {
 		assert.Equal(t, tc.want, queueKind(tc.row), "%v", tc.row)
 	}
 }
+
+// What a certificate's names satisfy of a connector's expected name: the
+// connector's wildcard as Learn's Set-InboundConnector -TlsSenderCertificateName
+// and Set-OutboundConnector -TlsDomain describe it ("a domain and all
+// subdomains"), the certificate's as RFC 6125 §6.4.3 (one label).
+func TestCertCovers(t *testing.T) {
+	tests := []struct {
+		name     string
+		names    any
+		expected any
+		want     bool
+	}{
+		{"same name", []any{"mail.contoso.com", "autodiscover.contoso.com"}, "mail.contoso.com", true},
+		{"case ignored", []any{"Mail.Contoso.com"}, "MAIL.contoso.COM", true},
+		{"other name", []any{"mail.contoso.com"}, "smtp.contoso.com", false},
+		{"expected wildcard: a subdomain", []any{"mail.contoso.com"}, "*.contoso.com", true},
+		{"expected wildcard: deeper subdomain", []any{"mail.eu.contoso.com"}, "*.contoso.com", true},
+		{"expected wildcard: the domain itself", []any{"contoso.com"}, "*.contoso.com", true},
+		{"expected wildcard: a wildcard certificate", []any{"*.contoso.com"}, "*.contoso.com", true},
+		{"expected wildcard: another domain", []any{"mail.fabrikam.com"}, "*.contoso.com", false},
+		{"expected wildcard: a suffix that is not a label", []any{"mailcontoso.com"}, "*.contoso.com", false},
+		{"certificate wildcard: one label", []any{"*.contoso.com"}, "mail.contoso.com", true},
+		{"certificate wildcard: not two labels", []any{"*.contoso.com"}, "mail.eu.contoso.com", false},
+		{"certificate wildcard: not the domain", []any{"*.contoso.com"}, "contoso.com", false},
+		{"nil name skipped", []any{nil, "mail.contoso.com"}, "mail.contoso.com", true},
+		{"only nil", []any{nil}, "*.contoso.com", false},
+		{"no names", nil, "mail.contoso.com", false},
+		{"nothing expected", []any{"mail.contoso.com"}, nil, false},
+		{"empty expected", []any{""}, "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, certCovers(tc.names, tc.expected))
+		})
+	}
+}

@@ -35,7 +35,8 @@ import (
 //	since     start of the observation window: now − params.window while
 //	          diagnosing, the end of the relief while verifying
 //	ok(step), done(relief), failed(relief), proposed(relief), found(rule)
-//	smtpClass(text), queueKind(row)   the shared classifications (classify.go)
+//	smtpClass(text), queueKind(row), certCovers(names, expected)
+//	          the shared classifications (classify.go)
 func compileEnv() map[string]any {
 	env := map[string]any{
 		"params":   map[string]any{},
