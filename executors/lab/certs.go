@@ -168,6 +168,14 @@ func getExchangeCertificate(c *call) ([]any, error) {
 			return nil, err
 		}
 	}
+	// Exchange reads a server's certificate store through the Microsoft
+	// Exchange Service Host on that server (its errors say "A special Rpc error
+	// occurs on server …", Learn); with the service stopped the call fails.
+	if sv := s.service("MSExchangeServiceHost"); sv != nil && sv.status != "Running" {
+		return nil, cmdletErr(c.cmd.name, "NotSpecified: (:) [Get-ExchangeCertificate], InvalidOperationException",
+			"Microsoft.Exchange.Management.SystemConfigurationTasks.GetExchangeCertificate",
+			"A special Rpc error occurs on server %s: The RPC server is unavailable.", s.name)
+	}
 	names, _ := c.args["DomainName"].([]string)
 	var out []any
 	for _, ec := range s.certs {

@@ -388,3 +388,15 @@ func TestSMTPPortFromTheServer(t *testing.T) {
 	assert.Equal(t, false, down["TcpSucceeded"])
 	assert.Contains(t, down["Error"], "did not properly respond")
 }
+
+// Get-ExchangeCertificate reads a server's store through its Microsoft
+// Exchange Service Host: stopped there (hybrid-certs-unread), the call for that
+// server fails and the other server still answers.
+func TestExchangeCertificateServiceHostStopped(t *testing.T) {
+	l := orgLab(t, "hybrid-certs-unread")
+	_, err := run(l, "exchange", "Get-ExchangeCertificate", nil, "Server", "EX02")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "A special Rpc error occurs on server EX02: The RPC server is unavailable.")
+	rs := rows(t, l, "exchange", "Get-ExchangeCertificate", nil, "Server", "EX01")
+	assert.Len(t, rs, 4, "the three defaults and the hybrid certificate")
+}
