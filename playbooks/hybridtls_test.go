@@ -1,0 +1,87 @@
+package playbooks_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/executors/lab"
+	"github.com/ndrbot/ndrbot/playbooks"
+)
+
+// bind-send-cert is a compare-and-set: approval can come half an hour after
+// the diagnosis, and if someone reran the Hybrid Configuration Wizard in
+// between, the connector names a new value that the bot must not overwrite
+// (nor later "roll back" to the stale one it read). The guard reads the
+// connector right before the change and refuses unless it still names the
+// previous value of the proposal.
+func TestHybridTLSBindGuard(t *testing.T) {
+	const (
+		connector = "Outbound to Office 365 - 5e6f7a8b"
+		renewal   = "<I>CN=R11, O=Let's Encrypt, C=US<S>CN=mail.contoso.com"
+		// What the wizard, rerun meanwhile, chose instead.
+		wizard = "<I>CN=DigiCert Global G2 TLS RSA SHA256 2020 CA1, O=DigiCert Inc, C=US<S>CN=mail.contoso.com"
+	)
+	tests := []struct {
+		name    string
+		changed bool // the connector was changed between diagnosis and approval
+		want    string
+		refused string
+	}{
+		{name: "unchanged: runs", want: renewal},
+		{name: "changed since the diagnosis: refused, nothing changed", changed: true, want: wizard,
+			refused: "bind-send-cert refused, nothing changed: send connector " + connector + " now names " + wizard},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			l, err := lab.New("cert-renewed-not-bound", lab.Options{})
+			require.NoError(t, err)
+			targets := labTargetsFor(l)
+			eng := playbooks.NewEngine(targets, playbooks.Options{WaitScale: 1e6})
+			run := playbooks.NewRun("r-hybrid", builtin(t, "hybrid-tls"), map[string]any{"window": 24 * time.Hour, "expiry_warning": 720 * time.Hour}, time.Now(), &recorder{})
+			require.NoError(t, eng.Diagnose(ctx, run))
+			p, ok := run.Proposal("bind-send-cert")
+			require.True(t, ok, "proposed: %v", reliefIDs(run.Proposals()))
+			require.Empty(t, p.Blocked)
+
+			exec, err := targets.Executor("exchange")
+			require.NoError(t, err)
+			setConnector := func(name string) {
+				_, err := exec.Run(ctx, exec.Hosts()[0], executors.Action{Step: "test", Cmdlet: "Set-SendConnector",
+					Args: []executors.Arg{{Name: "Identity", Value: connector}, {Name: "TlsCertificateName", Value: name}}})
+				require.NoError(t, err)
+			}
+			if tc.changed {
+				setConnector(wizard)
+			}
+
+			res, err := eng.Relieve(ctx, run, "bind-send-cert")
+			require.NoError(t, err)
+			if tc.refused != "" {
+				assert.False(t, res.OK)
+				assert.Contains(t, res.Error, tc.refused)
+			} else {
+				assert.True(t, res.OK, res.Error)
+			}
+			out, err := exec.Run(ctx, exec.Hosts()[0], executors.Action{Step: "test", Cmdlet: "Get-SendConnector",
+				Args: []executors.Arg{{Name: "Identity", Value: connector}}, Select: []string{"TlsCertificateName"}})
+			require.NoError(t, err)
+			rows, err := playbooks.Rows(exec.Hosts()[0], out.Stdout)
+			require.NoError(t, err)
+			require.Len(t, rows, 1)
+			assert.Equal(t, tc.want, rows[0]["TlsCertificateName"])
+			var sets int
+			for _, c := range l.Calls() {
+				if c.Cmdlet == "Set-SendConnector" {
+					sets++
+				}
+			}
+			assert.Equal(t, map[bool]int{true: 1, false: 1}[tc.changed], sets, "the test's own change, or the relief's")
+		})
+	}
+}
