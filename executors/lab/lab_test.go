@@ -17,7 +17,8 @@ import (
 
 func TestScenariosBelongToPlaybooks(t *testing.T) {
 	assert.Equal(t, []string{"concurrency-too-high", "connection-timed-out", "destination-overloaded", "healthy", "ip-listed", "queue-suspended"}, ScenariosFor("smtp-421"))
-	assert.Equal(t, []string{"cloud-sender-admin-api-only", "cloud-sender-over-quota", "cloud-sender-policy-day-limit", "cloud-sender-restricted", "component-maintenance",
+	assert.Equal(t, []string{"cloud-sender-across-queries", "cloud-sender-admin-api-only", "cloud-sender-over-quota", "cloud-sender-policy-day-limit",
+		"cloud-sender-restricted", "cloud-sender-trace-capped", "component-maintenance",
 		"connector-unhealthy", "eop-side", "healthy", "network-down", "overloaded-queue", "relief-fails", "retry-transient",
 		"shadow-redundancy-big", "throttled-sender", "tls-cert-expired"}, ScenariosFor("ndr-5.5.4"))
 	assert.Equal(t, "smtp-421", ScenarioPlaybook("ip-listed"))
@@ -26,7 +27,7 @@ func TestScenariosBelongToPlaybooks(t *testing.T) {
 	_, err := New("concurrency-too-high", Options{Playbook: "ndr-5.5.4"})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `scenario "concurrency-too-high" simulates a smtp-421 incident, not ndr-5.5.4`)
-	assert.Contains(t, err.Error(), "scenarios for ndr-5.5.4: cloud-sender-admin-api-only, cloud-sender-over-quota, cloud-sender-policy-day-limit, cloud-sender-restricted,")
+	assert.Contains(t, err.Error(), "scenarios for ndr-5.5.4: cloud-sender-across-queries, cloud-sender-admin-api-only, cloud-sender-over-quota,")
 
 	for _, ok := range []struct{ scenario, playbook string }{
 		{"concurrency-too-high", "smtp-421"}, {"healthy", "smtp-421"}, {"healthy", "ndr-5.5.4"}, {"overloaded-queue", ""},
