@@ -140,6 +140,7 @@ $ParentCandidates = @{
     'Resume-Queue'                    = @('Transport Queues')                                 # sure
     'Set-TransportService'            = @('Exchange Servers')                                 # per the role's description
     'Set-SendConnector'               = @('Send Connectors')                                  # per the role's description ("manage Send connectors")
+    'Set-ReceiveConnector'            = @('Receive Connectors')                               # per the role's description ("manage Receive connectors")
     # Admin
     'Set-ServerComponentState'        = @('Exchange Servers', 'Monitoring')                   # UNSURE which
 }

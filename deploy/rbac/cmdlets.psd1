@@ -20,7 +20,7 @@
         'Get-ServerComponentState' = @('Identity', 'Component')
         'Get-TransportService' = @('Identity')
         'Get-SendConnector' = @('Identity')
-        'Get-ReceiveConnector' = @('Server')
+        'Get-ReceiveConnector' = @('Server', 'Identity')
         'Get-ExchangeCertificate' = @('Server')
         'Get-Mailbox' = @('Identity')
         'Get-ThrottlingPolicy' = @('Identity')
@@ -36,6 +36,7 @@
         'Resume-Queue' = @('Identity')
         'Set-TransportService' = @('Identity', 'MaxPerDomainOutboundConnections', 'MaxOutboundConnections')
         'Set-SendConnector' = @('Identity', 'TlsCertificateName')
+        'Set-ReceiveConnector' = @('Identity', 'TlsCertificateName')
     }
     Admin = @{
         'Set-ServerComponentState' = @('Identity', 'Component', 'State', 'Requester')

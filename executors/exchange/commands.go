@@ -218,6 +218,12 @@ func Exchange() []executors.Command {
 			Source: learn + "Set-SendConnector",
 		},
 		{
+			// Set-ReceiveConnector likewise: only what a playbook sets.
+			Name:   "Set-ReceiveConnector",
+			Params: params(req(s("Identity")), s("TlsCertificateName"), s("DomainController")),
+			Source: learn + "Set-ReceiveConnector",
+		},
+		{
 			Name: "Set-TransportService",
 			Params: params(req(s("Identity")), u("MaxOutboundConnections"), u("MaxPerDomainOutboundConnections"),
 				ts("MessageRetryInterval"), ts("TransientFailureRetryInterval"), i("TransientFailureRetryCount"),

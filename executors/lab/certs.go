@@ -10,8 +10,9 @@ import (
 	"github.com/ndrbot/ndrbot/executors/psobj"
 )
 
-// Exchange certificates (Get-ExchangeCertificate) and the one relief that
-// touches a connector's certificate (Set-SendConnector -TlsCertificateName).
+// Exchange certificates (Get-ExchangeCertificate) and the reliefs that touch a
+// connector's certificate (Set-SendConnector and Set-ReceiveConnector
+// -TlsCertificateName).
 // Sources: Microsoft Learn "Get-ExchangeCertificate" (parameter sets, the
 // properties Format-List shows and their values), "Set-SendConnector"
 // (TlsCertificateName written "<I>issuer<S>subject"); SOURCES.md says what is
@@ -277,4 +278,35 @@ func setSendConnector(c *call) ([]any, error) {
 		sc.tlsCertName = name
 	}
 	return nil, c.react(c.local, sc.identity, objSubject(sendConnectorObj(sc)))
+}
+
+// setReceiveConnector changes what the playbooks may change on a receive
+// connector: its TlsCertificateName, written "<I>issuer<S>subject" as on a
+// send connector (Learn, Set-ReceiveConnector); "" clears it. -Identity is
+// Server\Name, or a name the local server has. Like Set-SendConnector, the lab
+// does not check the certificate is installed.
+func setReceiveConnector(c *call) ([]any, error) {
+	id := c.str("Identity")
+	s, name := c.local, id
+	if srv, n, ok := strings.Cut(id, `\`); ok {
+		if s = c.o.serverByID(srv); s == nil {
+			return nil, c.notFound(id)
+		}
+		name = n
+	}
+	i := slices.IndexFunc(s.receiveConnectors(), func(rc *receiveConnector) bool { return strings.EqualFold(rc.name, name) })
+	if i < 0 {
+		return nil, c.notFound(id)
+	}
+	rc := s.receiveConnectors()[i]
+	if c.has("TlsCertificateName") {
+		v := c.str("TlsCertificateName")
+		issuer, subject, ok := strings.Cut(strings.TrimPrefix(v, "<I>"), "<S>")
+		if v != "" && (!strings.HasPrefix(v, "<I>") || !ok || issuer == "" || subject == "") {
+			return nil, cmdletErr(c.cmd.name, "InvalidArgument: (:) [Set-ReceiveConnector], ParameterBindingException", "CannotConvertArgumentNoMessage,Set-ReceiveConnector",
+				"Cannot bind parameter 'TlsCertificateName'. Cannot convert value \"%s\" to type \"Microsoft.Exchange.Data.SmtpX509Identifier\". Error: \"The value is not in the form <I>issuer<S>subject.\"", v)
+		}
+		rc.tlsCertName = v
+	}
+	return nil, c.react(s, s.name+`\`+rc.name, objSubject(receiveConnectorObj(s, rc)))
 }

@@ -154,6 +154,7 @@ func cmdlets() []*cmdlet {
 			k("DelayNotificationTimeout", kSpan), k("MaxConcurrentMailboxDeliveries", kInt), k("MaxConcurrentMailboxSubmissions", kInt),
 			k("MaxConnectionRatePerMinute", kInt)}, run: setTransportService},
 		{name: "Set-SendConnector", params: []param{must(s("Identity")), s("TlsCertificateName")}, run: setSendConnector},
+		{name: "Set-ReceiveConnector", params: []param{must(s("Identity")), s("TlsCertificateName")}, run: setReceiveConnector},
 		{name: "Set-ServerComponentState", params: []param{must(s("Identity")), must(s("Component")), must(s("State")), must(s("Requester")),
 			k("Duration", kSpan), k("LocalOnly", kBool), k("RemoteOnly", kBool)}, run: setServerComponentState},
 	}

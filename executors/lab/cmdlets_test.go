@@ -400,3 +400,43 @@ func TestExchangeCertificateServiceHostStopped(t *testing.T) {
 	rs := rows(t, l, "exchange", "Get-ExchangeCertificate", nil, "Server", "EX01")
 	assert.Len(t, rs, 4, "the three defaults and the hybrid certificate")
 }
+
+// Set-ReceiveConnector -TlsCertificateName changes the one connector named
+// (Server\Name from any server, or a name of the local one) and refuses a value
+// not in the <I>issuer<S>subject form, changing nothing.
+func TestSetReceiveConnectorTlsCertificateName(t *testing.T) {
+	const renewal = "<I>CN=R11, O=Let's Encrypt, C=US<S>CN=mail.contoso.com"
+	tests := []struct {
+		name, identity, value string
+		err                   string
+	}{
+		{name: "other server by Server\\Name", identity: `EX02\Default Frontend EX02`, value: renewal},
+		{name: "local by name", identity: "Default Frontend EX01", value: renewal},
+		{name: "not the form", identity: `EX02\Default Frontend EX02`, value: "CN=mail.contoso.com", err: "The value is not in the form <I>issuer<S>subject."},
+		{name: "unknown connector", identity: `EX02\Default Frontend EX09`, value: renewal, err: `couldn't be found`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l := orgLab(t, "cert-renewed-not-bound")
+			_, err := run(l, "exchange", "Set-ReceiveConnector", nil, "Identity", tc.identity, "TlsCertificateName", tc.value)
+			want := "<I>CN=R3, O=Let's Encrypt, C=US<S>CN=mail.contoso.com"
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+			} else {
+				require.NoError(t, err)
+				want = tc.value
+			}
+			id := tc.identity
+			if !strings.Contains(id, `\`) {
+				id = `EX01\` + id
+			}
+			if tc.err == `couldn't be found` {
+				id = `EX02\Default Frontend EX02`
+			}
+			rs := rows(t, l, "exchange", "Get-ReceiveConnector", []string{"TlsCertificateName"}, "Identity", id)
+			require.Len(t, rs, 1)
+			assert.Equal(t, want, rs[0]["TlsCertificateName"])
+		})
+	}
+}

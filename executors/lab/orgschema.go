@@ -673,7 +673,7 @@ var conditionOps = []string{">=", "<=", "!=", "==", ">", "<"}
 
 // reliefCmdlets are the commands a behaviour can follow.
 var reliefCmdlets = []string{"Restart-Service", "Retry-Queue", "Suspend-Queue", "Resume-Queue", "Set-ThrottlingPolicy",
-	"Set-TransportService", "Set-ServerComponentState", "Set-SendConnector"}
+	"Set-TransportService", "Set-ServerComponentState", "Set-SendConnector", "Set-ReceiveConnector"}
 
 func (ld *loader) behaviours(o *org, fbs []fileBehaviour) error {
 	for i, fb := range fbs {
