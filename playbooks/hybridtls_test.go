@@ -85,3 +85,66 @@ func TestHybridTLSBindGuard(t *testing.T) {
 		})
 	}
 }
+
+// bind-frontend-cert's guard, frontend by frontend: a frontend changed since
+// the diagnosis is left as it is and the relief stops there; the one before it
+// was changed (the relief runs host by host).
+func TestHybridTLSFrontendGuard(t *testing.T) {
+	const (
+		renewal = "<I>CN=R11, O=Let's Encrypt, C=US<S>CN=mail.contoso.com"
+		wizard  = "<I>CN=DigiCert Global G2 TLS RSA SHA256 2020 CA1, O=DigiCert Inc, C=US<S>CN=mail.contoso.com"
+		ex01    = `EX01\Default Frontend EX01`
+		ex02    = `EX02\Default Frontend EX02`
+	)
+	tests := []struct {
+		name    string
+		changed string // the frontend changed between diagnosis and approval
+		want    map[string]string
+		refused string
+	}{
+		{name: "unchanged: both", want: map[string]string{ex01: renewal, ex02: renewal}},
+		{name: "EX02 changed since: EX01 only", changed: ex02, want: map[string]string{ex01: renewal, ex02: wizard},
+			refused: "bind-frontend-cert refused, nothing changed: receive connector " + ex02 + " now names " + wizard},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			l, err := lab.New("cert-renewed-not-bound", lab.Options{})
+			require.NoError(t, err)
+			targets := labTargetsFor(l)
+			eng := playbooks.NewEngine(targets, playbooks.Options{WaitScale: 1e6})
+			run := playbooks.NewRun("r-hybrid", builtin(t, "hybrid-tls"),
+				map[string]any{"window": 24 * time.Hour, "expiry_warning": 720 * time.Hour}, time.Now(), &recorder{})
+			require.NoError(t, eng.Diagnose(ctx, run))
+			p, ok := run.Proposal("bind-frontend-cert")
+			require.True(t, ok, "proposed: %v", reliefIDs(run.Proposals()))
+			require.Empty(t, p.Blocked)
+
+			exec, err := targets.Executor("exchange")
+			require.NoError(t, err)
+			host := exec.Hosts()[0]
+			if tc.changed != "" {
+				_, err := exec.Run(ctx, host, executors.Action{Step: "test", Cmdlet: "Set-ReceiveConnector",
+					Args: []executors.Arg{{Name: "Identity", Value: tc.changed}, {Name: "TlsCertificateName", Value: wizard}}})
+				require.NoError(t, err)
+			}
+			res, err := eng.Relieve(ctx, run, "bind-frontend-cert")
+			require.NoError(t, err)
+			if tc.refused != "" {
+				assert.False(t, res.OK)
+				assert.Contains(t, res.Error, tc.refused)
+			} else {
+				assert.True(t, res.OK, res.Error)
+			}
+			for id, want := range tc.want {
+				out, err := exec.Run(ctx, host, executors.Action{Step: "test", Cmdlet: "Get-ReceiveConnector",
+					Args: []executors.Arg{{Name: "Identity", Value: id}}, Select: []string{"TlsCertificateName"}})
+				require.NoError(t, err)
+				rows, err := playbooks.Rows(host, out.Stdout)
+				require.NoError(t, err)
+				require.Len(t, rows, 1)
+				assert.Equal(t, want, rows[0]["TlsCertificateName"], id)
+			}
+		})
+	}
+}

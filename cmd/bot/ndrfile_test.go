@@ -56,10 +56,10 @@ func TestDiagnoseNDRFileSamples(t *testing.T) {
 			"3. ndr-5.5.4 — ", "ndrbot diagnose ndr-5.5.4 --ndr-file "}},
 		// Hybrid certificate trouble: the bounce names no parameter the playbook
 		// needs; each sample runs the scenario of its branch. The renewal is
-		// bound by the relief on the send side, while the frontends still name
-		// the old certificate: the Exchange admin is asked to point them at it.
-		{"queue-paste-454-4.7.5.txt", "hybrid-tls", "cert-renewed-not-bound", exitEscalation, []string{
-			"Read 454 4.7.5", "running hybrid-tls\n", "Proposed relief: bind-send-cert", "ESCALATE to Exchange admin (on-premises)"}},
+		// offered to the send connector and to the frontends, which still name
+		// the old certificate too.
+		{"queue-paste-454-4.7.5.txt", "hybrid-tls", "cert-renewed-not-bound", exitFindings, []string{
+			"Read 454 4.7.5", "running hybrid-tls\n", "Proposed relief: bind-send-cert", "Proposed relief: bind-frontend-cert"}},
 		{"exchange2019-5.7.64.txt", "hybrid-tls", "tenant-connector-mismatch", exitEscalation, []string{
 			"Read 550 5.7.64 for carol@fabrikam.com from ex01.contoso.com, recipient domain fabrikam.com, sender alice@contoso.com; running hybrid-tls\n",
 			"550 5.7.64 TenantAttribution", "ESCALATE to The Exchange Online administrator of the hybrid"}},
