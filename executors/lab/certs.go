@@ -270,10 +270,8 @@ func setSendConnector(c *call) ([]any, error) {
 	sc := c.o.connectors[i]
 	if c.has("TlsCertificateName") {
 		name := c.str("TlsCertificateName")
-		issuer, subject, ok := strings.Cut(strings.TrimPrefix(name, "<I>"), "<S>")
-		if name != "" && (!strings.HasPrefix(name, "<I>") || !ok || issuer == "" || subject == "") {
-			return nil, cmdletErr(c.cmd.name, "InvalidArgument: (:) [Set-SendConnector], ParameterBindingException", "CannotConvertArgumentNoMessage,Set-SendConnector",
-				"Cannot bind parameter 'TlsCertificateName'. Cannot convert value \"%s\" to type \"Microsoft.Exchange.Data.SmtpX509Identifier\". Error: \"The value is not in the form <I>issuer<S>subject.\"", name)
+		if err := c.x509Identifier(name); err != nil {
+			return nil, err
 		}
 		sc.tlsCertName = name
 	}
@@ -301,12 +299,21 @@ func setReceiveConnector(c *call) ([]any, error) {
 	rc := s.receiveConnectors()[i]
 	if c.has("TlsCertificateName") {
 		v := c.str("TlsCertificateName")
-		issuer, subject, ok := strings.Cut(strings.TrimPrefix(v, "<I>"), "<S>")
-		if v != "" && (!strings.HasPrefix(v, "<I>") || !ok || issuer == "" || subject == "") {
-			return nil, cmdletErr(c.cmd.name, "InvalidArgument: (:) [Set-ReceiveConnector], ParameterBindingException", "CannotConvertArgumentNoMessage,Set-ReceiveConnector",
-				"Cannot bind parameter 'TlsCertificateName'. Cannot convert value \"%s\" to type \"Microsoft.Exchange.Data.SmtpX509Identifier\". Error: \"The value is not in the form <I>issuer<S>subject.\"", v)
+		if err := c.x509Identifier(v); err != nil {
+			return nil, err
 		}
 		rc.tlsCertName = v
 	}
 	return nil, c.react(s, s.name+`\`+rc.name, objSubject(receiveConnectorObj(s, rc)))
+}
+
+// x509Identifier refuses a TlsCertificateName that is not "<I>issuer<S>subject"
+// ("" clears it), as the cmdlets' parameter binding does (SmtpX509Identifier).
+func (c *call) x509Identifier(v string) error {
+	issuer, subject, ok := strings.Cut(strings.TrimPrefix(v, "<I>"), "<S>")
+	if v == "" || (strings.HasPrefix(v, "<I>") && ok && issuer != "" && subject != "") {
+		return nil
+	}
+	return cmdletErr(c.cmd.name, "InvalidArgument: (:) ["+c.cmd.name+"], ParameterBindingException", "CannotConvertArgumentNoMessage,"+c.cmd.name,
+		"Cannot bind parameter 'TlsCertificateName'. Cannot convert value \"%s\" to type \"Microsoft.Exchange.Data.SmtpX509Identifier\". Error: \"The value is not in the form <I>issuer<S>subject.\"", v)
 }
