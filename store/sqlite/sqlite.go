@@ -1,6 +1,7 @@
 // Package sqlite is the embedded store backend: one SQLite file (pure Go,
 // modernc.org/sqlite) in WAL mode with synchronous=FULL, so a committed vote,
-// claim or audit event survives a crash or power loss.
+// claim or audit event survives a crash or power loss — all but a lab run's
+// throw-away file (OpenScratch), deleted at exit, which is not fsynced.
 //
 // Writes go through one connection and start with BEGIN IMMEDIATE, so goroutines
 // queue in-process instead of failing with SQLITE_BUSY, and another process on the
