@@ -223,8 +223,7 @@ func snapshot(t *testing.T, db, checkpoints string) storeState {
 	return s
 }
 
-// A lab run's throw-away store is opened while the command line is still being
-// read: a command refused for bad input leaves none behind.
+// A lab run refused for bad input leaves no throw-away store behind.
 func TestRefusedLabRunLeavesNoStore(t *testing.T) {
 	t.Chdir(t.TempDir())
 	tmp := t.TempDir()

@@ -195,15 +195,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	if err != nil {
 		return err
 	}
-	// A throw-away lab store depends on nothing the command line may get wrong:
-	// it is opened while the playbook and the lab are read, and a command
-	// refused for bad input drops it, changing nothing.
-	var storeAhead *ahead[runStore]
-	if f.lab.throwAway() {
-		storeAhead = startAhead(func() (runStore, error) { return g.openRunStoreOf(ctx, cfg, f.lab) })
-		defer storeAhead.drop(func(rs runStore) { rs.close() })
-	}
-	// Read before the run starts: --ndr-file - consumes standard input, so
+	// Read before anything is opened: --ndr-file - consumes standard input, so
 	// nothing is prompted for then.
 	reader := bufio.NewReader(g.io.in)
 	prompt := g.io.interactive && !f.json && !f.noInput && f.ndrFile != "-"
@@ -232,9 +224,8 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 			return usageErr("unexpected argument %q: parameters are key=value (%s)", kv.Positional[0], commands.ParamUsage(pb))
 		}
 	}
-	// Checked before anything is opened (but a throw-away lab store, dropped on
-	// refusal), so a typo changes nothing; Start checks them again when it
-	// records the run.
+	// Checked before anything is opened, so a typo changes nothing; Start
+	// checks them again when it records the run.
 	if _, err := pb.Params.Resolve(kv.Named); err != nil {
 		return usageErr("%v\nusage: ndrbot diagnose %s %s", err, args[0], commands.ParamUsage(pb))
 	}
@@ -258,14 +249,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		return usageErr("%v", err)
 	}
 
-	var rs runStore
-	if storeAhead != nil {
-		if rs, err = storeAhead.take(); err == nil {
-			g.noteThrowAway(&cfg, f.lab, rs.st)
-		}
-	} else {
-		rs, err = g.openRunStore(ctx, &cfg, f.lab)
-	}
+	rs, err := g.openRunStore(ctx, &cfg, f.lab)
 	if err != nil {
 		return err
 	}

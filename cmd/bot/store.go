@@ -79,8 +79,8 @@ func (g *globals) openBackend(ctx context.Context, cfg config.Config, scratch bo
 // own, so a simulated restart puts no real run under a cooldown and nothing of the
 // lab lands in the real audit trail. That store is a SQLite file in a temporary
 // directory, removed by the returned close (SQLite has no in-memory database in
-// WAL mode, which the store needs), or the file --lab-store names, kept across
-// runs for a trainer or a test.
+// WAL mode, which the store needs; sqlite.OpenScratch makes a new one cheap), or
+// the file --lab-store names, kept across runs for a trainer or a test.
 //
 // --lab-store configured uses the configured store after all: for a
 // configuration that is itself a lab's, e.g. lab replicas sharing a PostgreSQL.
@@ -90,36 +90,14 @@ func (g *globals) openBackend(ctx context.Context, cfg config.Config, scratch bo
 // rewrite to `audit verify --checkpoints`. A store named by --lab-store is the
 // operator's to anchor as configured.
 func (g *globals) openRunStore(ctx context.Context, cfg *config.Config, lf labFlags) (runStore, error) {
-	rs, err := g.openRunStoreOf(ctx, *cfg, lf)
-	if err == nil {
-		g.noteThrowAway(cfg, lf, rs.st)
-	}
-	return rs, err
-}
-
-// noteThrowAway turns cfg's checkpoints off when st is a throw-away store, and
-// says where it is.
-func (g *globals) noteThrowAway(cfg *config.Config, lf labFlags, st store.Store) {
-	if !lf.throwAway() {
-		return
-	}
-	cfg.Store.Checkpoints.File, cfg.Store.Checkpoints.Channel = "", ""
-	if p, ok := st.(interface{ Path() string }); ok {
-		g.logger(*cfg).Debug("lab store: throw-away", "path", p.Path())
-	}
-}
-
-// openRunStoreOf is openRunStore without a word or a change to cfg: safe to run
-// beside the rest of the command (ahead).
-func (g *globals) openRunStoreOf(ctx context.Context, cfg config.Config, lf labFlags) (runStore, error) {
 	if !lf.set() || lf.store == labStoreConfigured {
-		st, key, err := g.openStore(ctx, cfg)
+		st, key, err := g.openStore(ctx, *cfg)
 		if err != nil {
 			return runStore{}, err
 		}
 		return runStore{st, key, func() { st.Close() }}, nil
 	}
-	labCfg := cfg
+	labCfg := *cfg
 	labCfg.Store.Driver, labCfg.Store.DSN, labCfg.Store.DSNFile = "sqlite", "", ""
 	if lf.store != "" {
 		labCfg.Store.Path = lf.store
@@ -139,47 +117,15 @@ func (g *globals) openRunStoreOf(ctx context.Context, cfg config.Config, lf labF
 		os.RemoveAll(dir)
 		return runStore{}, err
 	}
+	cfg.Store.Checkpoints.File, cfg.Store.Checkpoints.Channel = "", ""
+	g.logger(*cfg).Debug("lab store: throw-away", "path", labCfg.Store.Path)
 	return runStore{st, key, func() {
 		st.Close()
 		os.RemoveAll(dir)
 	}}, nil
 }
 
-// ahead is work started before the command needs its result, to run beside
-// what comes first (ndrbot diagnose reads its playbook and lab meanwhile).
-// Its owner takes the result or drops it; both wait for the work to end.
-type ahead[T any] struct {
-	done  chan struct{}
-	v     T
-	err   error
-	taken bool
-}
-
-func startAhead[T any](work func() (T, error)) *ahead[T] {
-	a := &ahead[T]{done: make(chan struct{})}
-	go func() {
-		defer close(a.done)
-		a.v, a.err = work()
-	}()
-	return a
-}
-
-func (a *ahead[T]) take() (T, error) {
-	<-a.done
-	a.taken = true
-	return a.v, a.err
-}
-
-// drop waits for the work and, unless take handed its result over, gives it
-// to undo (nil: nothing to undo).
-func (a *ahead[T]) drop(undo func(T)) {
-	<-a.done
-	if !a.taken && a.err == nil && undo != nil {
-		undo(a.v)
-	}
-}
-
-// runStore is an open run store and what closes it (openRunStoreOf).
+// runStore is an open run store and what closes it (openRunStore).
 type runStore struct {
 	st    store.Store
 	key   []byte
