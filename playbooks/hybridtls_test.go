@@ -39,18 +39,7 @@ func TestHybridTLSBindGuard(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			l, err := lab.New("cert-renewed-not-bound", lab.Options{})
-			require.NoError(t, err)
-			targets := labTargetsFor(l)
-			eng := playbooks.NewEngine(targets, playbooks.Options{WaitScale: 1e6})
-			run := playbooks.NewRun("r-hybrid", builtin(t, "hybrid-tls"), map[string]any{"window": 24 * time.Hour, "expiry_warning": 720 * time.Hour}, time.Now(), &recorder{})
-			require.NoError(t, eng.Diagnose(ctx, run))
-			p, ok := run.Proposal("bind-send-cert")
-			require.True(t, ok, "proposed: %v", reliefIDs(run.Proposals()))
-			require.Empty(t, p.Blocked)
-
-			exec, err := targets.Executor("exchange")
-			require.NoError(t, err)
+			l, eng, run, exec := diagnoseRenewal(t, "bind-send-cert")
 			setConnector := func(name string) {
 				_, err := exec.Run(ctx, exec.Hosts()[0], executors.Action{Step: "test", Cmdlet: "Set-SendConnector",
 					Args: []executors.Arg{{Name: "Identity", Value: connector}, {Name: "TlsCertificateName", Value: name}}})
@@ -68,13 +57,7 @@ func TestHybridTLSBindGuard(t *testing.T) {
 			} else {
 				assert.True(t, res.OK, res.Error)
 			}
-			out, err := exec.Run(ctx, exec.Hosts()[0], executors.Action{Step: "test", Cmdlet: "Get-SendConnector",
-				Args: []executors.Arg{{Name: "Identity", Value: connector}}, Select: []string{"TlsCertificateName"}})
-			require.NoError(t, err)
-			rows, err := playbooks.Rows(exec.Hosts()[0], out.Stdout)
-			require.NoError(t, err)
-			require.Len(t, rows, 1)
-			assert.Equal(t, tc.want, rows[0]["TlsCertificateName"])
+			assert.Equal(t, tc.want, certName(t, exec, "Get-SendConnector", connector))
 			var sets int
 			for _, c := range l.Calls() {
 				if c.Cmdlet == "Set-SendConnector" {
@@ -109,19 +92,7 @@ func TestHybridTLSFrontendGuard(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			l, err := lab.New("cert-renewed-not-bound", lab.Options{})
-			require.NoError(t, err)
-			targets := labTargetsFor(l)
-			eng := playbooks.NewEngine(targets, playbooks.Options{WaitScale: 1e6})
-			run := playbooks.NewRun("r-hybrid", builtin(t, "hybrid-tls"),
-				map[string]any{"window": 24 * time.Hour, "expiry_warning": 720 * time.Hour}, time.Now(), &recorder{})
-			require.NoError(t, eng.Diagnose(ctx, run))
-			p, ok := run.Proposal("bind-frontend-cert")
-			require.True(t, ok, "proposed: %v", reliefIDs(run.Proposals()))
-			require.Empty(t, p.Blocked)
-
-			exec, err := targets.Executor("exchange")
-			require.NoError(t, err)
+			_, eng, run, exec := diagnoseRenewal(t, "bind-frontend-cert")
 			host := exec.Hosts()[0]
 			if tc.changed != "" {
 				_, err := exec.Run(ctx, host, executors.Action{Step: "test", Cmdlet: "Set-ReceiveConnector",
@@ -137,14 +108,40 @@ func TestHybridTLSFrontendGuard(t *testing.T) {
 				assert.True(t, res.OK, res.Error)
 			}
 			for id, want := range tc.want {
-				out, err := exec.Run(ctx, host, executors.Action{Step: "test", Cmdlet: "Get-ReceiveConnector",
-					Args: []executors.Arg{{Name: "Identity", Value: id}}, Select: []string{"TlsCertificateName"}})
-				require.NoError(t, err)
-				rows, err := playbooks.Rows(host, out.Stdout)
-				require.NoError(t, err)
-				require.Len(t, rows, 1)
-				assert.Equal(t, want, rows[0]["TlsCertificateName"], id)
+				assert.Equal(t, want, certName(t, exec, "Get-ReceiveConnector", id), id)
 			}
 		})
 	}
+}
+
+// diagnoseRenewal runs hybrid-tls on cert-renewed-not-bound and returns what a
+// guard test needs, the relief proposed and not blocked.
+func diagnoseRenewal(t *testing.T, relief string) (*lab.Lab, *playbooks.Engine, *playbooks.Run, executors.Executor) {
+	t.Helper()
+	l, err := lab.New("cert-renewed-not-bound", lab.Options{})
+	require.NoError(t, err)
+	targets := labTargetsFor(l)
+	eng := playbooks.NewEngine(targets, playbooks.Options{WaitScale: 1e6})
+	run := playbooks.NewRun("r-hybrid", builtin(t, "hybrid-tls"),
+		map[string]any{"window": 24 * time.Hour, "expiry_warning": 720 * time.Hour}, time.Now(), &recorder{})
+	require.NoError(t, eng.Diagnose(context.Background(), run))
+	p, ok := run.Proposal(relief)
+	require.True(t, ok, "proposed: %v", reliefIDs(run.Proposals()))
+	require.Empty(t, p.Blocked)
+	exec, err := targets.Executor("exchange")
+	require.NoError(t, err)
+	return l, eng, run, exec
+}
+
+// certName reads the TlsCertificateName of one connector, as the lab now holds it.
+func certName(t *testing.T, exec executors.Executor, cmdlet, identity string) any {
+	t.Helper()
+	host := exec.Hosts()[0]
+	out, err := exec.Run(context.Background(), host, executors.Action{Step: "test", Cmdlet: cmdlet,
+		Args: []executors.Arg{{Name: "Identity", Value: identity}}, Select: []string{"TlsCertificateName"}})
+	require.NoError(t, err)
+	rows, err := playbooks.Rows(host, out.Stdout)
+	require.NoError(t, err)
+	require.Len(t, rows, 1)
+	return rows[0]["TlsCertificateName"]
 }
