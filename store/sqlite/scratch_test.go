@@ -66,7 +66,7 @@ func TestScratchTemplate(t *testing.T) {
 	assert.Zero(t, applied, "the template says when it was migrated")
 }
 
-func TestScratchPragmasAndRefusals(t *testing.T) {
+func TestScratchFileModeAndNoOverwrite(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "ndrbot.db")
 	s, err := sqlite.OpenScratch(ctx, path, store.Options{})
