@@ -51,14 +51,16 @@ func (g *globals) openStore(ctx context.Context, cfg config.Config) (store.Store
 	return g.openBackend(ctx, cfg, false)
 }
 
-// openBackend opens the store cfg names; scratch: a new SQLite file at
-// cfg.Store.Path, for a throw-away store.
+// openBackend opens the store cfg names; scratch: a throw-away store in memory
+// instead (sqlite.OpenScratch), with cfg's audit key and secrets.
 func (g *globals) openBackend(ctx context.Context, cfg config.Config, scratch bool) (store.Store, []byte, error) {
-	bc, err := storeBackend(cfg)
-	if err != nil {
-		return nil, nil, err
+	bc := backends.Config{Driver: "sqlite", Scratch: true}
+	if !scratch {
+		var err error
+		if bc, err = storeBackend(cfg); err != nil {
+			return nil, nil, err
+		}
 	}
-	bc.Scratch = scratch
 	key, err := config.ResolveSecret(cfg.Store.AuditKey, cfg.Store.AuditKeyFile)
 	if err != nil {
 		return nil, nil, &exitError{code: exitUsage, err: fmt.Errorf("store.audit_key: %w", err)}
@@ -77,10 +79,9 @@ func (g *globals) openBackend(ctx context.Context, cfg config.Config, scratch bo
 // openRunStore opens the store a diagnosis or `ndrbot serve` records its runs in:
 // the configured one, or, for a lab run (--lab, --lab-file), a store of the lab's
 // own, so a simulated restart puts no real run under a cooldown and nothing of the
-// lab lands in the real audit trail. That store is a SQLite file in a temporary
-// directory, removed by the returned close (SQLite has no in-memory database in
-// WAL mode, which the store needs; sqlite.OpenScratch makes a new one cheap), or
-// the file --lab-store names, kept across runs for a trainer or a test.
+// lab lands in the real audit trail. That store is held in memory and gone when
+// the returned close runs (sqlite.OpenScratch), or is the file --lab-store
+// names, kept across runs for a trainer or a test.
 //
 // --lab-store configured uses the configured store after all: for a
 // configuration that is itself a lab's, e.g. lab replicas sharing a PostgreSQL.
@@ -107,22 +108,12 @@ func (g *globals) openRunStore(ctx context.Context, cfg *config.Config, lf labFl
 		}
 		return runStore{st, key, func() { st.Close() }}, nil
 	}
-	dir, err := os.MkdirTemp("", "ndrbot-lab-")
-	if err != nil {
-		return runStore{}, fmt.Errorf("lab store: %w (--lab-store PATH names one)", err)
-	}
-	labCfg.Store.Path = filepath.Join(dir, config.StoreFile)
 	st, key, err := g.openBackend(ctx, labCfg, true)
 	if err != nil {
-		os.RemoveAll(dir)
 		return runStore{}, err
 	}
 	cfg.Store.Checkpoints.File, cfg.Store.Checkpoints.Channel = "", ""
-	g.logger(*cfg).Debug("lab store: throw-away", "path", labCfg.Store.Path)
-	return runStore{st, key, func() {
-		st.Close()
-		os.RemoveAll(dir)
-	}}, nil
+	return runStore{st, key, func() { st.Close() }}, nil
 }
 
 // runStore is an open run store and what closes it (openRunStore).

@@ -18,8 +18,8 @@ type Config struct {
 	Driver string // "sqlite" (default) or "postgres"
 	Path   string // sqlite: database file, required (config.Load resolves store.path's default)
 	DSN    string // postgres: connection string (a secret: from env or file)
-	// Scratch: Path is a new SQLite file for one process's throw-away work,
-	// removed when it ends (sqlite.OpenScratch).
+	// Scratch: a SQLite store in memory for one process's throw-away work,
+	// gone when it ends (sqlite.OpenScratch); Path is not used.
 	Scratch bool
 }
 
@@ -29,7 +29,7 @@ func (c Config) Validate() error {
 	case "", "sqlite":
 		// No fallback to a default here: the sqlite package's own would be the
 		// working directory, where a database moves with cd.
-		if c.Path == "" {
+		if c.Path == "" && !c.Scratch {
 			return fmt.Errorf("%w: store.driver sqlite needs store.path (or NDRBOT_STORE_PATH)", incident.ErrInvalidInput)
 		}
 		return nil
@@ -53,7 +53,7 @@ func Open(ctx context.Context, c Config, opt store.Options) (store.Store, error)
 		return postgres.Open(ctx, c.DSN, opt)
 	default:
 		if c.Scratch {
-			return sqlite.OpenScratch(ctx, c.Path, opt)
+			return sqlite.OpenScratch(ctx, opt)
 		}
 		return sqlite.Open(ctx, c.Path, opt)
 	}

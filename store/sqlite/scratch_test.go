@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/store"
 	"github.com/ndrbot/ndrbot/store/sqlite"
 	"github.com/ndrbot/ndrbot/store/storetest"
@@ -22,12 +23,44 @@ var update = flag.Bool("update", false, "rewrite scratch.sqlite from the migrati
 // run records as a real one.
 func TestSuiteScratch(t *testing.T) {
 	storetest.Run(t, func(t testing.TB, opt store.Options) storetest.Instance {
-		return instance(t, filepath.Join(t.TempDir(), "ndrbot.db"), opt, sqlite.OpenScratch)
+		s, err := sqlite.OpenScratch(context.Background(), opt)
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Close() })
+		raw := sqlite.MemoryDB(s)
+		return storetest.Instance{
+			// Closed, an in-memory database is gone: the suite's restarts
+			// reopen it, so the connection is closed by the cleanup only.
+			Store: sharedStore{s},
+			Exec: func(t testing.TB, q string, args ...any) {
+				t.Helper()
+				_, err := raw.Exec(q, args...)
+				require.NoError(t, err, q)
+			},
+			FillDisk: func(t testing.TB, kind audit.Kind) {
+				t.Helper()
+				_, err := raw.Exec(`CREATE TRIGGER disk_full BEFORE INSERT ON audit_events WHEN NEW.kind = '` + string(kind) + `'
+					BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
+				require.NoError(t, err)
+			},
+			Reopen: func(t testing.TB, opt store.Options) (store.Store, error) {
+				other, err := sqlite.ShareMemory(context.Background(), s, opt)
+				if err != nil {
+					return nil, err
+				}
+				return sharedStore{other}, nil
+			},
+		}
 	})
 }
 
+// sharedStore is a store on a scratch store's database whose connection the
+// test's cleanup closes.
+type sharedStore struct{ *sqlite.Store }
+
+func (sharedStore) Close() error { return nil }
+
 // TestScratchTemplate holds the embedded template to what the migrations make
-// of a new file: the same tables, indexes and triggers, the same versions, WAL.
+// of a new file: the same tables, indexes and triggers, the same versions.
 func TestScratchTemplate(t *testing.T) {
 	ctx := context.Background()
 	migrated := filepath.Join(t.TempDir(), "migrated.db")
@@ -35,10 +68,14 @@ func TestScratchTemplate(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 	if *update {
-		db, err := sql.Open("sqlite", sqlite.DSN(migrated, false))
+		db, err := sql.Open("sqlite", "file:"+migrated)
 		require.NoError(t, err)
+		db.SetMaxOpenConns(1)
 		// When it was migrated says nothing about the copies made of it.
 		_, err = db.Exec(`UPDATE schema_version SET applied_us = 0`)
+		require.NoError(t, err)
+		// SQLite opens no WAL database in memory.
+		_, err = db.Exec(`PRAGMA journal_mode = DELETE`)
 		require.NoError(t, err)
 		_, err = db.Exec(`VACUUM`)
 		require.NoError(t, err)
@@ -48,41 +85,30 @@ func TestScratchTemplate(t *testing.T) {
 		require.NoError(t, os.WriteFile("scratch.sqlite", b, 0o644))
 	}
 
-	scratch := filepath.Join(t.TempDir(), "scratch.db")
-	s, err = sqlite.OpenScratch(ctx, scratch, store.Options{})
-	require.NoError(t, err)
-	require.NoError(t, s.Close())
-	assert.Equal(t, schema(t, migrated), schema(t, scratch),
-		"scratch.sqlite is not what the migrations make: go test ./store/sqlite -run TestScratchTemplate -update")
-
-	template, err := os.ReadFile("scratch.sqlite")
-	require.NoError(t, err)
-	// Bytes 18 and 19 of the header: 2 is WAL, kept by the file, so opening a
-	// copy does not switch it (the switch is most of a new file's cost).
-	assert.Equal(t, []byte{2, 2}, template[18:20], "the template is not in WAL mode")
-	var applied int64
-	db := raw(t, scratch)
-	require.NoError(t, db.QueryRow(`SELECT max(applied_us) FROM schema_version`).Scan(&applied))
-	assert.Zero(t, applied, "the template says when it was migrated")
-}
-
-func TestScratchFileModeAndNoOverwrite(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "ndrbot.db")
-	s, err := sqlite.OpenScratch(ctx, path, store.Options{})
+	s, err = sqlite.OpenScratch(ctx, store.Options{})
 	require.NoError(t, err)
 	defer s.Close()
-	info, err := os.Stat(path)
+	scratch := sqlite.MemoryDB(s)
+	assert.Equal(t, schema(t, raw(t, migrated)), schema(t, scratch),
+		"scratch.sqlite is not what the migrations make: go test ./store/sqlite -run TestScratchTemplate -update")
+	template, err := os.ReadFile("scratch.sqlite")
 	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
-
-	_, err = sqlite.OpenScratch(ctx, path, store.Options{})
-	assert.ErrorIs(t, err, os.ErrExist, "a scratch store never overwrites a file")
+	// Bytes 18 and 19 of the header, the file format's write and read versions:
+	// 1 is a rollback journal, 2 WAL, which SQLite refuses in memory.
+	assert.Equal(t, []byte{1, 1}, template[18:20], "the template is in WAL mode")
+	var applied int64
+	require.NoError(t, scratch.QueryRow(`SELECT max(applied_us) FROM schema_version`).Scan(&applied))
+	assert.Zero(t, applied, "the template says when it was migrated")
+	var mode string
+	require.NoError(t, scratch.QueryRow(`PRAGMA journal_mode`).Scan(&mode))
+	assert.Equal(t, "memory", mode, "the scratch store is held in memory")
+	var fk bool
+	require.NoError(t, scratch.QueryRow(`PRAGMA foreign_keys`).Scan(&fk))
+	assert.True(t, fk, "foreign keys are enforced, as in a file store")
 }
 
-func schema(t *testing.T, path string) [][4]string {
+func schema(t *testing.T, db *sql.DB) [][4]string {
 	t.Helper()
-	db := raw(t, path)
 	rows, err := db.Query(`SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master ORDER BY type, name`)
 	require.NoError(t, err)
 	defer rows.Close()

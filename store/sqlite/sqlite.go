@@ -1,7 +1,7 @@
 // Package sqlite is the embedded store backend: one SQLite file (pure Go,
 // modernc.org/sqlite) in WAL mode with synchronous=FULL, so a committed vote,
 // claim or audit event survives a crash or power loss — all but a lab run's
-// throw-away file (OpenScratch), deleted at exit, which is not fsynced.
+// throw-away store (OpenScratch), which is held in memory and never written out.
 //
 // Writes go through one connection and start with BEGIN IMMEDIATE, so goroutines
 // queue in-process instead of failing with SQLITE_BUSY, and another process on the
@@ -37,26 +37,26 @@ var migrations embed.FS
 // BusyTimeout is how long a write waits for another process holding the database.
 const BusyTimeout = 10 * time.Second
 
-// Store is a store.Store on a SQLite file.
+// Store is a store.Store on a SQLite file, or in memory (OpenScratch).
 type Store struct {
 	*core.Store
 	path string
+	// memory is a scratch store's one connection; nil for a file.
+	memory *sql.DB
 }
 
 var _ store.Store = (*Store)(nil)
 
-// Path is the database file.
+// Path is the database file; empty for a store in memory.
 func (s *Store) Path() string { return s.path }
 
 // DSN returns the modernc.org/sqlite data source name ndrbot uses for path;
 // readOnly selects the read pool's settings.
-func DSN(path string, readOnly bool) string { return dsn(path, readOnly, "FULL") }
-
-func dsn(path string, readOnly bool, synchronous string) string {
+func DSN(path string, readOnly bool) string {
 	q := url.Values{}
 	q.Set("_busy_timeout", fmt.Sprint(BusyTimeout.Milliseconds()))
 	q.Set("_foreign_keys", "1")
-	q.Set("_synchronous", synchronous)
+	q.Set("_synchronous", "FULL")
 	if readOnly {
 		q.Set("_query_only", "1")
 	} else {
@@ -73,7 +73,7 @@ func Open(ctx context.Context, path string, opt store.Options) (*Store, error) {
 	if path == "" {
 		path = store.DefaultSQLitePath()
 	}
-	s, err := open(ctx, path, opt, false)
+	s, err := open(ctx, path, opt)
 	if err != nil && !errors.Is(err, ErrCorrupt) && damaged(err) {
 		// SQLite may find the damage before quick_check does (reading the
 		// schema, setting the journal mode): the verdict is the same.
@@ -82,42 +82,62 @@ func Open(ctx context.Context, path string, opt store.Options) (*Store, error) {
 	return s, err
 }
 
-// scratchTemplate is an empty database at this build's schema, in WAL mode,
-// written by `go test ./store/sqlite -run TestScratchTemplate -update`; the test
-// holds it to what the migrations make.
+// scratchTemplate is an empty database at this build's schema, written by
+// `go test ./store/sqlite -run TestScratchTemplate -update`; the test holds it
+// to what the migrations make.
 //
 //go:embed scratch.sqlite
 var scratchTemplate []byte
 
-// OpenScratch creates the store of one process's throw-away work (a lab run's,
-// removed at exit) in a new file at path. It is the store Open makes — same
-// schema, WAL, audit chain — with two differences that cost nothing a deleted
-// file could keep: it starts from a copy of an empty database already at this
-// build's schema (creating the tables and switching a new file to WAL costs more
-// than the diagnosis it records), and it commits without fsync
-// (synchronous=OFF; a crash still leaves what was committed, as SQLite's WAL is
-// written before a commit returns; a power loss may not).
-// The file must not exist.
-func OpenScratch(ctx context.Context, path string, opt store.Options) (*Store, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+// OpenScratch opens the store of one process's throw-away work (a lab run's):
+// the store Open makes — same schema, same statements, same audit chain — held
+// in this process's memory and gone when it is closed. Nothing touches the
+// disk: it starts from a copy of an empty database already at this build's
+// schema (creating the tables costs more than the diagnosis it records), and
+// every read and write goes through its one connection, since an in-memory
+// database is its connection's alone (SQLite has no WAL in memory, so readers
+// beside a writer would wait on its locks anyway).
+func OpenScratch(ctx context.Context, opt store.Options) (*Store, error) {
+	db, err := sql.Open("sqlite", "file::memory:?_foreign_keys=1&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite scratch store: %w", err)
 	}
-	if _, err := f.Write(scratchTemplate); err != nil {
-		f.Close()
+	// The database lives as long as its connection: database/sql must never
+	// close it while idle nor open a second one (which would be empty).
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	if err := deserialize(ctx, db, scratchTemplate); err != nil {
+		db.Close()
 		return nil, fmt.Errorf("sqlite scratch store: %w", err)
 	}
-	if err := f.Close(); err != nil {
+	d := &sqlDB{w: db, r: db}
+	if err := core.Migrate(ctx, d, Dialect, mustSub(migrations, "migrations"), time.Now()); err != nil {
+		d.Close()
 		return nil, fmt.Errorf("sqlite scratch store: %w", err)
 	}
-	return open(ctx, path, opt, true)
+	return &Store{Store: core.New(d, Dialect, opt), memory: db}, nil
 }
 
-func open(ctx context.Context, path string, opt store.Options, scratch bool) (*Store, error) {
-	synchronous := "FULL"
-	if scratch {
-		synchronous = "OFF"
+// deserialize makes the database of db's one connection a copy of file, a
+// database file's bytes (not in WAL mode, which SQLite refuses in memory).
+func deserialize(ctx context.Context, db *sql.DB, file []byte) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
 	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		d, ok := dc.(interface{ Deserialize([]byte) error })
+		if !ok {
+			return fmt.Errorf("driver connection %T cannot load a database from memory", dc)
+		}
+		return d.Deserialize(file) // copied: the template is not changed
+	})
+}
+
+func open(ctx context.Context, path string, opt store.Options) (*Store, error) {
 	if dir := filepath.Dir(path); dir != "." {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("sqlite store: %w", err)
@@ -131,7 +151,7 @@ func open(ctx context.Context, path string, opt store.Options, scratch bool) (*S
 	} else if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("sqlite store: %w", err)
 	}
-	w, err := sql.Open("sqlite", dsn(path, false, synchronous))
+	w, err := sql.Open("sqlite", DSN(path, false))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
 	}
@@ -148,15 +168,12 @@ func open(ctx context.Context, path string, opt store.Options, scratch bool) (*S
 		w.Close()
 		return nil, fmt.Errorf("sqlite store %s: journal mode is %s, want wal", path, mode)
 	}
-	// A damaged file is refused before anything is diagnosed or approved on it
-	// (a scratch file was written a moment ago from the template).
-	if !scratch {
-		if err := check(ctx, w, "quick_check"); err != nil {
-			w.Close()
-			return nil, fmt.Errorf("sqlite store %s: %w", path, err)
-		}
+	// A damaged file is refused before anything is diagnosed or approved on it.
+	if err := check(ctx, w, "quick_check"); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", dsn(path, true, synchronous))
+	r, err := sql.Open("sqlite", DSN(path, true))
 	if err != nil {
 		w.Close()
 		return nil, err
@@ -241,6 +258,9 @@ var ErrCorrupt = errors.New("database file is damaged")
 // Check runs SQLite's full integrity_check (every index against its table),
 // slower than the quick_check Open runs.
 func (s *Store) Check(ctx context.Context) error {
+	if s.memory != nil {
+		return check(ctx, s.memory, "integrity_check")
+	}
 	db, err := sql.Open("sqlite", DSN(s.path, true))
 	if err != nil {
 		return fmt.Errorf("sqlite store %s: %w", s.path, err)
@@ -498,5 +518,9 @@ func (d *sqlDB) Write(ctx context.Context, fn func(core.Q) error) error {
 }
 
 func (d *sqlDB) Close() error {
-	return errors.Join(d.ws.close(), d.rs.close(), d.r.Close(), d.w.Close())
+	errs := []error{d.ws.close(), d.rs.close(), d.w.Close()}
+	if d.r != d.w {
+		errs = append(errs, d.r.Close())
+	}
+	return errors.Join(errs...)
 }

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -18,7 +17,7 @@ import (
 // several statements is never prepared.
 func TestStatementCache(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenScratch(ctx, filepath.Join(t.TempDir(), "ndrbot.db"), store.Options{})
+	s, err := OpenScratch(ctx, store.Options{})
 	require.NoError(t, err)
 	defer s.Close()
 	d := s.Store.DB().(*sqlDB)
