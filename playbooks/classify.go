@@ -3,6 +3,7 @@ package playbooks
 import (
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Classifications every playbook reads the same way, offered to expressions as
@@ -74,26 +75,30 @@ func certCovers(names any, expected any) bool {
 // many connections" is throttling. Codes per RFC
 // 3463 and Microsoft Learn "Email non-delivery reports and SMTP errors in Exchange
 // Online" / "DSNs and NDRs in Exchange Server".
-var smtpErrorClasses = []struct {
+var smtpErrorClasses = sync.OnceValue(func() []smtpErrorClass {
+	return []smtpErrorClass{
+		// TLS: 454 4.7.5 (the connector's certificate not found), 4.7.4 TLS not
+		// available, STARTTLS/certificate failures.
+		{"tls", regexp.MustCompile(`\b4\.7\.[45]\b|certificate|\btls\b|starttls`)},
+		// The remote limits our connections: 4.3.2, 4.7.x "too many connections".
+		{"throttled", regexp.MustCompile(`\b4\.3\.2\b|too many (connections|concurrent)|concurrent connections|connection limit|too many (messages|recipients)`)},
+		// The remote refuses us by reputation or policy: 5.7.x, 4.7.x, blocklists —
+		// before "connect": a remote's "421 4.7.0 Connection refused, … listed at
+		// zen.spamhaus.org" is a refusal by reputation, not a failed connection.
+		{"reputation", regexp.MustCompile(`\b5\.7\.\d{1,3}\b|\b4\.7\.\d{1,3}\b|blocked|block ?list|blacklist|listed (at|on|in)|reputation|spamhaus|spamcop`)},
+		// A connection our own server could not make or keep: 4.4.1 connection timed
+		// out, 4.4.2 connection dropped, 421 4.2.1 unable to connect, socket errors.
+		{"connect", regexp.MustCompile(`\b4\.4\.[12]\b|421 4\.2\.1|unable to connect|socket ?error|connection (timed out|dropped|refused|was closed)|failed to connect|actively refused`)},
+		// DNS: the MX or host lookup failed (SMTPSEND.DNS…, 4.4.0 DNS query failed).
+		{"dns", regexp.MustCompile(`\bdns\b|smtpsend\.dns|non-?existent ?domain|mx record|could not resolve`)},
+		// The remote's own unavailability: 5.5.4 / 4.4.0 service unavailable.
+		{"unavailable", regexp.MustCompile(`\b5\.5\.4\b|\b4\.4\.0\b|service (temporarily )?unavailable`)},
+	}
+})
+
+type smtpErrorClass struct {
 	class string
 	re    *regexp.Regexp
-}{
-	// TLS: 454 4.7.5 (the connector's certificate not found), 4.7.4 TLS not
-	// available, STARTTLS/certificate failures.
-	{"tls", regexp.MustCompile(`\b4\.7\.[45]\b|certificate|\btls\b|starttls`)},
-	// The remote limits our connections: 4.3.2, 4.7.x "too many connections".
-	{"throttled", regexp.MustCompile(`\b4\.3\.2\b|too many (connections|concurrent)|concurrent connections|connection limit|too many (messages|recipients)`)},
-	// The remote refuses us by reputation or policy: 5.7.x, 4.7.x, blocklists —
-	// before "connect": a remote's "421 4.7.0 Connection refused, … listed at
-	// zen.spamhaus.org" is a refusal by reputation, not a failed connection.
-	{"reputation", regexp.MustCompile(`\b5\.7\.\d{1,3}\b|\b4\.7\.\d{1,3}\b|blocked|block ?list|blacklist|listed (at|on|in)|reputation|spamhaus|spamcop`)},
-	// A connection our own server could not make or keep: 4.4.1 connection timed
-	// out, 4.4.2 connection dropped, 421 4.2.1 unable to connect, socket errors.
-	{"connect", regexp.MustCompile(`\b4\.4\.[12]\b|421 4\.2\.1|unable to connect|socket ?error|connection (timed out|dropped|refused|was closed)|failed to connect|actively refused`)},
-	// DNS: the MX or host lookup failed (SMTPSEND.DNS…, 4.4.0 DNS query failed).
-	{"dns", regexp.MustCompile(`\bdns\b|smtpsend\.dns|non-?existent ?domain|mx record|could not resolve`)},
-	// The remote's own unavailability: 5.5.4 / 4.4.0 service unavailable.
-	{"unavailable", regexp.MustCompile(`\b5\.5\.4\b|\b4\.4\.0\b|service (temporarily )?unavailable`)},
 }
 
 // smtpClass names what a queue's LastError (or any SMTP reply text) says:
@@ -105,7 +110,7 @@ func smtpClass(text any) any {
 	if s == "" {
 		return nil
 	}
-	for _, c := range smtpErrorClasses {
+	for _, c := range smtpErrorClasses() {
 		if c.re.MatchString(s) {
 			return c.class
 		}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ndrbot/ndrbot/executors/graph"
@@ -301,17 +302,19 @@ func (m *m365) recover(now time.Time) {
 }
 
 var (
-	folderResourceRE = regexp.MustCompile(`(?i)^/?users/([^/]+)/mailfolders(?:\('([^']+)'\)|/([^/]+))/messages/?$`)
-	allMailRE        = regexp.MustCompile(`(?i)^/?users/([^/]+)/messages/?$`)
+	folderResourceRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)^/?users/([^/]+)/mailfolders(?:\('([^']+)'\)|/([^/]+))/messages/?$`)
+	})
+	allMailRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^/?users/([^/]+)/messages/?$`) })
 )
 
 // mailbox is where a mail subscription's resource points, as the executor reads
 // it: users/{id}/messages is every folder of the mailbox (folder "").
 func mailbox(resource string) (user, folder string, ok bool) {
-	if m := folderResourceRE.FindStringSubmatch(resource); m != nil {
+	if m := folderResourceRE().FindStringSubmatch(resource); m != nil {
 		return m[1], either(m[2], m[3]), true
 	}
-	if m := allMailRE.FindStringSubmatch(resource); m != nil {
+	if m := allMailRE().FindStringSubmatch(resource); m != nil {
 		return m[1], "", true
 	}
 	return "", "", false

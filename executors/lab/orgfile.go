@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -168,7 +169,7 @@ func (ld *loader) at(n *yaml.Node) string {
 	return fmt.Sprintf("%s:%d", ld.files[n], n.Line)
 }
 
-var yamlLineRE = regexp.MustCompile(`line (\d+): `)
+var yamlLineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`line (\d+): `) })
 
 // yamlErr rewrites yaml.v3's "line N: …" messages as file:N: ….
 func (ld *loader) yamlErr(name string, err error) error {
@@ -176,12 +177,12 @@ func (ld *loader) yamlErr(name string, err error) error {
 	if errors.As(err, &te) {
 		var msgs []string
 		for _, m := range te.Errors {
-			msgs = append(msgs, yamlLineRE.ReplaceAllString(m, name+":$1: "))
+			msgs = append(msgs, yamlLineRE().ReplaceAllString(m, name+":$1: "))
 		}
 		return fmt.Errorf("lab: %s", strings.Join(msgs, "; "))
 	}
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if m := yamlLineRE.FindStringSubmatchIndex(msg); m != nil && m[0] == 0 {
+	if m := yamlLineRE().FindStringSubmatchIndex(msg); m != nil && m[0] == 0 {
 		return fmt.Errorf("lab: %s:%s: %s", name, msg[m[2]:m[3]], msg[m[1]:])
 	}
 	var pe *posError
