@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -318,4 +319,54 @@ func BenchmarkChoosePlaybook(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestBuiltinFieldsUnderEveryKind is why an Index skips the field check of a
+// built-in playbook (deferredCheck.ready): every built-in reads only fields its
+// steps return, whatever kind of this build each of its targets is configured
+// as. A step's rows have the shape of its own target's kind only, so each
+// target is tried with each kind, the others as configured by default; a
+// kind that cannot run the playbook's steps or reliefs on that target is
+// refused by the checks a diagnosis still runs, and is not tried further.
+func TestBuiltinFieldsUnderEveryKind(t *testing.T) {
+	kinds := registry.Kinds()
+	defaults := config.Default(nil).TargetKinds()
+	entries, err := fs.Glob(builtin, "builtin/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, entries)
+	for _, name := range entries {
+		data, err := builtin.ReadFile(name)
+		require.NoError(t, err)
+		pb, pr, err := parse(name, data)
+		require.NoError(t, err)
+		require.Empty(t, pr.list)
+		used := map[string]bool{}
+		for _, s := range pb.Steps {
+			used[s.Target] = true
+		}
+		for _, r := range pb.Reliefs {
+			used[r.Target] = true
+		}
+		for target := range used {
+			tried := 0
+			for _, k := range kinds {
+				targets := maps.Clone(defaults)
+				targets[target] = k.Name
+				pb, _, err := parse(name, data)
+				require.NoError(t, err)
+				c := newPlaybookCheck(pb, targets, kinds)
+				refused := &problems{file: name}
+				c.steps(refused)
+				c.compile(refused)
+				if len(refused.list) > 0 {
+					continue
+				}
+				tried++
+				fields := &problems{file: name}
+				c.fields(fields)
+				assert.Empty(t, fields.list, "%s with target %s of kind %s", name, target, k.Name)
+			}
+			assert.NotZero(t, tried, "%s: no kind of this build runs target %s", name, target)
+		}
+	}
 }

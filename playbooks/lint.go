@@ -223,9 +223,15 @@ func (c *playbookCheck) steps(pr *problems) {
 	}
 }
 
-// rest is the second phase: rules, reliefs, escalations, then the fields every
-// expression reads. It needs the rule ids steps collected.
+// rest is the second phase: rules, reliefs, escalations (compile), then the
+// fields every expression reads (fields). It needs the rule ids steps collected.
 func (c *playbookCheck) rest(pr *problems) {
+	c.compile(pr)
+	c.fields(pr)
+}
+
+// compile checks and compiles the rules, reliefs and escalations.
+func (c *playbookCheck) compile(pr *problems) {
 	pb := c.pb
 	for _, r := range pb.Rules {
 		where := "rules." + r.ID
@@ -381,8 +387,12 @@ func (c *playbookCheck) rest(pr *problems) {
 			c.refsOK(pr, e.Line, where+".reason", rf, nil)
 		}
 	}
+}
 
-	checkFields(pr, pb, describeShapes(pb, c.knownTargets, c.kinds))
+// fields checks the field every expression reads against the rows of the
+// steps it reads, as the targets' kinds describe them.
+func (c *playbookCheck) fields(pr *problems) {
+	checkFields(pr, c.pb, describeShapes(c.pb, c.knownTargets, c.kinds))
 }
 
 // ancestors is the set of steps a step may read: everything it needs, transitively.

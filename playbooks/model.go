@@ -40,6 +40,8 @@ type Playbook struct {
 	// pending, when set, is the part of the check an Index deferred (rules,
 	// reliefs, escalations): see await.
 	pending *pendingCheck
+	// builtin: the playbook is one of the binary's own, indexed by an Index.
+	builtin bool
 }
 
 // await waits until the playbook is wholly checked and compiled, and returns
