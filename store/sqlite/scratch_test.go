@@ -21,36 +21,43 @@ var update = flag.Bool("update", false, "rewrite scratch.sqlite from the migrati
 
 // The scratch store passes the conformance suite the configured one does: a lab
 // run records as a real one.
-func TestSuiteScratch(t *testing.T) {
-	storetest.Run(t, func(t testing.TB, opt store.Options) storetest.Instance {
-		s, err := sqlite.OpenScratch(context.Background(), opt)
-		require.NoError(t, err)
-		t.Cleanup(func() { s.Close() })
-		raw := sqlite.MemoryDB(s)
-		return storetest.Instance{
-			// Closed, an in-memory database is gone: the suite's restarts
-			// reopen it, so the connection is closed by the cleanup only.
-			Store: sharedStore{s},
-			Exec: func(t testing.TB, q string, args ...any) {
-				t.Helper()
-				_, err := raw.Exec(q, args...)
-				require.NoError(t, err, q)
-			},
-			FillDisk: func(t testing.TB, kind audit.Kind) {
-				t.Helper()
-				_, err := raw.Exec(`CREATE TRIGGER disk_full BEFORE INSERT ON audit_events WHEN NEW.kind = '` + string(kind) + `'
-					BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
-				require.NoError(t, err)
-			},
-			Reopen: func(t testing.TB, opt store.Options) (store.Store, error) {
-				other, err := sqlite.ShareMemory(context.Background(), s, opt)
-				if err != nil {
-					return nil, err
-				}
-				return sharedStore{other}, nil
-			},
-		}
-	})
+func TestSuiteScratch(t *testing.T) { storetest.Run(t, scratchInstance) }
+
+// BenchmarkScratch is the store benchmark on a scratch store: what a lab run's
+// recording costs without a disk.
+//
+//	go test ./store/sqlite -run '^$' -bench Scratch/Append/vs-insert
+func BenchmarkScratch(b *testing.B) { storetest.Bench(b, scratchInstance) }
+
+// scratchInstance is a scratch store with raw access to its database.
+func scratchInstance(t testing.TB, opt store.Options) storetest.Instance {
+	s, err := sqlite.OpenScratch(context.Background(), opt)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	raw := sqlite.MemoryDB(s)
+	return storetest.Instance{
+		// Closed, an in-memory database is gone: the suite's restarts
+		// reopen it, so the connection is closed by the cleanup only.
+		Store: sharedStore{s},
+		Exec: func(t testing.TB, q string, args ...any) {
+			t.Helper()
+			_, err := raw.Exec(q, args...)
+			require.NoError(t, err, q)
+		},
+		FillDisk: func(t testing.TB, kind audit.Kind) {
+			t.Helper()
+			_, err := raw.Exec(`CREATE TRIGGER disk_full BEFORE INSERT ON audit_events WHEN NEW.kind = '` + string(kind) + `'
+				BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
+			require.NoError(t, err)
+		},
+		Reopen: func(t testing.TB, opt store.Options) (store.Store, error) {
+			other, err := sqlite.ShareMemory(context.Background(), s, opt)
+			if err != nil {
+				return nil, err
+			}
+			return sharedStore{other}, nil
+		},
+	}
 }
 
 // sharedStore is a store on a scratch store's database whose connection the
