@@ -125,7 +125,9 @@ type compiled struct {
 	err  error
 }
 
-func newExprCompiler() *exprCompiler {
+// newExprCompiler compiles as expr.Compile does; optimize runs expr's
+// optimiser, which also refuses some constant expressions (1 / 0).
+func newExprCompiler(optimize bool) *exprCompiler {
 	env := compileEnv()
 	config := func(opts ...expr.Option) *conf.Config {
 		c := conf.CreateNew()
@@ -135,7 +137,7 @@ func newExprCompiler() *exprCompiler {
 		}
 		return c
 	}
-	return &exprCompiler{anyResult: config(), boolResult: config(expr.AsBool()), done: map[exprKey]compiled{}}
+	return &exprCompiler{anyResult: config(expr.Optimize(optimize)), boolResult: config(expr.AsBool(), expr.Optimize(optimize)), done: map[exprKey]compiled{}}
 }
 
 // compile compiles an expression against the environment and returns what it

@@ -14,9 +14,9 @@ import (
 
 // exprCompile is how every expression was compiled before exprCompiler: a
 // fresh environment and configuration each time, refs collected by a patch.
-func exprCompile(src string, asBool bool) (string, *refs, error) {
+func exprCompile(src string, asBool, optimize bool) (string, *refs, error) {
 	r := &refs{}
-	opts := []expr.Option{expr.Env(compileEnv()), expr.Patch(r)}
+	opts := []expr.Option{expr.Env(compileEnv()), expr.Patch(r), expr.Optimize(optimize)}
 	if asBool {
 		opts = append(opts, expr.AsBool())
 	}
@@ -27,7 +27,8 @@ func exprCompile(src string, asBool bool) (string, *refs, error) {
 	return prog.Disassemble(), r, nil
 }
 
-// exprCompiler must compile exactly as expr.Compile does: the same bytecode,
+// exprCompiler must compile exactly as expr.Compile does, with its optimiser
+// and without: the same bytecode,
 // the same refs, the same errors. It is held to it for every expression of
 // every built-in playbook and lint fixture (the ones a check compiled), both as
 // any and as a boolean, and for expressions that fail in each stage. An
@@ -77,22 +78,24 @@ func TestCompilerIsExprCompile(t *testing.T) {
 	}
 	require.Greater(t, len(srcs), 200, "the expressions of the built-ins are compared")
 
-	comp := newExprCompiler()
-	for src := range srcs {
-		for _, asBool := range []bool{false, true} {
-			wantCode, wantRefs, wantErr := exprCompile(src, asBool)
-			prog, gotRefs, gotErr := comp.compile(src, asBool)
-			if wantErr != nil {
-				require.Error(t, gotErr, "%q asBool=%v", src, asBool)
-				assert.Equal(t, fmt.Sprintf("expression %q: %s", src, firstLine(wantErr.Error())), gotErr.Error())
-				continue
+	for _, optimize := range []bool{true, false} {
+		comp := newExprCompiler(optimize)
+		for src := range srcs {
+			for _, asBool := range []bool{false, true} {
+				wantCode, wantRefs, wantErr := exprCompile(src, asBool, optimize)
+				prog, gotRefs, gotErr := comp.compile(src, asBool)
+				if wantErr != nil {
+					require.Error(t, gotErr, "%q asBool=%v", src, asBool)
+					assert.Equal(t, fmt.Sprintf("expression %q: %s", src, firstLine(wantErr.Error())), gotErr.Error())
+					continue
+				}
+				require.NoError(t, gotErr, "%q asBool=%v", src, asBool)
+				assert.Equal(t, wantCode, prog.Disassemble(), "%q asBool=%v", src, asBool)
+				assert.Equal(t, wantRefs, gotRefs, "%q asBool=%v", src, asBool)
+				// Compiled once: asking again gives the same program.
+				again, _, _ := comp.compile(src, asBool)
+				assert.Same(t, prog, again)
 			}
-			require.NoError(t, gotErr, "%q asBool=%v", src, asBool)
-			assert.Equal(t, wantCode, prog.Disassemble(), "%q asBool=%v", src, asBool)
-			assert.Equal(t, wantRefs, gotRefs, "%q asBool=%v", src, asBool)
-			// Compiled once: asking again gives the same program.
-			again, _, _ := comp.compile(src, asBool)
-			assert.Same(t, prog, again)
 		}
 	}
 }

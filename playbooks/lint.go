@@ -37,7 +37,7 @@ type playbookCheck struct {
 }
 
 func newPlaybookCheck(pb *Playbook, knownTargets map[string]string, kinds executors.Kinds) *playbookCheck {
-	c := &playbookCheck{pb: pb, knownTargets: knownTargets, kinds: kinds, exprs: newExprCompiler(),
+	c := &playbookCheck{pb: pb, knownTargets: knownTargets, kinds: kinds, exprs: newExprCompiler(true),
 		stepIDs: map[string]*Step{}, reliefIDs: map[string]bool{}, ruleIDs: map[string]bool{}}
 	for _, s := range pb.Steps {
 		c.stepIDs[s.ID] = s

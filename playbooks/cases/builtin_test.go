@@ -18,17 +18,23 @@ import (
 func runAll(t *testing.T, all []cases.Case, each func(*testing.T, cases.Case, cases.Result)) {
 	t.Helper()
 	kinds := map[string]string{"exchange": "exchange", "jea": "jea", "eop": "probe", "net": "probe", "graph": "graph", "exo": "exo"}
-	cat, err := playbooks.Load("", kinds)
+	loaded, err := playbooks.Load("", kinds)
+	require.NoError(t, err)
+	// An Index compiles a built-in as a diagnosis from the terminal does
+	// (without expr's optimiser): the cases pass on both.
+	indexed, err := playbooks.Index("", kinds)
 	require.NoError(t, err)
 	require.NotEmpty(t, all)
 	for _, c := range all {
 		t.Run(c.Name, func(t *testing.T) {
-			res := cases.Run(context.Background(), c, cat, cases.Options{Kinds: kinds})
-			for _, f := range res.Failures {
-				t.Error(f)
-			}
-			if each != nil {
-				each(t, c, res)
+			for _, cat := range []cases.Resolver{loaded, indexed} {
+				res := cases.Run(context.Background(), c, cat, cases.Options{Kinds: kinds})
+				for _, f := range res.Failures {
+					t.Error(f)
+				}
+				if each != nil {
+					each(t, c, res)
+				}
 			}
 		})
 	}
