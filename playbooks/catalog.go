@@ -322,18 +322,11 @@ func (c *Catalog) Heads() []Head {
 
 // Resolve finds the playbook for an NDR code, phrase or playbook id.
 func (c *Catalog) Resolve(code string) (*Playbook, error) {
-	for _, id := range c.ids() {
+	if id, ok := c.Choose(code); ok {
 		pb := c.byID[id]
-		if pb != nil && !pb.matches(code) {
-			continue
-		}
 		if pb == nil {
-			u := c.unparsed[id]
-			if !matches(id, u.head.Matches, code) {
-				continue
-			}
 			var err error
-			if pb, err = u.playbook(); err != nil {
+			if pb, err = c.unparsed[id].playbook(); err != nil {
 				return nil, err
 			}
 		}
@@ -353,6 +346,21 @@ func (c *Catalog) Resolve(code string) (*Playbook, error) {
 		known = append(known, id+" ("+strings.Join(ms, ", ")+")")
 	}
 	return nil, fmt.Errorf("%w: no playbook for %q; known: %s", incident.ErrNotFound, truncate(code, 40), strings.Join(known, "; "))
+}
+
+// Choose is the id of the playbook Resolve(code) returns, found by its matches
+// alone: nothing is parsed or checked. false: no playbook matches code.
+func (c *Catalog) Choose(code string) (string, bool) {
+	for _, id := range c.ids() {
+		if pb := c.byID[id]; pb != nil {
+			if pb.matches(code) {
+				return id, true
+			}
+		} else if matches(id, c.unparsed[id].head.Matches, code) {
+			return id, true
+		}
+	}
+	return "", false
 }
 
 func truncate(s string, n int) string {

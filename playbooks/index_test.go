@@ -370,3 +370,21 @@ func TestBuiltinFieldsUnderEveryKind(t *testing.T) {
 		}
 	}
 }
+
+// Choose names, from the heads alone, the playbook Resolve returns.
+func TestChooseIsResolve(t *testing.T) {
+	targets, kinds := config.Default(nil).TargetKinds(), registry.Kinds()
+	cat, err := Index("", targets, kinds...)
+	require.NoError(t, err)
+	for _, h := range cat.Heads() {
+		for _, code := range append([]string{h.ID}, h.Matches...) {
+			id, ok := cat.Choose(code)
+			require.True(t, ok, code)
+			pb, err := cat.Resolve(code)
+			require.NoError(t, err, code)
+			assert.Equal(t, pb.ID, id, code)
+		}
+	}
+	_, ok := cat.Choose("9.9.9")
+	assert.False(t, ok)
+}

@@ -200,9 +200,10 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	reader := bufio.NewReader(g.io.in)
 	prompt := g.io.interactive && !f.json && !f.noInput && f.ndrFile != "-"
 	var (
-		pb     *playbooks.Playbook
-		kv     commands.Args
-		intake *ndrIntake
+		pb       *playbooks.Playbook
+		kv       commands.Args
+		intake   *ndrIntake
+		building *labBuild
 	)
 	if f.ndrFile != "" {
 		if intake, err = g.ndrIntake(f, cat, args, reader, prompt); err != nil {
@@ -210,6 +211,11 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		}
 		pb, kv, args = intake.pb, intake.args, intake.words
 	} else {
+		if id, ok := cat.Choose(args[0]); ok && f.lab.set() {
+			// The lab's organisation is read on another core meanwhile.
+			building = startSimulation(cfg, f.lab, id)
+			defer building.wait()
+		}
 		if pb, err = cat.Resolve(args[0]); err != nil {
 			var ps playbooks.Problems
 			if errors.As(err, &ps) {
@@ -239,7 +245,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		}
 	}
 
-	simulated, scale, err := simulation(cfg, f.lab, pb.ID)
+	simulated, scale, err := building.result(cfg, f.lab, pb.ID)
 	if err != nil {
 		return err
 	}

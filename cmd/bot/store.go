@@ -205,6 +205,46 @@ func simulation(cfg config.Config, lf labFlags, playbook string) (*lab.Lab, floa
 	return l, cfg.Lab.TimeScale, nil
 }
 
+// labBuild is a lab being built in the background for the playbook a command
+// chose by its matches, while that playbook is parsed and checked: neither
+// needs the other until the lab is used. The zero value builds nothing.
+type labBuild struct {
+	playbook string
+	done     chan struct{}
+	lab      *lab.Lab
+	scale    float64
+	err      error
+}
+
+// startSimulation starts simulation(cfg, lf, playbook) in the background.
+func startSimulation(cfg config.Config, lf labFlags, playbook string) *labBuild {
+	b := &labBuild{playbook: playbook, done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		b.lab, b.scale, b.err = simulation(cfg, lf, playbook)
+	}()
+	return b
+}
+
+// wait waits for the build, if one was started; every command that starts one
+// waits for it before it returns.
+func (b *labBuild) wait() {
+	if b != nil {
+		<-b.done
+	}
+}
+
+// result is the lab for playbook: the one built in the background when it was
+// built for playbook, else simulation(cfg, lf, playbook).
+func (b *labBuild) result(cfg config.Config, lf labFlags, playbook string) (*lab.Lab, float64, error) {
+	if b == nil || b.playbook != playbook {
+		b.wait()
+		return simulation(cfg, lf, playbook)
+	}
+	b.wait()
+	return b.lab, b.scale, b.err
+}
+
 // labStoreConfigured is the --lab-store value that sends lab runs to the
 // configured store.
 const labStoreConfigured = "configured"
