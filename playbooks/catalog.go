@@ -30,15 +30,35 @@ type Catalog struct {
 	deferred *deferredCheck
 }
 
-// unparsed is a built-in playbook known by its head (id and matches); it is
-// parsed once, when first needed.
+// unparsed is a built-in playbook known by its head's id and matches; it is
+// parsed once, when first needed, and its params are read when Heads asks.
 type unparsed struct {
-	head  Head
-	parse func() (*Playbook, error)
+	head   Head // without Params
+	params []byte
+	parse  func() (*Playbook, error)
 
 	once sync.Once
 	pb   *Playbook
 	err  error
+
+	paramsOnce sync.Once
+	full       Head
+}
+
+// fullHead is the head with its params; a built-in whose params do not read
+// on their own is parsed whole, and listed without them when that fails too
+// (Resolve reports its problems).
+func (u *unparsed) fullHead() Head {
+	u.paramsOnce.Do(func() {
+		if h, ok := u.head.withParams(u.params); ok {
+			u.full = h
+		} else if pb, err := u.playbook(); err == nil {
+			u.full = pb.Head()
+		} else {
+			u.full = u.head
+		}
+	})
+	return u.full
 }
 
 // knownMatches are the matches its head names; nil for no entry.
@@ -77,7 +97,8 @@ type pendingCheck struct {
 }
 
 // Index is Load for a process that runs one playbook (ndrbot diagnose). It reads
-// the built-ins' ids and matches without parsing them (headOf), parses the
+// the built-ins' ids and matches without parsing them (scanHead; their params
+// when Heads asks), parses the
 // files of dir (so their problems are reported at once, as Load does), and
 // parses, checks and compiles a built-in only when Resolve first returns it
 // or All lists it. The chosen playbook's steps are checked before Resolve
@@ -197,9 +218,9 @@ func load(dir string, lazy bool, parseFile func(file string, data []byte) (*Play
 		}
 		file := "builtin:" + filepath.Base(name)
 		if lazy {
-			if h, ok := headOf(data); ok {
+			if h, params, ok := scanHead(data); ok {
 				delete(c.byID, h.ID)
-				c.unparsed[h.ID] = &unparsed{head: h, parse: func() (*Playbook, error) {
+				c.unparsed[h.ID] = &unparsed{head: h, params: params, parse: func() (*Playbook, error) {
 					pb, err := parseFile(file, data)
 					if pb != nil {
 						pb.builtin = true
@@ -314,7 +335,7 @@ func (c *Catalog) Heads() []Head {
 		if pb := c.byID[id]; pb != nil {
 			out = append(out, pb.Head())
 		} else {
-			out = append(out, c.unparsed[id].head)
+			out = append(out, c.unparsed[id].fullHead())
 		}
 	}
 	return out

@@ -40,8 +40,19 @@ var topKeyRE = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_-]*):(?:[ \t]|\r?\n|$)`
 // that is not a plain key (a flow mapping, a quoted or complex key, a merge),
 // id or matches missing, a key given twice, or a value that is not what parse
 // accepts. TestHeadOfIsParse holds it to parse for every built-in.
-func headOf(data []byte) (h Head, ok bool) {
-	var idText, matchesText, paramsText []byte
+func headOf(data []byte) (Head, bool) {
+	h, params, ok := scanHead(data)
+	if !ok {
+		return Head{}, false
+	}
+	return h.withParams(params)
+}
+
+// scanHead is headOf but for the params, whose text it returns for withParams:
+// a diagnosis chooses its playbook by id and matches, and only an NDR file's
+// values are matched to parameters.
+func scanHead(data []byte) (h Head, paramsText []byte, ok bool) {
+	var idText, matchesText []byte
 	var value *[]byte // the value being collected, nil for any other key
 	for len(data) > 0 {
 		line := data
@@ -52,13 +63,13 @@ func headOf(data []byte) (h Head, ok bool) {
 		}
 		switch {
 		case bytes.HasPrefix(line, []byte("---")), bytes.HasPrefix(line, []byte("...")), line[0] == '\t':
-			return Head{}, false
+			return Head{}, nil, false
 		case len(bytes.TrimSpace(line)) == 0, line[0] == ' ', line[0] == '#', isItem(line):
 			// Inside the current value (a block sequence may start at column 0).
 		default:
 			m := topKeyRE.FindSubmatch(line)
 			if m == nil {
-				return Head{}, false
+				return Head{}, nil, false
 			}
 			value = nil
 			switch string(m[1]) {
@@ -70,7 +81,7 @@ func headOf(data []byte) (h Head, ok bool) {
 				value = &paramsText
 			}
 			if value != nil && *value != nil {
-				return Head{}, false // duplicate key: parse reports it
+				return Head{}, nil, false // duplicate key: parse reports it
 			}
 		}
 		if value != nil {
@@ -78,25 +89,36 @@ func headOf(data []byte) (h Head, ok bool) {
 		}
 	}
 	if idText == nil || matchesText == nil {
-		return Head{}, false
+		return Head{}, nil, false
 	}
 	pr := &problems{}
 	idNode, matchesNode := topValue(idText), topValue(matchesText)
 	if idNode == nil || matchesNode == nil {
-		return Head{}, false
+		return Head{}, nil, false
 	}
-	var paramsNode *yaml.Node
-	if paramsText != nil {
-		if paramsNode = topValue(paramsText); paramsNode == nil {
+	h = Head{ID: str(pr, idNode), Matches: strs(pr, matchesNode)}
+	if len(pr.list) > 0 || h.ID == "" {
+		return Head{}, nil, false
+	}
+	return h, paramsText, true
+}
+
+// withParams is h with the params parsed from their text (scanHead); false
+// when they do not parse as parse would take them.
+func (h Head) withParams(text []byte) (Head, bool) {
+	var node *yaml.Node
+	if text != nil {
+		if node = topValue(text); node == nil {
 			return Head{}, false
 		}
 	}
+	pr := &problems{}
 	var pb Playbook
-	parseParams(pr, &pb, paramsNode)
-	h = Head{ID: str(pr, idNode), Matches: strs(pr, matchesNode), Params: pb.Params, ParamOrder: pb.ParamOrder}
-	if len(pr.list) > 0 || h.ID == "" {
+	parseParams(pr, &pb, node)
+	if len(pr.list) > 0 {
 		return Head{}, false
 	}
+	h.Params, h.ParamOrder = pb.Params, pb.ParamOrder
 	return h, true
 }
 
