@@ -151,32 +151,44 @@ func (d *deferredCheck) ready(pb *Playbook) error {
 		// (TestCompilerIsExprCompile, TestBuiltinCasesPass).
 		c.exprs = newExprCompiler(false)
 	}
-	pr := &problems{file: pb.Source}
-	c.steps(pr)
-	if len(pr.list) > 0 {
-		// Broken already: report everything, as Load would.
-		c.rest(pr)
-		d.steps[pb] = pr.list.sorted()
-		return d.steps[pb]
-	}
-	d.steps[pb] = nil
+	// The rest is compiled from now on, on another core, while the steps are
+	// checked here; the fields, which read what checking the steps writes,
+	// once that is done.
+	rest := *c
+	rest.exprs = newExprCompiler(!pb.builtin)
+	restProblems := &problems{file: pb.Source}
 	pc := &pendingCheck{done: make(chan struct{})}
-	pb.pending = pc
+	stepsChecked := make(chan struct{})
 	go func() {
 		defer close(pc.done)
-		rest := &problems{file: pb.Source}
-		c.compile(rest)
+		rest.compile(restProblems)
 		// A built-in's fields are checked when ndrbot is built, under every
 		// kind each of its targets may be configured as
 		// (TestBuiltinFieldsUnderEveryKind): the check, a third of this
 		// phase, would find nothing a diagnosis waits for.
 		if !pb.builtin {
-			c.fields(rest)
+			<-stepsChecked
+			rest.fields(restProblems)
 		}
-		if len(rest.list) > 0 {
-			pc.err = rest.list.sorted()
+		if len(restProblems.list) > 0 {
+			pc.err = restProblems.list.sorted()
 		}
 	}()
+	pr := &problems{file: pb.Source}
+	c.steps(pr)
+	close(stepsChecked)
+	if len(pr.list) > 0 {
+		// Broken already: report everything, as Load would.
+		<-pc.done
+		pr.list = append(pr.list, restProblems.list...)
+		if pb.builtin {
+			c.fields(pr)
+		}
+		d.steps[pb] = pr.list.sorted()
+		return d.steps[pb]
+	}
+	d.steps[pb] = nil
+	pb.pending = pc
 	return nil
 }
 

@@ -45,6 +45,9 @@ func newPlaybookCheck(pb *Playbook, knownTargets map[string]string, kinds execut
 	for _, r := range pb.Reliefs {
 		c.reliefIDs[r.ID] = true
 	}
+	for _, r := range pb.Rules {
+		c.ruleIDs[r.ID] = true
+	}
 	return c
 }
 
@@ -188,11 +191,12 @@ func (c *playbookCheck) compileCmdlet(pr *problems, where string, cm *Cmdlet, al
 // steps is the first phase: duplicate rule ids, then every step (its target,
 // needs and expressions), then needs cycles.
 func (c *playbookCheck) steps(pr *problems) {
+	seen := map[string]bool{}
 	for _, r := range c.pb.Rules {
-		if c.ruleIDs[r.ID] {
+		if seen[r.ID] {
 			pr.add(r.Line, "rules: duplicate id %q", r.ID)
 		}
-		c.ruleIDs[r.ID] = true
+		seen[r.ID] = true
 	}
 	for _, s := range c.pb.Steps {
 		where := "steps." + s.ID
@@ -224,7 +228,9 @@ func (c *playbookCheck) steps(pr *problems) {
 }
 
 // rest is the second phase: rules, reliefs, escalations (compile), then the
-// fields every expression reads (fields). It needs the rule ids steps collected.
+// fields every expression reads (fields). compile writes none of what steps
+// writes and reads none of it, so the two may run at once on copies of one
+// playbookCheck, each with its own compiler (deferredCheck.ready).
 func (c *playbookCheck) rest(pr *problems) {
 	c.compile(pr)
 	c.fields(pr)
