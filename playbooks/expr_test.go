@@ -3,8 +3,11 @@ package playbooks
 import (
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/expr-lang/expr"
@@ -96,6 +99,40 @@ func TestCompilerIsExprCompile(t *testing.T) {
 				again, _, _ := comp.compile(src, asBool)
 				assert.Same(t, prog, again)
 			}
+		}
+	}
+}
+
+// holes finds what the regular expression it replaced found, in every
+// template of the built-ins and in texts made of the characters that matter.
+func TestHolesIsTheRegexp(t *testing.T) {
+	re := regexp.MustCompile(`\{\{(.*?)\}\}`)
+	var texts []string
+	names, err := fs.Glob(builtin, "builtin/*.yaml")
+	require.NoError(t, err)
+	for _, n := range names {
+		data, err := builtin.ReadFile(n)
+		require.NoError(t, err)
+		texts = append(texts, string(data)) // every template is in there
+	}
+	alphabet := []string{"{", "}", "a", " ", "\n", "{{", "}}", "é", "\xff"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		var b strings.Builder
+		for range rng.IntN(12) {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		texts = append(texts, b.String())
+	}
+	for i, s := range texts {
+		var want [][4]int
+		for _, m := range re.FindAllStringSubmatchIndex(s, -1) {
+			want = append(want, [4]int{m[0], m[1], m[2], m[3]})
+		}
+		if i < len(names) {
+			require.Equal(t, want, holes(s), names[i])
+		} else {
+			require.Equal(t, want, holes(s), "%q", s)
 		}
 	}
 }

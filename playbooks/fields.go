@@ -263,8 +263,8 @@ func (fc fieldCheck) expr(line int, where, src string, it value) value {
 
 // template checks each {{ expression }} of a text.
 func (fc fieldCheck) template(line int, where, src string, it value) {
-	for _, m := range holeRE.FindAllStringSubmatch(src, -1) {
-		fc.expr(line, where, strings.TrimSpace(m[1]), it)
+	for _, m := range holes(src) {
+		fc.expr(line, where, strings.TrimSpace(src[m[2]:m[3]]), it)
 	}
 }
 
