@@ -98,30 +98,92 @@ type pendingCheck struct {
 
 // Index is Load for a process that runs one playbook (ndrbot diagnose). It reads
 // the built-ins' ids and matches without parsing them (scanHead; their params
-// when Heads asks), parses the
-// files of dir (so their problems are reported at once, as Load does), and
-// parses, checks and compiles a built-in only when Resolve first returns it
-// or All lists it. The chosen playbook's steps are checked before Resolve
+// when Heads asks), parses the files of dir (so their problems are reported at
+// once, as Load does), and parses, checks and compiles a built-in only when
+// Resolve first returns it or All lists it. The chosen playbook's steps are checked before Resolve
 // returns; its rules, reliefs and escalations are compiled concurrently with
 // the diagnosis's first steps, and their problems, if any, end the diagnosis
 // (Engine.Diagnose) and are returned by the next Resolve.
 func Index(dir string, targets map[string]string, kinds ...executors.Kind) (*Catalog, error) {
-	d := &deferredCheck{targets: targets, kinds: kinds, steps: map[*Playbook]error{}}
-	c, err := load(dir, true, func(file string, data []byte) (*Playbook, error) {
-		pb, pr, err := parse(file, data)
-		if err != nil {
-			return nil, err
+	return Prefetch("").Index(dir, targets, kinds...)
+}
+
+// Prefetched is what an Index does first and needs no configuration for —
+// the built-ins' heads read, and the one a code chooses parsed — begun in the
+// background while the configuration is read (Prefetch).
+type Prefetched struct {
+	heads, done chan struct{}
+	cat         *Catalog // the built-ins alone
+	err         error
+}
+
+// Prefetch starts reading the built-ins' heads and parsing the one code chooses
+// (none for ""); its Index waits for them. A configured directory that
+// replaces that playbook makes the parse wasted work, not a wrong choice.
+func Prefetch(code string) *Prefetched {
+	p := &Prefetched{heads: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.cat = newCatalog()
+		var all Problems
+		if p.err = p.cat.addBuiltins(true, indexParse, &all); p.err == nil && len(all) > 0 {
+			p.err = all
 		}
-		if len(pr.list) > 0 {
-			return nil, pr.list.sorted()
+		close(p.heads)
+		if p.err != nil || code == "" {
+			return
 		}
-		return pb, nil
-	})
+		if id, ok := p.cat.Choose(code); ok {
+			if u := p.cat.unparsed[id]; u != nil {
+				_, _ = u.playbook() // kept: Resolve returns it, or its problems
+			}
+		}
+	}()
+	return p
+}
+
+// Choose is the built-in Catalog.Choose would name for code, once the heads
+// are read; a configured directory may still replace it.
+func (p *Prefetched) Choose(code string) (string, bool) {
+	<-p.heads
+	if p.err != nil || code == "" {
+		return "", false
+	}
+	return p.cat.Choose(code)
+}
+
+// Wait waits for the work p began, for a command that will not index.
+func (p *Prefetched) Wait() { <-p.done }
+
+// Index is Index(dir, targets, kinds…) on what p read; call it once.
+func (p *Prefetched) Index(dir string, targets map[string]string, kinds ...executors.Kind) (*Catalog, error) {
+	<-p.done
+	if p.err != nil {
+		return nil, p.err
+	}
+	c := p.cat
+	var all Problems
+	if err := c.addDir(dir, indexParse, &all); err != nil {
+		return nil, err
+	}
+	if len(all) > 0 {
+		return nil, all
+	}
+	c.deferred = &deferredCheck{targets: targets, kinds: kinds, steps: map[*Playbook]error{}}
+	return c, nil
+}
+
+// indexParse is how an Index parses a playbook: its problems now, its check
+// when it is chosen (deferredCheck).
+func indexParse(file string, data []byte) (*Playbook, error) {
+	pb, pr, err := parse(file, data)
 	if err != nil {
 		return nil, err
 	}
-	c.deferred = d
-	return c, nil
+	if len(pr.list) > 0 {
+		return nil, pr.list.sorted()
+	}
+	return pb, nil
 }
 
 // ready checks pb if that was deferred; it is safe for concurrent use. It
@@ -204,29 +266,50 @@ func Load(dir string, targets map[string]string, kinds ...executors.Kind) (*Cata
 // lazy, a built-in whose head reads cleanly is only indexed: parseFile runs
 // when it is first needed.
 func load(dir string, lazy bool, parseFile func(file string, data []byte) (*Playbook, error)) (*Catalog, error) {
-	c := &Catalog{byID: map[string]*Playbook{}, unparsed: map[string]*unparsed{}}
+	c := newCatalog()
 	var all Problems
-	add := func(pb *Playbook, err error) {
-		var ps Problems
-		if errors.As(err, &ps) {
-			all = append(all, ps...)
-			return
-		}
-		if err != nil {
-			all = append(all, Problem{Msg: err.Error()})
-			return
-		}
-		delete(c.unparsed, pb.ID)
-		c.byID[pb.ID] = pb
+	if err := c.addBuiltins(lazy, parseFile, &all); err != nil {
+		return nil, err
 	}
+	if err := c.addDir(dir, parseFile, &all); err != nil {
+		return nil, err
+	}
+	if len(all) > 0 {
+		return nil, all
+	}
+	return c, nil
+}
+
+func newCatalog() *Catalog {
+	return &Catalog{byID: map[string]*Playbook{}, unparsed: map[string]*unparsed{}}
+}
+
+// add adds a parsed playbook, replacing one of the same id; the problems of
+// one that did not parse go to all.
+func (c *Catalog) add(all *Problems, pb *Playbook, err error) {
+	var ps Problems
+	if errors.As(err, &ps) {
+		*all = append(*all, ps...)
+		return
+	}
+	if err != nil {
+		*all = append(*all, Problem{Msg: err.Error()})
+		return
+	}
+	delete(c.unparsed, pb.ID)
+	c.byID[pb.ID] = pb
+}
+
+// addBuiltins adds the built-in playbooks (see load).
+func (c *Catalog) addBuiltins(lazy bool, parseFile func(file string, data []byte) (*Playbook, error), all *Problems) error {
 	entries, err := fs.Glob(builtin, "builtin/*.yaml")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, name := range entries {
 		data, err := builtin.ReadFile(name)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		file := "builtin:" + filepath.Base(name)
 		if lazy {
@@ -242,25 +325,31 @@ func load(dir string, lazy bool, parseFile func(file string, data []byte) (*Play
 				continue
 			}
 		}
-		add(parseFile(file, data))
+		pb, err := parseFile(file, data)
+		c.add(all, pb, err)
 	}
-	if dir != "" {
-		files, err := yamlFiles(dir)
+	return nil
+}
+
+// addDir adds every playbook file of dir ("": none), replacing the built-ins
+// of the same id.
+func (c *Catalog) addDir(dir string, parseFile func(file string, data []byte) (*Playbook, error), all *Problems) error {
+	if dir == "" {
+		return nil
+	}
+	files, err := yamlFiles(dir)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("playbooks: %w", err)
 		}
-		for _, f := range files {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				return nil, fmt.Errorf("playbooks: %w", err)
-			}
-			add(parseFile(f, data))
-		}
+		pb, err := parseFile(f, data)
+		c.add(all, pb, err)
 	}
-	if len(all) > 0 {
-		return nil, all
-	}
-	return c, nil
+	return nil
 }
 
 // LintDir parses every playbook in dir on its own (without the built-ins).

@@ -191,7 +191,42 @@ func newRunReport(run *playbooks.Run, lab string, took time.Duration, code int) 
 }
 
 func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string) error {
-	cfg, cat, err := g.configAndIndex()
+	// The playbook a code chooses is read, and the lab's organisation, on
+	// another core while the configuration is: none needs the others until
+	// the lab is checked against the playbook below.
+	var (
+		chosen   string // by its code, unless an NDR file chooses
+		building *labBuild
+	)
+	if f.ndrFile == "" && len(args) > 0 {
+		chosen = args[0]
+	}
+	early := playbooks.Prefetch(chosen)
+	cfg, _, err := g.loadConfig()
+	if err != nil {
+		early.Wait()
+		return err
+	}
+	if id, ok := early.Choose(chosen); ok && f.lab.set() {
+		building = startSimulation(cfg, f.lab, id)
+		defer building.wait()
+	}
+	// A throw-away store is in memory: opening it shows nowhere, so it is
+	// opened while the playbook is still read, and a command refused below
+	// closes it unused. Its error waits for its turn, after the command line's.
+	var (
+		rs       runStore
+		rsErr    error
+		rsOpened bool
+	)
+	if f.lab.throwAway() {
+		rs, rsErr = g.openRunStore(ctx, &cfg, f.lab)
+		rsOpened = true
+		if rsErr == nil {
+			defer rs.close()
+		}
+	}
+	cat, err := g.index(early, cfg)
 	if err != nil {
 		return err
 	}
@@ -200,10 +235,9 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	reader := bufio.NewReader(g.io.in)
 	prompt := g.io.interactive && !f.json && !f.noInput && f.ndrFile != "-"
 	var (
-		pb       *playbooks.Playbook
-		kv       commands.Args
-		intake   *ndrIntake
-		building *labBuild
+		pb     *playbooks.Playbook
+		kv     commands.Args
+		intake *ndrIntake
 	)
 	if f.ndrFile != "" {
 		if intake, err = g.ndrIntake(f, cat, args, reader, prompt); err != nil {
@@ -211,11 +245,6 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		}
 		pb, kv, args = intake.pb, intake.args, intake.words
 	} else {
-		if id, ok := cat.Choose(args[0]); ok && f.lab.set() {
-			// The lab's organisation is read on another core meanwhile.
-			building = startSimulation(cfg, f.lab, id)
-			defer building.wait()
-		}
 		if pb, err = cat.Resolve(args[0]); err != nil {
 			var ps playbooks.Problems
 			if errors.As(err, &ps) {
@@ -255,11 +284,14 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		return usageErr("%v", err)
 	}
 
-	rs, err := g.openRunStore(ctx, &cfg, f.lab)
-	if err != nil {
-		return err
+	if !rsOpened {
+		if rs, rsErr = g.openRunStore(ctx, &cfg, f.lab); rsErr == nil {
+			defer rs.close()
+		}
 	}
-	defer rs.close()
+	if rsErr != nil {
+		return rsErr
+	}
 	st, key := rs.st, rs.key
 	anchor, err := newCheckpointer(cfg, st, key, nil, g.logger(cfg))
 	if err != nil {

@@ -94,15 +94,23 @@ func (g *globals) configAndCatalog() (config.Config, *playbooks.Catalog, error) 
 // configAndIndex is configAndCatalog for a command that runs one playbook: the
 // others are parsed but not compiled (see playbooks.Index).
 func (g *globals) configAndIndex() (config.Config, *playbooks.Catalog, error) {
+	early := playbooks.Prefetch("")
 	cfg, _, err := g.loadConfig()
 	if err != nil {
+		early.Wait()
 		return cfg, nil, err
 	}
-	cat, err := playbooks.Index(cfg.Playbooks.Dir, cfg.TargetKinds(), registry.Kinds()...)
+	cat, err := g.index(early, cfg)
+	return cfg, cat, err
+}
+
+// index is the playbooks' Index for cfg, on what early read.
+func (g *globals) index(early *playbooks.Prefetched, cfg config.Config) (*playbooks.Catalog, error) {
+	cat, err := early.Index(cfg.Playbooks.Dir, cfg.TargetKinds(), registry.Kinds()...)
 	if err != nil {
-		return cfg, nil, &exitError{code: exitUsage, err: fmt.Errorf("playbooks:\n%w", err)}
+		return nil, &exitError{code: exitUsage, err: fmt.Errorf("playbooks:\n%w", err)}
 	}
-	return cfg, cat, nil
+	return cat, nil
 }
 
 func (g *globals) catalog(cfg config.Config) (*playbooks.Catalog, error) {
