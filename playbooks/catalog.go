@@ -33,9 +33,9 @@ type Catalog struct {
 // unparsed is a built-in playbook known by its head's id and matches; it is
 // parsed once, when first needed, and its params are read when Heads asks.
 type unparsed struct {
-	head   Head // without Params
-	params []byte
-	parse  func() (*Playbook, error)
+	head  Head                   // without Params
+	read  func() ([]byte, error) // the file
+	parse func() (*Playbook, error)
 
 	once sync.Once
 	pb   *Playbook
@@ -50,7 +50,7 @@ type unparsed struct {
 // (Resolve reports its problems).
 func (u *unparsed) fullHead() Head {
 	u.paramsOnce.Do(func() {
-		if h, ok := u.head.withParams(u.params); ok {
+		if h, ok := u.headWithParams(); ok {
 			u.full = h
 		} else if pb, err := u.playbook(); err == nil {
 			u.full = pb.Head()
@@ -59,6 +59,17 @@ func (u *unparsed) fullHead() Head {
 		}
 	})
 	return u.full
+}
+
+func (u *unparsed) headWithParams() (Head, bool) {
+	data, err := u.read()
+	if err != nil {
+		return Head{}, false
+	}
+	if _, params, ok := scanHead(data); ok {
+		return u.head.withParams(params)
+	}
+	return Head{}, false
 }
 
 // knownMatches are the matches its head names; nil for no entry.
@@ -97,8 +108,8 @@ type pendingCheck struct {
 }
 
 // Index is Load for a process that runs one playbook (ndrbot diagnose). It reads
-// the built-ins' ids and matches without parsing them (scanHead; their params
-// when Heads asks), parses the files of dir (so their problems are reported at
+// the built-ins' ids and matches without reading them (builtinHeads; their
+// params when Heads asks), parses the files of dir (so their problems are reported at
 // once, as Load does), and parses, checks and compiles a built-in only when
 // Resolve first returns it or All lists it. The chosen playbook's steps are checked before Resolve
 // returns; its rules, reliefs and escalations are compiled concurrently with
@@ -302,6 +313,27 @@ func (c *Catalog) add(all *Problems, pb *Playbook, err error) {
 
 // addBuiltins adds the built-in playbooks (see load).
 func (c *Catalog) addBuiltins(lazy bool, parseFile func(file string, data []byte) (*Playbook, error), all *Problems) error {
+	if lazy {
+		// Known by the heads written down when ndrbot was built: no file is
+		// read until one is chosen.
+		for _, bh := range builtinHeads {
+			name, file := "builtin/"+bh.File, "builtin:"+bh.File
+			read := func() ([]byte, error) { return builtin.ReadFile(name) }
+			delete(c.byID, bh.ID)
+			c.unparsed[bh.ID] = &unparsed{head: Head{ID: bh.ID, Matches: bh.Matches}, read: read, parse: func() (*Playbook, error) {
+				data, err := read()
+				if err != nil {
+					return nil, err
+				}
+				pb, err := parseFile(file, data)
+				if pb != nil {
+					pb.builtin = true
+				}
+				return pb, err
+			}}
+		}
+		return nil
+	}
 	entries, err := fs.Glob(builtin, "builtin/*.yaml")
 	if err != nil {
 		return err
@@ -311,24 +343,20 @@ func (c *Catalog) addBuiltins(lazy bool, parseFile func(file string, data []byte
 		if err != nil {
 			return err
 		}
-		file := "builtin:" + filepath.Base(name)
-		if lazy {
-			if h, params, ok := scanHead(data); ok {
-				delete(c.byID, h.ID)
-				c.unparsed[h.ID] = &unparsed{head: h, params: params, parse: func() (*Playbook, error) {
-					pb, err := parseFile(file, data)
-					if pb != nil {
-						pb.builtin = true
-					}
-					return pb, err
-				}}
-				continue
-			}
-		}
-		pb, err := parseFile(file, data)
+		pb, err := parseFile("builtin:"+filepath.Base(name), data)
 		c.add(all, pb, err)
 	}
 	return nil
+}
+
+// builtinHead is a built-in playbook's id and matches, as scanHead reads them
+// from its file under builtin/. builtinHeads, one per file, are written by
+// `go test ./playbooks -run TestBuiltinHeads -update`; the test holds them to
+// the files.
+type builtinHead struct {
+	File    string
+	ID      string
+	Matches []string
 }
 
 // addDir adds every playbook file of dir ("": none), replacing the built-ins
