@@ -2,7 +2,6 @@ package playbooks
 
 import (
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -42,12 +41,8 @@ func TestCompilerIsExprCompile(t *testing.T) {
 		data []byte
 	}
 	var sources []source
-	names, err := fs.Glob(builtin, "builtin/*.yaml")
-	require.NoError(t, err)
-	for _, n := range names {
-		data, err := builtin.ReadFile(n)
-		require.NoError(t, err)
-		sources = append(sources, source{n, data})
+	for _, f := range builtinFiles(t) {
+		sources = append(sources, source{f.name, f.data})
 	}
 	lintFiles, err := filepath.Glob("testdata/lint/*.yaml")
 	require.NoError(t, err)
@@ -107,13 +102,10 @@ func TestCompilerIsExprCompile(t *testing.T) {
 // template of the built-ins and in texts made of the characters that matter.
 func TestHolesIsTheRegexp(t *testing.T) {
 	re := regexp.MustCompile(`\{\{(.*?)\}\}`)
-	var texts []string
-	names, err := fs.Glob(builtin, "builtin/*.yaml")
-	require.NoError(t, err)
-	for _, n := range names {
-		data, err := builtin.ReadFile(n)
-		require.NoError(t, err)
-		texts = append(texts, string(data)) // every template is in there
+	var texts, names []string
+	for _, f := range builtinFiles(t) {
+		texts = append(texts, string(f.data)) // every template is in there
+		names = append(names, f.name)
 	}
 	alphabet := []string{"{", "}", "a", " ", "\n", "{{", "}}", "é", "\xff"}
 	rng := rand.New(rand.NewPCG(1, 2))

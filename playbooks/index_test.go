@@ -200,15 +200,8 @@ func TestDeferredCheckAndTheDiagnosis(t *testing.T) {
 // headOf must read every built-in as parse does; a built-in it cannot read is
 // parsed whole, which costs time, not correctness, but is a shape to look at.
 func TestHeadOfIsParse(t *testing.T) {
-	names, err := fs.Glob(builtin, "builtin/*.yaml")
-	require.NoError(t, err)
-	require.NotEmpty(t, names)
-	for _, n := range names {
-		data, err := builtin.ReadFile(n)
-		require.NoError(t, err)
-		pb, pr, err := parse(n, data)
-		require.NoError(t, err)
-		require.Empty(t, pr.list)
+	for _, f := range builtinFiles(t) {
+		n, data, pb := f.name, f.data, f.parse(t)
 		h, ok := headOf(data)
 		require.True(t, ok, "%s: headOf gives up on it", n)
 		assert.Equal(t, pb.Head(), h, n)
@@ -336,15 +329,8 @@ func BenchmarkChoosePlaybook(b *testing.B) {
 func TestBuiltinFieldsUnderEveryKind(t *testing.T) {
 	kinds := registry.Kinds()
 	defaults := config.Default(nil).TargetKinds()
-	entries, err := fs.Glob(builtin, "builtin/*.yaml")
-	require.NoError(t, err)
-	require.NotEmpty(t, entries)
-	for _, name := range entries {
-		data, err := builtin.ReadFile(name)
-		require.NoError(t, err)
-		pb, pr, err := parse(name, data)
-		require.NoError(t, err)
-		require.Empty(t, pr.list)
+	for _, f := range builtinFiles(t) {
+		name, data, pb := f.name, f.data, f.parse(t)
 		used := map[string]bool{}
 		for _, s := range pb.Steps {
 			used[s.Target] = true
@@ -399,15 +385,11 @@ var updateHeads = flag.Bool("update", false, "rewrite builtin_heads.go from the 
 // TestBuiltinHeads holds builtinHeads to the built-in files: one entry per
 // file, in file order, with the id and matches scanHead reads in it.
 func TestBuiltinHeads(t *testing.T) {
-	names, err := fs.Glob(builtin, "builtin/*.yaml")
-	require.NoError(t, err)
 	var want []builtinHead
-	for _, n := range names {
-		data, err := builtin.ReadFile(n)
-		require.NoError(t, err)
-		h, _, ok := scanHead(data)
-		require.True(t, ok, "%s: its head does not read on its own", n)
-		want = append(want, builtinHead{File: path.Base(n), ID: h.ID, Matches: h.Matches})
+	for _, f := range builtinFiles(t) {
+		h, _, ok := scanHead(f.data)
+		require.True(t, ok, "%s: its head does not read on its own", f.name)
+		want = append(want, builtinHead{File: path.Base(f.name), ID: h.ID, Matches: h.Matches})
 	}
 	if *updateHeads {
 		var b strings.Builder
@@ -422,4 +404,34 @@ func TestBuiltinHeads(t *testing.T) {
 		return
 	}
 	assert.Equal(t, want, builtinHeads, "builtin_heads.go is not what the built-in files say: go test ./playbooks -run TestBuiltinHeads -update")
+}
+
+// builtinFile is one built-in playbook file: its name under builtin/ and its bytes.
+type builtinFile struct {
+	name string
+	data []byte
+}
+
+// builtinFiles is every built-in playbook file, in file order.
+func builtinFiles(t testing.TB) []builtinFile {
+	t.Helper()
+	names, err := fs.Glob(builtin, "builtin/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, names)
+	var out []builtinFile
+	for _, n := range names {
+		data, err := builtin.ReadFile(n)
+		require.NoError(t, err)
+		out = append(out, builtinFile{n, data})
+	}
+	return out
+}
+
+// parse parses the file, which must parse without a problem.
+func (f builtinFile) parse(t testing.TB) *Playbook {
+	t.Helper()
+	pb, pr, err := parse(f.name, f.data)
+	require.NoError(t, err)
+	require.Empty(t, pr.list, f.name)
+	return pb
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ndrbot/ndrbot/audit"
 	"github.com/ndrbot/ndrbot/store"
 	"github.com/ndrbot/ndrbot/store/sqlite"
 	"github.com/ndrbot/ndrbot/store/storetest"
@@ -34,22 +33,10 @@ func scratchInstance(t testing.TB, opt store.Options) storetest.Instance {
 	s, err := sqlite.OpenScratch(context.Background(), opt)
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
-	raw := sqlite.MemoryDB(s)
-	return storetest.Instance{
+	return withRaw(storetest.Instance{
 		// Closed, an in-memory database is gone: the suite's restarts
 		// reopen it, so the connection is closed by the cleanup only.
 		Store: sharedStore{s},
-		Exec: func(t testing.TB, q string, args ...any) {
-			t.Helper()
-			_, err := raw.Exec(q, args...)
-			require.NoError(t, err, q)
-		},
-		FillDisk: func(t testing.TB, kind audit.Kind) {
-			t.Helper()
-			_, err := raw.Exec(`CREATE TRIGGER disk_full BEFORE INSERT ON audit_events WHEN NEW.kind = '` + string(kind) + `'
-				BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
-			require.NoError(t, err)
-		},
 		Reopen: func(t testing.TB, opt store.Options) (store.Store, error) {
 			other, err := sqlite.ShareMemory(context.Background(), s, opt)
 			if err != nil {
@@ -57,7 +44,7 @@ func scratchInstance(t testing.TB, opt store.Options) storetest.Instance {
 			}
 			return sharedStore{other}, nil
 		},
-	}
+	}, sqlite.MemoryDB(s))
 }
 
 // sharedStore is a store on a scratch store's database whose connection the

@@ -32,21 +32,8 @@ func instance(t testing.TB, path string, opt store.Options, open func(context.Co
 	raw, err := sql.Open("sqlite", sqlite.DSN(path, false))
 	require.NoError(t, err)
 	t.Cleanup(func() { raw.Close() })
-	return storetest.Instance{
+	return withRaw(storetest.Instance{
 		Store: s,
-		Exec: func(t testing.TB, q string, args ...any) {
-			t.Helper()
-			_, err := raw.Exec(q, args...)
-			require.NoError(t, err, q)
-		},
-		FillDisk: func(t testing.TB, kind audit.Kind) {
-			t.Helper()
-			// SQLite's own words for SQLITE_FULL; a trigger raises them with
-			// SQLITE_CONSTRAINT's code, which callers must not depend on anyway.
-			_, err := raw.Exec(`CREATE TRIGGER disk_full BEFORE INSERT ON audit_events WHEN NEW.kind = '` + string(kind) + `'
-				BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
-			require.NoError(t, err)
-		},
 		Reopen: func(t testing.TB, opt store.Options) (store.Store, error) {
 			s, err := sqlite.Open(context.Background(), path, opt)
 			if err != nil {
@@ -54,7 +41,26 @@ func instance(t testing.TB, path string, opt store.Options, open func(context.Co
 			}
 			return s, nil
 		},
+	}, raw)
+}
+
+// withRaw is inst with its raw access (Exec, FillDisk) through raw, a
+// connection to the same database.
+func withRaw(inst storetest.Instance, raw *sql.DB) storetest.Instance {
+	inst.Exec = func(t testing.TB, q string, args ...any) {
+		t.Helper()
+		_, err := raw.Exec(q, args...)
+		require.NoError(t, err, q)
 	}
+	inst.FillDisk = func(t testing.TB, kind audit.Kind) {
+		t.Helper()
+		// SQLite's own words for SQLITE_FULL; a trigger raises them with
+		// SQLITE_CONSTRAINT's code, which callers must not depend on anyway.
+		_, err := raw.Exec(`CREATE TRIGGER disk_full BEFORE INSERT ON audit_events WHEN NEW.kind = '` + string(kind) + `'
+			BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
+		require.NoError(t, err)
+	}
+	return inst
 }
 
 func fresh(t testing.TB, opt store.Options) storetest.Instance {
