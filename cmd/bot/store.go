@@ -207,7 +207,7 @@ func simulation(cfg config.Config, lf labFlags, playbook string) (*lab.Lab, floa
 
 // labBuild is a lab being built in the background for the playbook a command
 // chose by its matches, while that playbook is parsed and checked: neither
-// needs the other until the lab is used. The zero value builds nothing.
+// needs the other until the lab is used. A nil *labBuild builds nothing.
 type labBuild struct {
 	playbook string
 	done     chan struct{}
