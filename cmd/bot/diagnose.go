@@ -215,14 +215,11 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	// opened while the playbook is still read, and a command refused below
 	// closes it unused. Its error waits for its turn, after the command line's.
 	var (
-		rs       runStore
-		rsErr    error
-		rsOpened bool
+		rs    runStore
+		rsErr error
 	)
 	if f.lab.throwAway() {
-		rs, rsErr = g.openRunStore(ctx, &cfg, f.lab)
-		rsOpened = true
-		if rsErr == nil {
+		if rs, rsErr = g.openRunStore(ctx, &cfg, f.lab); rsErr == nil {
 			defer rs.close()
 		}
 	}
@@ -230,8 +227,8 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	if err != nil {
 		return err
 	}
-	// Read before anything is opened: --ndr-file - consumes standard input, so
-	// nothing is prompted for then.
+	// Read before any store on disk or server is reached: --ndr-file -
+	// consumes standard input, so nothing is prompted for then.
 	reader := bufio.NewReader(g.io.in)
 	prompt := g.io.interactive && !f.json && !f.noInput && f.ndrFile != "-"
 	var (
@@ -284,7 +281,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		return usageErr("%v", err)
 	}
 
-	if !rsOpened {
+	if !f.lab.throwAway() {
 		if rs, rsErr = g.openRunStore(ctx, &cfg, f.lab); rsErr == nil {
 			defer rs.close()
 		}
