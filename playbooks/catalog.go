@@ -120,44 +120,37 @@ func Index(dir string, targets map[string]string, kinds ...executors.Kind) (*Cat
 }
 
 // Prefetched is what an Index does first and needs no configuration for —
-// the built-ins' heads read, and the one a code chooses parsed — begun in the
-// background while the configuration is read (Prefetch).
+// the built-ins known by their heads, and the one a code chooses parsed —
+// the parse begun in the background while the configuration is read
+// (Prefetch).
 type Prefetched struct {
-	heads, done chan struct{}
-	cat         *Catalog // the built-ins alone
-	err         error
+	cat  *Catalog // the built-ins alone
+	done chan struct{}
 }
 
-// Prefetch starts reading the built-ins' heads and parsing the one code chooses
-// (none for ""); its Index waits for them. A configured directory that
-// replaces that playbook makes the parse wasted work, not a wrong choice.
+// Prefetch indexes the built-ins and starts parsing the one code chooses (none
+// for ""); its Index waits for the parse. A configured directory that replaces
+// that playbook makes the parse wasted work, not a wrong choice.
 func Prefetch(code string) *Prefetched {
-	p := &Prefetched{heads: make(chan struct{}), done: make(chan struct{})}
+	p := &Prefetched{cat: newCatalog(), done: make(chan struct{})}
+	p.cat.indexBuiltins(indexParse)
+	id, ok := p.Choose(code)
+	if !ok {
+		close(p.done)
+		return p
+	}
+	u := p.cat.unparsed[id]
 	go func() {
 		defer close(p.done)
-		p.cat = newCatalog()
-		var all Problems
-		if p.err = p.cat.addBuiltins(true, indexParse, &all); p.err == nil && len(all) > 0 {
-			p.err = all
-		}
-		close(p.heads)
-		if p.err != nil || code == "" {
-			return
-		}
-		if id, ok := p.cat.Choose(code); ok {
-			if u := p.cat.unparsed[id]; u != nil {
-				_, _ = u.playbook() // kept: Resolve returns it, or its problems
-			}
-		}
+		_, _ = u.playbook() // kept: Resolve returns it, or its problems
 	}()
 	return p
 }
 
-// Choose is the built-in Catalog.Choose would name for code, once the heads
-// are read; a configured directory may still replace it.
+// Choose is the built-in Catalog.Choose names for code; a configured
+// directory may still replace it.
 func (p *Prefetched) Choose(code string) (string, bool) {
-	<-p.heads
-	if p.err != nil || code == "" {
+	if code == "" {
 		return "", false
 	}
 	return p.cat.Choose(code)
@@ -169,9 +162,6 @@ func (p *Prefetched) Wait() { <-p.done }
 // Index is Index(dir, targets, kinds…) on what p read; call it once.
 func (p *Prefetched) Index(dir string, targets map[string]string, kinds ...executors.Kind) (*Catalog, error) {
 	<-p.done
-	if p.err != nil {
-		return nil, p.err
-	}
 	c := p.cat
 	var all Problems
 	if err := c.addDir(dir, indexParse, &all); err != nil {
@@ -270,16 +260,14 @@ func (d *deferredCheck) ready(pb *Playbook) error {
 // target check. kinds describe the target kinds (see Parse). Every problem in
 // every file is returned at once.
 func Load(dir string, targets map[string]string, kinds ...executors.Kind) (*Catalog, error) {
-	return load(dir, false, func(file string, data []byte) (*Playbook, error) { return Parse(file, data, targets, kinds...) })
+	return load(dir, func(file string, data []byte) (*Playbook, error) { return Parse(file, data, targets, kinds...) })
 }
 
-// load reads the built-ins, then dir's files, each through parseFile. With
-// lazy, a built-in whose head reads cleanly is only indexed: parseFile runs
-// when it is first needed.
-func load(dir string, lazy bool, parseFile func(file string, data []byte) (*Playbook, error)) (*Catalog, error) {
+// load reads and parses the built-ins, then dir's files, each through parseFile.
+func load(dir string, parseFile func(file string, data []byte) (*Playbook, error)) (*Catalog, error) {
 	c := newCatalog()
 	var all Problems
-	if err := c.addBuiltins(lazy, parseFile, &all); err != nil {
+	if err := c.addBuiltins(parseFile, &all); err != nil {
 		return nil, err
 	}
 	if err := c.addDir(dir, parseFile, &all); err != nil {
@@ -311,29 +299,30 @@ func (c *Catalog) add(all *Problems, pb *Playbook, err error) {
 	c.byID[pb.ID] = pb
 }
 
-// addBuiltins adds the built-in playbooks (see load).
-func (c *Catalog) addBuiltins(lazy bool, parseFile func(file string, data []byte) (*Playbook, error), all *Problems) error {
-	if lazy {
-		// Known by the heads written down when ndrbot was built: no file is
-		// read until one is chosen.
-		for _, bh := range builtinHeads {
-			name, file := "builtin/"+bh.File, "builtin:"+bh.File
-			read := func() ([]byte, error) { return builtin.ReadFile(name) }
-			delete(c.byID, bh.ID)
-			c.unparsed[bh.ID] = &unparsed{head: Head{ID: bh.ID, Matches: bh.Matches}, read: read, parse: func() (*Playbook, error) {
-				data, err := read()
-				if err != nil {
-					return nil, err
-				}
-				pb, err := parseFile(file, data)
-				if pb != nil {
-					pb.builtin = true
-				}
-				return pb, err
-			}}
-		}
-		return nil
+// indexBuiltins knows the built-in playbooks by the heads written down when
+// ndrbot was built (builtinHeads): no file is read until one is chosen, and
+// parseFile parses it then.
+func (c *Catalog) indexBuiltins(parseFile func(file string, data []byte) (*Playbook, error)) {
+	for _, bh := range builtinHeads {
+		name, file := "builtin/"+bh.File, "builtin:"+bh.File
+		read := func() ([]byte, error) { return builtin.ReadFile(name) }
+		delete(c.byID, bh.ID)
+		c.unparsed[bh.ID] = &unparsed{head: Head{ID: bh.ID, Matches: bh.Matches}, read: read, parse: func() (*Playbook, error) {
+			data, err := read()
+			if err != nil {
+				return nil, err
+			}
+			pb, err := parseFile(file, data)
+			if pb != nil {
+				pb.builtin = true
+			}
+			return pb, err
+		}}
 	}
+}
+
+// addBuiltins reads and parses the built-in playbooks.
+func (c *Catalog) addBuiltins(parseFile func(file string, data []byte) (*Playbook, error), all *Problems) error {
 	entries, err := fs.Glob(builtin, "builtin/*.yaml")
 	if err != nil {
 		return err
