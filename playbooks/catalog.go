@@ -33,9 +33,8 @@ type Catalog struct {
 // unparsed is a built-in playbook known by its head's id and matches; it is
 // parsed once, when first needed, and its params are read when Heads asks.
 type unparsed struct {
-	head  Head                   // without Params
-	read  func() ([]byte, error) // the file
-	parse func() (*Playbook, error)
+	head Head   // without Params
+	file string // under builtin/
 
 	once sync.Once
 	pb   *Playbook
@@ -50,9 +49,13 @@ type unparsed struct {
 // (Resolve reports its problems).
 func (u *unparsed) fullHead() Head {
 	u.paramsOnce.Do(func() {
-		if h, ok := u.headWithParams(); ok {
-			u.full = h
-		} else if pb, err := u.playbook(); err == nil {
+		if data, err := u.read(); err == nil {
+			if h, ok := headOf(data); ok {
+				u.full = h
+				return
+			}
+		}
+		if pb, err := u.playbook(); err == nil {
 			u.full = pb.Head()
 		} else {
 			u.full = u.head
@@ -61,16 +64,7 @@ func (u *unparsed) fullHead() Head {
 	return u.full
 }
 
-func (u *unparsed) headWithParams() (Head, bool) {
-	data, err := u.read()
-	if err != nil {
-		return Head{}, false
-	}
-	if _, params, ok := scanHead(data); ok {
-		return u.head.withParams(params)
-	}
-	return Head{}, false
-}
+func (u *unparsed) read() ([]byte, error) { return builtin.ReadFile("builtin/" + u.file) }
 
 // knownMatches are the matches its head names; nil for no entry.
 func (u *unparsed) knownMatches() []string {
@@ -80,8 +74,18 @@ func (u *unparsed) knownMatches() []string {
 	return u.head.Matches
 }
 
+// playbook parses it as an Index does (indexParse), once.
 func (u *unparsed) playbook() (*Playbook, error) {
-	u.once.Do(func() { u.pb, u.err = u.parse() })
+	u.once.Do(func() {
+		data, err := u.read()
+		if err != nil {
+			u.err = err
+			return
+		}
+		if u.pb, u.err = indexParse("builtin:"+u.file, data); u.pb != nil {
+			u.pb.builtin = true
+		}
+	})
 	return u.pb, u.err
 }
 
@@ -133,7 +137,7 @@ type Prefetched struct {
 // that playbook makes the parse wasted work, not a wrong choice.
 func Prefetch(code string) *Prefetched {
 	p := &Prefetched{cat: newCatalog(), done: make(chan struct{})}
-	p.cat.indexBuiltins(indexParse)
+	p.cat.indexBuiltins()
 	id, ok := p.Choose(code)
 	if !ok {
 		close(p.done)
@@ -204,21 +208,19 @@ func (d *deferredCheck) ready(pb *Playbook) error {
 			return nil
 		}
 	}
-	c := newPlaybookCheck(pb, d.targets, d.kinds)
-	if pb.builtin {
-		// Compiled without expr's optimiser, which rewrites a tree to run
-		// faster: each expression runs a few times in a diagnosis, and all are
-		// compiled before its first finding. What the optimiser also refuses
-		// (a constant 1 / 0) it refused in a built-in when ndrbot was built
-		// (TestBuiltinsLintClean), and the programs do the same
-		// (TestCompilerIsExprCompile, TestBuiltinCasesPass).
-		c.exprs = newExprCompiler(false)
-	}
+	// A built-in is compiled without expr's optimiser, which rewrites a tree
+	// to run faster: each expression runs a few times in a diagnosis, and all
+	// are compiled before its first finding. What the optimiser also refuses
+	// (a constant 1 / 0) it refused in a built-in when ndrbot was built
+	// (TestBuiltinsLintClean), and the programs do the same
+	// (TestCompilerIsExprCompile, TestBuiltinCasesPass).
+	optimize := !pb.builtin
+	c := newPlaybookCheck(pb, d.targets, d.kinds, optimize)
 	// The rest is compiled from now on, on another core, while the steps are
 	// checked here; the fields, which read what checking the steps writes,
 	// once that is done.
 	rest := *c
-	rest.exprs = newExprCompiler(!pb.builtin)
+	rest.exprs = newExprCompiler(optimize)
 	restProblems := &problems{file: pb.Source}
 	pc := &pendingCheck{done: make(chan struct{})}
 	stepsChecked := make(chan struct{})
@@ -300,24 +302,10 @@ func (c *Catalog) add(all *Problems, pb *Playbook, err error) {
 }
 
 // indexBuiltins knows the built-in playbooks by the heads written down when
-// ndrbot was built (builtinHeads): no file is read until one is chosen, and
-// parseFile parses it then.
-func (c *Catalog) indexBuiltins(parseFile func(file string, data []byte) (*Playbook, error)) {
+// ndrbot was built (builtinHeads): no file is read until one is chosen.
+func (c *Catalog) indexBuiltins() {
 	for _, bh := range builtinHeads {
-		name, file := "builtin/"+bh.File, "builtin:"+bh.File
-		read := func() ([]byte, error) { return builtin.ReadFile(name) }
-		delete(c.byID, bh.ID)
-		c.unparsed[bh.ID] = &unparsed{head: Head{ID: bh.ID, Matches: bh.Matches}, read: read, parse: func() (*Playbook, error) {
-			data, err := read()
-			if err != nil {
-				return nil, err
-			}
-			pb, err := parseFile(file, data)
-			if pb != nil {
-				pb.builtin = true
-			}
-			return pb, err
-		}}
+		c.unparsed[bh.ID] = &unparsed{head: Head{ID: bh.ID, Matches: bh.Matches}, file: bh.File}
 	}
 }
 

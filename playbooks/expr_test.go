@@ -67,7 +67,7 @@ func TestCompilerIsExprCompile(t *testing.T) {
 		if err != nil {
 			continue // not a playbook at all (bad-yaml)
 		}
-		c := newPlaybookCheck(pb, nil, nil)
+		c := newPlaybookCheck(pb, nil, nil, true)
 		c.steps(pr)
 		c.rest(pr)
 		for k := range c.exprs.done {

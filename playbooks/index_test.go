@@ -345,7 +345,7 @@ func TestBuiltinFieldsUnderEveryKind(t *testing.T) {
 				targets[target] = k.Name
 				pb, _, err := parse(name, data)
 				require.NoError(t, err)
-				c := newPlaybookCheck(pb, targets, kinds)
+				c := newPlaybookCheck(pb, targets, kinds, true)
 				refused := &problems{file: name}
 				c.steps(refused)
 				c.compile(refused)

@@ -12,7 +12,7 @@ import (
 // not empty, say what each target kind runs (describe.go); the fields of the
 // rows each step returns are then checked in every expression (fields.go).
 func check(pr *problems, pb *Playbook, knownTargets map[string]string, kinds executors.Kinds) {
-	c := newPlaybookCheck(pb, knownTargets, kinds)
+	c := newPlaybookCheck(pb, knownTargets, kinds, true)
 	c.steps(pr)
 	c.rest(pr)
 }
@@ -36,8 +36,10 @@ type playbookCheck struct {
 	readsFindings bool
 }
 
-func newPlaybookCheck(pb *Playbook, knownTargets map[string]string, kinds executors.Kinds) *playbookCheck {
-	c := &playbookCheck{pb: pb, knownTargets: knownTargets, kinds: kinds, exprs: newExprCompiler(true),
+// newPlaybookCheck checks pb; optimize: compile with expr's optimiser
+// (newExprCompiler).
+func newPlaybookCheck(pb *Playbook, knownTargets map[string]string, kinds executors.Kinds, optimize bool) *playbookCheck {
+	c := &playbookCheck{pb: pb, knownTargets: knownTargets, kinds: kinds, exprs: newExprCompiler(optimize),
 		stepIDs: map[string]*Step{}, reliefIDs: map[string]bool{}, ruleIDs: map[string]bool{}}
 	for _, s := range pb.Steps {
 		c.stepIDs[s.ID] = s
