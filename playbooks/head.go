@@ -3,6 +3,7 @@ package playbooks
 import (
 	"bytes"
 	"regexp"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -26,7 +27,9 @@ func (pb *Playbook) Head() Head {
 
 // topKeyRE is a top-level key as the built-ins write them: a plain name at
 // column 0, a colon, then a space or the end of the line.
-var topKeyRE = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_-]*):(?:[ \t]|\r?\n|$)`)
+var topKeyRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_-]*):(?:[ \t]|\r?\n|$)`)
+})
 
 // headOf reads a playbook's id, matches and params without parsing the rest of
 // the file: choosing a playbook needs only those, and parsing every built-in's
@@ -67,7 +70,7 @@ func scanHead(data []byte) (h Head, paramsText []byte, ok bool) {
 		case len(bytes.TrimSpace(line)) == 0, line[0] == ' ', line[0] == '#', isItem(line):
 			// Inside the current value (a block sequence may start at column 0).
 		default:
-			m := topKeyRE.FindSubmatch(line)
+			m := topKeyRE().FindSubmatch(line)
 			if m == nil {
 				return Head{}, nil, false
 			}

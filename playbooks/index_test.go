@@ -248,6 +248,9 @@ func TestHeadOf(t *testing.T) {
 			assert.Equal(t, tt.matches, h.Matches)
 		})
 	}
+	h, ok := headOf([]byte("id: a\nmatches: [x]\nparams:\n  sender: {type: email, required: true}\n"))
+	require.True(t, ok)
+	assert.Equal(t, []string{"sender"}, h.ParamOrder, "the params are read")
 }
 
 // Heads gives what choosing for a bounce needs without parsing a built-in.

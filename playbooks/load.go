@@ -44,7 +44,7 @@ func Parse(file string, data []byte, knownTargets map[string]string, kinds ...ex
 func parse(file string, data []byte) (*Playbook, *problems, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, nil, Problems{{File: file, Line: yamlErrorLine(err), Msg: err.Error()}}
+		return nil, nil, Problems{{File: file, Line: YAMLErrorLine(err), Msg: err.Error()}}
 	}
 	pr := &problems{file: file}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
@@ -81,7 +81,8 @@ func parse(file string, data []byte) (*Playbook, *problems, error) {
 
 var yamlLineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`line (\d+)`) })
 
-func yamlErrorLine(err error) int {
+// YAMLErrorLine is the line a YAML parse error names, 0 when it names none.
+func YAMLErrorLine(err error) int {
 	if m := yamlLineRE().FindStringSubmatch(err.Error()); m != nil {
 		n, _ := strconv.Atoi(m[1])
 		return n

@@ -11,11 +11,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -163,7 +161,7 @@ func Parse(file string, data []byte) (Case, error) {
 	p := &parser{file: file, lines: c.lines}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return Case{}, playbooks.Problems{{File: file, Line: yamlErrorLine(err), Msg: err.Error()}}
+		return Case{}, playbooks.Problems{{File: file, Line: playbooks.YAMLErrorLine(err), Msg: err.Error()}}
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 		return Case{}, playbooks.Problems{{File: file, Line: 1, Msg: "a case is a YAML mapping (playbook:, org:, expect: …)"}}
@@ -410,16 +408,6 @@ func (p *parser) proposals(key string, n *yaml.Node) []ProposalExpect {
 		out = append(out, pe)
 	}
 	return out
-}
-
-var yamlLineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`line (\d+)`) })
-
-func yamlErrorLine(err error) int {
-	if m := yamlLineRE().FindStringSubmatch(err.Error()); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		return n
-	}
-	return 0
 }
 
 // line is where a key path was written; its parent's line when the path is

@@ -1,0 +1,4 @@
+package cases
+
+// RuleError reports a finding that says its rule could not be evaluated.
+var RuleError = ruleError
