@@ -39,9 +39,6 @@ type exchangeCertificate struct {
 	keySize    int
 }
 
-// tlsName is how a connector's TlsCertificateName names the certificate.
-func (ec *exchangeCertificate) tlsName() string { return "<I>" + ec.issuer + "<S>" + ec.subject }
-
 // certStatuses are Get-ExchangeCertificate's Status values (Learn).
 var certStatuses = []string{"DateInvalid", "Invalid", "PendingRequest", "RevocationCheckFailure", "Revoked", "Unknown", "Untrusted", "Valid"}
 
@@ -107,11 +104,11 @@ func (ld *loader) certificates(s *server, fc keyed[fileCertificate], now time.Ti
 		if c.Subject == "" || c.Issuer == "" {
 			return fmt.Errorf("lab: %s: certificate %s of server %s needs Subject and Issuer (X.500: CN=mail.contoso.com)", ld.at(it.node), tp, s.name)
 		}
-		if c.Status != "" && !slices.Contains(certStatuses, c.Status) {
-			return fmt.Errorf("lab: %s: certificate %s: Status %q is not one of %s", ld.at(it.node), tp, c.Status, strings.Join(certStatuses, ", "))
+		if err := ld.oneOf(it.node, "certificate "+tp+": Status", c.Status, certStatuses); err != nil {
+			return err
 		}
-		if c.RootCAType != "" && !slices.Contains(rootCATypes, c.RootCAType) {
-			return fmt.Errorf("lab: %s: certificate %s: RootCAType %q is not one of %s", ld.at(it.node), tp, c.RootCAType, strings.Join(rootCATypes, ", "))
+		if err := ld.oneOf(it.node, "certificate "+tp+": RootCAType", c.RootCAType, rootCATypes); err != nil {
+			return err
 		}
 		services := either(c.Services, "None")
 		for _, sv := range strings.Split(services, ",") {

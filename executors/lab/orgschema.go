@@ -401,16 +401,18 @@ var (
 	renewals      = map[string]renewal{"": renewalOK, "ok": renewalOK, "failing": renewalFailing, "recovering": renewalRecovering}
 )
 
+// oneOf refuses v, set at n, unless it is empty or one of allowed.
+func (ld *loader) oneOf(n *yaml.Node, what, v string, allowed []string) error {
+	if v != "" && !slices.Contains(allowed, v) {
+		return fmt.Errorf("lab: %s: %s %q is not one of %s", ld.at(n), what, v, strings.Join(allowed, ", "))
+	}
+	return nil
+}
+
 // build translates a decoded file into the lab's model, checking references.
 func (ld *loader) build(f *fileOrg, now time.Time) (*org, error) {
 	o := &org{orgName: f.Organization, dc: f.DomainController, m365: &m365{mail: map[string][]*message{}},
 		destinations: map[string]*destination{}, zones: map[string]dnsZone{}, listings: map[string]listing{}, dnsblDown: map[string]string{}}
-	oneOf := func(n *yaml.Node, what, v string, allowed []string) error {
-		if v != "" && !slices.Contains(allowed, v) {
-			return fmt.Errorf("lab: %s: %s %q is not one of %s", ld.at(n), what, v, strings.Join(allowed, ", "))
-		}
-		return nil
-	}
 	for _, it := range f.Servers.items {
 		fs := it.val
 		s := &server{name: it.key, host: strings.ToLower(either(fs.Fqdn, it.key+".lab.contoso.com")), site: fs.Site, version: fs.Version,
@@ -419,7 +421,7 @@ func (ld *loader) build(f *fileOrg, now time.Time) (*org, error) {
 			s.services = defaultServices()
 		}
 		for _, sv := range fs.Services.items {
-			if err := oneOf(sv.node, "service Status", sv.val.Status, serviceStates); err != nil {
+			if err := ld.oneOf(sv.node, "service Status", sv.val.Status, serviceStates); err != nil {
 				return nil, err
 			}
 			if cur := s.service(sv.key); cur != nil {
@@ -441,10 +443,10 @@ func (ld *loader) build(f *fileOrg, now time.Time) (*org, error) {
 			}
 			slices.Sort(names)
 			for _, r := range names {
-				if err := oneOf(c.node, "requester", r, requesterNames); err != nil {
+				if err := ld.oneOf(c.node, "requester", r, requesterNames); err != nil {
 					return nil, err
 				}
-				if err := oneOf(c.node, "component state", c.val[r], componentStates); err != nil {
+				if err := ld.oneOf(c.node, "component state", c.val[r], componentStates); err != nil {
 					return nil, err
 				}
 				comp.requesters = append(comp.requesters, &requesterState{requester: r, state: c.val[r], at: now.Add(-time.Hour)})
@@ -457,10 +459,10 @@ func (ld *loader) build(f *fileOrg, now time.Time) (*org, error) {
 				return nil, fmt.Errorf(`lab: %s: queue %q of server %s: a queue identity is %s\<id>`, ld.at(q.node), q.key, s.name, s.name)
 			}
 			patchQueue(nq, q.val, now)
-			if err := oneOf(q.node, "DeliveryType", nq.DeliveryType, deliveryTypes); err != nil {
+			if err := ld.oneOf(q.node, "DeliveryType", nq.DeliveryType, deliveryTypes); err != nil {
 				return nil, err
 			}
-			if err := oneOf(q.node, "Status", nq.Status, queueStatuses); err != nil {
+			if err := ld.oneOf(q.node, "Status", nq.Status, queueStatuses); err != nil {
 				return nil, err
 			}
 			s.queues = append(s.queues, nq)
@@ -503,7 +505,7 @@ func (ld *loader) build(f *fileOrg, now time.Time) (*org, error) {
 	}
 	for _, it := range f.ThrottlingPolicies.items {
 		pv := it.val
-		if err := oneOf(it.node, "ThrottlingPolicyScope", pv.ThrottlingPolicyScope, policyScopes); err != nil {
+		if err := ld.oneOf(it.node, "ThrottlingPolicyScope", pv.ThrottlingPolicyScope, policyScopes); err != nil {
 			return nil, err
 		}
 		pol := &policy{name: it.key, scope: either(pv.ThrottlingPolicyScope, "Regular"), unset: map[string]bool{}}
@@ -761,8 +763,8 @@ func (ld *loader) world(o *org, w *fileWorld) error {
 			// RFC 1034 §3.6.2: a name with a CNAME has no other data.
 			return fmt.Errorf("lab: %s: dns %s has a cname and other records", ld.at(it.node), it.key)
 		}
-		if z.Fail != "" && !slices.Contains(dnsFailures, z.Fail) {
-			return fmt.Errorf("lab: %s: dns %s: fail %q is not one of %s", ld.at(it.node), it.key, z.Fail, strings.Join(dnsFailures, ", "))
+		if err := ld.oneOf(it.node, "dns "+it.key+": fail", z.Fail, dnsFailures); err != nil {
+			return err
 		}
 		o.zones[strings.ToLower(strings.TrimSuffix(it.key, "."))] = dnsZone{a: z.A, spf: z.SPF, txt: z.TXT,
 			cname: strings.ToLower(strings.TrimSuffix(z.CNAME, ".")), fail: z.Fail}
@@ -812,12 +814,6 @@ const maxTraceRun = 10000
 func (ld *loader) exo(o *org, t *fileTenant, now time.Time) error {
 	x := &exoTenant{allowModule: t.AllowModuleEndpoint == nil || *t.AllowModuleEndpoint}
 	o.exo = x
-	oneOf := func(n *yaml.Node, what, v string, allowed []string) error {
-		if v != "" && !slices.Contains(allowed, v) {
-			return fmt.Errorf("lab: %s: %s %q is not one of %s", ld.at(n), what, v, strings.Join(allowed, ", "))
-		}
-		return nil
-	}
 	optTime := func(w *when) time.Time {
 		if w == nil {
 			return time.Time{}
@@ -826,7 +822,7 @@ func (ld *loader) exo(o *org, t *fileTenant, now time.Time) error {
 	}
 	for _, it := range t.AcceptedDomains.items {
 		d := it.val
-		if err := oneOf(it.node, "DomainType", d.DomainType, exoDomainTypes); err != nil {
+		if err := ld.oneOf(it.node, "DomainType", d.DomainType, exoDomainTypes); err != nil {
 			return err
 		}
 		x.domains = append(x.domains, &exoDomain{name: it.key, domain: either(d.DomainName, it.key), kind: either(d.DomainType, "Authoritative"),
@@ -834,10 +830,10 @@ func (ld *loader) exo(o *org, t *fileTenant, now time.Time) error {
 	}
 	for _, it := range t.OutboundSpamPolicies.items {
 		pv := it.val
-		if err := oneOf(it.node, "ActionWhenThresholdReached", pv.ActionWhenThresholdReached, thresholdActions); err != nil {
+		if err := ld.oneOf(it.node, "ActionWhenThresholdReached", pv.ActionWhenThresholdReached, thresholdActions); err != nil {
 			return err
 		}
-		if err := oneOf(it.node, "AutoForwardingMode", pv.AutoForwardingMode, forwardingModes); err != nil {
+		if err := ld.oneOf(it.node, "AutoForwardingMode", pv.AutoForwardingMode, forwardingModes); err != nil {
 			return err
 		}
 		for _, l := range []int64{pv.RecipientLimitExternalPerHour, pv.RecipientLimitInternalPerHour, pv.RecipientLimitPerDay} {
@@ -868,7 +864,7 @@ func (ld *loader) exo(o *org, t *fileTenant, now time.Time) error {
 		if !strings.Contains(it.key, "@") {
 			return fmt.Errorf("lab: %s: tenant mailbox %q: the key is its primary SMTP address", ld.at(it.node), it.key)
 		}
-		if err := oneOf(it.node, "RecipientTypeDetails", m.RecipientTypeDetails, cloudMailboxTypes); err != nil {
+		if err := ld.oneOf(it.node, "RecipientTypeDetails", m.RecipientTypeDetails, cloudMailboxTypes); err != nil {
 			return err
 		}
 		if m.ForwardingSmtpAddress != "" && !strings.HasPrefix(strings.ToLower(m.ForwardingSmtpAddress), "smtp:") {
@@ -882,10 +878,10 @@ func (ld *loader) exo(o *org, t *fileTenant, now time.Time) error {
 	x.smtpAuthDisabled = t.TransportConfig.SmtpClientAuthenticationDisabled
 	for _, it := range t.InboundConnectors.items {
 		c := it.val
-		if err := oneOf(it.node, "ConnectorType", c.ConnectorType, connectorTypes); err != nil {
+		if err := ld.oneOf(it.node, "ConnectorType", c.ConnectorType, connectorTypes); err != nil {
 			return err
 		}
-		if err := oneOf(it.node, "ConnectorSource", c.ConnectorSource, connectorSources); err != nil {
+		if err := ld.oneOf(it.node, "ConnectorSource", c.ConnectorSource, connectorSources); err != nil {
 			return err
 		}
 		x.inbound = append(x.inbound, &inboundConnector{name: it.key, kind: either(c.ConnectorType, "Partner"), source: either(c.ConnectorSource, "Default"),
@@ -900,7 +896,7 @@ func (ld *loader) exo(o *org, t *fileTenant, now time.Time) error {
 			allowed []string
 		}{{"ConnectorType", c.ConnectorType, connectorTypes},
 			{"ConnectorSource", c.ConnectorSource, connectorSources}, {"TlsSettings", c.TlsSettings, tlsSettings}} {
-			if err := oneOf(it.node, e.what, e.v, e.allowed); err != nil {
+			if err := ld.oneOf(it.node, e.what, e.v, e.allowed); err != nil {
 				return err
 			}
 		}

@@ -343,8 +343,12 @@ func (ev *spfEval) include(ctx context.Context, target string) {
 	}
 }
 
-// follow fetches the one SPF record of an include: or redirect= target.
+// follow fetches the one SPF record of an include: or redirect= target; none
+// once the walk has stopped (a redirect= counted past the limit).
 func (ev *spfEval) follow(ctx context.Context, target, how string) (string, bool) {
+	if ev.stopped {
+		return "", false
+	}
 	d := strings.ToLower(strings.TrimSuffix(target, "."))
 	for _, p := range ev.path {
 		if p == d {
@@ -360,9 +364,7 @@ func (ev *spfEval) follow(ctx context.Context, target, how string) (string, bool
 	switch a.Status {
 	case DNSOK, DNSNoData, DNSNXDomain:
 	default:
-		if !ev.stopped {
-			ev.res.Unanswered = d
-		}
+		ev.res.Unanswered = d // the walk's first failure: it had not stopped
 		ev.fail(AuthTempError, "the TXT lookup of %s%s failed (%s): receivers answer temperror", how, d, a.Status)
 		return "", false
 	}
