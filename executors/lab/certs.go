@@ -149,14 +149,10 @@ func getExchangeCertificate(c *call) ([]any, error) {
 			return nil, cmdletErr(c.cmd.name, "InvalidArgument: (:) [Get-ExchangeCertificate], ParameterBindingException", "AmbiguousParameterSet,Microsoft.Exchange.Management.SystemConfigurationTasks.GetExchangeCertificate",
 				"Parameter set cannot be resolved using the specified named parameters.")
 		}
-		srv, tp, ok := strings.Cut(c.str("Identity"), `\`)
-		if !ok {
-			srv, tp = "", srv
-		}
-		if srv != "" {
-			if s = c.o.serverByID(srv); s == nil {
-				return nil, c.notFound(c.str("Identity"))
-			}
+		var tp string
+		var err error
+		if s, tp, err = c.onServer(c.str("Identity")); err != nil {
+			return nil, err
 		}
 		want = strings.ToUpper(tp)
 	}
@@ -282,12 +278,9 @@ func setSendConnector(c *call) ([]any, error) {
 // does not check the certificate is installed.
 func setReceiveConnector(c *call) ([]any, error) {
 	id := c.str("Identity")
-	s, name := c.local, id
-	if srv, n, ok := strings.Cut(id, `\`); ok {
-		if s = c.o.serverByID(srv); s == nil {
-			return nil, c.notFound(id)
-		}
-		name = n
+	s, name, err := c.onServer(id)
+	if err != nil {
+		return nil, err
 	}
 	i := slices.IndexFunc(s.receiveConnectors(), func(rc *receiveConnector) bool { return strings.EqualFold(rc.name, name) })
 	if i < 0 {

@@ -28,15 +28,25 @@ func adChain(t string) []string {
 // queueOn resolves a queue identity, Server\Queue or a queue of the local
 // server, to its server and its identity as Exchange writes it.
 func (c *call) queueOn(id string) (*server, string, error) {
+	s, rest, err := c.onServer(id)
+	if err != nil {
+		return nil, "", err
+	}
+	return s, s.name + `\` + rest, nil
+}
+
+// onServer splits an identity Server\Name, or Name on the local server, into
+// its server and the rest.
+func (c *call) onServer(id string) (*server, string, error) {
 	srv, rest, ok := strings.Cut(id, `\`)
 	if !ok {
-		srv, rest = c.local.name, id
+		return c.local, id, nil
 	}
 	s := c.o.serverByID(srv)
 	if s == nil {
 		return nil, "", c.notFound(id)
 	}
-	return s, s.name + `\` + rest, nil
+	return s, rest, nil
 }
 
 // server resolves -Server.
