@@ -3,90 +3,18 @@ package lab
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/probe"
+	"github.com/ndrbot/ndrbot/executors/probe/dnsfake"
 )
-
-// wireDNS is a recursive server on the loopback that fails as a broken one
-// does: SERVFAIL under servfail, REFUSED under refused, no reply at all under
-// silent; everything else from records (CNAMEs followed, NXDOMAIN for a name
-// it does not hold).
-func wireDNS(t *testing.T, servfail, refused, silent string, records ...string) string {
-	t.Helper()
-	rrs := map[string][]dns.RR{}
-	for _, s := range records {
-		rr, err := dns.NewRR(s)
-		require.NoError(t, err, s)
-		rrs[strings.ToLower(rr.Header().Name)] = append(rrs[strings.ToLower(rr.Header().Name)], rr)
-	}
-	under := func(name, zone string) bool { return name == zone+"." || strings.HasSuffix(name, "."+zone+".") }
-	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		q := r.Question[0]
-		name := strings.ToLower(q.Name)
-		if under(name, silent) {
-			return
-		}
-		m := new(dns.Msg)
-		m.SetReply(r)
-		m.RecursionAvailable = true
-		for range 8 {
-			if under(name, servfail) || under(name, refused) {
-				break
-			}
-			var next string
-			for _, rr := range rrs[name] {
-				if c, ok := rr.(*dns.CNAME); ok && q.Qtype != dns.TypeCNAME {
-					m.Answer, next = append(m.Answer, c), strings.ToLower(c.Target)
-				}
-			}
-			if next == "" {
-				break
-			}
-			name = next
-		}
-		switch {
-		case under(name, servfail):
-			m.Rcode = dns.RcodeServerFailure
-		case under(name, refused):
-			m.Rcode = dns.RcodeRefused
-		case rrs[name] == nil:
-			m.Rcode = dns.RcodeNameError
-		default:
-			for _, rr := range rrs[name] {
-				if rr.Header().Rrtype == q.Qtype {
-					m.Answer = append(m.Answer, rr)
-				}
-			}
-		}
-		_ = w.WriteMsg(m)
-	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	require.NoError(t, err)
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: handler, NotifyStartedFunc: func() { close(started) }}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.ActivateAndServe()
-	}()
-	<-started
-	t.Cleanup(func() {
-		_ = srv.Shutdown()
-		<-done
-	})
-	return pc.LocalAddr().String()
-}
 
 // A lookup the organisation file makes fail (world.dns fail:) answers the
 // mail-authentication and DNS checks exactly as the probe executor answers
@@ -96,10 +24,10 @@ func wireDNS(t *testing.T, servfail, refused, silent string, records ...string) 
 func TestDNSFailuresAsTheProbeMeetsThem(t *testing.T) {
 	t.Parallel()
 	const spf = "v=spf1 ip4:203.0.113.25 include:_spf.slow.test -all"
-	addr := wireDNS(t, "broken.test", "refused.test", "slow.test",
+	addr := dnsfake.New(t, dnsfake.Failing{ServFail: []string{"broken.test"}, Refused: []string{"refused.test"}, Blackhole: []string{"slow.test"}},
 		`contoso.test. 300 IN TXT "`+spf+`"`,
 		`_dmarc.contoso.test. 300 IN TXT "v=DMARC1; p=reject"`,
-		`selector1._domainkey.contoso.test. 300 IN CNAME selector1.broken.test.`)
+		`selector1._domainkey.contoso.test. 300 IN CNAME selector1.broken.test.`).Addr
 	real, err := probe.New("net", config.Target{Kind: config.KindProbe, Timeout: 10 * time.Second},
 		probe.WithDNSServer(addr), probe.WithDNSTimeout(150*time.Millisecond))
 	require.NoError(t, err)

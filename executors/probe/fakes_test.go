@@ -18,8 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ndrbot/ndrbot/executors/probe/dnsfake"
 )
 
 // ---- fake SMTP server -------------------------------------------------------------
@@ -263,94 +264,16 @@ func testTLS(t testing.TB) tlsPair {
 
 // ---- fake DNS server --------------------------------------------------------------
 //
-// A recursive resolver as the bot sees it, answering from a fixed table. Record
-// shapes follow real zones: Microsoft 365 MX/SPF, RFC 5782 DNSBL test entries
-// (127.0.0.2 listed with a TXT reason in every zone), Spamhaus's 127.255.255.254
-// "public resolver" refusal.
+// A recursive resolver as the bot sees it, answering from a fixed table
+// (dnsfake). Record shapes follow real zones: Microsoft 365 MX/SPF, RFC 5782
+// DNSBL test entries (127.0.0.2 listed with a TXT reason in every zone),
+// Spamhaus's 127.255.255.254 "public resolver" refusal.
 
-type fakeDNS struct {
-	addr      string
-	records   map[dnsKey][]dns.RR
-	names     map[string]bool // names that exist (NOERROR/NODATA instead of NXDOMAIN)
-	blackhole []string        // suffixes never answered
-	servfail  []string        // suffixes answered SERVFAIL
-	queries   atomic.Int64
-}
-
-type dnsKey struct {
-	name  string
-	qtype uint16
-}
+type fakeDNS = dnsfake.Server
 
 // newFakeDNS serves rrs; blackhole and servfail are name suffixes.
 func newFakeDNS(t testing.TB, blackhole, servfail []string, rrs ...string) *fakeDNS {
-	t.Helper()
-	f := &fakeDNS{records: map[dnsKey][]dns.RR{}, names: map[string]bool{}, blackhole: blackhole, servfail: servfail}
-	for _, s := range rrs {
-		rr, err := dns.NewRR(s)
-		require.NoError(t, err, s)
-		k := dnsKey{strings.ToLower(rr.Header().Name), rr.Header().Rrtype}
-		f.records[k] = append(f.records[k], rr)
-		f.names[k.name] = true
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	require.NoError(t, err)
-	f.addr = pc.LocalAddr().String()
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(f.serve), NotifyStartedFunc: func() { close(started) }}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.ActivateAndServe()
-	}()
-	<-started
-	t.Cleanup(func() {
-		_ = srv.Shutdown()
-		<-done
-	})
-	return f
-}
-
-func hasSuffix(name string, suffixes []string) bool {
-	name = strings.TrimSuffix(name, ".")
-	for _, s := range suffixes {
-		if name == s || strings.HasSuffix(name, "."+s) {
-			return true
-		}
-	}
-	return false
-}
-
-func (f *fakeDNS) serve(w dns.ResponseWriter, r *dns.Msg) {
-	f.queries.Add(1)
-	q := r.Question[0]
-	name := strings.ToLower(q.Name)
-	if hasSuffix(name, f.blackhole) {
-		return
-	}
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.RecursionAvailable = true
-	// A recursive resolver follows CNAMEs and returns the chain before the answer
-	// (RFC 1034 §3.6.2); the rcode is the chain's end's (NXDOMAIN for a dangling one).
-	for range 8 {
-		cname := f.records[dnsKey{name, dns.TypeCNAME}]
-		if q.Qtype == dns.TypeCNAME || len(cname) == 0 || hasSuffix(name, f.servfail) {
-			break
-		}
-		m.Answer = append(m.Answer, cname[0])
-		name = strings.ToLower(cname[0].(*dns.CNAME).Target)
-	}
-	switch {
-	case hasSuffix(name, f.servfail):
-		m.Rcode = dns.RcodeServerFailure
-	case len(f.records[dnsKey{name, q.Qtype}]) > 0:
-		m.Answer = append(m.Answer, f.records[dnsKey{name, q.Qtype}]...)
-	case f.names[name]:
-	default:
-		m.Rcode = dns.RcodeNameError
-	}
-	_ = w.WriteMsg(m)
+	return dnsfake.New(t, dnsfake.Failing{Blackhole: blackhole, ServFail: servfail}, rrs...)
 }
 
 // ---- clock ------------------------------------------------------------------------

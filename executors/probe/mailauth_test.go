@@ -176,7 +176,7 @@ func TestSPFBounded(t *testing.T) {
 	r := decode[SPFResult](t, runCheck(t, e, VantagePoint, "spf", map[string]any{"domain": "c0.chain.test"}))
 	assert.Equal(t, "permerror", r.Verdict)
 	assert.Equal(t, SPFLookupLimit+1, r.Lookups)
-	assert.LessOrEqual(t, d.queries.Load(), int64(SPFLookupLimit+1))
+	assert.LessOrEqual(t, d.Queries.Load(), int64(SPFLookupLimit+1))
 }
 
 func TestDMARC(t *testing.T) {
@@ -292,5 +292,5 @@ func TestMailAuthInput(t *testing.T) {
 		_, err := e.Run(context.Background(), VantagePoint, executors.Action{Step: "s", Check: tt.check, Params: tt.params})
 		assert.ErrorIs(t, err, incident.ErrInvalidInput, "%s %v", tt.check, tt.params)
 	}
-	assert.Zero(t, d.queries.Load(), "no DNS query for a malformed action")
+	assert.Zero(t, d.Queries.Load(), "no DNS query for a malformed action")
 }

@@ -66,7 +66,7 @@ func newTestDNS(t *testing.T) *fakeDNS {
 func newTestExec(t *testing.T, d *fakeDNS, endpoints []string, opts ...Option) *Executor {
 	t.Helper()
 	// Generous for loaded CI machines; tests of the timeout itself pass a short one.
-	base := []Option{WithDNSServer(d.addr), WithDNSTimeout(2 * time.Second)}
+	base := []Option{WithDNSServer(d.Addr), WithDNSTimeout(2 * time.Second)}
 	e, err := New("test", config.Target{Kind: Kind, Endpoints: endpoints, HeloName: testHelo, Timeout: 3 * time.Second},
 		append(base, opts...)...)
 	require.NoError(t, err)
@@ -212,7 +212,7 @@ func TestRunRejectsMalformedActions(t *testing.T) {
 		})
 	}
 	assert.Zero(t, smtp.accepted.Load(), "no connection for a malformed action")
-	assert.Zero(t, d.queries.Load(), "no DNS query for a malformed action")
+	assert.Zero(t, d.Queries.Load(), "no DNS query for a malformed action")
 }
 
 func TestSMTP(t *testing.T) {
@@ -505,7 +505,7 @@ func BenchmarkSMTPProbe(b *testing.B) {
 	f := newFakeSMTP(b, modeNoTLS)
 	d := newFakeDNS(b, nil, nil)
 	e, err := New("bench", config.Target{Endpoints: []string{f.addr()}, HeloName: testHelo},
-		WithDNSServer(d.addr), WithRateLimit(time.Nanosecond, 1<<30), WithCacheTTL(0))
+		WithDNSServer(d.Addr), WithRateLimit(time.Nanosecond, 1<<30), WithCacheTTL(0))
 	require.NoError(b, err)
 	for b.Loop() {
 		out, err := e.Run(context.Background(), f.addr(), executors.Action{Check: "smtp"})

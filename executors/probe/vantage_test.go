@@ -21,7 +21,7 @@ func TestTargetWithoutEndpointsIsTheVantagePoint(t *testing.T) {
 	f := newFakeSMTP(t, modeNoTLS)
 	d := newTestDNS(t)
 	e, err := New("net", config.Target{Kind: Kind, HeloName: testHelo},
-		WithDNSServer(d.addr), WithSMTPPort(f.port()))
+		WithDNSServer(d.Addr), WithSMTPPort(f.port()))
 	require.NoError(t, err)
 	require.Equal(t, []string{VantagePoint}, e.Hosts())
 	host := e.Hosts()[0]
