@@ -774,6 +774,9 @@ func (ld *loader) world(o *org, w *fileWorld) error {
 			return fmt.Errorf("lab: %s: dnsbl key %q is \"<ip> <zone>\"", ld.at(it.node), it.key)
 		}
 		if it.val.Down != "" {
+			if err := ld.oneOf(it.node, "dnsbl "+it.key+": down", it.val.Down, dnsFailures); err != nil {
+				return err
+			}
 			o.dnsblDown[it.key] = it.val.Down
 			continue
 		}

@@ -3,9 +3,12 @@ package lab
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/ndrbot/ndrbot/executors/probe"
 )
@@ -74,8 +77,8 @@ type dnsZone struct {
 }
 
 // dnsFailures are the ways a lab lookup can fail, each answered as the probe's
-// resolver reports the same reply from a real recursive server (probe/dns.go,
-// resolver.lookup): SERVFAIL is status servfail; no reply within the timeout
+// resolver reports the same reply from a real recursive server, in its words
+// (probe.LookupFailure): SERVFAIL is status servfail; no reply within the timeout
 // (twice) is status timeout; REFUSED is status error. A receiver meeting the
 // first two answers temperror (RFC 7208 §2.6.6 for SPF, RFC 7489 §6.6.3 for
 // DMARC: a DMARC record that cannot be retrieved for a transient reason).
@@ -102,15 +105,15 @@ func failing(zones map[string]dnsZone, name string) string {
 }
 
 // failedLookup is the status and error the probe's resolver gives for a lookup
-// of qtype at name that fails as fail says.
+// of qtype at name that fails as fail (one of dnsFailures) says.
 func failedLookup(qtype, name, fail string) (string, error) {
 	switch fail {
 	case "timeout":
-		return probe.DNSTimeout, fmt.Errorf("%s %s via %s: no reply: i/o timeout", qtype, name, labResolver)
+		return probe.LookupFailure(qtype, name, labResolver, 0, os.ErrDeadlineExceeded) // "i/o timeout"
 	case "refused":
-		return probe.DNSError, fmt.Errorf("%s %s via %s: REFUSED", qtype, name, labResolver)
+		return probe.LookupFailure(qtype, name, labResolver, dns.RcodeRefused, nil)
 	}
-	return probe.DNSServFail, fmt.Errorf("%s %s via %s: SERVFAIL", qtype, name, labResolver)
+	return probe.LookupFailure(qtype, name, labResolver, dns.RcodeServerFailure, nil)
 }
 
 // listing is one DNSBL entry: the 127.0.0.x answer and the TXT reason.
@@ -291,8 +294,10 @@ func (o *org) dnsbl(p map[string]any) (any, error) {
 	for _, ip := range ips {
 		for _, z := range zones {
 			row := probe.DNSBLRow{IP: ip, Zone: z, Status: probe.DNSOK}
-			if status, down := o.dnsblDown[ip+" "+z]; down {
-				row.Status, row.Error = status, fmt.Sprintf("A %s.%s via %s: no reply: i/o timeout", reversed(ip), z, labResolver)
+			if fail, down := o.dnsblDown[ip+" "+z]; down {
+				var err error
+				row.Status, err = failedLookup("A", reversed(ip)+"."+z, fail)
+				row.Error = err.Error()
 			} else if l, ok := o.listings[ip+" "+z]; ok {
 				row.Listed, row.Code, row.Reason = true, l.code, l.reason
 			}

@@ -83,20 +83,17 @@ func (r *resolver) lookup(ctx context.Context, name string, qtype uint16) answer
 		}
 	}
 	qt := dns.TypeToString[qtype]
-	switch {
-	case err != nil && isTimeout(err):
-		return answer{status: DNSTimeout, err: fmt.Errorf("%s %s via %s: no reply: %w", qt, name, r.server, err)}
-	case err != nil:
-		return answer{status: DNSError, err: fmt.Errorf("%s %s via %s: %w", qt, name, r.server, err)}
+	if err != nil {
+		status, err := LookupFailure(qt, name, r.server, 0, err)
+		return answer{status: status, err: err}
 	}
 	switch in.Rcode {
 	case dns.RcodeSuccess:
 	case dns.RcodeNameError: // a CNAME to a name that does not exist says so here
 		return answer{status: DNSNXDomain, cname: cnameTarget(in.Answer)}
-	case dns.RcodeServerFailure:
-		return answer{status: DNSServFail, err: fmt.Errorf("%s %s via %s: SERVFAIL", qt, name, r.server)}
 	default:
-		return answer{status: DNSError, err: fmt.Errorf("%s %s via %s: %s", qt, name, r.server, dns.RcodeToString[in.Rcode])}
+		status, err := LookupFailure(qt, name, r.server, in.Rcode, nil)
+		return answer{status: status, err: err}
 	}
 	cname := cnameTarget(in.Answer)
 	var rrs []dns.RR
@@ -109,6 +106,23 @@ func (r *resolver) lookup(ctx context.Context, name string, qtype uint16) answer
 		return answer{status: DNSNoData, cname: cname}
 	}
 	return answer{rrs: rrs, status: DNSOK, cname: cname}
+}
+
+// LookupFailure is the status and error the resolver reports for a lookup of
+// qtype at name, via server, that failed: with cause, no answer came (DNSTimeout
+// when it timed out); without, the server answered rcode, neither success nor
+// NXDOMAIN. The lab writes its simulated failures with it.
+func LookupFailure(qtype, name, server string, rcode int, cause error) (string, error) {
+	switch {
+	case cause != nil && isTimeout(cause):
+		return DNSTimeout, fmt.Errorf("%s %s via %s: no reply: %w", qtype, name, server, cause)
+	case cause != nil:
+		return DNSError, fmt.Errorf("%s %s via %s: %w", qtype, name, server, cause)
+	case rcode == dns.RcodeServerFailure:
+		return DNSServFail, fmt.Errorf("%s %s via %s: SERVFAIL", qtype, name, server)
+	default:
+		return DNSError, fmt.Errorf("%s %s via %s: %s", qtype, name, server, dns.RcodeToString[rcode])
+	}
 }
 
 // cnameTarget is the end of the CNAME chain in an answer section, "" when none.
