@@ -412,23 +412,10 @@ func TestGraph503LapseMailboxFromResource(t *testing.T) {
 	}
 }
 
-// brokenGraph is the lab with the graph target unreachable or not configured.
-type brokenGraph struct {
-	lab.Targets
-	err error
-}
-
-func (b brokenGraph) Executor(name string) (executors.Executor, error) {
-	if name == "graph" {
-		return nil, b.err
-	}
-	return b.Targets.Executor(name)
-}
-
 func TestGraph503GraphUnreachable(t *testing.T) {
 	l, err := lab.New("renewal-failing", lab.Options{})
 	require.NoError(t, err)
-	r := diagnose503On(t, l, brokenGraph{labTargetsFor(l), fmt.Errorf("graph graph: no token from login.microsoftonline.com: 401 invalid_client: %w", executors.ErrAuth)}, nil)
+	r := diagnose503On(t, l, brokenTarget{labTargetsFor(l), "graph", fmt.Errorf("graph graph: no token from login.microsoftonline.com: 401 invalid_client: %w", executors.ErrAuth)}, nil)
 	assert.Equal(t, []string{"graph-unreachable"}, escalationIDs(r.run.Escalations()))
 	assert.Equal(t, []string{"step-failed", "step-failed"}, rules(r.run.Findings()))
 	assert.Empty(t, r.run.Proposals())

@@ -20,43 +20,24 @@ import (
 // connector right before the change and refuses unless it still names the
 // previous value of the proposal.
 func TestHybridTLSBindGuard(t *testing.T) {
-	const (
-		connector = "Outbound to Office 365 - 5e6f7a8b"
-		renewal   = "<I>CN=R11, O=Let's Encrypt, C=US<S>CN=mail.contoso.com"
-		// What the wizard, rerun meanwhile, chose instead.
-		wizard = "<I>CN=DigiCert Global G2 TLS RSA SHA256 2020 CA1, O=DigiCert Inc, C=US<S>CN=mail.contoso.com"
-	)
+	const connector = "Outbound to Office 365 - 5e6f7a8b"
 	tests := []struct {
 		name    string
 		changed bool // the connector was changed between diagnosis and approval
 		want    string
 		refused string
 	}{
-		{name: "unchanged: runs", want: renewal},
-		{name: "changed since the diagnosis: refused, nothing changed", changed: true, want: wizard,
-			refused: "bind-send-cert refused, nothing changed: send connector " + connector + " now names " + wizard},
+		{name: "unchanged: runs", want: certRenewal},
+		{name: "changed since the diagnosis: refused, nothing changed", changed: true, want: certWizard,
+			refused: "bind-send-cert refused, nothing changed: send connector " + connector + " now names " + certWizard},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
 			l, eng, run, exec := diagnoseRenewal(t, "bind-send-cert")
-			setConnector := func(name string) {
-				_, err := exec.Run(ctx, exec.Hosts()[0], executors.Action{Step: "test", Cmdlet: "Set-SendConnector",
-					Args: []executors.Arg{{Name: "Identity", Value: connector}, {Name: "TlsCertificateName", Value: name}}})
-				require.NoError(t, err)
-			}
 			if tc.changed {
-				setConnector(wizard)
+				setCertName(t, exec, "Set-SendConnector", connector, certWizard)
 			}
-
-			res, err := eng.Relieve(ctx, run, "bind-send-cert")
-			require.NoError(t, err)
-			if tc.refused != "" {
-				assert.False(t, res.OK)
-				assert.Contains(t, res.Error, tc.refused)
-			} else {
-				assert.True(t, res.OK, res.Error)
-			}
+			relieve(t, eng, run, "bind-send-cert", tc.refused)
 			assert.Equal(t, tc.want, certName(t, exec, "Get-SendConnector", connector))
 			var sets int
 			for _, c := range l.Calls() {
@@ -74,10 +55,8 @@ func TestHybridTLSBindGuard(t *testing.T) {
 // was changed (the relief runs host by host).
 func TestHybridTLSFrontendGuard(t *testing.T) {
 	const (
-		renewal = "<I>CN=R11, O=Let's Encrypt, C=US<S>CN=mail.contoso.com"
-		wizard  = "<I>CN=DigiCert Global G2 TLS RSA SHA256 2020 CA1, O=DigiCert Inc, C=US<S>CN=mail.contoso.com"
-		ex01    = `EX01\Default Frontend EX01`
-		ex02    = `EX02\Default Frontend EX02`
+		ex01 = `EX01\Default Frontend EX01`
+		ex02 = `EX02\Default Frontend EX02`
 	)
 	tests := []struct {
 		name    string
@@ -85,32 +64,50 @@ func TestHybridTLSFrontendGuard(t *testing.T) {
 		want    map[string]string
 		refused string
 	}{
-		{name: "unchanged: both", want: map[string]string{ex01: renewal, ex02: renewal}},
-		{name: "EX02 changed since: EX01 only", changed: ex02, want: map[string]string{ex01: renewal, ex02: wizard},
-			refused: "bind-frontend-cert refused, nothing changed: receive connector " + ex02 + " now names " + wizard},
+		{name: "unchanged: both", want: map[string]string{ex01: certRenewal, ex02: certRenewal}},
+		{name: "EX02 changed since: EX01 only", changed: ex02, want: map[string]string{ex01: certRenewal, ex02: certWizard},
+			refused: "bind-frontend-cert refused, nothing changed: receive connector " + ex02 + " now names " + certWizard},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
 			_, eng, run, exec := diagnoseRenewal(t, "bind-frontend-cert")
-			host := exec.Hosts()[0]
 			if tc.changed != "" {
-				_, err := exec.Run(ctx, host, executors.Action{Step: "test", Cmdlet: "Set-ReceiveConnector",
-					Args: []executors.Arg{{Name: "Identity", Value: tc.changed}, {Name: "TlsCertificateName", Value: wizard}}})
-				require.NoError(t, err)
+				setCertName(t, exec, "Set-ReceiveConnector", tc.changed, certWizard)
 			}
-			res, err := eng.Relieve(ctx, run, "bind-frontend-cert")
-			require.NoError(t, err)
-			if tc.refused != "" {
-				assert.False(t, res.OK)
-				assert.Contains(t, res.Error, tc.refused)
-			} else {
-				assert.True(t, res.OK, res.Error)
-			}
+			relieve(t, eng, run, "bind-frontend-cert", tc.refused)
 			for id, want := range tc.want {
 				assert.Equal(t, want, certName(t, exec, "Get-ReceiveConnector", id), id)
 			}
 		})
+	}
+}
+
+// The certificate names of cert-renewed-not-bound: the renewal installed, and
+// what the Hybrid Configuration Wizard, rerun between diagnosis and approval,
+// chose instead.
+const (
+	certRenewal = "<I>CN=R11, O=Let's Encrypt, C=US<S>CN=mail.contoso.com"
+	certWizard  = "<I>CN=DigiCert Global G2 TLS RSA SHA256 2020 CA1, O=DigiCert Inc, C=US<S>CN=mail.contoso.com"
+)
+
+// setCertName is someone else changing a connector's TlsCertificateName.
+func setCertName(t *testing.T, exec executors.Executor, cmdlet, identity, name string) {
+	t.Helper()
+	_, err := exec.Run(context.Background(), exec.Hosts()[0], executors.Action{Step: "test", Cmdlet: cmdlet,
+		Args: []executors.Arg{{Name: "Identity", Value: identity}, {Name: "TlsCertificateName", Value: name}}})
+	require.NoError(t, err)
+}
+
+// relieve runs relief, which refused says is refused with those words ("": runs).
+func relieve(t *testing.T, eng *playbooks.Engine, run *playbooks.Run, relief, refused string) {
+	t.Helper()
+	res, err := eng.Relieve(context.Background(), run, relief)
+	require.NoError(t, err)
+	if refused != "" {
+		assert.False(t, res.OK)
+		assert.Contains(t, res.Error, refused)
+	} else {
+		assert.True(t, res.OK, res.Error)
 	}
 }
 
@@ -121,10 +118,8 @@ func diagnoseRenewal(t *testing.T, relief string) (*lab.Lab, *playbooks.Engine, 
 	l, err := lab.New("cert-renewed-not-bound", lab.Options{})
 	require.NoError(t, err)
 	targets := labTargetsFor(l)
-	eng := playbooks.NewEngine(targets, playbooks.Options{WaitScale: 1e6})
-	run := playbooks.NewRun("r-hybrid", builtin(t, "hybrid-tls"),
-		map[string]any{"window": 24 * time.Hour, "expiry_warning": 720 * time.Hour}, time.Now(), &recorder{})
-	require.NoError(t, eng.Diagnose(context.Background(), run))
+	r := diagnoseRun(t, l, targets, builtin(t, "hybrid-tls"), map[string]any{"window": 24 * time.Hour, "expiry_warning": 720 * time.Hour}, 1e6)
+	eng, run := r.eng, r.run
 	p, ok := run.Proposal(relief)
 	require.True(t, ok, "proposed: %v", reliefIDs(run.Proposals()))
 	require.Empty(t, p.Blocked)

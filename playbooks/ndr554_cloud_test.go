@@ -1,7 +1,6 @@
 package playbooks_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/lab"
 	"github.com/ndrbot/ndrbot/incident"
-	"github.com/ndrbot/ndrbot/playbooks"
 )
 
 // brokenTarget answers one target with err and the others from the lab.
@@ -48,9 +46,8 @@ func TestNDR554CloudBranchWithoutEXO(t *testing.T) {
 		t.Run(tc.scenario, func(t *testing.T) {
 			l, err := lab.New(tc.scenario, lab.Options{})
 			require.NoError(t, err)
-			eng := playbooks.NewEngine(brokenTarget{labTargetsFor(l), "exo", notConfigured}, playbooks.Options{WaitScale: 3000})
-			run := playbooks.NewRun("r-554", builtin(t, "5.5.4"), map[string]any{"sender": tc.sender, "window": 15 * time.Minute}, time.Now(), &recorder{})
-			require.NoError(t, eng.Diagnose(context.Background(), run))
+			run := diagnoseRun(t, l, brokenTarget{labTargetsFor(l), "exo", notConfigured}, builtin(t, "5.5.4"),
+				map[string]any{"sender": tc.sender, "window": 15 * time.Minute}, 3000).run
 
 			var skipped []incident.Finding
 			for _, f := range run.Findings() {
@@ -98,11 +95,7 @@ func TestNDR554CloudQuotaNamesTheEffectiveLimit(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.scenario, func(t *testing.T) {
-			l, err := lab.New(tc.scenario, lab.Options{})
-			require.NoError(t, err)
-			eng := playbooks.NewEngine(labTargetsFor(l), playbooks.Options{WaitScale: 3000})
-			run := playbooks.NewRun("r-554", builtin(t, "5.5.4"), map[string]any{"sender": tc.sender, "window": 15 * time.Minute}, time.Now(), &recorder{})
-			require.NoError(t, eng.Diagnose(context.Background(), run))
+			run := diagnose(t, tc.scenario, map[string]any{"sender": tc.sender, "window": 15 * time.Minute}).run
 			var reason string
 			for _, e := range run.Escalations() {
 				if e.Rule == "cloud-quota" {

@@ -77,7 +77,7 @@ func TestNDR554WithoutGraphApp(t *testing.T) {
 		t.Run(tc.scenario, func(t *testing.T) {
 			l, err := lab.New(tc.scenario, lab.Options{})
 			require.NoError(t, err)
-			r := diagnose554On(t, l, brokenGraph{labTargetsFor(l), notConfigured})
+			r := diagnose554On(t, l, brokenTarget{labTargetsFor(l), "graph", notConfigured})
 			assert.Equal(t, tc.findings, rules(r.run.Findings()))
 			assert.Equal(t, tc.escalations, escalationIDs(r.run.Escalations()))
 			if tc.reason != "" {
