@@ -409,11 +409,13 @@ func TestSetReceiveConnectorTlsCertificateName(t *testing.T) {
 	tests := []struct {
 		name, identity, value string
 		err                   string
+		readBack              string // the connector read after: Server\Name
 	}{
-		{name: "other server by Server\\Name", identity: `EX02\Default Frontend EX02`, value: renewal},
-		{name: "local by name", identity: "Default Frontend EX01", value: renewal},
-		{name: "not the form", identity: `EX02\Default Frontend EX02`, value: "CN=mail.contoso.com", err: "The value is not in the form <I>issuer<S>subject."},
-		{name: "unknown connector", identity: `EX02\Default Frontend EX09`, value: renewal, err: `couldn't be found`},
+		{name: "other server by Server\\Name", identity: `EX02\Default Frontend EX02`, value: renewal, readBack: `EX02\Default Frontend EX02`},
+		{name: "local by name", identity: "Default Frontend EX01", value: renewal, readBack: `EX01\Default Frontend EX01`},
+		{name: "not the form", identity: `EX02\Default Frontend EX02`, value: "CN=mail.contoso.com", err: "The value is not in the form <I>issuer<S>subject.",
+			readBack: `EX02\Default Frontend EX02`},
+		{name: "unknown connector", identity: `EX02\Default Frontend EX09`, value: renewal, err: `couldn't be found`, readBack: `EX02\Default Frontend EX02`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -427,14 +429,7 @@ func TestSetReceiveConnectorTlsCertificateName(t *testing.T) {
 				require.NoError(t, err)
 				want = tc.value
 			}
-			id := tc.identity
-			if !strings.Contains(id, `\`) {
-				id = `EX01\` + id
-			}
-			if tc.err == `couldn't be found` {
-				id = `EX02\Default Frontend EX02`
-			}
-			rs := rows(t, l, "exchange", "Get-ReceiveConnector", []string{"TlsCertificateName"}, "Identity", id)
+			rs := rows(t, l, "exchange", "Get-ReceiveConnector", []string{"TlsCertificateName"}, "Identity", tc.readBack)
 			require.Len(t, rs, 1)
 			assert.Equal(t, want, rs[0]["TlsCertificateName"])
 		})
