@@ -401,6 +401,54 @@ func TestExchangeCertificateServiceHostStopped(t *testing.T) {
 	assert.Len(t, rs, 4, "the three defaults and the hybrid certificate")
 }
 
+// Get-ExchangeCertificate's other parameter sets: one certificate by
+// -Thumbprint (any case) or by -Identity Server\Thumbprint, -Identity refused
+// beside -Server, an unknown thumbprint not found, and -DomainName keeping the
+// certificates whose CN or CertificateDomains name it, a wildcard covering one
+// label (Learn, Get-ExchangeCertificate).
+func TestExchangeCertificateSelection(t *testing.T) {
+	const (
+		mail     = "7F3A9C2E51B04D6E8A1F0C3B5D7E9A2C4F6B8D01" // CN=mail.contoso.com, autodiscover.contoso.com
+		ex01     = "78D83880D1F0A0BD8926D5CFCC91216C2E145C52" // CN=EX01, the server's own
+		wildcard = "2B8E4F6A0C1D3E5F7A9B1C3D5E7F9A1B3C5D7E9F" // CN=*.contoso.com (hybrid-wildcard-cert)
+	)
+	thumbprints := func(rs []map[string]any) []any {
+		var out []any
+		for _, r := range rs {
+			out = append(out, r["Thumbprint"])
+		}
+		return out
+	}
+	tests := []struct {
+		name, org string
+		args      []any
+		want      []any
+		err       string
+	}{
+		{name: "thumbprint, lower case", org: "cert-renewed-not-bound", args: []any{"Thumbprint", strings.ToLower(mail)}, want: []any{mail}},
+		{name: "identity Server\\Thumbprint", org: "cert-renewed-not-bound", args: []any{"Identity", `EX01\` + mail}, want: []any{mail}},
+		{name: "identity and server", org: "cert-renewed-not-bound", args: []any{"Identity", `EX01\` + mail, "Server", "EX01"},
+			err: "Parameter set cannot be resolved"},
+		{name: "unknown thumbprint", org: "cert-renewed-not-bound", args: []any{"Thumbprint", strings.Repeat("A", 40)}, err: "couldn't be found"},
+		{name: "a SAN name", org: "cert-renewed-not-bound", args: []any{"Server", "EX01", "DomainName", "autodiscover.contoso.com"}, want: []any{mail}},
+		{name: "the CN", org: "cert-renewed-not-bound", args: []any{"Server", "EX01", "DomainName", "ex01"}, want: []any{ex01}},
+		{name: "wildcard, one label", org: "hybrid-wildcard-cert", args: []any{"Server", "EX01", "DomainName", "mail.contoso.com"}, want: []any{wildcard}},
+		{name: "wildcard, two labels", org: "hybrid-wildcard-cert", args: []any{"Server", "EX01", "DomainName", "mail.eu.contoso.com"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l := orgLab(t, tc.org)
+			if tc.err != "" {
+				_, err := run(l, "exchange", "Get-ExchangeCertificate", nil, tc.args...)
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+				return
+			}
+			assert.Equal(t, tc.want, thumbprints(rows(t, l, "exchange", "Get-ExchangeCertificate", []string{"Thumbprint"}, tc.args...)))
+		})
+	}
+}
+
 // Set-ReceiveConnector -TlsCertificateName changes the one connector named
 // (Server\Name from any server, or a name of the local one) and refuses a value
 // not in the <I>issuer<S>subject form, changing nothing.
