@@ -82,11 +82,22 @@ func (u *unparsed) playbook() (*Playbook, error) {
 			u.err = err
 			return
 		}
-		if u.pb, u.err = indexParse("builtin:"+u.file, data); u.pb != nil {
+		if u.pb, u.err = builtinParse(u.file, data); u.pb != nil {
 			u.pb.builtin = true
 		}
 	})
 	return u.pb, u.err
+}
+
+// builtinParse is indexParse for the built-in file named file: what parse
+// returned for it when ndrbot was built (builtin_parsed.go), which takes no
+// YAML parser, unless data is not that file; a build that changed a built-in
+// and did not rewrite builtin_parsed.go parses it.
+func builtinParse(file string, data []byte) (*Playbook, error) {
+	if pb := parsedBuiltin(file); pb != nil && pb.Version == sourceVersion(data) {
+		return pb, nil
+	}
+	return indexParse("builtin:"+file, data)
 }
 
 // deferredCheck checks each playbook of an Index once, when it is first chosen:

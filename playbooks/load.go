@@ -41,6 +41,12 @@ func Parse(file string, data []byte, knownTargets map[string]string, kinds ...ex
 // parse reads one playbook file into its structure, without the cross-checks
 // and expression compilation of check: what listing and choosing a playbook
 // need. The problems found so far are in the returned problems.
+// sourceVersion is a playbook's Version: the start of its file's SHA-256.
+func sourceVersion(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])[:12]
+}
+
 func parse(file string, data []byte) (*Playbook, *problems, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -51,8 +57,7 @@ func parse(file string, data []byte) (*Playbook, *problems, error) {
 		pr.add(1, "a playbook is a YAML mapping")
 		return nil, nil, pr.list
 	}
-	sum := sha256.Sum256(data)
-	pb := &Playbook{Source: file, Version: hex.EncodeToString(sum[:])[:12]}
+	pb := &Playbook{Source: file, Version: sourceVersion(data)}
 	root := doc.Content[0]
 	top := fields(pr, root, "id", "title", "summary", "matches", "params", "steps", "rules", "reliefs", "escalate")
 
