@@ -23,6 +23,7 @@ import (
 	"github.com/ndrbot/ndrbot/lifecycle"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/store"
+	"github.com/ndrbot/ndrbot/store/backends"
 )
 
 type diagnoseFlags struct {
@@ -202,6 +203,13 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		chosen = args[0]
 	}
 	early := playbooks.Prefetch(chosen)
+	// A throw-away store's database is made ready meanwhile too; a command
+	// refused below discards it unused.
+	var scratch *backends.Scratch
+	if f.lab.throwAway() {
+		scratch = backends.StartScratch(ctx)
+		defer scratch.Discard()
+	}
 	cfg, _, err := g.loadConfig()
 	if err != nil {
 		early.Wait()
@@ -219,7 +227,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		rsErr error
 	)
 	if f.lab.throwAway() {
-		if rs, rsErr = g.openRunStore(ctx, &cfg, f.lab); rsErr == nil {
+		if rs, rsErr = g.openRunStore(ctx, &cfg, f.lab, scratch); rsErr == nil {
 			defer rs.close()
 		}
 	}
@@ -282,7 +290,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	}
 
 	if !f.lab.throwAway() {
-		if rs, rsErr = g.openRunStore(ctx, &cfg, f.lab); rsErr == nil {
+		if rs, rsErr = g.openRunStore(ctx, &cfg, f.lab, nil); rsErr == nil {
 			defer rs.close()
 		}
 	}

@@ -109,7 +109,7 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 		return err
 	}
 
-	rs, err := g.openRunStore(ctx, &cfg, f.lab)
+	rs, err := g.openRunStore(ctx, &cfg, f.lab, nil)
 	if err != nil {
 		return err
 	}

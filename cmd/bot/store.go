@@ -48,14 +48,14 @@ func isPostgres(driver string) bool { return driver == "postgres" || driver == "
 // knows every secret of the configuration, so none reaches the audit trail.
 // SQLite creates a missing database, in a directory made 0700.
 func (g *globals) openStore(ctx context.Context, cfg config.Config) (store.Store, []byte, error) {
-	return g.openBackend(ctx, cfg, false)
+	return g.openBackend(ctx, cfg, nil)
 }
 
-// openBackend opens the store cfg names; scratch: a throw-away store in memory
-// instead (sqlite.OpenScratch), with cfg's audit key and secrets.
-func (g *globals) openBackend(ctx context.Context, cfg config.Config, scratch bool) (store.Store, []byte, error) {
-	bc := backends.Config{Driver: "sqlite", Scratch: true}
-	if !scratch {
+// openBackend opens the store cfg names; scratch, when set: that throw-away
+// store in memory instead (sqlite.OpenScratch), with cfg's audit key and secrets.
+func (g *globals) openBackend(ctx context.Context, cfg config.Config, scratch *backends.Scratch) (store.Store, []byte, error) {
+	bc := backends.Config{Driver: "sqlite", Scratch: scratch}
+	if scratch == nil {
 		var err error
 		if bc, err = storeBackend(cfg); err != nil {
 			return nil, nil, err
@@ -90,7 +90,10 @@ func (g *globals) openBackend(ctx context.Context, cfg config.Config, scratch bo
 // trail that is deleted at exit, and, written beside the real trail's, read as a
 // rewrite to `audit verify --checkpoints`. A store named by --lab-store is the
 // operator's to anchor as configured.
-func (g *globals) openRunStore(ctx context.Context, cfg *config.Config, lf labFlags) (runStore, error) {
+//
+// scratch is the throw-away store's database if the caller began it already
+// (backends.StartScratch), and stays the caller's to discard; nil begins one.
+func (g *globals) openRunStore(ctx context.Context, cfg *config.Config, lf labFlags, scratch *backends.Scratch) (runStore, error) {
 	if !lf.set() || lf.store == labStoreConfigured {
 		st, key, err := g.openStore(ctx, *cfg)
 		if err != nil {
@@ -108,7 +111,11 @@ func (g *globals) openRunStore(ctx context.Context, cfg *config.Config, lf labFl
 		}
 		return runStore{st, key, func() { st.Close() }}, nil
 	}
-	st, key, err := g.openBackend(ctx, labCfg, true)
+	if scratch == nil {
+		scratch = backends.StartScratch(ctx)
+		defer scratch.Discard()
+	}
+	st, key, err := g.openBackend(ctx, labCfg, scratch)
 	if err != nil {
 		return runStore{}, err
 	}

@@ -18,10 +18,19 @@ type Config struct {
 	Driver string // "sqlite" (default) or "postgres"
 	Path   string // sqlite: database file, required (config.Load resolves store.path's default)
 	DSN    string // postgres: connection string (a secret: from env or file)
-	// Scratch: a SQLite store in memory for one process's throw-away work,
-	// gone when it ends (sqlite.OpenScratch); Path is not used.
-	Scratch bool
+	// Scratch, when set, is a SQLite store in memory for one process's
+	// throw-away work, gone when it ends (sqlite.OpenScratch), as
+	// StartScratch began it; Path is not used.
+	Scratch *Scratch
 }
+
+// Scratch is a scratch store's database made ready in the background.
+type Scratch = sqlite.Scratch
+
+// StartScratch begins making a scratch store's database ready while the
+// caller reads its configuration (sqlite.StartScratch); Config.Scratch hands
+// it to Open, and its Discard closes it if Open never took it.
+func StartScratch(ctx context.Context) *Scratch { return sqlite.StartScratch(ctx) }
 
 // Validate checks the configuration without opening anything.
 func (c Config) Validate() error {
@@ -29,7 +38,7 @@ func (c Config) Validate() error {
 	case "", "sqlite":
 		// No fallback to a default here: the sqlite package's own would be the
 		// working directory, where a database moves with cd.
-		if c.Path == "" && !c.Scratch {
+		if c.Path == "" && c.Scratch == nil {
 			return fmt.Errorf("%w: store.driver sqlite needs store.path (or NDRBOT_STORE_PATH)", incident.ErrInvalidInput)
 		}
 		return nil
@@ -52,8 +61,8 @@ func Open(ctx context.Context, c Config, opt store.Options) (store.Store, error)
 	case "postgres", "postgresql":
 		return postgres.Open(ctx, c.DSN, opt)
 	default:
-		if c.Scratch {
-			return sqlite.OpenScratch(ctx, opt)
+		if c.Scratch != nil {
+			return c.Scratch.Open(opt)
 		}
 		return sqlite.Open(ctx, c.Path, opt)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/ndrbot/ndrbot/store"
 	"github.com/ndrbot/ndrbot/store/sqlite"
@@ -124,4 +125,41 @@ func raw(t *testing.T, path string) *sql.DB {
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// A scratch database begun in the background is handed to one store, closed by
+// Discard when no store took it, and never handed twice.
+func TestStartScratch(t *testing.T) {
+	ctx := context.Background()
+	t.Run("opened", func(t *testing.T) {
+		sc := sqlite.StartScratch(ctx)
+		s, err := sc.Open(store.Options{})
+		require.NoError(t, err)
+		_, err = sc.Open(store.Options{})
+		require.ErrorContains(t, err, "already opened or discarded")
+		sc.Discard() // the store owns the database: it stays open
+		require.NoError(t, sqlite.MemoryDB(s).Ping())
+		var tables int
+		require.NoError(t, sqlite.MemoryDB(s).QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'table'`).Scan(&tables))
+		assert.Positive(t, tables, "the template's schema is there")
+		require.NoError(t, s.Close())
+	})
+	t.Run("discarded", func(t *testing.T) {
+		before := goleak.IgnoreCurrent()
+		sc := sqlite.StartScratch(ctx)
+		sc.Discard()
+		// Closed: database/sql's connection opener is gone with it.
+		goleak.VerifyNone(t, before)
+		sc.Discard()
+		_, err := sc.Open(store.Options{})
+		require.ErrorContains(t, err, "already opened or discarded")
+	})
+	t.Run("canceled", func(t *testing.T) {
+		canceled, cancel := context.WithCancel(ctx)
+		cancel()
+		sc := sqlite.StartScratch(canceled)
+		_, err := sc.Open(store.Options{})
+		require.ErrorIs(t, err, context.Canceled)
+		sc.Discard()
+	})
 }

@@ -98,6 +98,16 @@ var scratchTemplate []byte
 // database is its connection's alone (SQLite has no WAL in memory, so readers
 // beside a writer would wait on its locks anyway).
 func OpenScratch(ctx context.Context, opt store.Options) (*Store, error) {
+	d, err := scratchDB(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{Store: core.New(d, Dialect, opt), memory: d.w}, nil
+}
+
+// scratchDB is OpenScratch's database: the template copied into its one
+// connection, and its schema checked as a file's would be.
+func scratchDB(ctx context.Context) (*sqlDB, error) {
 	db, err := sql.Open("sqlite", "file::memory:?_foreign_keys=1&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite scratch store: %w", err)
@@ -117,7 +127,50 @@ func OpenScratch(ctx context.Context, opt store.Options) (*Store, error) {
 		d.Close()
 		return nil, fmt.Errorf("sqlite scratch store: %w", err)
 	}
-	return &Store{Store: core.New(d, Dialect, opt), memory: db}, nil
+	return d, nil
+}
+
+// Scratch is a scratch store's database made ready in the background
+// (StartScratch), while its caller reads what the store's options come from.
+// Its owner calls Open at most once and then Discard, from one goroutine.
+type Scratch struct {
+	done chan struct{}
+	d    *sqlDB // until Open hands it to a store, or Discard closes it
+	err  error
+}
+
+// StartScratch begins what OpenScratch does before it needs its options.
+func StartScratch(ctx context.Context) *Scratch {
+	s := &Scratch{done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		s.d, s.err = scratchDB(ctx)
+	}()
+	return s
+}
+
+// Open waits for the database and returns the store on it, which then owns it.
+func (s *Scratch) Open(opt store.Options) (*Store, error) {
+	<-s.done
+	if s.err != nil {
+		return nil, s.err
+	}
+	if s.d == nil {
+		return nil, errors.New("sqlite scratch store: already opened or discarded")
+	}
+	d := s.d
+	s.d = nil
+	return &Store{Store: core.New(d, Dialect, opt), memory: d.w}, nil
+}
+
+// Discard waits for the background work and closes the database unless a
+// store owns it.
+func (s *Scratch) Discard() {
+	<-s.done
+	if s.d != nil {
+		_ = s.d.Close()
+		s.d = nil
+	}
 }
 
 // deserialize makes the database of db's one connection a copy of file, a
