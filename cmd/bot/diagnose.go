@@ -283,7 +283,7 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	if err != nil {
 		return err
 	}
-	tg := newTargets(cfg, simulated, g.logger(cfg), g.io)
+	tg := newTargets(cfg, g.kinds(), simulated, g.logger(cfg), g.io)
 	defer closeTargets(tg, g.logger(cfg))
 	if err := tg.require(pb.Targets()); err != nil {
 		return usageErr("%v", err)

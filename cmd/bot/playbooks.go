@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ndrbot/ndrbot/executors/registry"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/playbooks/cases"
 )
@@ -58,7 +57,7 @@ Every problem is printed as file:line: message; exit 2 when any.`,
 				fmt.Fprintf(g.io.out, "%d playbooks OK\n", len(cat.All()))
 				return nil
 			}
-			n, err := playbooks.LintDir(args[0], cfg.TargetKinds(), registry.Kinds()...)
+			n, err := playbooks.LintDir(args[0], cfg.TargetKinds(), g.kinds()...)
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}

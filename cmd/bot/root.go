@@ -5,22 +5,28 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/registry"
 	"github.com/ndrbot/ndrbot/playbooks"
 )
 
-// globals are the flags every command shares.
+// globals are the flags every command shares, and what it builds once.
 type globals struct {
 	io         stdio
 	configFile string
+	// kinds are the registered target kinds: the configuration, the
+	// playbooks' check and the targets each read them, and describing them
+	// is not free.
+	kinds func() executors.Kinds
 }
 
 func newRoot(io stdio) *cobra.Command {
-	g := &globals{io: io}
+	g := &globals{io: io, kinds: sync.OnceValue(registry.Kinds)}
 	root := &cobra.Command{
 		Use:   "ndrbot",
 		Short: "ndrbot — mail incident response: diagnose NDR storms, propose reliefs, escalate",
@@ -46,7 +52,7 @@ func (g *globals) loadConfig() (config.Config, string, error) {
 	// Every place the configuration and the store are looked for comes from the
 	// (injectable) environment, so a test's runs never reach the real home.
 	wd, _ := os.Getwd() // unknown: only ./ndrbot.yaml is not looked for
-	kinds, err := configKinds()
+	kinds, err := g.configKinds()
 	if err != nil {
 		return config.Config{}, "", err
 	}
@@ -70,8 +76,8 @@ func (g *globals) loadConfig() (config.Config, string, error) {
 
 // configKinds is every registered kind's share of the configuration (its
 // targets' defaults, keys and validation), for Load, Validate and Print.
-func configKinds() (config.Kinds, error) {
-	kinds, err := registry.Kinds().Config()
+func (g *globals) configKinds() (config.Kinds, error) {
+	kinds, err := g.kinds().Config()
 	if err != nil {
 		// A kind registered without its spec is a build mistake (registry's tests
 		// catch it): refuse rather than run with targets nobody checked.
@@ -106,7 +112,7 @@ func (g *globals) configAndIndex() (config.Config, *playbooks.Catalog, error) {
 
 // index is the playbooks' Index for cfg, on what early read.
 func (g *globals) index(early *playbooks.Prefetched, cfg config.Config) (*playbooks.Catalog, error) {
-	cat, err := early.Index(cfg.Playbooks.Dir, cfg.TargetKinds(), registry.Kinds()...)
+	cat, err := early.Index(cfg.Playbooks.Dir, cfg.TargetKinds(), g.kinds()...)
 	if err != nil {
 		return nil, &exitError{code: exitUsage, err: fmt.Errorf("playbooks:\n%w", err)}
 	}
@@ -114,7 +120,7 @@ func (g *globals) index(early *playbooks.Prefetched, cfg config.Config) (*playbo
 }
 
 func (g *globals) catalog(cfg config.Config) (*playbooks.Catalog, error) {
-	cat, err := playbooks.Load(cfg.Playbooks.Dir, cfg.TargetKinds(), registry.Kinds()...)
+	cat, err := playbooks.Load(cfg.Playbooks.Dir, cfg.TargetKinds(), g.kinds()...)
 	if err != nil {
 		return nil, &exitError{code: exitUsage, err: fmt.Errorf("playbooks:\n%w", err)}
 	}
@@ -167,7 +173,7 @@ prints the effective configuration with every secret redacted. Exit 2 on problem
 			if _, err := g.catalog(cfg); err != nil {
 				return err
 			}
-			kinds, err := configKinds()
+			kinds, err := g.configKinds()
 			if err != nil {
 				return err
 			}

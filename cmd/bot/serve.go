@@ -124,7 +124,7 @@ func (g *globals) serve(ctx context.Context, f *serveFlags) error {
 
 	disp := &outbox.Dispatcher{Queue: st, Sender: slack.NewSender(st, poster, slack.Renderer{}, base.With("component", "outbox")), Owner: owner, Log: base.With("component", "outbox")}
 	thread := slack.NewThread(st, slack.ThreadOptions{Notify: disp.Notify, Log: base.With("component", "thread")})
-	tg := newTargets(cfg, simulated, base, g.io)
+	tg := newTargets(cfg, g.kinds(), simulated, base, g.io)
 	tg.retried = metrics.Retried
 	defer closeTargets(tg, log)
 	// Work that must happen once per deployment runs on one replica at a time,

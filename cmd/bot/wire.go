@@ -12,7 +12,6 @@ import (
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/lab"
-	"github.com/ndrbot/ndrbot/executors/registry"
 )
 
 // targets builds each configured target's executor on first use and keeps it, so
@@ -31,8 +30,8 @@ type targets struct {
 	built map[string]executors.Executor
 }
 
-func newTargets(cfg config.Config, l *lab.Lab, log *slog.Logger, io stdio) *targets {
-	return &targets{cfg: cfg, kinds: registry.Kinds(), lab: l, log: log, dial: io.dial, built: map[string]executors.Executor{}}
+func newTargets(cfg config.Config, kinds executors.Kinds, l *lab.Lab, log *slog.Logger, io stdio) *targets {
+	return &targets{cfg: cfg, kinds: kinds, lab: l, log: log, dial: io.dial, built: map[string]executors.Executor{}}
 }
 
 // Close closes every executor that holds connections (PSRP runspace pools), so
