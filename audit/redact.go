@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // Redacted replaces a secret in an audit payload.
@@ -37,40 +39,41 @@ func NewRedactor(secrets ...string) *Redactor {
 
 var (
 	// Keys whose whole value is a credential.
-	secretKey = regexp.MustCompile(`(?i)^(.*[_-])?(password|passwd|pwd|passphrase|secret|client_secret|token|access_token|refresh_token|id_token|api_?key|apikey|authorization|cookie|private_?key|signing_secret|credentials?)$`)
+	secretKey = lazyre.New(`(?i)^(.*[_-])?(password|passwd|pwd|passphrase|secret|client_secret|token|access_token|refresh_token|id_token|api_?key|apikey|authorization|cookie|private_?key|signing_secret|credentials?)$`)
 
 	// Each pattern comes with a test its match cannot pass without (lower is the
 	// string in lower case): most audit strings contain none of them, and the
-	// regexps were a fifth of an append's CPU.
+	// regexps were a fifth of an append's CPU. Each is compiled when a string
+	// first passes its test.
 	patterns = []struct {
-		re    *regexp.Regexp
+		re    func() *regexp.Regexp
 		repl  string
 		maybe func(s, lower string) bool
 	}{
 		// PEM private keys, whole block.
-		{regexp.MustCompile(`-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)`), "-----BEGIN ${1}PRIVATE KEY-----" + Redacted + "-----END ${1}PRIVATE KEY-----",
+		{lazyre.New(`-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)`), "-----BEGIN ${1}PRIVATE KEY-----" + Redacted + "-----END ${1}PRIVATE KEY-----",
 			func(s, _ string) bool { return strings.Contains(s, "PRIVATE KEY-----") }},
 		// Authorization / Proxy-Authorization headers: scheme and credentials.
-		{regexp.MustCompile(`(?i)\b((?:proxy-)?authorization\s*[:=]\s*)(?:(?:bearer|basic|negotiate|ntlm|digest|token)\s+)?("[^"]*"|'[^']*'|[^\s"',;]+)`), "${1}" + Redacted,
+		{lazyre.New(`(?i)\b((?:proxy-)?authorization\s*[:=]\s*)(?:(?:bearer|basic|negotiate|ntlm|digest|token)\s+)?("[^"]*"|'[^']*'|[^\s"',;]+)`), "${1}" + Redacted,
 			func(_, l string) bool { return strings.Contains(l, "authorization") }},
 		// Bearer / Basic credentials anywhere else.
-		{regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]{8,}=*`), "${1} " + Redacted,
+		{lazyre.New(`(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]{8,}=*`), "${1} " + Redacted,
 			func(_, l string) bool { return strings.Contains(l, "bearer") || strings.Contains(l, "basic") }},
 		// Slack tokens: bot, user, app-level, legacy, refresh, config.
-		{regexp.MustCompile(`\bxox[abposre]-[A-Za-z0-9-]+|\bxapp-[A-Za-z0-9-]+`), Redacted,
+		{lazyre.New(`\bxox[abposre]-[A-Za-z0-9-]+|\bxapp-[A-Za-z0-9-]+`), Redacted,
 			func(s, _ string) bool { return strings.Contains(s, "xox") || strings.Contains(s, "xapp-") }},
 		// JWTs (Graph / Entra ID access tokens).
-		{regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+`), Redacted,
+		{lazyre.New(`\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+`), Redacted,
 			func(s, _ string) bool { return strings.Contains(s, "eyJ") }},
 		// Userinfo passwords in URLs: postgres://user:pw@host, https://u:p@proxy.
-		{regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/?#@]*:)([^\s@/?#]+)(@)`), "${1}" + Redacted + "${3}",
+		{lazyre.New(`(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/?#@]*:)([^\s@/?#]+)(@)`), "${1}" + Redacted + "${3}",
 			func(s, _ string) bool { return strings.Contains(s, "://") }},
 		// key=value / key: value pairs naming a credential, as in connection strings
 		// ("Password=…;"), command lines and log lines.
-		{regexp.MustCompile(`(?i)\b((?:[a-z0-9]+[_\-.]?)?(?:password|passwd|pwd|passphrase|secret|client_secret|access_token|refresh_token|api_?key|apikey|token|sas|sig)\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s;,&"'<>}]+)`), "${1}" + Redacted,
+		{lazyre.New(`(?i)\b((?:[a-z0-9]+[_\-.]?)?(?:password|passwd|pwd|passphrase|secret|client_secret|access_token|refresh_token|api_?key|apikey|token|sas|sig)\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s;,&"'<>}]+)`), "${1}" + Redacted,
 			func(s, l string) bool { return strings.ContainsAny(s, "=:") && containsAny(l, credentialWords) }},
 		// PowerShell: ConvertTo-SecureString "plain" -AsPlainText.
-		{regexp.MustCompile(`(?i)(ConvertTo-SecureString\s+(?:-String\s+)?)("[^"]*"|'[^']*'|\S+)`), "${1}" + Redacted,
+		{lazyre.New(`(?i)(ConvertTo-SecureString\s+(?:-String\s+)?)("[^"]*"|'[^']*'|\S+)`), "${1}" + Redacted,
 			func(_, l string) bool { return strings.Contains(l, "convertto-securestring") }},
 	}
 )
@@ -114,7 +117,7 @@ func (r *Redactor) String(s string) string {
 	lower := foldLower(s)
 	for _, p := range patterns {
 		if p.maybe(s, lower) {
-			s = p.re.ReplaceAllString(s, p.repl)
+			s = p.re().ReplaceAllString(s, p.repl)
 			lower = foldLower(s)
 		}
 	}
@@ -123,7 +126,7 @@ func (r *Redactor) String(s string) string {
 
 // isSecretKey reports whether an object member's key names a credential.
 func isSecretKey(k string) bool {
-	return containsAny(foldLower(k), credentialWords) && secretKey.MatchString(k)
+	return containsAny(foldLower(k), credentialWords) && secretKey().MatchString(k)
 }
 
 // JSON redacts every string (and every member value under a credential-named key)

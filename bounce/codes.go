@@ -2,10 +2,10 @@ package bounce
 
 import (
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
+
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // Code is one SMTP answer as a report quotes it: the three-digit reply code
@@ -64,7 +64,7 @@ func parseEnhanced(s string) (enhanced, bool) {
 // enhancedRE finds enhanced-code candidates; findCodes checks their boundaries
 // by hand, because Go's regexp has no look-around and a version number such as
 // 15.20.1771.16 or an ISP code like 4.16.55.1 must not read as a status.
-var enhancedRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[245]\.\d{1,3}\.\d{1,3}`) })
+var enhancedRE = lazyre.New(`[245]\.\d{1,3}\.\d{1,3}`)
 
 // findCodes lists the codes in a status text in the order they appear: each
 // enhanced code with the reply code written just before it ("550 5.5.4",
@@ -155,13 +155,9 @@ func (c Code) class() byte {
 
 // Addresses and hosts.
 var (
-	addrRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`[A-Za-z0-9.!#$%&'*+/=?^_{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+`)
-	})
+	addrRE = lazyre.New(`[A-Za-z0-9.!#$%&'*+/=?^_{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+`)
 	// hostRE is a DNS name of LDH labels; a single label is allowed (EX01).
-	hostRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*$`)
-	})
+	hostRE = lazyre.New(`^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*$`)
 )
 
 // cleanAddress turns "rfc822; Bob@Fabrikam.COM", "<bob@fabrikam.com>" or

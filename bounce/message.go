@@ -10,10 +10,10 @@ import (
 	"mime/quotedprintable"
 	"net/mail"
 	"net/textproto"
-	"regexp"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // Bounds on what a report may make the reader do: a report is three or four
@@ -84,7 +84,7 @@ func (f *facts) setOriginal(h textproto.MIMEHeader) {
 
 // headerLineRE is a header field's start: a field name (RFC 5322 ftext) and a
 // colon.
-var headerLineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[!-9;-~]{1,76}:`) })
+var headerLineRE = lazyre.New(`^[!-9;-~]{1,76}:`)
 
 // envelope headers one of which a message's header block has, and DSN fields,
 // which mean a pasted block is a delivery-status part rather than a message.
@@ -313,14 +313,10 @@ func normalizeEOL(s string) string {
 }
 
 var (
-	htmlBreakRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`(?i)<\s*(br|/p|/div|/tr|/li|/h\d|/pre|p|div|tr|li|pre)\b[^>]*>`)
-	})
-	htmlCellRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)<\s*/t[dh]\s*>`) })
-	htmlDropRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`(?is)<\s*(style|script|head)\b.*?<\s*/\s*(style|script|head)\s*>`)
-	})
-	htmlTagRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?s)<[^>]*>`) })
+	htmlBreakRE = lazyre.New(`(?i)<\s*(br|/p|/div|/tr|/li|/h\d|/pre|p|div|tr|li|pre)\b[^>]*>`)
+	htmlCellRE  = lazyre.New(`(?i)<\s*/t[dh]\s*>`)
+	htmlDropRE  = lazyre.New(`(?is)<\s*(style|script|head)\b.*?<\s*/\s*(style|script|head)\s*>`)
+	htmlTagRE   = lazyre.New(`(?s)<[^>]*>`)
 )
 
 // htmlText renders an HTML body as the lines a reader sees: block ends become
@@ -447,7 +443,7 @@ func dsnGroupKind(h textproto.MIMEHeader) string {
 }
 
 // diagTypeRE is a Diagnostic-Code's diagnostic-type prefix ("smtp;", "X-Unix;").
-var diagTypeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,20}\s*;\s*`) })
+var diagTypeRE = lazyre.New(`^[A-Za-z][A-Za-z0-9-]{0,20}\s*;\s*`)
 
 func dsnRecipient(h textproto.MIMEHeader) Recipient {
 	r := Recipient{

@@ -1,10 +1,10 @@
 package bounce
 
 import (
-	"regexp"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // Section markers, lower-cased. Exchange localises its labels: English, French,
@@ -32,38 +32,22 @@ var (
 )
 
 var (
-	labelRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^([A-Za-z][A-Za-z\x80-\xff\x{FFFD} \-]{1,40}?)\s*:\s*(.*)$`)
-	})
+	labelRE = lazyre.New(`^([A-Za-z][A-Za-z\x80-\xff\x{FFFD} \-]{1,40}?)\s*:\s*(.*)$`)
 	// "Remote Server at mx1.fabrikam.com (203.0.113.40) returned '…'"
-	remoteAtRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`(?i)remote server at\s+([^\s(']+)\s*(?:\(([^)]*)\))?`)
-	})
+	remoteAtRE = lazyre.New(`(?i)remote server at\s+([^\s(']+)\s*(?:\(([^)]*)\))?`)
 	// "[LastAttemptedServerName=…] [LastAttemptedIP=198.51.100.10:25]", "[Hostname=…]"
-	lastServerRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`(?i)\[(?:LastAttemptedServerName|Hostname)=([^\]\s]+)\]`)
-	})
-	lastIPRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)\[LastAttemptedIP=([^\]\s]+)\]`) })
+	lastServerRE = lazyre.New(`(?i)\[(?:LastAttemptedServerName|Hostname)=([^\]\s]+)\]`)
+	lastIPRE     = lazyre.New(`(?i)\[LastAttemptedIP=([^\]\s]+)\]`)
 	// Postfix: "<bob@fabrikam.com> (expanded from <b@fabrikam.com>): host mx[ip] said: …"
-	postfixRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^<([^<>\s]+@[^<>\s]+)>(?:\s*\(expanded from\s*<([^<>\s]+)>\))?\s*:\s*(.*)$`)
-	})
-	saidRE      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)host\s+(\S+?)\[([^\]]*)\]\s+said:\s*(.*)$`) })
-	connectToRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)connect to\s+(\S+?)\[([^\]]*)\]`) })
-	inReplyToRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)\s*\(in reply to [^)]*\)\s*$`) })
-	talkingToRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`(?i)^\.\.\.\s*while talking to\s+([^\s:]+?)\.?:\s*$`)
-	})
-	eximHostRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)host\s+(\S+)\s+\[([^\]]+)\]`) })
-	rejectedByRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`(?i)^(\S+)\s+(?:rejected your message to the following|gave this error:)`)
-	})
-	orgRejectedRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`(?i)organization rejected your message:\s*\[?([^\s\]]+?)\]?\.?\s*$`)
-	})
-	yourMsgRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`(?i)your message (?:to\s+(\S+?)\s+couldn't be delivered|wasn't delivered to\s+(\S+?)\s+because)`)
-	})
+	postfixRE     = lazyre.New(`^<([^<>\s]+@[^<>\s]+)>(?:\s*\(expanded from\s*<([^<>\s]+)>\))?\s*:\s*(.*)$`)
+	saidRE        = lazyre.New(`(?i)host\s+(\S+?)\[([^\]]*)\]\s+said:\s*(.*)$`)
+	connectToRE   = lazyre.New(`(?i)connect to\s+(\S+?)\[([^\]]*)\]`)
+	inReplyToRE   = lazyre.New(`(?i)\s*\(in reply to [^)]*\)\s*$`)
+	talkingToRE   = lazyre.New(`(?i)^\.\.\.\s*while talking to\s+([^\s:]+?)\.?:\s*$`)
+	eximHostRE    = lazyre.New(`(?i)host\s+(\S+)\s+\[([^\]]+)\]`)
+	rejectedByRE  = lazyre.New(`(?i)^(\S+)\s+(?:rejected your message to the following|gave this error:)`)
+	orgRejectedRE = lazyre.New(`(?i)organization rejected your message:\s*\[?([^\s\]]+?)\]?\.?\s*$`)
+	yourMsgRE     = lazyre.New(`(?i)your message (?:to\s+(\S+?)\s+couldn't be delivered|wasn't delivered to\s+(\S+?)\s+because)`)
 	// Exchange Online's "Created Date: 11/23/2026 10:02:11 AM".
 	usDateLayouts = []string{"1/2/2006 3:04:05 PM", "1/2/2006 15:04:05", "1/2/2006 3:04 PM"}
 )

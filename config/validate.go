@@ -9,12 +9,12 @@ import (
 	"net/url"
 	"os"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // Problem is one thing wrong with a configuration.
@@ -389,10 +389,10 @@ func (v *validator) slack() {
 }
 
 var (
-	chatIDRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`) })
-	slackTeamRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[TE][A-Z0-9]{2,}$`) })
-	slackAppRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^A[A-Z0-9]{2,}$`) })
-	channelIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[CG][A-Z0-9]{2,}$`) })
+	chatIDRE    = lazyre.New(`^[UWS][A-Z0-9]{2,}$`)
+	slackTeamRE = lazyre.New(`^[TE][A-Z0-9]{2,}$`)
+	slackAppRE  = lazyre.New(`^A[A-Z0-9]{2,}$`)
+	channelIDRE = lazyre.New(`^[CG][A-Z0-9]{2,}$`)
 )
 
 func (v *validator) access() {
@@ -471,11 +471,9 @@ func (v *validator) secrets(rv reflect.Value, prefix string) {
 
 var (
 	// watchMailboxRE: a user principal name or an object id (GUID).
-	watchMailboxRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^(?:[A-Za-z0-9.!#$%&'*+=?^_{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$`)
-	})
+	watchMailboxRE = lazyre.New(`^(?:[A-Za-z0-9.!#$%&'*+=?^_{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$`)
 	// watchFolderRE: a well-known folder name or a Graph folder id (URL-safe).
-	watchFolderRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9=_+-]{1,512}$`) })
+	watchFolderRE = lazyre.New(`^[A-Za-z0-9=_+-]{1,512}$`)
 )
 
 // watch checks the NDR watch when it is enabled: the mailbox and the graph target

@@ -2,11 +2,10 @@ package playbooks
 
 import (
 	"bytes"
-	"regexp"
-	"sync"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 	"github.com/ndrbot/ndrbot/playbooks/params"
 )
 
@@ -27,9 +26,7 @@ func (pb *Playbook) Head() Head {
 
 // topKeyRE is a top-level key as the built-ins write them: a plain name at
 // column 0, a colon, then a space or the end of the line.
-var topKeyRE = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_-]*):(?:[ \t]|\r?\n|$)`)
-})
+var topKeyRE = lazyre.New(`^([A-Za-z_][A-Za-z0-9_-]*):(?:[ \t]|\r?\n|$)`)
 
 // headOf reads a playbook's id, matches and params without parsing the rest of
 // the file: choosing a playbook needs only those, and parsing every built-in's

@@ -145,7 +145,7 @@ func (c *playbookCheck) compileCmdlet(pr *problems, where string, cm *Cmdlet, al
 			pr.add(cm.Line, "%s.derive: only steps add columns", where)
 			break
 		}
-		if !argNameRE.MatchString(d.Name) {
+		if !argNameRE().MatchString(d.Name) {
 			pr.add(cm.Line, "%s.derive: %q is not a column name", where, d.Name)
 		}
 		prog, r, err := c.exprs.compile(d.Expr, false)

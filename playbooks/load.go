@@ -4,21 +4,20 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 	"github.com/ndrbot/ndrbot/playbooks/params"
 )
 
-var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.\-]*$`)
+var idRE = lazyre.New(`^[a-z0-9][a-z0-9.\-]*$`)
 
 // Parse reads one playbook file. It returns every problem it finds, each with the
 // file and line, as Problems. knownTargets, when not nil, is the set of configured
@@ -64,7 +63,7 @@ func parse(file string, data []byte) (*Playbook, *problems, error) {
 	pb.ID = str(pr, top["id"])
 	if pb.ID == "" {
 		pr.add(root.Line, "id is required")
-	} else if !idRE.MatchString(pb.ID) {
+	} else if !idRE().MatchString(pb.ID) {
 		pr.add(top["id"].Line, "id %q: use lower-case letters, digits, '.' and '-'", pb.ID)
 	}
 	pb.Title = str(pr, top["title"])
@@ -84,7 +83,7 @@ func parse(file string, data []byte) (*Playbook, *problems, error) {
 	return pb, pr, nil
 }
 
-var yamlLineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`line (\d+)`) })
+var yamlLineRE = lazyre.New(`line (\d+)`)
 
 // YAMLErrorLine is the line a YAML parse error names, 0 when it names none.
 func YAMLErrorLine(err error) int {
@@ -239,9 +238,9 @@ func parseArgs(pr *problems, n *yaml.Node) []Arg {
 }
 
 var (
-	cmdletNameRE = regexp.MustCompile(`^[A-Z][A-Za-z]*-[A-Za-z][A-Za-z0-9]*$`)
-	argNameRE    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*$`)
-	wholeHoleRE  = regexp.MustCompile(`^\{\{(.*)\}\}$`)
+	cmdletNameRE = lazyre.New(`^[A-Z][A-Za-z]*-[A-Za-z][A-Za-z0-9]*$`)
+	argNameRE    = lazyre.New(`^[A-Za-z][A-Za-z0-9]*$`)
+	wholeHoleRE  = lazyre.New(`^\{\{(.*)\}\}$`)
 )
 
 // parseCmdlet reads the cmdlet, args and select keys of a step, relief or
@@ -256,19 +255,19 @@ func parseCmdlet(pr *problems, where string, line int, f map[string]*yaml.Node) 
 	}
 	c := &Cmdlet{Name: name, Select: strs(pr, f["select"]), ForEach: str(pr, f["foreach"]), Where: str(pr, f["where"]), Derive: parseArgs(pr, f["derive"]), Line: f["cmdlet"].Line}
 	c.selectLine = lineOf(f["select"], c.Line)
-	if !cmdletNameRE.MatchString(name) {
+	if !cmdletNameRE().MatchString(name) {
 		pr.add(c.Line, "%s.cmdlet: %q is not a cmdlet name (Verb-Noun, letters and digits)", where, name)
 	}
 	for _, kv := range entries(pr, f["args"]) {
 		a := CmdletArg{Name: kv[0].Value, Line: kv[0].Line}
-		if !argNameRE.MatchString(a.Name) {
+		if !argNameRE().MatchString(a.Name) {
 			pr.add(kv[0].Line, "%s.args: %q is not a parameter name (letters and digits, no dash)", where, a.Name)
 		}
 		a.Value, a.Expr = argValue(pr, where+".args."+a.Name, kv[1])
 		c.Args = append(c.Args, a)
 	}
 	for _, s := range c.Select {
-		if !argNameRE.MatchString(s) {
+		if !argNameRE().MatchString(s) {
 			pr.add(f["select"].Line, "%s.select: %q is not a property name", where, s)
 		}
 	}
@@ -296,7 +295,7 @@ func argValue(pr *problems, where string, n *yaml.Node) (any, string) {
 		return nil, ""
 	}
 	if n.Tag == "!!str" {
-		if m := wholeHoleRE.FindStringSubmatch(strings.TrimSpace(n.Value)); m != nil {
+		if m := wholeHoleRE().FindStringSubmatch(strings.TrimSpace(n.Value)); m != nil {
 			e := strings.TrimSpace(m[1])
 			if e == "" || strings.Contains(e, "{{") {
 				pr.add(n.Line, "%s: one expression per argument", where)

@@ -4,7 +4,6 @@ package playbooks
 
 import (
 	"context"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 	"github.com/ndrbot/ndrbot/playbooks/params"
 )
 
@@ -162,12 +162,12 @@ func (c *Cmdlet) Text() string {
 
 // barewordRE matches what PowerShell reads as a plain string argument, shown
 // without quotes (MSExchangeTransport, EX01\7, alice@contoso.com).
-var barewordRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@\\-]*$`)
+var barewordRE = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._@\\-]*$`)
 
 func literalText(v any) string {
 	switch x := v.(type) {
 	case string:
-		if barewordRE.MatchString(x) {
+		if barewordRE().MatchString(x) {
 			return x
 		}
 		return "'" + strings.ReplaceAll(x, "'", "''") + "'"

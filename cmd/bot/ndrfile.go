@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/ndrbot/ndrbot/bounce"
 	"github.com/ndrbot/ndrbot/commands"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 	"github.com/ndrbot/ndrbot/playbooks"
 	"github.com/ndrbot/ndrbot/playbooks/params"
 )
@@ -227,11 +227,11 @@ func rerun(f *diagnoseFlags, id string, given commands.Args) string {
 	return strings.Join(words, " ")
 }
 
-var shellSafe = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_-]+$`)
+var shellSafe = lazyre.New(`^[A-Za-z0-9@%+=:,./_-]+$`)
 
 // shellQuote writes s as one word of a POSIX shell.
 func shellQuote(s string) string {
-	if shellSafe.MatchString(s) {
+	if shellSafe().MatchString(s) {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"

@@ -3,12 +3,11 @@ package exo
 import (
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // Route says which Exchange Online surface a cmdlet ran through. It is named on
@@ -81,13 +80,11 @@ type plan struct {
 
 var (
 	// cmdletRE: Verb-Noun, letters and digits, as Exchange's cmdlets are named.
-	cmdletRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z]+-[A-Za-z0-9]+$`) })
-	paramRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,127}$`) })
+	cmdletRE = lazyre.New(`^[A-Za-z]+-[A-Za-z0-9]+$`)
+	paramRE  = lazyre.New(`^[A-Za-z][A-Za-z0-9_]{0,127}$`)
 	// smtpRE finds the address an Identity names ("alex@contoso.com",
 	// "alex@contoso.com:\Calendar").
-	smtpRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^([A-Za-z0-9.!#$%&'*+=?^_{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::\\.*)?$`)
-	})
+	smtpRE = lazyre.New(`^([A-Za-z0-9.!#$%&'*+=?^_{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::\\.*)?$`)
 )
 
 // ErrModuleEndpointOff: the cmdlet needs the InvokeCommand endpoint and the target

@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/psobj"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // page is one answer of either route: OData's value array and the link to the
@@ -123,13 +122,11 @@ func row(obj map[string]any, sel []string, route Route) map[string]any {
 var (
 	// isoTimeRE: a DateTime as .NET's JSON writes it, with a zone (Z or ±hh:mm)
 	// and up to seven fractional digits.
-	isoTimeRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,7})?(?:Z|[+-]\d{2}:\d{2})$`)
-	})
+	isoTimeRE = lazyre.New(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,7})?(?:Z|[+-]\d{2}:\d{2})$`)
 	// timeSpanRE: .NET's TimeSpan.ToString() ("[-][d.]hh:mm:ss[.fffffff]").
-	timeSpanRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^-?(?:\d+\.)?\d{1,2}:\d{2}:\d{2}(?:\.\d{1,7})?$`) })
+	timeSpanRE = lazyre.New(`^-?(?:\d+\.)?\d{1,2}:\d{2}:\d{2}(?:\.\d{1,7})?$`)
 	// sizeRE: a ByteQuantifiedSize's ToString, with the exact count in brackets.
-	sizeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\d[\d.,]* (?:B|KB|MB|GB|TB) \([\d,]+ bytes\)$`) })
+	sizeRE = lazyre.New(`^\d[\d.,]* (?:B|KB|MB|GB|TB) \([\d,]+ bytes\)$`)
 )
 
 func value(v any, typ string) (out any, unlimited bool) {

@@ -2,11 +2,9 @@ package graph
 
 import (
 	"context"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	abs "github.com/microsoft/kiota-abstractions-go"
@@ -14,6 +12,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // MissedMessage is a message received while no notification could arrive. Ids and
@@ -257,10 +256,8 @@ type mailbox struct {
 }
 
 var (
-	folderResourceRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`(?i)^/?users/([^/]+)/mailfolders(?:\('([^']+)'\)|/([^/]+))/messages/?$`)
-	})
-	allMailRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^/?users/([^/]+)/messages/?$`) })
+	folderResourceRE = lazyre.New(`(?i)^/?users/([^/]+)/mailfolders(?:\('([^']+)'\)|/([^/]+))/messages/?$`)
+	allMailRE        = lazyre.New(`(?i)^/?users/([^/]+)/messages/?$`)
 )
 
 // mailResource recognises users/{u}/mailFolders('{f}')/messages,

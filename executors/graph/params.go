@@ -3,12 +3,11 @@ package graph
 import (
 	"fmt"
 	"net/mail"
-	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // Parameters arrive as decoded JSON/YAML values (string, float64, bool) or as Go
@@ -70,7 +69,7 @@ func emailParam(p map[string]any, key string) (string, error) {
 
 // idRE accepts Graph object ids (GUIDs, base64-ish Outlook ids) and user principal
 // names; kiota escapes path segments too, this keeps the rest out.
-var idRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._@=+/-]{1,512}$`) })
+var idRE = lazyre.New(`^[A-Za-z0-9._@=+/-]{1,512}$`)
 
 func idParam(p map[string]any, key string) (string, bool, error) {
 	s, ok, err := stringParam(p, key)
@@ -85,7 +84,7 @@ func idParam(p map[string]any, key string) (string, bool, error) {
 
 // serviceRE is the shape of a Microsoft 365 service name ("Exchange Online",
 // "Microsoft Teams", "SharePoint Online").
-var serviceRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 .&()-]{0,79}$`) })
+var serviceRE = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9 .&()-]{0,79}$`)
 
 // odataString quotes s as an OData string literal: single quotes doubled.
 func odataString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -4,14 +4,13 @@ import (
 	"fmt"
 	"math"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ndrbot/ndrbot/executors/graph"
 	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // The Microsoft 365 side of the organisation, as the graph executor's checks see it:
@@ -302,10 +301,8 @@ func (m *m365) recover(now time.Time) {
 }
 
 var (
-	folderResourceRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`(?i)^/?users/([^/]+)/mailfolders(?:\('([^']+)'\)|/([^/]+))/messages/?$`)
-	})
-	allMailRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^/?users/([^/]+)/messages/?$`) })
+	folderResourceRE = lazyre.New(`(?i)^/?users/([^/]+)/mailfolders(?:\('([^']+)'\)|/([^/]+))/messages/?$`)
+	allMailRE        = lazyre.New(`(?i)^/?users/([^/]+)/messages/?$`)
 )
 
 // mailbox is where a mail subscription's resource points, as the executor reads

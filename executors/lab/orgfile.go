@@ -8,16 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ndrbot/ndrbot/executors/psobj"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // Organisation files: YAML descriptions of an Exchange 2019 organisation, its
@@ -169,7 +168,7 @@ func (ld *loader) at(n *yaml.Node) string {
 	return fmt.Sprintf("%s:%d", ld.files[n], n.Line)
 }
 
-var yamlLineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`line (\d+): `) })
+var yamlLineRE = lazyre.New(`line (\d+): `)
 
 // yamlErr rewrites yaml.v3's "line N: …" messages as file:N: ….
 func (ld *loader) yamlErr(name string, err error) error {

@@ -6,20 +6,17 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/ndrbot/ndrbot/incident"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // hostnameRE matches a DNS name: dot-separated labels of letters, digits, hyphens
 // (not at either end) and underscores (SRV/DMARC-style names), optional final dot.
 // Length limits are checked separately. Nothing else ever reaches a dial or a query.
-var hostnameRE = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^(?i)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$`)
-})
+var hostnameRE = lazyre.New(`^(?i)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$`)
 
 func validHostname(s string) bool {
 	return len(s) > 0 && len(s) <= 254 && hostnameRE().MatchString(s)

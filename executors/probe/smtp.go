@@ -10,13 +10,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 	"unicode"
+
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // Status values of the smtp, tcp and smtp-mx checks.
@@ -332,7 +332,7 @@ func (e *Executor) tlsFor(ep endpoint) *tls.Config {
 	return c
 }
 
-var enhancedRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)`) })
+var enhancedRE = lazyre.New(`^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)`)
 
 // setReply records a reply's code, enhanced code and text.
 func (r *SMTPResult) setReply(code int, lines []string) {

@@ -25,12 +25,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // Object is one PowerShell complex object (a CLIXML <Obj>).
@@ -234,7 +234,7 @@ func object(o *Object) (any, bool) {
 
 // bytesRE finds the exact byte count Exchange prints in parentheses:
 // "1.5 MB (1,572,864 bytes)", "0 B (0 bytes)".
-var bytesRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\(([\d,.\s\x{00a0}\x{202f}']+) bytes\)`) })
+var bytesRE = lazyre.New(`\(([\d,.\s\x{00a0}\x{202f}']+) bytes\)`)
 
 // ParseBytes reads a ByteQuantifiedSize's ToString. The parenthesised count is
 // exact; the leading "1.5 MB" is rounded, so it is used only when the count is
@@ -316,9 +316,7 @@ func signed(d time.Duration, neg bool) time.Duration {
 	return d
 }
 
-var xsDurationRE = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^(-)?P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$`)
-})
+var xsDurationRE = lazyre.New(`^(-)?P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$`)
 
 func parseXSDuration(s string) (time.Duration, bool) {
 	m := xsDurationRE().FindStringSubmatch(s)

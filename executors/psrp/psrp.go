@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +28,7 @@ import (
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/psrp/internal/wire"
 	"github.com/ndrbot/ndrbot/executors/wsman"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // Defaults for target keys left empty.
@@ -173,7 +173,7 @@ func (e *Executor) String() string { return fmt.Sprintf("%s executor %q %v", e.k
 // GoString implements fmt.GoStringer; see String.
 func (e *Executor) GoString() string { return e.String() }
 
-var configNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`) })
+var configNameRE = lazyre.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 func (e *Executor) configure(t config.Target) error {
 	var defaults wsman.URLDefaults

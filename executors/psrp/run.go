@@ -5,21 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/psobj"
 	"github.com/ndrbot/ndrbot/executors/psrp/internal/wire"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 var (
 	// cmdletRE: Verb-Noun, letters and digits, as Exchange's and Windows'
 	// cmdlets are named. Anything else (paths, script text) is refused here.
-	cmdletRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z]+-[A-Za-z0-9]+$`) })
-	paramRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,127}$`) })
+	cmdletRE = lazyre.New(`^[A-Za-z]+-[A-Za-z0-9]+$`)
+	paramRE  = lazyre.New(`^[A-Za-z][A-Za-z0-9_]{0,127}$`)
 )
 
 // Run implements executors.Executor: one cmdlet with its parameters on host.

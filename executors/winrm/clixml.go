@@ -4,11 +4,11 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"unicode/utf16"
+
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // clixmlHeader starts a CLIXML block on stderr. powershell.exe without a console
@@ -99,7 +99,7 @@ func attr(t xml.StartElement, name string) string {
 
 // clixmlEscape is how CLIXML writes characters XML cannot carry (CR, LF, …):
 // _xHHHH_ with one UTF-16 code unit.
-var clixmlEscape = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`_x([0-9A-Fa-f]{4})_`) })
+var clixmlEscape = lazyre.New(`_x([0-9A-Fa-f]{4})_`)
 
 // unescapeCLIXML decodes _xHHHH_ escapes, joining surrogate pairs.
 func unescapeCLIXML(s string) string {

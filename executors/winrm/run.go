@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/ndrbot/ndrbot/executors"
 	"github.com/ndrbot/ndrbot/executors/psobj"
 	"github.com/ndrbot/ndrbot/executors/wsman"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // MaxCommandLine is the longest command line Run sends. WinRS starts
@@ -113,7 +113,7 @@ foreach ($ndrArg in $P.'@args') { $ndrArgs[$ndrArg.n] = $ndrArg.v }
 $ndrOut = @(& $P.'@cmdlet' @ndrArgs)
 [System.Management.Automation.PSSerializer]::Serialize($ndrOut, 2)`
 
-var cmdletNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Z][A-Za-z]*-[A-Za-z][A-Za-z0-9]*$`) })
+var cmdletNameRE = lazyre.New(`^[A-Z][A-Za-z]*-[A-Za-z][A-Za-z0-9]*$`)
 
 // scriptFor returns the script and the data blob of an action: its own script,
 // or, for a cmdlet, the fixed cmdletScript with the cmdlet and its arguments as

@@ -7,9 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	ntlmssp "github.com/Azure/go-ntlmssp"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // HTTPSender speaks to https endpoints (basic or NTLM) and to http with basic. It
@@ -96,7 +95,7 @@ func HTTPClient(dial func(ctx context.Context, network, addr string) (net.Conn, 
 }
 
 // status401 finds the HTTP status in the library's error text; it exposes no other way.
-var status401 = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\b401\b`) })
+var status401 = lazyre.New(`\b401\b`)
 
 // Post hands msg to a masterzen/winrm Transporter, which keeps no deadline and
 // cannot be cancelled: a request still running when ctx ends is left to finish on

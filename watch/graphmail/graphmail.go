@@ -24,9 +24,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	abs "github.com/microsoft/kiota-abstractions-go"
@@ -34,6 +32,7 @@ import (
 
 	"github.com/ndrbot/ndrbot/config"
 	"github.com/ndrbot/ndrbot/executors/graph"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 	"github.com/ndrbot/ndrbot/watch"
 )
 
@@ -69,7 +68,7 @@ type Source struct {
 
 var _ watch.Source = (*Source)(nil)
 
-var idRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9=_+.@-]{1,512}$`) })
+var idRE = lazyre.New(`^[A-Za-z0-9=_+.@-]{1,512}$`)
 
 // New builds the source for graph target t (configured as name). It reads the
 // credential but does not contact Microsoft.
@@ -244,14 +243,10 @@ func (m rawMessage) message() watch.Message {
 }
 
 var (
-	blockRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`(?i)<(?:br\s*/?|/p|/div|/tr|/h[1-6]|/li|/table)\s*>`)
-	})
-	cellRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)</t[dh]\s*>`) })
-	dropRE = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`(?is)<(script|style|head)\b.*?</(script|style|head)\s*>`)
-	})
-	tagRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?s)<[^>]*>`) })
+	blockRE = lazyre.New(`(?i)<(?:br\s*/?|/p|/div|/tr|/h[1-6]|/li|/table)\s*>`)
+	cellRE  = lazyre.New(`(?i)</t[dh]\s*>`)
+	dropRE  = lazyre.New(`(?is)<(script|style|head)\b.*?</(script|style|head)\s*>`)
+	tagRE   = lazyre.New(`(?s)<[^>]*>`)
 )
 
 // htmlText turns an HTML body into lines of text, in case Graph ignored the

@@ -7,12 +7,11 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/ndrbot/ndrbot/config"
+	"github.com/ndrbot/ndrbot/internal/lazyre"
 )
 
 // AppKeys are the target keys of an app registration, which the graph and exo
@@ -24,9 +23,7 @@ func AppKeys() []string {
 }
 
 // guidRE matches a GUID as Entra ID writes tenant and application IDs.
-var guidRE = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-})
+var guidRE = lazyre.New(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // CheckIdentity checks who a graph or exo target signs in as: tenant,
 // application and exactly one credential. A target with no app registration at
