@@ -203,8 +203,9 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		chosen = args[0]
 	}
 	early := playbooks.Prefetch(chosen)
-	// A throw-away store's database is made ready meanwhile too; a command
-	// refused below discards it unused.
+	// A throw-away store's database is made ready meanwhile too, to be
+	// opened once the command line is checked; a command refused below
+	// discards it unused.
 	var scratch *backends.Scratch
 	if f.lab.throwAway() {
 		scratch = backends.StartScratch(ctx)
@@ -218,18 +219,6 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	if id, ok := early.Choose(chosen); ok && f.lab.set() {
 		building = startSimulation(cfg, f.lab, id)
 		defer building.wait()
-	}
-	// A throw-away store is in memory: opening it shows nowhere, so it is
-	// opened while the playbook is still read, and a command refused below
-	// closes it unused. Its error waits for its turn, after the command line's.
-	var (
-		rs    runStore
-		rsErr error
-	)
-	if f.lab.throwAway() {
-		if rs, rsErr = g.openRunStore(ctx, &cfg, f.lab, scratch); rsErr == nil {
-			defer rs.close()
-		}
 	}
 	cat, err := g.index(early, cfg)
 	if err != nil {
@@ -289,14 +278,11 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 		return usageErr("%v", err)
 	}
 
-	if !f.lab.throwAway() {
-		if rs, rsErr = g.openRunStore(ctx, &cfg, f.lab, nil); rsErr == nil {
-			defer rs.close()
-		}
+	rs, err := g.openRunStore(ctx, &cfg, f.lab, scratch)
+	if err != nil {
+		return err
 	}
-	if rsErr != nil {
-		return rsErr
-	}
+	defer rs.close()
 	st, key := rs.st, rs.key
 	anchor, err := newCheckpointer(cfg, st, key, nil, g.logger(cfg))
 	if err != nil {
