@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,4 +75,26 @@ func TestManPages(t *testing.T) {
 	bad := bot(t, []string{"SOURCE_DATE_EPOCH=yesterday"}, "", false, "man", "bad")
 	assert.Equal(t, exitUsage, bad.code)
 	assert.Contains(t, bad.err, "SOURCE_DATE_EPOCH")
+}
+
+// A page's text reads back in roff as it was written: no escape, request or
+// typographic hyphen slips in, and an indented paragraph stays as typed.
+func TestRoffText(t *testing.T) {
+	tests := []struct {
+		name, text, want string
+	}{
+		{"hyphens", "--lab-file -", `\-\-lab\-file \-` + "\n"},
+		{"backslash", `EX01\Submission`, `EX01\eSubmission` + "\n"},
+		{"request-like lines", "one\n.TH not a request\n'also not", "one\n\\&.TH not a request\n\\&'also not\n"},
+		{"paragraphs", "first\nline\n\nsecond", "first\nline\n.PP\nsecond\n"},
+		{"indented example", "Run:\n\n  ndrbot diagnose 5.5.4\n  ndrbot runs list", "Run:\n.PP\n.EX\n  ndrbot diagnose 5.5.4\n  ndrbot runs list\n.EE\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			roffParagraphs(&b, tt.text)
+			assert.Equal(t, tt.want, b.String())
+		})
+	}
+	assert.Equal(t, `"say \(dqhi\(dq \- now"`, roffArg(`say "hi" - now`))
 }
