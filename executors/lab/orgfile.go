@@ -46,7 +46,7 @@ func NewOrg(name string, opts Options) (*Lab, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lab: no built-in organisation %q (known: %s)", name, strings.Join(OrgNames(), ", "))
 	}
-	return ParseOrg("orgs/"+name+".yaml", data, opts)
+	return parseOrg("orgs/"+name+".yaml", data, opts, true)
 }
 
 // LoadOrg builds a lab from an organisation file; extends: finds its base next
@@ -62,8 +62,13 @@ func LoadOrg(path string) (*Lab, error) {
 // ParseOrg builds a lab from an organisation file's contents; name is used in
 // messages (file:line) and as the lab's scenario name.
 func ParseOrg(name string, data []byte, opts Options) (*Lab, error) {
+	return parseOrg(name, data, opts, false)
+}
+
+// parseOrg is ParseOrg; builtin says data is one of the built-in files.
+func parseOrg(name string, data []byte, opts Options, builtin bool) (*Lab, error) {
 	ld := &loader{files: map[*yaml.Node]string{}, bases: opts.Bases}
-	root, err := ld.load(name, data, 0)
+	root, err := ld.load(name, data, 0, builtin)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +100,10 @@ type loader struct {
 	bases fs.FS
 }
 
-func (ld *loader) load(name string, data []byte, depth int) (*yaml.Node, error) {
+// A file is checked alone, so that errors point into the right file, unless
+// it is built in (builtin): those were checked alone when ndrbot was built
+// (TestBuiltinOrgsAlone), and the merged file is decoded in any case.
+func (ld *loader) load(name string, data []byte, depth int, builtin bool) (*yaml.Node, error) {
 	if depth > 8 {
 		return nil, fmt.Errorf("lab: %s: extends nests deeper than 8 files (a cycle?)", name)
 	}
@@ -111,22 +119,21 @@ func (ld *loader) load(name string, data []byte, depth int) (*yaml.Node, error) 
 		return nil, fmt.Errorf("lab: %s:%d: an organisation file is a mapping (servers:, mailboxes:, …)", name, root.Line)
 	}
 	ld.mark(root, name)
-	// Each file alone must be well-formed, so errors point into the right file.
-	if err := checkKeys(root, reflect.TypeFor[fileOrg](), name); err != nil {
-		return nil, err
+	extends := scalarAt(root, "extends")
+	if !builtin {
+		var err error
+		if extends, err = ld.checkAlone(root, name); err != nil {
+			return nil, err
+		}
 	}
-	var f fileOrg
-	if err := root.Decode(&f); err != nil {
-		return nil, ld.yamlErr(name, err)
-	}
-	if f.Extends == "" {
+	if extends == "" {
 		return root, nil
 	}
-	baseName, baseData, err := ld.readBase(f.Extends)
+	baseName, baseData, baseBuiltin, err := ld.readBase(extends)
 	if err != nil {
-		return nil, fmt.Errorf("lab: %s: extends %q: %w", name, f.Extends, err)
+		return nil, fmt.Errorf("lab: %s: extends %q: %w", name, extends, err)
 	}
-	base, err := ld.load(baseName, baseData, depth+1)
+	base, err := ld.load(baseName, baseData, depth+1, baseBuiltin)
 	if err != nil {
 		return nil, err
 	}
@@ -136,21 +143,44 @@ func (ld *loader) load(name string, data []byte, depth int) (*yaml.Node, error) 
 	return merged, nil
 }
 
-func (ld *loader) readBase(name string) (string, []byte, error) {
-	file := name
+// checkAlone checks one file on its own: its keys, and that it decodes. It
+// returns the file's extends.
+func (ld *loader) checkAlone(root *yaml.Node, name string) (string, error) {
+	if err := checkKeys(root, reflect.TypeFor[fileOrg](), name); err != nil {
+		return "", err
+	}
+	var f fileOrg
+	if err := root.Decode(&f); err != nil {
+		return "", ld.yamlErr(name, err)
+	}
+	return f.Extends, nil
+}
+
+// scalarAt is the value of a mapping's scalar key; "" when it has none.
+func scalarAt(m *yaml.Node, key string) string {
+	if j := keyIndex(m, key); j >= 0 && m.Content[j+1].Kind == yaml.ScalarNode {
+		return m.Content[j+1].Value
+	}
+	return ""
+}
+
+// readBase finds the base name extends: next to the file, else built in
+// (builtin).
+func (ld *loader) readBase(name string) (file string, data []byte, builtin bool, err error) {
+	file = name
 	if !strings.HasSuffix(file, ".yaml") {
 		file += ".yaml"
 	}
 	if ld.bases != nil {
 		if data, err := fs.ReadFile(ld.bases, file); err == nil {
-			return file, data, nil
+			return file, data, false, nil
 		}
 	}
-	data, err := fs.ReadFile(builtinOrgs, "orgs/"+file)
+	data, err = fs.ReadFile(builtinOrgs, "orgs/"+file)
 	if err != nil {
-		return "", nil, fmt.Errorf("no such organisation file (next to it or built in: %s)", strings.Join(OrgNames(), ", "))
+		return "", nil, false, fmt.Errorf("no such organisation file (next to it or built in: %s)", strings.Join(OrgNames(), ", "))
 	}
-	return "orgs/" + file, data, nil
+	return "orgs/" + file, data, true, nil
 }
 
 func (ld *loader) mark(n *yaml.Node, file string) {

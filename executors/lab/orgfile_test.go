@@ -1,12 +1,14 @@
 package lab
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 )
 
 // Every built-in organisation file parses, and each built-in Go scenario has
@@ -25,6 +27,30 @@ func TestBuiltinOrgsParse(t *testing.T) {
 			if _, ok := scenarios()[n]; ok {
 				assert.Equal(t, ScenarioPlaybook(n), l.Playbook())
 			}
+		})
+	}
+}
+
+// Each built-in organisation file passes alone the checks a file given with
+// --lab-file passes (load skips them for the built-ins), and its extends reads
+// the same without them.
+func TestBuiltinOrgsAlone(t *testing.T) {
+	entries, err := fs.ReadDir(builtinOrgs, "orgs")
+	require.NoError(t, err)
+	require.NotEmpty(t, entries)
+	for _, e := range entries {
+		name := "orgs/" + e.Name()
+		t.Run(e.Name(), func(t *testing.T) {
+			data, err := fs.ReadFile(builtinOrgs, name)
+			require.NoError(t, err)
+			var doc yaml.Node
+			require.NoError(t, yaml.Unmarshal(data, &doc))
+			root := doc.Content[0]
+			ld := &loader{files: map[*yaml.Node]string{}}
+			ld.mark(root, name)
+			extends, err := ld.checkAlone(root, name)
+			require.NoError(t, err)
+			assert.Equal(t, extends, scalarAt(root, "extends"))
 		})
 	}
 }
