@@ -232,6 +232,9 @@ func (d *deferredCheck) ready(pb *Playbook) error {
 	// once that is done.
 	rest := *c
 	rest.exprs = newExprCompiler(optimize)
+	if pb.builtin {
+		rest.exprs.deferred = &deferredTemplates{optimize: optimize}
+	}
 	restProblems := &problems{file: pb.Source}
 	pc := &pendingCheck{done: make(chan struct{})}
 	stepsChecked := make(chan struct{})

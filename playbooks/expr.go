@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/expr-lang/expr"
@@ -111,6 +112,10 @@ func (r *refs) Visit(node *ast.Node) {
 type exprCompiler struct {
 	anyResult, boolResult *conf.Config
 	done                  map[exprKey]compiled
+	// deferred, when set, leaves a template's holes to be compiled when it is
+	// first rendered (deferredTemplates); they are parsed now, for what they
+	// refer to.
+	deferred *deferredTemplates
 }
 
 type exprKey struct {
@@ -160,6 +165,18 @@ func (c *exprCompiler) compile(src string, asBool bool) (*vm.Program, *refs, err
 	return prog, r, err
 }
 
+// refsOf is what compile returns for src's refs, from parsing it alone: a
+// deferred template hole is checked and compiled later.
+func (c *exprCompiler) refsOf(src string) (*refs, error) {
+	tree, err := parser.ParseWithConfig(src, c.anyResult)
+	if err != nil {
+		return nil, fmt.Errorf("expression %q: %s", src, firstLine(err.Error()))
+	}
+	r := &refs{}
+	ast.Walk(&tree.Node, r)
+	return r, nil
+}
+
 // compileWith is expr.Compile's pipeline (parse, check, optimise, emit) with
 // a configuration made beforehand; the parsed tree is walked for refs before
 // the checker and optimiser rewrite it, as expr.Patch would have.
@@ -200,6 +217,50 @@ func firstLine(s string) string {
 type template struct {
 	parts []string // literal text; len(parts) == len(holes)+1
 	holes []*vm.Program
+	// later, when set, stands for holes: compiled on the first render.
+	later *laterHoles
+}
+
+// deferredTemplates compiles the holes of a built-in's templates when each
+// template is first rendered. Most never are — a rule's finding only when it
+// matches, an escalation's reason only when it is raised — and every one of
+// a built-in's compiled when ndrbot was built (Load's check, in
+// TestBuiltinsLintClean): compiling them all before the first finding cost a
+// third of the diagnosis's compiling. It is safe for concurrent use.
+type deferredTemplates struct {
+	optimize bool
+
+	mu    sync.Mutex
+	exprs *exprCompiler // made on first use
+}
+
+func (d *deferredTemplates) compile(src string) *vm.Program {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.exprs == nil {
+		d.exprs = newExprCompiler(d.optimize)
+	}
+	prog, _, _ := d.exprs.compile(src, false) // nil: rendered as an error is, "?"
+	return prog
+}
+
+// laterHoles are a template's holes before their first render.
+type laterHoles struct {
+	srcs []string
+	by   *deferredTemplates
+
+	once  sync.Once
+	progs []*vm.Program
+}
+
+func (l *laterHoles) programs() []*vm.Program {
+	l.once.Do(func() {
+		l.progs = make([]*vm.Program, len(l.srcs))
+		for i, src := range l.srcs {
+			l.progs[i] = l.by.compile(src)
+		}
+	})
+	return l.progs
 }
 
 // holes finds a template's {{ expression }} holes: each one's bounds and its
@@ -227,15 +288,29 @@ func holes(src string) [][4]int {
 
 func (c *exprCompiler) template(src string) (template, *refs, error) {
 	var t template
+	if c.deferred != nil {
+		t.later = &laterHoles{by: c.deferred}
+	}
 	all := &refs{}
 	last := 0
 	for _, m := range holes(src) {
-		prog, r, err := c.compile(strings.TrimSpace(src[m[2]:m[3]]), false)
+		hole := strings.TrimSpace(src[m[2]:m[3]])
+		var (
+			prog *vm.Program
+			r    *refs
+			err  error
+		)
+		if t.later != nil {
+			r, err = c.refsOf(hole)
+			t.later.srcs = append(t.later.srcs, hole)
+		} else {
+			prog, r, err = c.compile(hole, false)
+			t.holes = append(t.holes, prog)
+		}
 		if err != nil {
 			return template{}, nil, err
 		}
 		t.parts = append(t.parts, src[last:m[0]])
-		t.holes = append(t.holes, prog)
 		all.steps = append(all.steps, r.steps...)
 		all.reliefs = append(all.reliefs, r.reliefs...)
 		all.rules = append(all.rules, r.rules...)
@@ -247,11 +322,19 @@ func (c *exprCompiler) template(src string) (template, *refs, error) {
 }
 
 func (t template) render(env map[string]any) string {
+	holes := t.holes
+	if t.later != nil {
+		holes = t.later.programs()
+	}
 	var b strings.Builder
 	for i, part := range t.parts {
 		b.WriteString(part)
-		if i < len(t.holes) {
-			v, err := expr.Run(t.holes[i], env)
+		if i < len(holes) {
+			if holes[i] == nil {
+				b.WriteString("?")
+				continue
+			}
+			v, err := expr.Run(holes[i], env)
 			if err != nil {
 				b.WriteString("?")
 				continue

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/expr-lang/expr"
@@ -127,4 +128,62 @@ func TestHolesIsTheRegexp(t *testing.T) {
 			require.Equal(t, want, holes(s), "%q", s)
 		}
 	}
+}
+
+// A built-in's template holes compiled on first render (deferredTemplates)
+// refer to the same things and render the same text as holes compiled at once,
+// from any number of goroutines; one that does not compile renders as an
+// evaluation error does.
+func TestDeferredTemplates(t *testing.T) {
+	env := compileEnv()
+	env["steps"] = map[string]any{"queues": []map[string]any{{"Identity": `EX01\7`, "MessageCount": 5000, "Host": "ex01"}}}
+	env["it"] = map[string]any{"Identity": `EX01\7`, "MessageCount": 5000, "Host": "ex01", "Status": "Retry"}
+	env["params"] = map[string]any{"domain": "contoso.com", "window": "2h"}
+	env["host"] = "ex01"
+	var srcs []string
+	for _, f := range builtinFiles(t) {
+		pb := f.parse(t)
+		for _, r := range pb.Rules {
+			srcs = append(srcs, r.Finding, r.Evidence)
+		}
+		for _, e := range pb.Escalate {
+			srcs = append(srcs, e.Reason)
+		}
+		for _, r := range pb.Reliefs {
+			if r.Block != nil {
+				srcs = append(srcs, r.Block.Reason)
+			}
+			if r.Guard != nil {
+				srcs = append(srcs, r.Guard.Refuse)
+			}
+		}
+	}
+	srcs = append(srcs, `queue {{ it.Identity }} holds {{ it.MessageCount + "x" }} messages`) // fails when run
+	now, later := newExprCompiler(false), newExprCompiler(false)
+	later.deferred = &deferredTemplates{}
+	rendered := 0
+	for _, src := range srcs {
+		eager, eagerRefs, err := now.template(src)
+		require.NoError(t, err, src)
+		deferred, deferredRefs, err := later.template(src)
+		require.NoError(t, err, src)
+		assert.Equal(t, eagerRefs, deferredRefs, src)
+		want := eager.render(env)
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() { assert.Equal(t, want, deferred.render(env), src) })
+		}
+		wg.Wait()
+		if strings.Contains(src, "{{") {
+			rendered++
+		}
+	}
+	assert.Greater(t, rendered, 100, "the built-ins' templates with holes")
+	_, _, err := now.template(`{{ host + 1 }} messages`)
+	require.Error(t, err, "a type error")
+	bad, _, err := later.template(`{{ host + 1 }} messages`)
+	require.NoError(t, err, "a type error is found when the hole is compiled")
+	assert.Equal(t, "? messages", bad.render(env))
+	_, _, err = later.template(`{{ it.MessageCount + }} messages`)
+	require.Error(t, err, "a syntax error is found at once")
 }
