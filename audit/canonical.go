@@ -397,6 +397,37 @@ func (c *canonicalScan) literal(lit string) bool {
 	return true
 }
 
+// unescapeCanonical is the value of a string's contents that canonicalScan
+// accepted: the escapes it allows are \" \\ \n \r \t and \u00XX.
+func unescapeCanonical(s []byte) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		i++
+		switch s[i] {
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		case 'u':
+			if i+4 < len(s) {
+				v, _ := strconv.ParseUint(string(s[i+1:i+5]), 16, 8)
+				b.WriteByte(byte(v))
+				i += 4
+			}
+		default: // " and \
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
 // number accepts JSON's number grammar; CanonicalJSON keeps numbers as written.
 func (c *canonicalScan) number() bool {
 	digits := func() int {

@@ -108,6 +108,16 @@ func TestIsCanonical(t *testing.T) {
 	}
 }
 
+// unescapeCanonical reads a string canonicalScan accepted as JSON decodes it.
+func TestUnescapeCanonical(t *testing.T) {
+	for _, in := range []string{`plain`, `EX01\\Submission`, `a\"b`, `line\nnext\r\n\tindented`, `ctl\u0001\u001f\u0000`, `é ü \\\\srv`, ``} {
+		var want string
+		require.NoError(t, json.Unmarshal([]byte(`"`+in+`"`), &want), in)
+		require.True(t, isCanonical([]byte(`"`+in+`"`)), in)
+		assert.Equal(t, want, unescapeCanonical([]byte(in)), in)
+	}
+}
+
 func FuzzIsCanonical(f *testing.F) {
 	for _, s := range []string{`{"a":[true,null,"x"],"b":1}`, `"a\"b\\c\nd\u0001é"`, `{"b":1,"a":2}`, `-0.5e+3`, `[[],{}]`, "\"\xff\""} {
 		f.Add([]byte(s))
@@ -132,7 +142,9 @@ func FuzzIsCanonical(f *testing.F) {
 // way gives back the same bytes.
 func FuzzRedactorUnchanged(f *testing.F) {
 	for _, s := range []string{`{"password":"pw1","user":"svc"}`, `{"cmd":"net use password=hunter2"}`, `["uses s3cret-value"]`,
-		`{"hosts":["ex01"],"password_set":true,"status":"ok","token":""}`, `{"a":{"b":[1,"Bearer abcdefghijklmnop"]}}`, `"pa` + "\u017f\u017f" + `word=x"`} {
+		`{"hosts":["ex01"],"password_set":true,"status":"ok","token":""}`, `{"a":{"b":[1,"Bearer abcdefghijklmnop"]}}`, `"pa` + "\u017f\u017f" + `word=x"`,
+		`{"Identity":"EX01\\Submission","LastError":"451 4.4.0 \"Primary target IP address responded\"\r\n\tretry\u0001"}`,
+		`{"cmd":"net use \\\\srv\\c$ password=hunter2"}`, `["s3cret\\-value","s3cret\u002dvalue"]`, `"tab\tBearer abcdefghijklmnop"`} {
 		f.Add([]byte(s))
 	}
 	r := NewRedactor("s3cret-value")

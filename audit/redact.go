@@ -157,11 +157,16 @@ func (r *Redactor) redactJSON(raw []byte) ([]byte, error) {
 // (json.Marshal of a map usually is), no string in it is redacted and no member
 // named like a credential holds more than null, a boolean or "". Most audit
 // payloads are; this spares them a decode and an encode. A string with an
-// escape in it is not looked into here: JSON takes the long way.
+// escape in it (an Exchange identity, EX01\\Submission) is redacted as it
+// reads once decoded.
 func (r *Redactor) unchanged(raw []byte) bool {
 	c := canonicalScan{b: raw,
 		str: func(s []byte) bool {
-			return bytes.IndexByte(s, '\\') < 0 && r.String(string(s)) == string(s)
+			v := string(s)
+			if bytes.IndexByte(s, '\\') >= 0 {
+				v = unescapeCanonical(s)
+			}
+			return r.String(v) == v
 		},
 		member: func(key, value []byte) bool {
 			if !isSecretKey(string(key)) {

@@ -44,19 +44,23 @@ const (
 // StepResult is what a diagnostic (or verification) step produced across all hosts
 // of its target. Rows is the normalised JSON output: always a list of objects, each
 // carrying the host it came from under the key "Host".
+//
+// Its fields are in the order of their JSON names, so that json.Marshal writes
+// it in the audit trail's canonical key order and the store redacts it without
+// decoding it again (TestStepResultMarshalsCanonical).
 type StepResult struct {
-	Step      string           `json:"step"`
-	Title     string           `json:"title"`
-	Target    string           `json:"target"`
-	Executor  string           `json:"executor"`
-	Hosts     []string         `json:"hosts"`
-	Status    StepStatus       `json:"status"`
-	Rows      []map[string]any `json:"rows,omitempty"`
+	Duration  time.Duration    `json:"duration"`
 	Error     string           `json:"error,omitempty"`
+	Executor  string           `json:"executor"`
 	ExitCode  int              `json:"exit_code"`
+	Hosts     []string         `json:"hosts"`
+	Rows      []map[string]any `json:"rows,omitempty"`
 	Digest    string           `json:"script_digest,omitempty"`
 	Started   time.Time        `json:"started"`
-	Duration  time.Duration    `json:"duration"`
+	Status    StepStatus       `json:"status"`
+	Step      string           `json:"step"`
+	Target    string           `json:"target"`
+	Title     string           `json:"title"`
 	Verifying bool             `json:"verifying,omitempty"`
 }
 
