@@ -527,24 +527,20 @@ func (s *Store) PutStep(ctx context.Context, runID, phase string, r incident.Ste
 		return err
 	}
 	return s.db.Write(ctx, func(tx Q) error {
-		var oldStatus, oldResult string
-		err := tx.QueryRow(ctx, `SELECT status, result FROM steps WHERE run_id = ? AND step = ? AND phase = ?`, runID, r.Step, phase).Scan(&oldStatus, &oldResult)
-		if err != nil && !s.d.IsNoRows(err) {
-			return err
-		}
-		if err == nil && oldStatus == string(r.Status) && oldResult == res {
-			return nil // replay: nothing changed
-		}
 		now := s.now()
-		if _, err := tx.Exec(ctx, `INSERT INTO steps (run_id, step, phase, status, result, created_us, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (run_id, step, phase) DO UPDATE SET status = excluded.status, result = excluded.result, updated_us = excluded.updated_us`,
-			runID, r.Step, phase, string(r.Status), res, us(now), us(now)); err != nil {
+		// A replay, the same status and result again, changes no row and is
+		// not audited again.
+		n, err := tx.Exec(ctx, `INSERT INTO steps (run_id, step, phase, status, result, created_us, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (run_id, step, phase) DO UPDATE SET status = excluded.status, result = excluded.result, updated_us = excluded.updated_us
+			WHERE steps.status <> excluded.status OR steps.result <> excluded.result`,
+			runID, r.Step, phase, string(r.Status), res, us(now), us(now))
+		if err != nil {
 			if isFK(err) {
 				return notFound("run", runID)
 			}
 			return err
 		}
-		if !finalStep(r.Status) {
+		if n == 0 || !finalStep(r.Status) {
 			return nil
 		}
 		_, err = s.appendTx(ctx, tx, audit.Record{Actor: incident.BotActor, RunID: runID, Kind: audit.KindStep, Time: now,
