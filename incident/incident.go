@@ -65,16 +65,18 @@ type StepResult struct {
 }
 
 // Finding is one conclusion drawn from step results by a playbook rule.
+//
+// Its fields are in the order of their JSON names, as StepResult's are.
 type Finding struct {
-	Rule     string   `json:"rule"`
-	Severity Severity `json:"severity"`
-	Text     string   `json:"text"`
-	Step     string   `json:"step,omitempty"`
-	Host     string   `json:"host,omitempty"`
 	// Evidence is a short excerpt of the step output that led to the finding.
 	Evidence string `json:"evidence,omitempty"`
+	Host     string `json:"host,omitempty"`
 	// Phase is "diagnose", or "verify" for what was found after a relief.
-	Phase string `json:"phase,omitempty"`
+	Phase    string   `json:"phase,omitempty"`
+	Rule     string   `json:"rule"`
+	Severity Severity `json:"severity"`
+	Step     string   `json:"step,omitempty"`
+	Text     string   `json:"text"`
 }
 
 // ApprovalPolicy says who must approve a relief before it runs.
@@ -119,11 +121,13 @@ type ReliefResult struct {
 }
 
 // Escalation is raised when a playbook's escalation criteria hold.
+//
+// Its fields are in the order of their JSON names, as StepResult's are.
 type Escalation struct {
-	Rule   string `json:"rule"`
-	Reason string `json:"reason"`
-	Owner  string `json:"owner"`
 	Next   string `json:"next,omitempty"`
+	Owner  string `json:"owner"`
+	Reason string `json:"reason"`
+	Rule   string `json:"rule"`
 }
 
 // Errors callers branch on. Messages of wrapped ErrInvalidInput, ErrNotAllowed and

@@ -12,8 +12,9 @@ import (
 	"github.com/ndrbot/ndrbot/incident"
 )
 
-// A step result marshals in the audit trail's canonical form, every field set
-// or none: the store then redacts its JSON without decoding it again.
+// A step result, a finding and an escalation marshal in the audit trail's
+// canonical form, every field set or none: the store then redacts their JSON
+// without decoding it again.
 func TestStepResultMarshalsCanonical(t *testing.T) {
 	full := incident.StepResult{Duration: 1500 * time.Millisecond, Error: "x", Executor: "psrp", ExitCode: 1,
 		Hosts: []string{"ex01"}, Rows: []map[string]any{{"Identity": `EX01\Submission`, "MessageCount": 5000, "Host": "ex01"}},
@@ -32,4 +33,15 @@ func TestStepResultMarshalsCanonical(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(raw, &fields))
 	assert.Len(t, fields, 13, "a new field: set it in full above")
+
+	for _, v := range []any{
+		incident.Finding{Evidence: "e", Host: "ex01", Phase: "verify", Rule: "r", Severity: incident.SeverityWarning, Step: "s", Text: "t"},
+		incident.Finding{}, incident.Escalation{Next: "n", Owner: "o", Reason: "r", Rule: "x"}, incident.Escalation{},
+	} {
+		raw, err := json.Marshal(v)
+		require.NoError(t, err)
+		canonical, err := audit.CanonicalJSON(raw)
+		require.NoError(t, err)
+		assert.Equal(t, string(canonical), string(raw), "%T", v)
+	}
 }
