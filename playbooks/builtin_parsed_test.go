@@ -120,11 +120,14 @@ type literalWriter struct {
 
 func (w *literalWriter) value(v reflect.Value) error {
 	switch v.Kind() {
-	case reflect.Pointer:
+	case reflect.Pointer, reflect.Slice, reflect.Map, reflect.Interface:
 		if v.IsNil() {
 			w.b.WriteString("nil")
 			return nil
 		}
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
 		if v.Elem().Kind() == reflect.Struct {
 			w.b.WriteString("&")
 			return w.value(v.Elem())
@@ -153,10 +156,6 @@ func (w *literalWriter) value(v reflect.Value) error {
 		}
 		w.b.WriteString("\n}")
 	case reflect.Slice:
-		if v.IsNil() {
-			w.b.WriteString("nil")
-			return nil
-		}
 		fmt.Fprintf(&w.b, "%s{", w.typeName(v.Type()))
 		for i := range v.Len() {
 			if err := w.value(v.Index(i)); err != nil {
@@ -166,10 +165,6 @@ func (w *literalWriter) value(v reflect.Value) error {
 		}
 		w.b.WriteString("}")
 	case reflect.Map:
-		if v.IsNil() {
-			w.b.WriteString("nil")
-			return nil
-		}
 		if v.Type().Key().Kind() != reflect.String {
 			return fmt.Errorf("%s: only string keys are written", v.Type())
 		}
@@ -185,10 +180,6 @@ func (w *literalWriter) value(v reflect.Value) error {
 		}
 		w.b.WriteString("\n}")
 	case reflect.Interface:
-		if v.IsNil() {
-			w.b.WriteString("nil")
-			return nil
-		}
 		return w.dynamic(v.Elem())
 	case reflect.String:
 		w.b.WriteString(strconv.Quote(v.String()))
