@@ -2,6 +2,7 @@ package incident_test
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -33,15 +34,27 @@ func TestStepResultMarshalsCanonical(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(raw, &fields))
 	assert.Len(t, fields, 13, "a new field: set it in full above")
+	assert.Equal(t, 13, reflect.TypeOf(full).NumField(), "every field is set in full above")
 
-	for _, v := range []any{
-		incident.Finding{Evidence: "e", Host: "ex01", Phase: "verify", Rule: "r", Severity: incident.SeverityWarning, Step: "s", Text: "t"},
-		incident.Finding{}, incident.Escalation{Next: "n", Owner: "o", Reason: "r", Rule: "x"}, incident.Escalation{},
+	for _, tt := range []struct {
+		full, empty any
+		fields      int
+	}{
+		{incident.Finding{Evidence: "e", Host: "ex01", Phase: "verify", Rule: "r", Severity: incident.SeverityWarning, Step: "s", Text: "t"}, incident.Finding{}, 7},
+		{incident.Escalation{Next: "n", Owner: "o", Reason: "r", Rule: "x"}, incident.Escalation{}, 4},
 	} {
-		raw, err := json.Marshal(v)
+		for _, v := range []any{tt.full, tt.empty} {
+			raw, err := json.Marshal(v)
+			require.NoError(t, err)
+			canonical, err := audit.CanonicalJSON(raw)
+			require.NoError(t, err)
+			assert.Equal(t, string(canonical), string(raw), "%T", v)
+		}
+		var fields map[string]any
+		raw, err := json.Marshal(tt.full)
 		require.NoError(t, err)
-		canonical, err := audit.CanonicalJSON(raw)
-		require.NoError(t, err)
-		assert.Equal(t, string(canonical), string(raw), "%T", v)
+		require.NoError(t, json.Unmarshal(raw, &fields))
+		assert.Len(t, fields, tt.fields, "%T: a new field: set it above", tt.full)
+		assert.Equal(t, tt.fields, reflect.TypeOf(tt.full).NumField(), "%T: every field is set above", tt.full)
 	}
 }

@@ -35,6 +35,7 @@ func TestBuiltinParsed(t *testing.T) {
 		require.NotNil(t, got, "%s has no builder in builtin_parsed.go: go test ./playbooks -run TestBuiltinParsed -update", file)
 		assert.True(t, reflect.DeepEqual(want, got), "builtin_parsed.go is not what %s parses to: go test ./playbooks -run TestBuiltinParsed -update", file)
 		assert.NotSame(t, got, parsedBuiltin(file), "each call builds its own: a check writes into what it checks")
+		assert.Equal(t, sourceVersion(f.data), got.Version, "builtinParse takes this copy for the embedded file")
 	}
 	assert.Nil(t, parsedBuiltin("no-such.yaml"))
 }

@@ -37,15 +37,15 @@ func Parse(file string, data []byte, knownTargets map[string]string, kinds ...ex
 	return pb, nil
 }
 
-// parse reads one playbook file into its structure, without the cross-checks
-// and expression compilation of check: what listing and choosing a playbook
-// need. The problems found so far are in the returned problems.
 // sourceVersion is a playbook's Version: the start of its file's SHA-256.
 func sourceVersion(data []byte) string {
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])[:12]
 }
 
+// parse reads one playbook file into its structure, without the cross-checks
+// and expression compilation of check: what listing and choosing a playbook
+// need. The problems found so far are in the returned problems.
 func parse(file string, data []byte) (*Playbook, *problems, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {

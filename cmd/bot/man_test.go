@@ -97,4 +97,14 @@ func TestRoffText(t *testing.T) {
 		})
 	}
 	assert.Equal(t, `"say \(dqhi\(dq \- now"`, roffArg(`say "hi" - now`))
+
+	// Flags as cobra/doc listed them, by name: a string default quoted, a
+	// flag that takes no value with its default in brackets.
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	fs.StringP("lab-file", "f", `C:\orgs\lab.yaml`, "an organisation file")
+	fs.Bool("json", false, ".json for machines")
+	var b bytes.Buffer
+	roffFlags(&b, fs)
+	assert.Equal(t, ".TP\n\\fB\\-\\-json\\fP[=false]\n\\&.json for machines\n"+
+		".TP\n\\fB\\-f\\fP, \\fB\\-\\-lab\\-file\\fP=\"C:\\e\\eorgs\\e\\elab.yaml\"\nan organisation file\n", b.String())
 }

@@ -52,7 +52,8 @@ func (g *globals) openStore(ctx context.Context, cfg config.Config) (store.Store
 }
 
 // openBackend opens the store cfg names; scratch, when set: that throw-away
-// store in memory instead (sqlite.OpenScratch), with cfg's audit key and secrets.
+// store in memory instead (sqlite.StartScratch), with cfg's audit key and
+// secrets.
 func (g *globals) openBackend(ctx context.Context, cfg config.Config, scratch *backends.Scratch) (store.Store, []byte, error) {
 	bc := backends.Config{Driver: "sqlite", Scratch: scratch}
 	if scratch == nil {
@@ -80,7 +81,7 @@ func (g *globals) openBackend(ctx context.Context, cfg config.Config, scratch *b
 // the configured one, or, for a lab run (--lab, --lab-file), a store of the lab's
 // own, so a simulated restart puts no real run under a cooldown and nothing of the
 // lab lands in the real audit trail. That store is held in memory and gone when
-// the returned close runs (sqlite.OpenScratch), or is the file --lab-store
+// the returned close runs (sqlite.StartScratch), or is the file --lab-store
 // names, kept across runs for a trainer or a test.
 //
 // --lab-store configured uses the configured store after all: for a

@@ -102,7 +102,12 @@ func OpenScratch(ctx context.Context, opt store.Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{Store: core.New(d, Dialect, opt), memory: d.w}, nil
+	return scratchStore(d, opt), nil
+}
+
+// scratchStore is the store on a scratch database, which it then owns.
+func scratchStore(d *sqlDB, opt store.Options) *Store {
+	return &Store{Store: core.New(d, Dialect, opt), memory: d.w}
 }
 
 // scratchDB is OpenScratch's database: the template copied into its one
@@ -160,7 +165,7 @@ func (s *Scratch) Open(opt store.Options) (*Store, error) {
 	}
 	d := s.d
 	s.d = nil
-	return &Store{Store: core.New(d, Dialect, opt), memory: d.w}, nil
+	return scratchStore(d, opt), nil
 }
 
 // Discard waits for the background work and closes the database unless a
