@@ -851,6 +851,39 @@ func testAudit(t *testing.T, open Opener) {
 		assert.Equal(t, rep.LastHash, head.Hash)
 	})
 
+	// Each store remembers the head it last moved the trail to, and appends
+	// after it without reading it; another writer on the same database moves
+	// the head under it, whatever the kind of write.
+	t.Run("two writers on one database form one chain", func(t *testing.T) {
+		inst := open(t, store.Options{})
+		s1, ctx := inst.Store, ctxT(t)
+		s2, err := inst.Reopen(t, store.Options{})
+		require.NoError(t, err)
+		t.Cleanup(func() { s2.Close() })
+		r := newRun(t, s1, "bot-1")
+		events := 1 // the run's
+		for i := range 6 {
+			for j, s := range []store.Store{s1, s2, s2, s1} {
+				_, err := s.Append(ctx, audit.Record{Actor: incident.CLIActor("ops"), Kind: audit.KindCommand,
+					Payload: map[string]any{"round": i, "writer": j}})
+				require.NoError(t, err)
+				step := incident.StepResult{Step: fmt.Sprintf("s%d-%d", i, j), Target: "exchange", Hosts: []string{"ex01"}, Status: incident.StepOK}
+				require.NoError(t, s.PutStep(ctx, r.ID, "diagnose", step))
+				require.NoError(t, s.AddFindings(ctx, r.ID, incident.Finding{Rule: fmt.Sprintf("f%d-%d", i, j), Severity: incident.SeverityInfo, Text: "x"}))
+				events += 3
+			}
+		}
+		for _, s := range []store.Store{s1, s2} {
+			rep := verify(t, s, nil)
+			require.True(t, rep.OK, rep.String())
+			assert.EqualValues(t, events, rep.Events)
+			head, err := s.AuditHead(ctx)
+			require.NoError(t, err)
+			assert.EqualValues(t, events, head.Seq)
+			assert.Equal(t, rep.LastHash, head.Hash)
+		}
+	})
+
 	t.Run("redaction before append", func(t *testing.T) {
 		inst := open(t, store.Options{Redactor: audit.NewRedactor("hunter2-winrm-pw")})
 		s, ctx := inst.Store, ctxT(t)

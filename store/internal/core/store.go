@@ -23,7 +23,7 @@ type Store struct {
 	keyID string // audit.KeyID(opt.AuditKey)
 
 	headMu    sync.Mutex
-	head      audit.Head // the head as this process last wrote it (appendOne)
+	head      audit.Head // the head as this process last moved it (appendOne, appendTx)
 	headKnown bool
 }
 
@@ -119,7 +119,6 @@ func (s *Store) Append(ctx context.Context, r audit.Record) (audit.Event, error)
 	if err != nil {
 		return audit.Event{}, err
 	}
-	s.rememberHead(ev[len(ev)-1])
 	return ev[0], nil
 }
 
@@ -128,11 +127,16 @@ func (s *Store) Append(ctx context.Context, r audit.Record) (audit.Event, error)
 // trip where the transaction takes five. When another writer moved the head
 // (another replica, or a transaction of this one), nothing is written and
 // done is false: the caller appends the usual way, which reads the head.
+//
+// The head is not held locked while the statement runs: a transaction of this
+// process holding the head's row notes its head before it commits
+// (appendAfterKnownHead), and would wait for the lock. Two appends racing here
+// both try the same head; one of them falls back.
 func (s *Store) appendOne(ctx context.Context, r audit.Record) (e audit.Event, done bool, err error) {
 	s.headMu.Lock()
-	defer s.headMu.Unlock()
-	head := s.head
-	if !s.headKnown || head.KeyID != s.keyID {
+	head, known := s.head, s.headKnown
+	s.headMu.Unlock()
+	if !known || head.KeyID != s.keyID {
 		return e, false, nil // the head must be read (and maybe the key's epoch written)
 	}
 	if e, err = s.prepare(r); err != nil {
@@ -145,27 +149,15 @@ func (s *Store) appendOne(ctx context.Context, r audit.Record) (e audit.Event, d
 	n, err := s.db.Exec(ctx, s.d.AppendStatement, e.Seq, e.Hash, head.Seq, head.Hash, head.KeyID,
 		e.Time.UnixMicro(), e.Actor.ID, e.Actor.Name, e.RunID, string(e.Kind), string(e.Payload), string(e.Alg), e.PrevHash, e.Hash)
 	if err != nil {
-		s.headKnown = false
+		s.forgetHead()
 		return e, false, fmt.Errorf("append audit event: %w", err)
 	}
 	if n != 1 {
-		s.headKnown = false
+		s.forgetHead()
 		return e, false, nil
 	}
-	s.head = audit.Head{Seq: e.Seq, Hash: e.Hash, KeyID: head.KeyID, KeySince: head.KeySince}
+	s.noteHead(audit.Head{Seq: e.Seq, Hash: e.Hash, KeyID: head.KeyID, KeySince: head.KeySince})
 	return e, true, nil
-}
-
-// rememberHead notes the last event this process wrote by itself, for
-// appendOne (nothing to note on a backend without it).
-func (s *Store) rememberHead(last audit.Event) {
-	if s.d.AppendStatement == "" {
-		return
-	}
-	s.headMu.Lock()
-	defer s.headMu.Unlock()
-	s.head = audit.Head{Seq: last.Seq, Hash: last.Hash, KeyID: s.keyID}
-	s.headKnown = s.keyID == "" || last.Alg == audit.AlgHMAC
 }
 
 // AppendBatch appends several events in one transaction (bulk imports,
@@ -177,9 +169,6 @@ func (s *Store) AppendBatch(ctx context.Context, recs []audit.Record) ([]audit.E
 		ev, err = s.appendTx(ctx, tx, recs...)
 		return err
 	})
-	if err == nil && len(ev) > 0 {
-		s.rememberHead(ev[len(ev)-1])
-	}
 	return ev, err
 }
 
@@ -215,6 +204,9 @@ func (s *Store) appendTx(ctx context.Context, tx Q, recs ...audit.Record) ([]aud
 		if events[i], err = s.prepare(r); err != nil {
 			return nil, err
 		}
+	}
+	if done, err := s.appendAfterKnownHead(ctx, tx, events); done || err != nil {
+		return events, err
 	}
 	var (
 		last     int64
@@ -266,7 +258,70 @@ func (s *Store) appendTx(ctx context.Context, tx Q, recs ...audit.Record) ([]aud
 	if _, err := tx.Exec(ctx, `UPDATE audit_head SET hash = ? WHERE id = 1`, prev); err != nil {
 		return nil, fmt.Errorf("audit head: %w", err)
 	}
+	if headKey != keyID {
+		keySince = last - int64(len(recs)) + 1
+	}
+	s.noteHead(audit.Head{Seq: last, Hash: prev, KeyID: keyID, KeySince: keySince})
 	return events[len(events)-len(recs):], nil // the key epoch, if any, is the store's own
+}
+
+// appendAfterKnownHead appends events inside tx after the head this process
+// last wrote, moving the head in the same statement on the condition that it
+// is still that one: two statements where appendTx's own way takes three,
+// the head's read among them. When the head is not known, or moved (another
+// process, a replica, or a transaction of this one rolled back), nothing is
+// written and done is false. The events are sealed in place either way:
+// appendTx seals them again after the head it reads.
+func (s *Store) appendAfterKnownHead(ctx context.Context, tx Q, events []audit.Event) (done bool, err error) {
+	s.headMu.Lock()
+	head, known := s.head, s.headKnown
+	s.headMu.Unlock()
+	if !known || head.KeyID != s.keyID {
+		return false, nil // the head must be read (and maybe the key's epoch written)
+	}
+	prev, seq := head.Hash, head.Seq
+	for i := range events {
+		seq++
+		events[i].Seq = seq
+		if err := audit.Seal(&events[i], prev, s.opt.AuditKey); err != nil {
+			return false, err
+		}
+		prev = events[i].Hash
+	}
+	n, err := tx.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ? AND key_id = ?`,
+		seq, prev, head.Seq, head.Hash, head.KeyID)
+	if err != nil {
+		return false, fmt.Errorf("audit head: %w", err)
+	}
+	if n != 1 {
+		s.forgetHead()
+		return false, nil
+	}
+	for i := range events {
+		e := &events[i]
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_events (seq, ts_us, actor_id, actor_name, run_id, kind, payload, alg, prev_hash, hash)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			e.Seq, e.Time.UnixMicro(), e.Actor.ID, e.Actor.Name, e.RunID, string(e.Kind), string(e.Payload), string(e.Alg), e.PrevHash, e.Hash); err != nil {
+			return false, fmt.Errorf("append audit event: %w", err)
+		}
+	}
+	s.noteHead(audit.Head{Seq: seq, Hash: prev, KeyID: head.KeyID, KeySince: head.KeySince})
+	return true, nil
+}
+
+// noteHead remembers the head a transaction of this process moved to. It is
+// noted before that transaction commits: one that rolls back leaves a head
+// the database never had, which the next append's condition finds moved.
+func (s *Store) noteHead(h audit.Head) {
+	s.headMu.Lock()
+	defer s.headMu.Unlock()
+	s.head, s.headKnown = h, true
+}
+
+func (s *Store) forgetHead() {
+	s.headMu.Lock()
+	defer s.headMu.Unlock()
+	s.headKnown = false
 }
 
 // Events streams audit events in seq order.
