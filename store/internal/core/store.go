@@ -248,10 +248,8 @@ func (s *Store) appendTx(ctx context.Context, tx Q, recs ...audit.Record) ([]aud
 		if err := audit.Seal(e, prev, s.opt.AuditKey); err != nil {
 			return nil, err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO audit_events (seq, ts_us, actor_id, actor_name, run_id, kind, payload, alg, prev_hash, hash)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			e.Seq, e.Time.UnixMicro(), e.Actor.ID, e.Actor.Name, e.RunID, string(e.Kind), string(e.Payload), string(e.Alg), e.PrevHash, e.Hash); err != nil {
-			return nil, fmt.Errorf("append audit event: %w", err)
+		if err := insertEvent(ctx, tx, e); err != nil {
+			return nil, err
 		}
 		prev = e.Hash
 	}
@@ -298,15 +296,21 @@ func (s *Store) appendAfterKnownHead(ctx context.Context, tx Q, events []audit.E
 		return false, nil
 	}
 	for i := range events {
-		e := &events[i]
-		if _, err := tx.Exec(ctx, `INSERT INTO audit_events (seq, ts_us, actor_id, actor_name, run_id, kind, payload, alg, prev_hash, hash)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			e.Seq, e.Time.UnixMicro(), e.Actor.ID, e.Actor.Name, e.RunID, string(e.Kind), string(e.Payload), string(e.Alg), e.PrevHash, e.Hash); err != nil {
-			return false, fmt.Errorf("append audit event: %w", err)
+		if err := insertEvent(ctx, tx, &events[i]); err != nil {
+			return false, err
 		}
 	}
 	s.noteHead(audit.Head{Seq: seq, Hash: prev, KeyID: head.KeyID, KeySince: head.KeySince})
 	return true, nil
+}
+
+func insertEvent(ctx context.Context, tx Q, e *audit.Event) error {
+	if _, err := tx.Exec(ctx, `INSERT INTO audit_events (seq, ts_us, actor_id, actor_name, run_id, kind, payload, alg, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Seq, e.Time.UnixMicro(), e.Actor.ID, e.Actor.Name, e.RunID, string(e.Kind), string(e.Payload), string(e.Alg), e.PrevHash, e.Hash); err != nil {
+		return fmt.Errorf("append audit event: %w", err)
+	}
+	return nil
 }
 
 // noteHead remembers the head a transaction of this process moved to. It is
