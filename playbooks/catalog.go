@@ -134,31 +134,22 @@ func Index(dir string, targets map[string]string, kinds ...executors.Kind) (*Cat
 	return Prefetch("").Index(dir, targets, kinds...)
 }
 
-// Prefetched is what an Index does first and needs no configuration for —
-// the built-ins known by their heads, and the one a code chooses parsed —
-// the parse begun in the background while the configuration is read
-// (Prefetch).
+// Prefetched is what an Index does first and needs no configuration for: the
+// built-ins known by their heads, and the one a code chooses built (Prefetch).
 type Prefetched struct {
-	cat  *Catalog // the built-ins alone
-	done chan struct{}
+	cat *Catalog // the built-ins alone
 }
 
-// Prefetch indexes the built-ins and starts parsing the one code chooses (none
-// for ""); its Index waits for the parse. A configured directory that replaces
-// that playbook makes the parse wasted work, not a wrong choice.
+// Prefetch indexes the built-ins and builds the one code chooses (none for
+// ""), from its Go copy (builtin_parsed.go), before the configuration is read.
+// A configured directory that replaces that playbook makes it wasted work, not
+// a wrong choice.
 func Prefetch(code string) *Prefetched {
-	p := &Prefetched{cat: newCatalog(), done: make(chan struct{})}
+	p := &Prefetched{cat: newCatalog()}
 	p.cat.indexBuiltins()
-	id, ok := p.Choose(code)
-	if !ok {
-		close(p.done)
-		return p
+	if id, ok := p.Choose(code); ok {
+		_, _ = p.cat.unparsed[id].playbook() // kept: Resolve returns it, or its problems
 	}
-	u := p.cat.unparsed[id]
-	go func() {
-		defer close(p.done)
-		_, _ = u.playbook() // kept: Resolve returns it, or its problems
-	}()
 	return p
 }
 
@@ -171,12 +162,8 @@ func (p *Prefetched) Choose(code string) (string, bool) {
 	return p.cat.Choose(code)
 }
 
-// Wait waits for the work p began, for a command that will not index.
-func (p *Prefetched) Wait() { <-p.done }
-
 // Index is Index(dir, targets, kinds…) on what p read; call it once.
 func (p *Prefetched) Index(dir string, targets map[string]string, kinds ...executors.Kind) (*Catalog, error) {
-	<-p.done
 	c := p.cat
 	var all Problems
 	if err := c.addDir(dir, indexParse, &all); err != nil {

@@ -192,9 +192,10 @@ func newRunReport(run *playbooks.Run, lab string, took time.Duration, code int) 
 }
 
 func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string) error {
-	// The playbook a code chooses is read, and the lab's organisation, on
-	// another core while the configuration is: none needs the others until
-	// the lab is checked against the playbook below.
+	// The playbook a code chooses is built before the configuration is read,
+	// and its lab's organisation on another core while the playbook is
+	// checked: neither needs the other until the lab is checked against the
+	// playbook below.
 	var (
 		chosen   string // by its code, unless an NDR file chooses
 		building *labBuild
@@ -213,7 +214,6 @@ func (g *globals) diagnose(ctx context.Context, f *diagnoseFlags, args []string)
 	}
 	cfg, _, err := g.loadConfig()
 	if err != nil {
-		early.Wait()
 		return err
 	}
 	if id, ok := early.Choose(chosen); ok && f.lab.set() {

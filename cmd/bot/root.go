@@ -103,7 +103,6 @@ func (g *globals) configAndIndex() (config.Config, *playbooks.Catalog, error) {
 	early := playbooks.Prefetch("")
 	cfg, _, err := g.loadConfig()
 	if err != nil {
-		early.Wait()
 		return cfg, nil, err
 	}
 	cat, err := g.index(early, cfg)

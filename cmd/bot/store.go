@@ -214,7 +214,7 @@ func simulation(cfg config.Config, lf labFlags, playbook string) (*lab.Lab, floa
 }
 
 // labBuild is a lab being built in the background for the playbook a command
-// chose by its matches, while that playbook is parsed and checked: neither
+// chose by its matches, while that playbook is checked: neither
 // needs the other until the lab is used. A nil *labBuild builds nothing.
 type labBuild struct {
 	playbook string
@@ -245,11 +245,10 @@ func (b *labBuild) wait() {
 // result is the lab for playbook: the one built in the background when it was
 // built for playbook, else simulation(cfg, lf, playbook).
 func (b *labBuild) result(cfg config.Config, lf labFlags, playbook string) (*lab.Lab, float64, error) {
+	b.wait()
 	if b == nil || b.playbook != playbook {
-		b.wait()
 		return simulation(cfg, lf, playbook)
 	}
-	b.wait()
 	return b.lab, b.scale, b.err
 }
 
