@@ -31,7 +31,7 @@ type Catalog struct {
 }
 
 // unparsed is a built-in playbook known by its head's id and matches; it is
-// parsed once, when first needed, and its params are read when Heads asks.
+// built once, when first needed (builtinParse).
 type unparsed struct {
 	head Head   // without Params
 	file string // under builtin/
@@ -39,29 +39,15 @@ type unparsed struct {
 	once sync.Once
 	pb   *Playbook
 	err  error
-
-	paramsOnce sync.Once
-	full       Head
 }
 
-// fullHead is the head with its params; a built-in whose params do not read
-// on their own is parsed whole, and listed without them when that fails too
-// (Resolve reports its problems).
+// fullHead is the head with its params, from the playbook built whole; one
+// that does not parse is listed without them (Resolve reports its problems).
 func (u *unparsed) fullHead() Head {
-	u.paramsOnce.Do(func() {
-		if data, err := u.read(); err == nil {
-			if h, ok := headOf(data); ok {
-				u.full = h
-				return
-			}
-		}
-		if pb, err := u.playbook(); err == nil {
-			u.full = pb.Head()
-		} else {
-			u.full = u.head
-		}
-	})
-	return u.full
+	if pb, err := u.playbook(); err == nil {
+		return pb.Head()
+	}
+	return u.head
 }
 
 func (u *unparsed) read() ([]byte, error) { return builtin.ReadFile("builtin/" + u.file) }
@@ -327,7 +313,7 @@ func (c *Catalog) addBuiltins(parseFile func(file string, data []byte) (*Playboo
 	return nil
 }
 
-// builtinHead is a built-in playbook's id and matches, as scanHead reads them
+// builtinHead is a built-in playbook's id and matches, as parse reads them
 // from its file under builtin/. builtinHeads, one per file, are written by
 // `go test ./playbooks -run TestBuiltinHeads -update`; the test holds them to
 // the files.

@@ -197,63 +197,8 @@ func TestDeferredCheckAndTheDiagnosis(t *testing.T) {
 	}
 }
 
-// headOf must read every built-in as parse does; a built-in it cannot read is
-// parsed whole, which costs time, not correctness, but is a shape to look at.
-func TestHeadOfIsParse(t *testing.T) {
-	for _, f := range builtinFiles(t) {
-		n, data, pb := f.name, f.data, f.parse(t)
-		h, ok := headOf(data)
-		require.True(t, ok, "%s: headOf gives up on it", n)
-		assert.Equal(t, pb.Head(), h, n)
-		assert.NotEmpty(t, h.ParamOrder, "%s: no parameters read", n)
-	}
-}
-
-func TestHeadOf(t *testing.T) {
-	tests := []struct {
-		name    string
-		yaml    string
-		id      string
-		matches []string
-		ok      bool
-	}{
-		{"flow list", "id: a\ntitle: A\nmatches: [\"5.5.4\", 4.4.0]\nsteps: {}\n", "a", []string{"5.5.4", "4.4.0"}, true},
-		{"block list, indented", "# c\nid: a\nmatches:\n  - x   # first\n\n  - 'y z'\nsteps:\n  s:\n    id: no\n", "a", []string{"x", "y z"}, true},
-		{"block list at column 0", "matches:\n- x\n- y\nid: \"a\"\n", "a", []string{"x", "y"}, true},
-		{"one match", "id: a\nmatches: x\n", "a", []string{"x"}, true},
-		{"CRLF", "id: a\r\nmatches:\r\n  - x\r\n", "a", []string{"x"}, true},
-		{"a nested id is not the id", "steps:\n  id: b\nid: a\nmatches: [x]\n", "a", []string{"x"}, true},
-		{"no matches", "id: a\ntitle: A\n", "", nil, false},
-		{"no id", "matches: [x]\n", "", nil, false},
-		{"empty id", "id:\nmatches: [x]\n", "", nil, false},
-		{"id twice", "id: a\nmatches: [x]\nid: b\n", "", nil, false},
-		{"document marker", "---\nid: a\nmatches: [x]\n", "", nil, false},
-		{"flow mapping", "{id: a, matches: [x]}\n", "", nil, false},
-		{"quoted key", "\"id\": a\nmatches: [x]\n", "", nil, false},
-		{"tab", "id: a\n\tmatches: [x]\n", "", nil, false},
-		{"id is a list", "id: [a]\nmatches: [x]\n", "", nil, false},
-		{"a match is a mapping", "id: a\nmatches: [{x: 1}]\n", "", nil, false},
-		{"alias", "id: *a\nmatches: [x]\n", "", nil, false},
-		{"not a sequence item", "id: a\n-x\nmatches: [x]\n", "", nil, false},
-		{"params read", "id: a\nmatches: [x]\nparams:\n  sender: {type: email, required: true}\n", "a", []string{"x"}, true},
-		{"params not a mapping", "id: a\nmatches: [x]\nparams: [sender]\n", "", nil, false},
-		{"a parameter parse refuses", "id: a\nmatches: [x]\nparams:\n  Sender: {type: email}\n", "", nil, false},
-		{"params twice", "id: a\nmatches: [x]\nparams: {}\nparams: {}\n", "", nil, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h, ok := headOf([]byte(tt.yaml))
-			assert.Equal(t, tt.ok, ok)
-			assert.Equal(t, tt.id, h.ID)
-			assert.Equal(t, tt.matches, h.Matches)
-		})
-	}
-	h, ok := headOf([]byte("id: a\nmatches: [x]\nparams:\n  sender: {type: email, required: true}\n"))
-	require.True(t, ok)
-	assert.Equal(t, []string{"sender"}, h.ParamOrder, "the params are read")
-}
-
-// Heads gives what choosing for a bounce needs without parsing a built-in.
+// Heads gives what choosing for a bounce needs without parsing a built-in's
+// YAML (each is built from its Go copy) nor adding it to the catalog.
 func TestHeadsParseNothing(t *testing.T) {
 	cat, err := Index("", nil)
 	require.NoError(t, err)
@@ -386,13 +331,12 @@ func TestChooseIsResolve(t *testing.T) {
 var update = flag.Bool("update", false, "rewrite builtin_heads.go and builtin_parsed.go from the built-in playbooks")
 
 // TestBuiltinHeads holds builtinHeads to the built-in files: one entry per
-// file, in file order, with the id and matches scanHead reads in it.
+// file, in file order, with the id and matches parse reads in it.
 func TestBuiltinHeads(t *testing.T) {
 	var want []builtinHead
 	for _, f := range builtinFiles(t) {
-		h, _, ok := scanHead(f.data)
-		require.True(t, ok, "%s: its head does not read on its own", f.name)
-		want = append(want, builtinHead{File: path.Base(f.name), ID: h.ID, Matches: h.Matches})
+		pb := f.parse(t)
+		want = append(want, builtinHead{File: path.Base(f.name), ID: pb.ID, Matches: pb.Matches})
 	}
 	if *update {
 		var b strings.Builder
