@@ -206,7 +206,7 @@ func (d *deferredCheck) ready(pb *Playbook) error {
 	rest := *c
 	rest.exprs = newExprCompiler(optimize)
 	if pb.builtin {
-		rest.exprs.deferred = &deferredTemplates{optimize: optimize}
+		rest.exprs.deferred = &deferredTemplates{}
 	}
 	restProblems := &problems{file: pb.Source}
 	pc := &pendingCheck{done: make(chan struct{})}

@@ -168,25 +168,33 @@ func (c *exprCompiler) compile(src string, asBool bool) (*vm.Program, *refs, err
 // refsOf is what compile returns for src's refs, from parsing it alone: a
 // deferred template hole is checked and compiled later.
 func (c *exprCompiler) refsOf(src string) (*refs, error) {
-	tree, err := parser.ParseWithConfig(src, c.anyResult)
+	_, r, err := parseRefs(src, c.anyResult)
 	if err != nil {
 		return nil, fmt.Errorf("expression %q: %s", src, firstLine(err.Error()))
 	}
-	r := &refs{}
-	ast.Walk(&tree.Node, r)
 	return r, nil
 }
 
-// compileWith is expr.Compile's pipeline (parse, check, optimise, emit) with
-// a configuration made beforehand; the parsed tree is walked for refs before
-// the checker and optimiser rewrite it, as expr.Patch would have.
-func compileWith(src string, config *conf.Config) (*vm.Program, *refs, error) {
+// parseRefs parses src and walks the tree for what it refers to, before a
+// checker or optimiser rewrites it.
+func parseRefs(src string, config *conf.Config) (*parser.Tree, *refs, error) {
 	tree, err := parser.ParseWithConfig(src, config)
 	if err != nil {
 		return nil, nil, err
 	}
 	r := &refs{}
 	ast.Walk(&tree.Node, r)
+	return tree, r, nil
+}
+
+// compileWith is expr.Compile's pipeline (parse, check, optimise, emit) with
+// a configuration made beforehand; the parsed tree is walked for refs before
+// the checker and optimiser rewrite it, as expr.Patch would have.
+func compileWith(src string, config *conf.Config) (*vm.Program, *refs, error) {
+	tree, r, err := parseRefs(src, config)
+	if err != nil {
+		return nil, nil, err
+	}
 	if _, err := checker.Check(tree, config); err != nil {
 		return nil, nil, err
 	}
@@ -226,10 +234,10 @@ type template struct {
 // matches, an escalation's reason only when it is raised — and every one of
 // a built-in's compiled when ndrbot was built (Load's check, in
 // TestBuiltinsLintClean): compiling them all before the first finding cost a
-// third of the diagnosis's compiling. It is safe for concurrent use.
+// third of the diagnosis's compiling. They compile as a built-in's other
+// expressions do, without the optimiser (deferredCheck.ready). It is safe for
+// concurrent use.
 type deferredTemplates struct {
-	optimize bool
-
 	mu    sync.Mutex
 	exprs *exprCompiler // made on first use
 }
@@ -238,7 +246,7 @@ func (d *deferredTemplates) compile(src string) *vm.Program {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.exprs == nil {
-		d.exprs = newExprCompiler(d.optimize)
+		d.exprs = newExprCompiler(false)
 	}
 	prog, _, _ := d.exprs.compile(src, false) // nil: rendered as an error is, "?"
 	return prog
