@@ -21,5 +21,5 @@ func ShareMemory(ctx context.Context, s *Store, opt store.Options) (*Store, erro
 	if err := core.Migrate(ctx, d, Dialect, mustSub(migrations, "migrations"), time.Now()); err != nil {
 		return nil, err
 	}
-	return &Store{Store: core.New(d, Dialect, opt), memory: s.memory}, nil
+	return scratchStore(d, opt), nil
 }

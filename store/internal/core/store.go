@@ -229,35 +229,26 @@ func (s *Store) appendTx(ctx context.Context, tx Q, recs ...audit.Record) ([]aud
 	case keyID != "" && headKey != keyID:
 		// First write with this key: the epoch event goes first, so every event
 		// after it is keyed and a trail later stripped of its keys is told apart.
-		since := last - int64(len(recs)) + 1
-		if err := tx.QueryRow(ctx, `UPDATE audit_head SET seq = seq + 1, key_id = ?, key_since = ? WHERE id = 1 RETURNING seq`, keyID, since).Scan(&last); err != nil {
+		keySince = last - int64(len(recs)) + 1
+		if err := tx.QueryRow(ctx, `UPDATE audit_head SET seq = seq + 1, key_id = ?, key_since = ? WHERE id = 1 RETURNING seq`, keyID, keySince).Scan(&last); err != nil {
 			return nil, fmt.Errorf("audit head: %w", err)
 		}
-		payload, err := json.Marshal(audit.KeyEpoch{KeyID: keyID, Since: since})
+		payload, err := json.Marshal(audit.KeyEpoch{KeyID: keyID, Since: keySince})
 		if err != nil {
 			return nil, err
 		}
 		epoch := audit.Event{Time: s.now(), Actor: incident.BotActor, Kind: audit.KindKeyEpoch, Payload: payload}
 		events = append([]audit.Event{epoch}, events...)
 	}
-	seq := last - int64(len(events))
-	for i := range events {
-		seq++
-		e := &events[i]
-		e.Seq = seq
-		if err := audit.Seal(e, prev, s.opt.AuditKey); err != nil {
-			return nil, err
-		}
-		if err := insertEvent(ctx, tx, e); err != nil {
-			return nil, err
-		}
-		prev = e.Hash
+	prev, err := s.sealAfter(events, last-int64(len(events)), prev)
+	if err != nil {
+		return nil, err
+	}
+	if err := insertEvents(ctx, tx, events); err != nil {
+		return nil, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE audit_head SET hash = ? WHERE id = 1`, prev); err != nil {
 		return nil, fmt.Errorf("audit head: %w", err)
-	}
-	if headKey != keyID {
-		keySince = last - int64(len(recs)) + 1
 	}
 	s.noteHead(audit.Head{Seq: last, Hash: prev, KeyID: keyID, KeySince: keySince})
 	return events[len(events)-len(recs):], nil // the key epoch, if any, is the store's own
@@ -277,15 +268,11 @@ func (s *Store) appendAfterKnownHead(ctx context.Context, tx Q, events []audit.E
 	if !known || head.KeyID != s.keyID {
 		return false, nil // the head must be read (and maybe the key's epoch written)
 	}
-	prev, seq := head.Hash, head.Seq
-	for i := range events {
-		seq++
-		events[i].Seq = seq
-		if err := audit.Seal(&events[i], prev, s.opt.AuditKey); err != nil {
-			return false, err
-		}
-		prev = events[i].Hash
+	prev, err := s.sealAfter(events, head.Seq, head.Hash)
+	if err != nil {
+		return false, err
 	}
+	seq := head.Seq + int64(len(events))
 	n, err := tx.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ? AND key_id = ?`,
 		seq, prev, head.Seq, head.Hash, head.KeyID)
 	if err != nil {
@@ -295,20 +282,35 @@ func (s *Store) appendAfterKnownHead(ctx context.Context, tx Q, events []audit.E
 		s.forgetHead()
 		return false, nil
 	}
-	for i := range events {
-		if err := insertEvent(ctx, tx, &events[i]); err != nil {
-			return false, err
-		}
+	if err := insertEvents(ctx, tx, events); err != nil {
+		return false, err
 	}
 	s.noteHead(audit.Head{Seq: seq, Hash: prev, KeyID: head.KeyID, KeySince: head.KeySince})
 	return true, nil
 }
 
-func insertEvent(ctx context.Context, tx Q, e *audit.Event) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO audit_events (seq, ts_us, actor_id, actor_name, run_id, kind, payload, alg, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.Seq, e.Time.UnixMicro(), e.Actor.ID, e.Actor.Name, e.RunID, string(e.Kind), string(e.Payload), string(e.Alg), e.PrevHash, e.Hash); err != nil {
-		return fmt.Errorf("append audit event: %w", err)
+// sealAfter seals events as the ones after event seq, whose hash is prev:
+// consecutive sequence numbers, each chained to the one before. It returns the
+// last one's hash.
+func (s *Store) sealAfter(events []audit.Event, seq int64, prev string) (string, error) {
+	for i := range events {
+		e := &events[i]
+		e.Seq = seq + int64(i) + 1
+		if err := audit.Seal(e, prev, s.opt.AuditKey); err != nil {
+			return "", err
+		}
+		prev = e.Hash
+	}
+	return prev, nil
+}
+
+func insertEvents(ctx context.Context, tx Q, events []audit.Event) error {
+	for _, e := range events {
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_events (seq, ts_us, actor_id, actor_name, run_id, kind, payload, alg, prev_hash, hash)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			e.Seq, e.Time.UnixMicro(), e.Actor.ID, e.Actor.Name, e.RunID, string(e.Kind), string(e.Payload), string(e.Alg), e.PrevHash, e.Hash); err != nil {
+			return fmt.Errorf("append audit event: %w", err)
+		}
 	}
 	return nil
 }
